@@ -1,0 +1,2 @@
+"""hftbacktest: tick-level backtesting, Binance USD-M data tools, emulator and live trading (Python + numba)."""
+from .types import *  # noqa: F401,F403  (constants and dtypes, same names as hftbacktest 2.x)
