@@ -1,0 +1,1 @@
+"""Local Binance USD-M Futures exchange emulator (REST + WebSocket on loopback)."""
