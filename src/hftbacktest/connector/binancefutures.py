@@ -1,0 +1,635 @@
+"""The Binance USD-M Futures connector process: exchange streams and REST on one side, bots over IPC on the other."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..live.ipc import TO_ALL, ConnectorChannel
+from ..live.ipc import codec
+from ..live.ipc.codec import ErrorKind
+from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE
+from .config import ConnectorConfig
+from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
+from .orders import ORDER_TYPE_NAME, SIDE_NAME, TIF_NAME, ManagedOrder, OrderManager
+from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
+
+log = logging.getLogger("hftbacktest.connector")
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class Backoff:
+    """100 ms x 2^n capped, +-20 % jitter, reset after a long healthy period."""
+
+    def __init__(self, cfg: ConnectorConfig):
+        self.cfg = cfg
+        self.failures = 0
+        self.started = time.monotonic()
+
+    def healthy_since(self) -> None:
+        self.started = time.monotonic()
+
+    def next_delay(self) -> float:
+        if time.monotonic() - self.started > self.cfg.backoff_reset_s:
+            self.failures = 0
+        delay = min(self.cfg.backoff_initial_s * (2 ** self.failures), self.cfg.backoff_max_s)
+        self.failures += 1
+        return delay * random.uniform(0.8, 1.2)
+
+
+class StreamClosed(Exception):
+    pass
+
+
+class BinanceFuturesConnector:
+    def __init__(self, name: str, cfg: ConnectorConfig):
+        self.name = name
+        self.cfg = cfg
+        self.rest = BinanceRest(cfg)
+        self.orders = OrderManager(cfg.order_prefix)
+        self.books: dict[str, SymbolBook] = {}
+        self.symbol_info: dict[str, tuple[float, float]] = {}  # symbol -> (tick, lot) asked by bots
+        self.exchange_filters: dict[str, tuple[float, float]] = {}
+        self.positions: dict[str, tuple[float, int]] = {}
+        self.ipc: ConnectorChannel | None = None
+        self.stop = asyncio.Event()
+        self.exit_code = 0
+        self._md_ws: aiohttp.ClientWebSocketResponse | None = None
+        self._snapshot_tasks: dict[str, asyncio.Task] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._cancelled_at_start: set[str] = set()
+        self._user_connected_once = False
+        self._hedge_mode = False
+        self._last_rate_notice = 0.0
+        self._session: aiohttp.ClientSession | None = None
+        self._signals = 0
+
+    # --- publishing -----------------------------------------------------------------------------
+    def send(self, bot_id: int, msg: Any) -> None:
+        self.ipc.send(bot_id, codec.encode_event(msg))
+
+    def send_batch(self, bot_id: int, msgs: list) -> None:
+        self.send(bot_id, codec.BatchStart())
+        for m in msgs:
+            self.send(bot_id, m)
+        self.send(bot_id, codec.BatchEnd())
+
+    def error(self, kind: ErrorKind, value: Any, code: int = 0, bot_id: int = TO_ALL) -> None:
+        self.send(bot_id, codec.Error(kind, value, code))
+
+    def publish_position(self, symbol: str, qty: float, ts: int) -> None:
+        cached = self.positions.get(symbol)
+        if cached is not None and ts < cached[1]:
+            return
+        self.positions[symbol] = (qty, ts)
+        self.send(TO_ALL, codec.Position(symbol, qty, ts))
+
+    def publish_order(self, rec: ManagedOrder, order=None) -> None:
+        self.send(rec.bot_id, codec.OrderUpdate(rec.symbol, order if order is not None else rec.order))
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("connector task failed; exiting", exc_info=task.exception())
+            self.exit_code = 1
+            self.stop.set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def run(self) -> int:
+        self.ipc = ConnectorChannel(self.name)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        self._session = aiohttp.ClientSession()
+        await self.rest.start()
+        reply = await self._safe_request("GET", "/fapi/v1/time")
+        if reply is not None and reply.ok:
+            await self.rest.sync_time()
+        await self._load_exchange_info()
+        if self.cfg.has_credentials and self.cfg.hedge_mode_check:
+            dual = await self._safe_request("GET", "/fapi/v1/positionSide/dual", signed=True)
+            if dual is not None and dual.ok and dual.data.get("dualSidePosition"):
+                self._hedge_mode = True
+                log.error("the account is in hedge mode; positions assume one-way mode")
+        self.error(ErrorKind.Custom, "connector started", codec.CUSTOM_CONNECTOR_RESTARTED)
+        log.info("connector %r up (%s, %s)", self.name, self.cfg.api_url, self.cfg.stream_url)
+        for coro in (self._ipc_loop(), self._heartbeat_loop(), self._market_loop(), self._clock_loop()):
+            self.spawn(coro)
+        if self.cfg.has_credentials:
+            self.spawn(self._user_loop())
+        else:
+            log.warning("no api_key/secret: market data only, every order will be refused")
+        await self.stop.wait()
+        await self._shutdown()
+        return self.exit_code
+
+    def _on_signal(self) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now")
+            raise SystemExit(1)
+        log.info("shutting down")
+        self.stop.set()
+
+    async def _shutdown(self) -> None:
+        if self.cfg.cancel_on_shutdown and self.cfg.has_credentials:
+            cancels = [self._safe_request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": s.upper()}, signed=True)
+                       for s in self.symbol_info]
+            try:
+                await asyncio.wait_for(asyncio.gather(*cancels), 5.0)
+            except asyncio.TimeoutError:
+                log.warning("cancel-all on shutdown did not finish within 5 s")
+        if getattr(self, "_listen_key", None):
+            await self._safe_request("DELETE", "/fapi/v1/listenKey", api_key=True)
+        try:
+            self.error(ErrorKind.CriticalConnectionError, "connector shutting down")
+        except Exception:
+            pass
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.rest.close()
+        if self._session is not None:
+            await self._session.close()
+        self.ipc.close()
+
+    async def _safe_request(self, method: str, path: str, params: dict | None = None, **kw) -> RestReply | None:
+        try:
+            reply = await self.rest.request(method, path, params, **kw)
+        except RateLimited as exc:
+            log.warning("%s %s skipped: %s", method, path, exc)
+            return None
+        self._after_reply(reply)
+        return reply
+
+    def _after_reply(self, reply: RestReply) -> None:
+        if reply.code in AUTH_FAILURE_CODES or reply.status in (401, 418):
+            self.error(ErrorKind.CriticalConnectionError, reply.error_value())
+        if self.rest.near_limit() and time.monotonic() - self._last_rate_notice > 60:
+            self._last_rate_notice = time.monotonic()
+            self.error(ErrorKind.Custom, "rate limit near", codec.CUSTOM_RATE_LIMIT_NEAR)
+
+    async def _load_exchange_info(self) -> None:
+        reply = await self._safe_request("GET", "/fapi/v1/exchangeInfo")
+        if reply is None or not reply.ok:
+            log.warning("exchangeInfo unavailable; tick/lot sizes will not be cross-checked")
+            return
+        for s in reply.data.get("symbols", []):
+            filters = {f["filterType"]: f for f in s.get("filters", [])}
+            try:
+                tick = float(filters["PRICE_FILTER"]["tickSize"])
+                lot = float(filters["LOT_SIZE"]["stepSize"])
+            except (KeyError, ValueError):
+                continue
+            self.exchange_filters[s["symbol"].lower()] = (tick, lot)
+
+    async def _clock_loop(self) -> None:
+        while True:
+            await asyncio.sleep(600)
+            try:
+                await self.rest.sync_time()
+            except RateLimited:
+                pass
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self.error(ErrorKind.Custom, None, codec.CUSTOM_HEARTBEAT)
+            await asyncio.sleep(self.cfg.heartbeat_s)
+
+    # --- bot requests ---------------------------------------------------------------------------
+    async def _ipc_loop(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            got = self.ipc.recv()
+            if got is None:
+                # Stay responsive right after activity, otherwise yield the CPU to other processes.
+                await asyncio.sleep(0 if time.monotonic() - idle_since < 0.01 else 0.0005)
+                continue
+            idle_since = time.monotonic()
+            bot_id, payload = got
+            try:
+                req = codec.decode_request(payload)
+            except Exception as exc:
+                log.error("undecodable request from bot %d: %s", bot_id, exc)
+                self.error(ErrorKind.Custom, str(exc), codec.CUSTOM_CODEC_MISMATCH, bot_id)
+                continue
+            if isinstance(req, codec.RegisterInstrument):
+                self._register(bot_id, req)
+            elif req.order.req == NEW:
+                self.spawn(self._submit(bot_id, req.symbol.lower(), req.order))
+            elif req.order.req == CANCELED:
+                self.spawn(self._cancel(bot_id, req.symbol.lower(), req.order))
+            else:
+                log.error("bot %d sent an order request with invalid req=%d; ignored", bot_id, req.order.req)
+
+    def _register(self, bot_id: int, req: codec.RegisterInstrument) -> None:
+        symbol = req.symbol.lower()
+        if symbol != req.symbol:
+            self.error(ErrorKind.Custom, "symbol must be lowercase", codec.CUSTOM_SYMBOL_CASE, bot_id)
+        if self._hedge_mode:
+            self.error(ErrorKind.Custom, "account is in hedge mode", codec.CUSTOM_HEDGE_MODE, bot_id)
+        exch = self.exchange_filters.get(symbol)
+        if exch and (abs(exch[0] - req.tick_size) > 1e-12 or abs(exch[1] - req.lot_size) > 1e-12):
+            log.warning("%s: bot tick/lot %s/%s differ from the exchange's %s/%s", symbol, req.tick_size,
+                        req.lot_size, *exch)
+        is_new = symbol not in self.symbol_info
+        self.symbol_info.setdefault(symbol, (req.tick_size, req.lot_size))
+        msgs: list = [codec.OrderUpdate(symbol, r.order) for r in self.orders.open_orders(symbol)]
+        if symbol in self.positions:
+            qty, ts = self.positions[symbol]
+            msgs.append(codec.Position(symbol, qty, ts))
+        book = self.books.get(symbol)
+        if book is not None:
+            msgs += [codec.Feed(symbol, ev) for ev in book.snapshot_events(now_ns())]
+        self.send_batch(bot_id, msgs)
+        if is_new:
+            self.books[symbol] = SymbolBook(symbol)
+            self.spawn(self._subscribe([symbol]))
+            if self.cfg.has_credentials and self._user_connected_once:
+                self.spawn(self._prepare_symbol(symbol))
+        log.info("bot %d registered %s", bot_id, symbol)
+
+    def _order_params(self, symbol: str, rec: ManagedOrder) -> dict:
+        o = rec.order
+        tick, lot = self.symbol_info.get(symbol, (o.tick_size, 0.0))
+        params = {
+            "symbol": symbol.upper(),
+            "side": SIDE_NAME.get(o.side, "BUY"),
+            "type": ORDER_TYPE_NAME.get(o.order_type, "LIMIT"),
+            "quantity": format_step(o.qty, lot) if lot else repr(o.qty),
+            "newClientOrderId": rec.client_id,
+        }
+        if o.order_type == LIMIT:
+            params["price"] = format_step(o.price_tick * o.tick_size, o.tick_size)
+            params["timeInForce"] = TIF_NAME.get(o.time_in_force, "GTC")
+        return params
+
+    def _refuse(self, bot_id: int, symbol: str, order, value: Any) -> None:
+        self.send(bot_id, codec.OrderUpdate(symbol, order._replace(status=EXPIRED, req=NONE)))
+        self.error(ErrorKind.OrderError, value, bot_id=bot_id)
+
+    async def _submit(self, bot_id: int, symbol: str, order) -> None:
+        if not self.cfg.has_credentials:
+            self._refuse(bot_id, symbol, order, "no credentials")
+            return
+        if order.order_type not in (LIMIT, MARKET):
+            self._refuse(bot_id, symbol, order, {"code": -1116, "msg": "unsupported order type"})
+            return
+        rec = self.orders.submit(bot_id, symbol, order)
+        if rec is None:
+            log.error("bot %d: order id %d on %s is still live (duplicated client order id)", bot_id, order.order_id, symbol)
+            self._refuse(bot_id, symbol, order, {"code": -4116, "msg": "order id is still live"})
+            return
+        try:
+            reply = await self.rest.request("POST", "/fapi/v1/order", self._order_params(symbol, rec), signed=True)
+        except RateLimited as exc:
+            self._fail(rec, True, {"code": -1003, "msg": str(exc)})
+            return
+        self._after_reply(reply)
+        if reply.ok:
+            fwd = self.orders.on_rest_order(rec, reply.data)
+            if fwd is not None:
+                self.publish_order(rec, fwd)
+        elif reply.code == -4116:  # our retry found the first attempt already placed
+            await self._resolve(rec, True)
+        elif reply.unknown:
+            log.warning("submit %s: status unknown (%s); querying", rec.client_id, reply.msg)
+            await self._resolve(rec, True)
+        else:
+            level = logging.INFO if reply.code == -5022 else logging.ERROR
+            log.log(level, "submit %s refused: %s %s", rec.client_id, reply.code, reply.msg)
+            self._fail(rec, True, reply.error_value())
+
+    def _fail(self, rec: ManagedOrder, is_submit: bool, value: Any) -> None:
+        fwd = self.orders.on_rest_failure(rec, is_submit)
+        if fwd is not None:
+            self.publish_order(rec, fwd)
+        self.error(ErrorKind.OrderError, value, bot_id=rec.bot_id)
+
+    async def _cancel(self, bot_id: int, symbol: str, order) -> None:
+        rec = self.orders.find_live(symbol, order.order_id)
+        if rec is None:
+            self.send(bot_id, codec.OrderUpdate(symbol, order._replace(req=NONE)))
+            self.error(ErrorKind.OrderError, {"code": -2011, "msg": "Unknown order sent."}, bot_id=bot_id)
+            return
+        self.orders.mark_request(rec, CANCELED, order.local_timestamp)
+        params = {"symbol": symbol.upper(), "origClientOrderId": rec.client_id}
+        try:
+            reply = await self.rest.request("DELETE", "/fapi/v1/order", params, signed=True)
+        except RateLimited as exc:
+            self._fail(rec, False, {"code": -1003, "msg": str(exc)})
+            return
+        self._after_reply(reply)
+        if reply.ok:
+            fwd = self.orders.on_rest_order(rec, reply.data)
+            if fwd is not None:
+                self.publish_order(rec, fwd)
+        elif reply.code == -2011 or reply.unknown:
+            await self._resolve(rec, False)
+        else:
+            log.error("cancel %s refused: %s %s", rec.client_id, reply.code, reply.msg)
+            self._fail(rec, False, reply.error_value())
+
+    async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
+        """Find out what happened to an order whose request outcome is unknown."""
+        params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
+        delay = 0.2
+        for _ in range(5):
+            try:
+                reply = await self.rest.request("GET", "/fapi/v1/order", params, signed=True)
+            except RateLimited:
+                reply = None
+            if reply is not None and reply.ok:
+                fwd = self.orders.on_rest_order(rec, reply.data)
+                if fwd is not None:
+                    self.publish_order(rec, fwd)
+                return
+            if reply is not None and reply.code == -2013:
+                fwd = self.orders.expire_unknown(rec) if is_submit else self.orders.on_rest_failure(rec, False)
+                if fwd is not None:
+                    self.publish_order(rec, fwd)
+                if is_submit:
+                    self.error(ErrorKind.OrderError, {"code": -2013, "msg": "Order does not exist."}, bot_id=rec.bot_id)
+                return
+            await asyncio.sleep(delay)
+            delay *= 2
+        log.error("order %s: state still unknown; waiting for the user stream", rec.client_id)
+
+    # --- market data ----------------------------------------------------------------------------
+    def _streams(self, symbols: list[str]) -> list[str]:
+        out = []
+        for s in symbols:
+            out += [f"{s}@{self.cfg.depth_stream}", f"{s}@trade"]
+            if self.cfg.book_ticker:
+                out.append(f"{s}@bookTicker")
+        return out
+
+    async def _subscribe(self, symbols: list[str]) -> None:
+        ws = self._md_ws
+        if ws is None or ws.closed or not symbols:
+            return  # the market loop subscribes everything on (re)connect
+        for i in range(0, len(symbols), 50):
+            chunk = self._streams(symbols[i:i + 50])
+            await ws.send_bytes(orjson.dumps({"method": "SUBSCRIBE", "params": chunk, "id": random.getrandbits(31)}))
+            await asyncio.sleep(0.1)  # <= 10 control messages per second
+        for s in symbols:
+            self._start_snapshot(s)
+
+    def _start_snapshot(self, symbol: str) -> None:
+        task = self._snapshot_tasks.get(symbol)
+        if task is None or task.done():
+            self._snapshot_tasks[symbol] = self.spawn(self._snapshot(symbol))
+
+    async def _snapshot(self, symbol: str) -> None:
+        delay = 0.2
+        for attempt in range(8):
+            reply = await self._safe_request(
+                "GET", "/fapi/v1/depth", {"symbol": symbol.upper(), "limit": self.cfg.depth_snapshot_limit})
+            book = self.books[symbol]
+            if reply is not None and reply.ok:
+                try:
+                    events = book.on_snapshot(reply.data, now_ns())
+                except StaleSnapshot as exc:
+                    log.info("%s; refetching", exc)
+                except DepthGap as exc:
+                    log.warning("%s", exc)
+                    book.resync()
+                else:
+                    self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in events])
+                    log.info("%s book synced at update id %s", symbol, book.last_u)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        self.error(ErrorKind.ConnectionInterrupted, f"could not sync the {symbol} book")
+        raise StreamClosed(f"{symbol}: no usable depth snapshot after 8 attempts")
+
+    async def _market_loop(self) -> None:
+        backoff = Backoff(self.cfg)
+        while True:
+            reason = "closed"
+            try:
+                async with self._session.ws_connect(self.cfg.stream_url, autoping=True, max_msg_size=0) as ws:
+                    self._md_ws = ws
+                    backoff.healthy_since()
+                    for book in self.books.values():
+                        book.resync()
+                    await self._subscribe(list(self.books))
+                    reason = await self._read_market(ws)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._md_ws = None
+            for task in self._snapshot_tasks.values():
+                task.cancel()
+            self.error(ErrorKind.ConnectionInterrupted, f"market stream: {reason}")
+            if backoff.failures >= self.cfg.critical_after:
+                self.error(ErrorKind.CriticalConnectionError, f"market stream failed {backoff.failures} times")
+            delay = backoff.next_delay()
+            log.warning("market stream dropped (%s); reconnecting in %.2f s", reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _read_market(self, ws) -> str:
+        idle = self.cfg.stream_idle_timeout_s
+        while True:
+            try:
+                msg = await ws.receive(timeout=idle if self.books else None)
+            except asyncio.TimeoutError:
+                return f"no data for {idle:.0f} s"
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                self._on_market(msg.data)
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                return f"closed by server ({ws.close_code})"
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                return f"error {ws.exception()}"
+
+    def _on_market(self, raw) -> None:
+        local_ts = now_ns()
+        try:
+            msg = orjson.loads(raw)
+            if "stream" in msg and "data" in msg:
+                msg = msg["data"]
+            kind = msg.get("e")
+        except (orjson.JSONDecodeError, AttributeError):
+            log.warning("unparseable market frame dropped: %.120r", raw)
+            return
+        try:
+            if kind == "depthUpdate":
+                symbol = msg["s"].lower()
+                book = self.books.get(symbol)
+                if book is None:
+                    return
+                try:
+                    events = book.on_depth(msg, local_ts)
+                except DepthGap as exc:
+                    log.warning("%s", exc)
+                    self.error(ErrorKind.ConnectionInterrupted, str(exc))
+                    book.resync()
+                    book.buffer.append(msg)
+                    self._start_snapshot(symbol)
+                    return
+                if events:
+                    self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in events])
+                elif book.state != "LIVE":
+                    self._start_snapshot(symbol)
+            elif kind == "trade":
+                ev = trade_event(msg, local_ts)
+                if ev is not None:
+                    self.send(TO_ALL, codec.Feed(msg["s"].lower(), ev))
+            elif kind == "bookTicker":
+                symbol = msg["s"].lower()
+                self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in book_ticker_events(msg, local_ts)])
+            elif "result" in msg and "id" in msg:
+                pass  # subscription ack
+            elif kind is not None:
+                log.debug("market event %s ignored", kind)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("malformed %s frame dropped (%s): %.120r", kind, exc, raw)
+
+    # --- user data ------------------------------------------------------------------------------
+    async def _user_loop(self) -> None:
+        backoff = Backoff(self.cfg)
+        self._listen_key = None
+        while True:
+            reason = "closed"
+            try:
+                reply = await self._safe_request("POST", "/fapi/v1/listenKey", api_key=True)
+                if reply is None or not reply.ok:
+                    raise StreamClosed(f"listenKey: {reply.error_value() if reply else 'rate limited'}")
+                self._listen_key = reply.data["listenKey"]
+                log.info("listen key %s... obtained", self._listen_key[:4])
+                async with self._session.ws_connect(f"{self.cfg.stream_url}/{self._listen_key}", autoping=True) as ws:
+                    backoff.healthy_since()
+                    first = not self._user_connected_once
+                    self._user_connected_once = True
+                    sync = self.spawn(self._after_user_connect(first))
+                    keepalive = self.spawn(self._keepalive(ws))
+                    try:
+                        reason = await self._read_user(ws)
+                    finally:
+                        keepalive.cancel()
+                        sync.cancel()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            self.error(ErrorKind.ConnectionInterrupted, f"user stream: {reason}")
+            if backoff.failures >= self.cfg.critical_after:
+                self.error(ErrorKind.CriticalConnectionError, f"user stream failed {backoff.failures} times")
+            delay = backoff.next_delay()
+            log.warning("user stream dropped (%s); reconnecting in %.2f s", reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _keepalive(self, ws) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.listen_key_keepalive_s)
+            reply = await self._safe_request("PUT", "/fapi/v1/listenKey", api_key=True)
+            if reply is None or not reply.ok:
+                log.warning("listen key keepalive failed (%s); recreating the user stream",
+                            reply.error_value() if reply else "rate limited")
+                await ws.close()
+                return
+
+    async def _read_user(self, ws) -> str:
+        while True:
+            msg = await ws.receive()
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                if self._on_user(msg.data):
+                    return "listen key expired"
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                return f"closed by server ({ws.close_code})"
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                return f"error {ws.exception()}"
+
+    def _on_user(self, raw) -> bool:
+        """Handle one user-stream frame; True when the listen key expired."""
+        try:
+            msg = orjson.loads(raw)
+            kind = msg.get("e")
+        except (orjson.JSONDecodeError, AttributeError):
+            log.warning("unparseable user frame dropped: %.80r", raw)
+            return False
+        try:
+            if kind == "ORDER_TRADE_UPDATE":
+                rec = self.orders.on_ws_update(msg["o"], int(msg.get("T") or msg.get("E") or 0))
+                if rec is not None:
+                    self.publish_order(rec)
+            elif kind == "ACCOUNT_UPDATE":
+                ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
+                for p in msg.get("a", {}).get("P", []):
+                    if p.get("ps", "BOTH") == "BOTH":
+                        self.publish_position(p["s"].lower(), float(p["pa"]), ts)
+            elif kind == "listenKeyExpired":
+                return True
+            else:
+                log.info("user event %s ignored", kind)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("malformed %s user frame dropped (%s)", kind, exc)
+        return False
+
+    async def _prepare_symbol(self, symbol: str) -> None:
+        """First use of a symbol with credentials: optional cancel-all, then its position."""
+        if self.cfg.cancel_on_start and symbol not in self._cancelled_at_start:
+            self._cancelled_at_start.add(symbol)
+            await self._safe_request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol.upper()}, signed=True)
+            for rec in self.orders.open_orders(symbol):
+                self.publish_order(rec, self.orders.cancelled_by_rest(rec))
+        await self._refresh_positions()
+
+    async def _after_user_connect(self, first: bool) -> None:
+        if first:
+            for symbol in list(self.symbol_info):
+                await self._prepare_symbol(symbol)
+            await self._refresh_positions()
+            return
+        for symbol in list(self.symbol_info):
+            await self._reconcile(symbol)
+        await self._refresh_positions()
+
+    async def _refresh_positions(self) -> None:
+        reply = await self._safe_request("GET", "/fapi/v2/positionRisk", signed=True)
+        if reply is None or not reply.ok:
+            return
+        seen = set()
+        for row in reply.data:
+            if row.get("positionSide", "BOTH") != "BOTH":
+                continue
+            symbol = row["symbol"].lower()
+            seen.add(symbol)
+            self.publish_position(symbol, float(row["positionAmt"]), int(row.get("updateTime", 0)) * 1_000_000)
+        for symbol in self.symbol_info:
+            if symbol not in seen:
+                self.publish_position(symbol, 0.0, 0)
+
+    async def _reconcile(self, symbol: str) -> None:
+        """After a user-stream gap: make our view of open orders match the exchange's."""
+        reply = await self._safe_request("GET", "/fapi/v1/openOrders", {"symbol": symbol.upper()}, signed=True)
+        if reply is None or not reply.ok:
+            return
+        listed = {row["clientOrderId"]: row for row in reply.data}
+        for cid, row in listed.items():
+            rec = self.orders.by_client.get(cid)
+            if rec is not None:
+                before = (rec.order.status, rec.order.leaves_qty)
+                fwd = self.orders.on_rest_order(rec, row)
+                if fwd is not None and (fwd.status, fwd.leaves_qty) != before:
+                    self.publish_order(rec, fwd)
+            elif cid.startswith(self.cfg.order_prefix) and self.cfg.order_prefix:
+                log.warning("open order %s unknown to this connector: cancelling", cid)
+                await self._safe_request("DELETE", "/fapi/v1/order",
+                                         {"symbol": symbol.upper(), "origClientOrderId": cid}, signed=True)
+        for rec in self.orders.open_orders(symbol):
+            if rec.client_id not in listed:
+                await self._resolve(rec, False)

@@ -1,0 +1,191 @@
+"""Connector-side order state: client ids, REST replies and user-stream updates merged without loss or duplicates.
+
+Binance reports an order's fate on two channels (REST reply and ORDER_TRADE_UPDATE) in no fixed order.
+Each record keeps which channel already reported it terminal, so bots get exactly one terminal update,
+late fills are still forwarded, and the bot's order id is free for reuse as soon as the order is dead.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+
+from ..live.ipc.codec import WireOrder
+from ..types import (
+    BUY, CANCELED, EXPIRED, FILLED, FOK, GTC, GTX, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED, REJECTED,
+    SELL, UNSUPPORTED,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    "NEW": NEW, "PARTIALLY_FILLED": PARTIALLY_FILLED, "FILLED": FILLED, "CANCELED": CANCELED,
+    "EXPIRED": EXPIRED, "EXPIRED_IN_MATCH": EXPIRED, "REJECTED": REJECTED,
+}
+SIDE = {"BUY": BUY, "SELL": SELL}
+SIDE_NAME = {BUY: "BUY", SELL: "SELL"}
+TIF = {"GTC": GTC, "GTX": GTX, "FOK": FOK, "IOC": IOC}
+TIF_NAME = {GTC: "GTC", GTX: "GTX", FOK: "FOK", IOC: "IOC"}
+ORDER_TYPE = {"LIMIT": LIMIT, "MARKET": MARKET}
+ORDER_TYPE_NAME = {LIMIT: "LIMIT", MARKET: "MARKET"}
+ALIVE = (NEW, PARTIALLY_FILLED)
+_ALPHABET = string.ascii_letters + string.digits
+GC_AGE_S = 300.0
+
+
+@dataclass
+class ManagedOrder:
+    client_id: str
+    symbol: str
+    bot_id: int
+    order: WireOrder
+    removed_by_ws: bool = False
+    removed_by_rest: bool = False
+    cum_qty: float = 0.0  # last forwarded cumulative fill
+    dead_since: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def reported_terminal(self) -> bool:
+        return self.removed_by_ws or self.removed_by_rest
+
+
+class OrderManager:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.by_client: dict[str, ManagedOrder] = {}
+        self.live: dict[tuple[str, int], str] = {}  # (symbol, bot order id) -> client id
+
+    def new_client_id(self) -> str:
+        return self.prefix + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+
+    def owns(self, client_id: str) -> bool:
+        return client_id.startswith(self.prefix) and client_id in self.by_client
+
+    # --- requests from bots --------------------------------------------------------------------
+    def submit(self, bot_id: int, symbol: str, order: WireOrder) -> ManagedOrder | None:
+        """Register a new order; None if the bot's id is still live here (the caller refuses it)."""
+        key = (symbol, order.order_id)
+        if key in self.live:
+            return None
+        rec = ManagedOrder(self.new_client_id(), symbol, bot_id, order._replace(status=NEW, req=NEW))
+        self.by_client[rec.client_id] = rec
+        self.live[key] = rec.client_id
+        return rec
+
+    def find_live(self, symbol: str, order_id: int) -> ManagedOrder | None:
+        cid = self.live.get((symbol, order_id))
+        return self.by_client.get(cid) if cid else None
+
+    def mark_request(self, rec: ManagedOrder, req: int, local_ts: int) -> None:
+        rec.order = rec.order._replace(req=req, local_timestamp=local_ts)
+
+    # --- replies --------------------------------------------------------------------------------
+    def _terminal(self, rec: ManagedOrder, channel: str) -> None:
+        setattr(rec, channel, True)
+        self.live.pop((rec.symbol, rec.order.order_id), None)
+        if not rec.dead_since:
+            rec.dead_since = time.monotonic()
+        if rec.removed_by_ws and rec.removed_by_rest:
+            self.by_client.pop(rec.client_id, None)
+
+    def on_rest_order(self, rec: ManagedOrder, body: dict) -> WireOrder | None:
+        """A successful REST reply (new/cancel/query). Returns the order to forward, or None if already final."""
+        already_final = rec.reported_terminal
+        exch_ts = int(body.get("updateTime") or 0) * 1_000_000
+        status = STATUS.get(body.get("status", ""), UNSUPPORTED)
+        o = rec.order
+        if exch_ts >= o.exch_timestamp:
+            qty = float(body.get("origQty") or o.qty)
+            o = o._replace(
+                qty=qty,
+                leaves_qty=qty - float(body.get("executedQty") or 0.0),
+                status=status,
+                exch_timestamp=exch_ts,
+            )
+        rec.order = o._replace(req=NONE)  # any reply ends the pending request, even a stale one
+        if status not in ALIVE and status != UNSUPPORTED:
+            self._terminal(rec, "removed_by_rest")
+        return None if already_final else rec.order
+
+    def on_rest_failure(self, rec: ManagedOrder, is_submit: bool, exch_ts: int = 0) -> WireOrder | None:
+        """A definite rejection. A refused submit kills the order; a refused cancel leaves it as it was."""
+        already_final = rec.reported_terminal
+        if is_submit:
+            rec.order = rec.order._replace(status=EXPIRED, req=NONE, exch_timestamp=max(exch_ts, rec.order.exch_timestamp))
+            self._terminal(rec, "removed_by_rest")
+            rec.removed_by_ws = True  # no user-stream event follows a synchronous rejection
+            self.by_client.pop(rec.client_id, None)
+        else:
+            rec.order = rec.order._replace(req=NONE)
+        return None if already_final else rec.order
+
+    def expire_unknown(self, rec: ManagedOrder) -> WireOrder | None:
+        """The exchange has no such order (query -2013): it never existed or is long gone."""
+        already_final = rec.reported_terminal
+        rec.order = rec.order._replace(status=EXPIRED, req=NONE)
+        rec.removed_by_ws = True
+        self._terminal(rec, "removed_by_rest")
+        return None if already_final else rec.order
+
+    def cancelled_by_rest(self, rec: ManagedOrder) -> WireOrder:
+        """A cancel-all covered this order."""
+        rec.order = rec.order._replace(status=CANCELED, req=NONE)
+        self._terminal(rec, "removed_by_rest")
+        return rec.order
+
+    def on_ws_update(self, o: dict, event_ts_ms: int) -> ManagedOrder | None:
+        """An ORDER_TRADE_UPDATE's `o` object. Returns the record whose order must be forwarded, or None."""
+        rec = self.by_client.get(o.get("c", ""))
+        if rec is None:
+            return None
+        exch_ts = int(o.get("T") or event_ts_ms) * 1_000_000
+        status = STATUS.get(o.get("X", ""), UNSUPPORTED)
+        cum = float(o.get("z") or 0.0)
+        is_new_fill = o.get("x") == "TRADE" and cum > rec.cum_qty
+        cur = rec.order
+        if exch_ts < cur.exch_timestamp and not is_new_fill:
+            return None
+        qty = float(o.get("q") or cur.qty)
+        tick = cur.tick_size
+        upd = cur._replace(
+            qty=qty,
+            leaves_qty=max(qty - cum, 0.0),
+            side=SIDE.get(o.get("S", ""), cur.side),
+            time_in_force=TIF.get(o.get("f", ""), UNSUPPORTED),
+            order_type=ORDER_TYPE.get(o.get("o", ""), UNSUPPORTED),
+            status=status,
+            exch_timestamp=max(exch_ts, cur.exch_timestamp),
+            exec_qty=float(o.get("l") or 0.0),
+            exec_price_tick=round(float(o.get("L") or 0.0) / tick) if tick else 0,
+            maker=bool(o.get("m", False)),
+        )
+        if o.get("x") == "AMENDMENT" and tick:
+            upd = upd._replace(price_tick=round(float(o.get("p") or 0.0) / tick))
+        if rec.reported_terminal and not is_new_fill:
+            if status not in ALIVE:
+                self._terminal(rec, "removed_by_ws")
+            return None
+        if is_new_fill:
+            rec.cum_qty = cum
+            log.debug("fill %s %s l=%s L=%s n=%s %s rp=%s", rec.symbol, rec.client_id, o.get("l"), o.get("L"),
+                      o.get("n"), o.get("N"), o.get("rp"))
+        if rec.reported_terminal:
+            upd = upd._replace(status=rec.order.status)  # late fill of an order already reported dead
+        rec.order = upd
+        if status not in ALIVE:
+            self._terminal(rec, "removed_by_ws")
+        return rec
+
+    def open_orders(self, symbol: str) -> list[ManagedOrder]:
+        return [self.by_client[c] for (s, _), c in self.live.items() if s == symbol and c in self.by_client]
+
+    def gc(self) -> int:
+        """Drop terminal records one channel never confirmed after GC_AGE_S."""
+        now = time.monotonic()
+        stale = [c for c, r in self.by_client.items() if r.dead_since and now - r.dead_since > GC_AGE_S]
+        for c in stale:
+            del self.by_client[c]
+        return len(stale)
