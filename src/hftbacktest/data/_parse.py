@@ -1,0 +1,513 @@
+"""numba fast path for raw Binance lines: `<local_ts> <json>\n`.
+
+It handles the common, well-formed shapes (stream envelopes with depthUpdate/trade/bookTicker/markPriceUpdate,
+string prices with at most 15 significant digits) and hands every other line back to the Python path, which
+implements the full semantics. Float parsing uses the exact fast path (integer mantissa < 2**53 divided or
+multiplied by an exact power of ten, one IEEE rounding), so the doubles equal Python's `float(str)`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# message kinds recorded in the per-line table
+KIND_OTHER = 0
+KIND_DEPTH = 1
+KIND_TRADE = 2
+KIND_TICKER = 3
+KIND_MARK = 4
+KIND_SNAPSHOT = 5
+KIND_ERROR = 6
+
+# parse_lines status
+ST_DONE = 0       # every complete line was consumed
+ST_FALLBACK = 1   # the line at `pos` must go through the Python path
+ST_FULL = 2       # the output tables need more room
+
+# key ids
+K_E, K_EVT, K_T, K_S, K_UU, K_U, K_PU, K_B, K_A, K_P, K_Q, K_X, K_M, K_BQ, K_AQ, K_I, K_R, K_TID, K_DATA = range(19)
+N_KEYS = 19
+
+_P10 = np.array([10.0 ** i for i in range(23)])
+_MAX_EXACT = 1 << 53
+
+QUOTE = 34
+COMMA = 44
+COLON = 58
+LBRACK = 91
+RBRACK = 93
+LBRACE = 123
+RBRACE = 125
+BACKSLASH = 92
+
+
+@njit(cache=True, inline="always")
+def _ws(c):
+    return c == 32 or c == 9 or c == 13 or c == 10
+
+
+@njit(cache=True)
+def _skip_ws(buf, p, e):
+    while p < e and _ws(buf[p]):
+        p += 1
+    return p
+
+
+@njit(cache=True)
+def _value_end(buf, p, e):
+    """Index just past the JSON value starting at p, or -1 (escapes and bad nesting go to the slow path)."""
+    if p >= e:
+        return -1
+    c = buf[p]
+    if c == QUOTE:
+        q = p + 1
+        while q < e:
+            b = buf[q]
+            if b == BACKSLASH:
+                return -1
+            if b == QUOTE:
+                return q + 1
+            q += 1
+        return -1
+    if c == LBRACK or c == LBRACE:
+        depth = 0
+        q = p
+        in_str = False
+        while q < e:
+            b = buf[q]
+            if in_str:
+                if b == BACKSLASH:
+                    return -1
+                if b == QUOTE:
+                    in_str = False
+            elif b == QUOTE:
+                in_str = True
+            elif b == LBRACK or b == LBRACE:
+                depth += 1
+            elif b == RBRACK or b == RBRACE:
+                depth -= 1
+                if depth == 0:
+                    return q + 1
+            q += 1
+        return -1
+    q = p
+    while q < e:
+        b = buf[q]
+        if b == COMMA or b == RBRACE or b == RBRACK or _ws(b):
+            break
+        q += 1
+    return q if q > p else -1
+
+
+@njit(cache=True)
+def _key_id(buf, a, b):
+    n = b - a
+    c = buf[a]
+    if n == 1:
+        if c == 101:   # e
+            return K_EVT
+        if c == 69:    # E
+            return K_E
+        if c == 84:    # T
+            return K_T
+        if c == 115:   # s
+            return K_S
+        if c == 85:    # U
+            return K_UU
+        if c == 117:   # u
+            return K_U
+        if c == 98:    # b
+            return K_B
+        if c == 97:    # a
+            return K_A
+        if c == 112:   # p
+            return K_P
+        if c == 113:   # q
+            return K_Q
+        if c == 88:    # X
+            return K_X
+        if c == 109:   # m
+            return K_M
+        if c == 66:    # B
+            return K_BQ
+        if c == 65:    # A
+            return K_AQ
+        if c == 105:   # i
+            return K_I
+        if c == 114:   # r
+            return K_R
+        if c == 116:   # t
+            return K_TID
+        return -1
+    if n == 2 and c == 112 and buf[a + 1] == 117:  # pu
+        return K_PU
+    if n == 4 and c == 100 and buf[a + 1] == 97 and buf[a + 2] == 116 and buf[a + 3] == 97:  # data
+        return K_DATA
+    return -1
+
+
+@njit(cache=True)
+def _scan_object(buf, p, e, ks, ke):
+    """Record the value span of each known key of the object at p. Returns the end index or -1."""
+    for k in range(N_KEYS):
+        ks[k] = -1
+        ke[k] = -1
+    if p >= e or buf[p] != LBRACE:
+        return -1
+    p = _skip_ws(buf, p + 1, e)
+    if p < e and buf[p] == RBRACE:
+        return p + 1
+    while p < e:
+        if buf[p] != QUOTE:
+            return -1
+        k0 = p + 1
+        k1 = k0
+        while k1 < e and buf[k1] != QUOTE:
+            if buf[k1] == BACKSLASH:
+                return -1
+            k1 += 1
+        if k1 >= e or k1 == k0:
+            return -1
+        p = _skip_ws(buf, k1 + 1, e)
+        if p >= e or buf[p] != COLON:
+            return -1
+        p = _skip_ws(buf, p + 1, e)
+        v1 = _value_end(buf, p, e)
+        if v1 < 0:
+            return -1
+        kid = _key_id(buf, k0, k1)
+        if kid >= 0:
+            ks[kid] = p
+            ke[kid] = v1
+        p = _skip_ws(buf, v1, e)
+        if p >= e:
+            return -1
+        if buf[p] == COMMA:
+            p = _skip_ws(buf, p + 1, e)
+        elif buf[p] == RBRACE:
+            return p + 1
+        else:
+            return -1
+    return -1
+
+
+@njit(cache=True)
+def _parse_int(buf, a, b):
+    """A JSON integer (non-negative, ≤ 18 digits) or -1."""
+    if a < 0 or b - a < 1 or b - a > 18:
+        return -1
+    v = 0
+    for q in range(a, b):
+        d = buf[q] - 48
+        if d < 0 or d > 9:
+            return -1
+        v = v * 10 + d
+    return v
+
+
+@njit(cache=True)
+def _parse_decimal(buf, a, b):
+    """Digits of a plain decimal number in buf[a:b] → (ok, value), equal to Python float() when ok."""
+    if a >= b:
+        return False, 0.0
+    neg = False
+    q = a
+    if buf[q] == 45:
+        neg = True
+        q += 1
+    mant = 0
+    frac = 0
+    seen_dot = False
+    any_digit = False
+    exp10 = 0
+    while q < b:
+        c = buf[q]
+        if 48 <= c <= 57:
+            any_digit = True
+            if mant != 0 or c != 48:
+                if mant >= 100_000_000_000_000_000:
+                    return False, 0.0
+                mant = mant * 10 + (c - 48)
+            if seen_dot:
+                frac += 1
+        elif c == 46 and not seen_dot:
+            seen_dot = True
+        elif c == 101 or c == 69:
+            q += 1
+            eneg = False
+            if q < b and (buf[q] == 45 or buf[q] == 43):
+                eneg = buf[q] == 45
+                q += 1
+            if q >= b or b - q > 3:
+                return False, 0.0
+            ev = 0
+            while q < b:
+                d = buf[q] - 48
+                if d < 0 or d > 9:
+                    return False, 0.0
+                ev = ev * 10 + d
+                q += 1
+            exp10 = -ev if eneg else ev
+            break
+        else:
+            return False, 0.0
+        q += 1
+    if not any_digit or mant > _MAX_EXACT:
+        return False, 0.0
+    k = frac - exp10
+    if mant == 0:
+        v = 0.0
+    elif k >= 0:
+        if k > 22:
+            return False, 0.0
+        v = mant / _P10[k]
+    else:
+        if -k > 22:
+            return False, 0.0
+        v = mant * _P10[-k]
+    return True, -v if neg else v
+
+
+@njit(cache=True)
+def _parse_str_float(buf, a, b):
+    if a < 0 or b - a < 3 or buf[a] != QUOTE or buf[b - 1] != QUOTE:
+        return False, 0.0
+    return _parse_decimal(buf, a + 1, b - 1)
+
+
+@njit(cache=True)
+def _bytes_eq(buf, a, b, lit):
+    if b - a != len(lit):
+        return False
+    for q in range(len(lit)):
+        if buf[a + q] != lit[q]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _levels(buf, a, b, ev_code, exch_ts, local_ts, ev, exch, local, px, qty, n):
+    """Parse `[["px","qty"],...]`, writing rows from n. Returns the new n or -1."""
+    if buf[a] != LBRACK:
+        return -1
+    p = _skip_ws(buf, a + 1, b)
+    if p < b and buf[p] == RBRACK:
+        return n
+    while p < b:
+        if buf[p] != LBRACK:
+            return -1
+        p = _skip_ws(buf, p + 1, b)
+        e1 = _value_end(buf, p, b)
+        if e1 < 0:
+            return -1
+        ok, vp = _parse_str_float(buf, p, e1)
+        if not ok:
+            return -1
+        p = _skip_ws(buf, e1, b)
+        if p >= b or buf[p] != COMMA:
+            return -1
+        p = _skip_ws(buf, p + 1, b)
+        e2 = _value_end(buf, p, b)
+        if e2 < 0:
+            return -1
+        ok, vq = _parse_str_float(buf, p, e2)
+        if not ok:
+            return -1
+        p = _skip_ws(buf, e2, b)
+        if p >= b or buf[p] != RBRACK:
+            return -1
+        ev[n] = ev_code
+        exch[n] = exch_ts
+        local[n] = local_ts
+        px[n] = vp
+        qty[n] = vq
+        n += 1
+        p = _skip_ws(buf, p + 1, b)
+        if p < b and buf[p] == COMMA:
+            p = _skip_ws(buf, p + 1, b)
+        elif p < b and buf[p] == RBRACK:
+            return n
+        else:
+            return -1
+    return -1
+
+
+_LIT_DEPTH = np.frombuffer(b'"depthUpdate"', np.uint8)
+_LIT_TRADE = np.frombuffer(b'"trade"', np.uint8)
+_LIT_TICKER = np.frombuffer(b'"bookTicker"', np.uint8)
+_LIT_MARK = np.frombuffer(b'"markPriceUpdate"', np.uint8)
+_LIT_MARKET = np.frombuffer(b'"MARKET"', np.uint8)
+_LIT_TRUE = np.frombuffer(b"true", np.uint8)
+_LIT_FALSE = np.frombuffer(b"false", np.uint8)
+
+DEPTH_BUY = np.uint64((1 << 29) | 1)
+DEPTH_SELL = np.uint64((1 << 28) | 1)
+TRADE_BUY = np.uint64((1 << 29) | 2)
+TRADE_SELL = np.uint64((1 << 28) | 2)
+
+
+@njit(cache=True)
+def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_m, opt_t, mark_use_e, sym,
+                ev, exch, local, px, qty, nrow,
+                m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg):
+    """Convert complete lines of buf[pos:end] until one needs the slow path or a table fills up.
+
+    `sym` holds the expected symbol as a quoted JSON string; a different symbol goes to the slow path so it
+    can be reported. Returns (status, pos, line_no, nrow, nmsg); line_no counts lines consumed (1-based).
+    """
+    ks = np.empty(N_KEYS, np.int64)
+    ke = np.empty(N_KEYS, np.int64)
+    cap_rows = len(ev)
+    cap_msgs = len(m_line)
+    lit_depth = _LIT_DEPTH
+    lit_trade = _LIT_TRADE
+    lit_ticker = _LIT_TICKER
+    lit_mark = _LIT_MARK
+    lit_market = _LIT_MARKET
+    lit_true = _LIT_TRUE
+    lit_false = _LIT_FALSE
+    while pos < end:
+        nl = pos
+        while nl < end and buf[nl] != 10:
+            nl += 1
+        if nl >= end and not final:
+            return ST_DONE, pos, line_no, nrow, nmsg
+        if nmsg >= cap_msgs or cap_rows - nrow < (nl - pos) // 9 + 4:
+            return ST_FULL, pos, line_no, nrow, nmsg
+        # local timestamp
+        q = pos
+        ts = 0
+        while q < nl and 48 <= buf[q] <= 57:
+            ts = ts * 10 + (buf[q] - 48)
+            q += 1
+        if q - pos != ts_digits or q >= nl or buf[q] != 32:
+            return ST_FALLBACK, pos, line_no, nrow, nmsg
+        ts *= ts_mul
+        p = _skip_ws(buf, q + 1, nl)
+        e = nl
+        if _scan_object(buf, p, e, ks, ke) < 0:
+            return ST_FALLBACK, pos, line_no, nrow, nmsg
+        if combined:
+            if ks[K_DATA] < 0 or _scan_object(buf, ks[K_DATA], ke[K_DATA], ks, ke) < 0:
+                return ST_FALLBACK, pos, line_no, nrow, nmsg
+        if ks[K_EVT] < 0:
+            return ST_FALLBACK, pos, line_no, nrow, nmsg
+        ea = ks[K_EVT]
+        eb = ke[K_EVT]
+        if _bytes_eq(buf, ea, eb, lit_depth):
+            kind = KIND_DEPTH
+        elif _bytes_eq(buf, ea, eb, lit_trade):
+            kind = KIND_TRADE
+        elif _bytes_eq(buf, ea, eb, lit_ticker):
+            kind = KIND_TICKER
+        elif _bytes_eq(buf, ea, eb, lit_mark):
+            kind = KIND_MARK
+        else:
+            kind = KIND_OTHER
+        if kind != KIND_OTHER and not _bytes_eq(buf, ks[K_S], ke[K_S], sym):
+            return ST_FALLBACK, pos, line_no, nrow, nmsg
+        t_ms = _parse_int(buf, ks[K_T], ke[K_T])
+        id0 = -1
+        id1 = -1
+        id2 = -1
+        row0 = nrow
+        if kind == KIND_DEPTH:
+            id0 = _parse_int(buf, ks[K_UU], ke[K_UU])
+            id1 = _parse_int(buf, ks[K_U], ke[K_U])
+            id2 = _parse_int(buf, ks[K_PU], ke[K_PU])
+            if t_ms < 0 or id0 < 0 or id1 < 0 or id2 < 0 or ks[K_B] < 0 or ks[K_A] < 0:
+                return ST_FALLBACK, pos, line_no, nrow, nmsg
+            x = t_ms * 1_000_000
+            n2 = _levels(buf, ks[K_B], ke[K_B], DEPTH_BUY, x, ts, ev, exch, local, px, qty, nrow)
+            if n2 < 0:
+                return ST_FALLBACK, pos, line_no, row0, nmsg
+            n2 = _levels(buf, ks[K_A], ke[K_A], DEPTH_SELL, x, ts, ev, exch, local, px, qty, n2)
+            if n2 < 0:
+                return ST_FALLBACK, pos, line_no, row0, nmsg
+            nrow = n2
+        elif kind == KIND_TRADE:
+            id0 = _parse_int(buf, ks[K_TID], ke[K_TID])
+            if t_ms < 0 or ks[K_X] < 0 or ks[K_M] < 0:
+                return ST_FALLBACK, pos, line_no, nrow, nmsg
+            if _bytes_eq(buf, ks[K_X], ke[K_X], lit_market):
+                if _bytes_eq(buf, ks[K_M], ke[K_M], lit_true):
+                    code = TRADE_SELL
+                elif _bytes_eq(buf, ks[K_M], ke[K_M], lit_false):
+                    code = TRADE_BUY
+                else:
+                    return ST_FALLBACK, pos, line_no, nrow, nmsg
+                ok1, vp = _parse_str_float(buf, ks[K_P], ke[K_P])
+                ok2, vq = _parse_str_float(buf, ks[K_Q], ke[K_Q])
+                if not (ok1 and ok2):
+                    return ST_FALLBACK, pos, line_no, nrow, nmsg
+                ev[nrow] = code
+                exch[nrow] = t_ms * 1_000_000
+                local[nrow] = ts
+                px[nrow] = vp
+                qty[nrow] = vq
+                nrow += 1
+            else:
+                id1 = 1  # non-MARKET trade: no row (reference behaviour), counted by the report
+        elif kind == KIND_TICKER:
+            id0 = _parse_int(buf, ks[K_U], ke[K_U])
+            if t_ms < 0:
+                return ST_FALLBACK, pos, line_no, nrow, nmsg
+            if opt_t:
+                ok1, vb = _parse_str_float(buf, ks[K_B], ke[K_B])
+                ok2, vbq = _parse_str_float(buf, ks[K_BQ], ke[K_BQ])
+                ok3, va = _parse_str_float(buf, ks[K_A], ke[K_A])
+                ok4, vaq = _parse_str_float(buf, ks[K_AQ], ke[K_AQ])
+                if not (ok1 and ok2 and ok3 and ok4):
+                    return ST_FALLBACK, pos, line_no, nrow, nmsg
+                x = t_ms * 1_000_000
+                ev[nrow] = 103
+                exch[nrow] = x
+                local[nrow] = ts
+                px[nrow] = vb
+                qty[nrow] = vbq
+                ev[nrow + 1] = 104
+                exch[nrow + 1] = x
+                local[nrow + 1] = ts
+                px[nrow + 1] = va
+                qty[nrow + 1] = vaq
+                nrow += 2
+        elif kind == KIND_MARK:
+            if mark_use_e:
+                t_ms = _parse_int(buf, ks[K_E], ke[K_E])
+            if t_ms < 0:
+                return ST_FALLBACK, pos, line_no, nrow, nmsg
+            if opt_m:
+                ok1, vi = _parse_str_float(buf, ks[K_I], ke[K_I])
+                ok2, vm = _parse_str_float(buf, ks[K_P], ke[K_P])
+                ok3, vr = _parse_str_float(buf, ks[K_R], ke[K_R])
+                if not (ok1 and ok2 and ok3):
+                    return ST_FALLBACK, pos, line_no, nrow, nmsg
+                x = t_ms * 1_000_000
+                for r in range(3):
+                    ev[nrow + r] = 100 + r
+                    exch[nrow + r] = x
+                    local[nrow + r] = ts
+                    qty[nrow + r] = 0.0
+                px[nrow] = vi
+                px[nrow + 1] = vm
+                px[nrow + 2] = vr
+                nrow += 3
+        line_no += 1
+        m_line[nmsg] = line_no
+        m_kind[nmsg] = kind
+        m_local[nmsg] = ts
+        m_exch[nmsg] = t_ms * 1_000_000 if t_ms >= 0 else -1
+        m_id0[nmsg] = id0
+        m_id1[nmsg] = id1
+        m_id2[nmsg] = id2
+        m_row[nmsg] = row0
+        nmsg += 1
+        pos = nl + 1
+    return ST_DONE, pos, line_no, nrow, nmsg
+
+
+@njit(cache=True)
+def line_end(buf, pos, end):
+    while pos < end and buf[pos] != 10:
+        pos += 1
+    return pos

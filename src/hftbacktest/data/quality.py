@@ -1,0 +1,325 @@
+"""Data-quality checks for raw Binance USD-M feeds: sequence gaps (U/u/pu), duplicates, crossed books,
+non-monotonic exchange time, negative feed latency, malformed lines. Line numbers are 1-based."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from ..errors import DataQualityError
+from ..types import BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, LOCAL_EVENT, SELL_EVENT
+from ._parse import KIND_DEPTH, KIND_ERROR, KIND_MARK, KIND_SNAPSHOT, KIND_TICKER, KIND_TRADE
+
+_KIND_NAMES = {KIND_DEPTH: "depthUpdate", KIND_TRADE: "trade", KIND_TICKER: "bookTicker",
+               KIND_MARK: "markPriceUpdate", KIND_SNAPSHOT: "snapshot"}
+_SHOW = 10  # line numbers listed per issue in summaries
+
+
+class DataQualityWarning(UserWarning):
+    """Issued by `convert` (non-strict) when the input has problems it skipped or could not repair."""
+
+
+@dataclass
+class Gap:
+    start_line: int
+    start_local_ts: int
+    end_line: int | None  # line where sync was regained (None: never, up to end of file)
+    end_local_ts: int | None
+    kind: str  # pu_mismatch | snapshot_too_old | snapshot_ahead | unsynced_at_eof
+    details: str
+
+
+@dataclass
+class QualityReport:
+    """What `convert(..., return_report=True)` and `hftbacktest validate` tell about one input."""
+
+    path: str = ""
+    lines: int = 0
+    messages: dict[str, int] = field(default_factory=dict)
+    malformed: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    truncated: bool = False
+    ts_unit: str = "ns"
+    symbols: list[str] = field(default_factory=list)
+    symbol_mix_lines: list[int] = field(default_factory=list)
+    rest_errors: list[tuple[int, str]] = field(default_factory=list)
+    ignored_events: int = 0
+    non_market_trades: list[int] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    sync_lines: list[int] = field(default_factory=list)
+    stale_dropped: int = 0
+    buffered_unsynced: int = 0
+    duplicate_lines: list[int] = field(default_factory=list)
+    non_monotonic_exch_lines: list[int] = field(default_factory=list)
+    negative_latency_messages: int = 0
+    min_latency_ns: int | None = None
+    crossed_book_local_ts: list[int] = field(default_factory=list)
+    crossed_book_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing had to be skipped and the depth stream has no gap, duplicate or crossed book."""
+        return not self.problems()
+
+    def problems(self) -> list[str]:
+        out = []
+
+        def lines(xs):
+            shown = ", ".join(str(x) for x in xs[:_SHOW])
+            return shown + (f", ... ({len(xs)} in all)" if len(xs) > _SHOW else "")
+
+        if self.truncated:
+            out.append("truncated gzip stream (the last line may be cut; everything before it was kept)")
+        if self.malformed:
+            out.append(f"{len(self.malformed)} malformed line(s) skipped: "
+                       + "; ".join(f"line {n}: {r}" for n, r in self.malformed[:_SHOW])
+                       + (" ..." if len(self.malformed) > _SHOW else ""))
+        if self.symbol_mix_lines:
+            out.append(f"symbols mixed in one file {self.symbols}: lines {lines(self.symbol_mix_lines)}")
+        for g in self.gaps:
+            end = f"resynced at line {g.end_line}" if g.end_line else "never resynced"
+            out.append(f"depth gap ({g.kind}) at line {g.start_line}, {end}: {g.details}")
+        if self.duplicate_lines:
+            out.append(f"{len(self.duplicate_lines)} duplicate message(s): lines {lines(self.duplicate_lines)}")
+        if self.non_monotonic_exch_lines:
+            out.append(f"exchange time goes backwards within a stream at lines {lines(self.non_monotonic_exch_lines)}")
+        if self.crossed_book_count:
+            out.append(f"crossed book (best bid >= best ask) after {self.crossed_book_count} update(s), "
+                       f"first at local_ts {self.crossed_book_local_ts[:3]}")
+        if self.rest_errors:
+            out.append("REST error responses: " + "; ".join(f"line {n}: {m}" for n, m in self.rest_errors[:_SHOW]))
+        return out
+
+    def summary(self) -> str:
+        msgs = ", ".join(f"{k} {v:,}" for k, v in self.messages.items())
+        head = [f"{self.path}: {self.lines:,} lines ({msgs}); local timestamps in {self.ts_unit}"]
+        if self.min_latency_ns is not None:
+            head.append(f"feed latency min {self.min_latency_ns / 1e6:.3f} ms; "
+                        f"{self.negative_latency_messages:,} message(s) with negative latency "
+                        "(local clock behind the exchange; corrected by the local-timestamp shift)")
+        head.append(f"depth sync: {len(self.sync_lines)} (re)sync point(s) at lines {self.sync_lines[:_SHOW]}, "
+                    f"{self.stale_dropped} stale diff(s) before a snapshot, {len(self.gaps)} gap(s)")
+        if self.non_market_trades:
+            head.append(f"{len(self.non_market_trades)} non-MARKET trade(s) (no rows, as in the reference)")
+        probs = self.problems()
+        head += ["PROBLEM: " + p for p in probs] if probs else ["no problems found"]
+        return "\n".join(head)
+
+
+def warn_or_raise(report: QualityReport, strict: bool) -> None:
+    probs = report.problems()
+    if not probs:
+        return
+    if strict:
+        line = _first_problem_line(report)
+        raise DataQualityError(probs[0], path=report.path, line=line)
+    warnings.warn(DataQualityWarning(f"{report.path}: " + " | ".join(probs)), stacklevel=3)
+
+
+def _first_problem_line(r: QualityReport) -> int | None:
+    cands = [n for n, _ in r.malformed[:1]] + r.symbol_mix_lines[:1] + [g.start_line for g in r.gaps[:1]]
+    cands += r.duplicate_lines[:1] + r.non_monotonic_exch_lines[:1] + [n for n, _ in r.rest_errors[:1]]
+    return min(cands) if cands else None
+
+
+# --- depth sequence (Binance USD-M: pu must equal the previous u; first diff after a snapshot straddles it)
+
+UNSYNCED, WAIT_BRIDGE, SYNCED = 0, 1, 2
+
+
+def check_depth_sequence(kind, line, local, U, u, pu, report: QualityReport, initial_last_u: int | None = None):
+    """Run the sync state machine over the message table in file order.
+
+    Returns `apply` (bool per message: the depth diff may be applied), `defer_to` (message index whose local time
+    a buffered bridging diff must wait for, or -1) and fills the report's gaps/sync/duplicate fields.
+    """
+    n = len(kind)
+    apply = np.zeros(n, bool)
+    defer_to = np.full(n, -1, np.int64)
+    state = UNSYNCED
+    last_u = -1
+    last_pu = -1
+    if initial_last_u is not None:
+        state, last_u = SYNCED, int(initial_last_u)
+    buf: list[int] = []
+    snap_u = -1
+    snap_idx = -1
+    open_gap: Gap | None = None
+    duplicates = 0
+
+    def open_(i, kind_, details):
+        nonlocal open_gap
+        if open_gap is None:
+            open_gap = Gap(int(line[i]), int(local[i]), None, None, kind_, details)
+            report.gaps.append(open_gap)
+
+    def synced_at(i):
+        nonlocal open_gap
+        report.sync_lines.append(int(line[i]))
+        if open_gap is not None:
+            open_gap.end_line, open_gap.end_local_ts = int(line[i]), int(local[i])
+            open_gap = None
+
+    def feed_synced(i):
+        nonlocal state, last_u, last_pu, buf, duplicates
+        if U[i] <= last_u and u[i] == last_u and pu[i] == last_pu:
+            duplicates += 1
+            report.duplicate_lines.append(int(line[i]))
+        elif pu[i] == last_u:
+            apply[i] = True
+            last_u, last_pu = u[i], pu[i]
+        elif u[i] <= last_u:
+            duplicates += 1
+            report.duplicate_lines.append(int(line[i]))  # replayed old diff (e.g. after a reconnect)
+        else:
+            open_(i, "pu_mismatch", f"expected pu={last_u}, got pu={pu[i]}")
+            state = UNSYNCED
+            buf = [i]
+
+    def try_bridge():
+        nonlocal state, last_u, last_pu, buf, snap_u
+        while buf and u[buf[0]] < snap_u:
+            report.stale_dropped += 1
+            buf.pop(0)
+        if not buf:
+            return
+        first = buf[0]
+        if U[first] <= snap_u <= u[first]:
+            apply[first] = True
+            if snap_idx > first:
+                defer_to[first] = snap_idx
+            last_u, last_pu = u[first], pu[first]
+            state = SYNCED
+            synced_at(snap_idx)
+            rest, buf = buf[1:], []
+            for m in rest:
+                if state == SYNCED:
+                    if snap_idx > m:
+                        defer_to[m] = snap_idx
+                    feed_synced(m)
+                else:
+                    buf.append(m)
+        else:
+            open_(first, "snapshot_too_old", f"lastUpdateId {snap_u} < first buffered U {U[first]}")
+            state = UNSYNCED
+            snap_u = -1
+
+    for i in range(n):
+        k = kind[i]
+        if k == KIND_DEPTH:
+            if state == SYNCED:
+                feed_synced(i)
+            else:
+                buf.append(i)
+                if state == WAIT_BRIDGE:
+                    try_bridge()
+        elif k == KIND_SNAPSHOT:
+            if state == SYNCED:
+                if U[i] <= last_u:
+                    continue  # redundant snapshot: we are already in sync
+                open_(i, "snapshot_ahead", f"lastUpdateId {U[i]} > last applied u {last_u}")
+                buf = []
+            snap_u, snap_idx = int(U[i]), i
+            state = WAIT_BRIDGE
+            try_bridge()
+    if state != SYNCED:
+        if buf:
+            open_(buf[0], "unsynced_at_eof", f"{len(buf)} depth message(s) never applied")
+        elif open_gap is None and np.any(kind == KIND_DEPTH):
+            i = int(np.nonzero(kind == KIND_DEPTH)[0][-1])
+            open_(i, "unsynced_at_eof", "no usable snapshot")
+    report.buffered_unsynced = int(np.count_nonzero((kind == KIND_DEPTH) & ~apply)) - duplicates \
+        - report.stale_dropped
+    return apply, defer_to
+
+
+# --- book replay (crossed-book check and last snapshot) -------------------------------------------------
+
+@njit(cache=True)
+def _best(book, is_bid):
+    best = np.nan
+    for k in book:
+        if np.isnan(best) or (k > best if is_bid else k < best):
+            best = k
+    return best
+
+
+@njit(cache=True)
+def replay_book(ev, key, qty, local, zero_qty, only_local, check_cross, max_report):
+    """Apply depth/clear/snapshot rows to a float-keyed book. Returns (bid keys, bid qty, ask keys, ask qty,
+    number of crossed message boundaries, local_ts of the first `max_report` of them).
+
+    `key` is the price or the price tick (as float); a row with `qty <= zero_qty` removes its level.
+    A clear row with NaN key clears the whole side."""
+    bids = {0.0: 0.0}
+    asks = {0.0: 0.0}
+    del bids[0.0]
+    del asks[0.0]
+    best_bid = np.nan
+    best_ask = np.nan
+    crossed = 0
+    crossed_at = np.empty(max_report, np.int64)
+    n = len(ev)
+    for r in range(n):
+        e = ev[r]
+        if only_local and (e & LOCAL_EVENT) == 0:
+            continue
+        kind = e & 0xFF
+        is_bid = (e & BUY_EVENT) != 0
+        is_ask = (e & SELL_EVENT) != 0
+        k = key[r]
+        if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
+            if is_bid:
+                if qty[r] <= zero_qty:
+                    if k in bids:
+                        del bids[k]
+                        if k == best_bid:
+                            best_bid = _best(bids, True)
+                else:
+                    bids[k] = qty[r]
+                    if np.isnan(best_bid) or k > best_bid:
+                        best_bid = k
+            elif is_ask:
+                if qty[r] <= zero_qty:
+                    if k in asks:
+                        del asks[k]
+                        if k == best_ask:
+                            best_ask = _best(asks, False)
+                else:
+                    asks[k] = qty[r]
+                    if np.isnan(best_ask) or k < best_ask:
+                        best_ask = k
+        elif kind == DEPTH_CLEAR_EVENT:
+            if is_bid:
+                drop = [x for x in bids if np.isnan(k) or x >= k]
+                for x in drop:
+                    del bids[x]
+                best_bid = _best(bids, True)
+            elif is_ask:
+                drop = [x for x in asks if np.isnan(k) or x <= k]
+                for x in drop:
+                    del asks[x]
+                best_ask = _best(asks, False)
+        else:
+            continue
+        if check_cross and (r + 1 == n or local[r + 1] != local[r]):
+            if best_bid >= best_ask:
+                if crossed < max_report:
+                    crossed_at[crossed] = local[r]
+                crossed += 1
+    bk = np.empty(len(bids))
+    bq = np.empty(len(bids))
+    i = 0
+    for x, v in bids.items():
+        bk[i] = x
+        bq[i] = v
+        i += 1
+    ak = np.empty(len(asks))
+    aq = np.empty(len(asks))
+    i = 0
+    for x, v in asks.items():
+        ak[i] = x
+        aq[i] = v
+        i += 1
+    return bk, bq, ak, aq, crossed, crossed_at[:min(crossed, max_report)]
