@@ -31,6 +31,10 @@ TIF_NAME = {GTC: "GTC", GTX: "GTX", FOK: "FOK", IOC: "IOC"}
 ORDER_TYPE = {"LIMIT": LIMIT, "MARKET": MARKET}
 ORDER_TYPE_NAME = {LIMIT: "LIMIT", MARKET: "MARKET"}
 ALIVE = (NEW, PARTIALLY_FILLED)
+
+
+def is_terminal(status: int) -> bool:
+    return status not in ALIVE and status != UNSUPPORTED  # an unknown status is not proof of death
 _ALPHABET = string.ascii_letters + string.digits
 GC_AGE_S = 300.0
 
@@ -106,7 +110,7 @@ class OrderManager:
                 exch_timestamp=exch_ts,
             )
         rec.order = o._replace(req=NONE)  # any reply ends the pending request, even a stale one
-        if status not in ALIVE and status != UNSUPPORTED:
+        if is_terminal(status):
             self._terminal(rec, "removed_by_rest")
         return None if already_final else rec.order
 
@@ -165,7 +169,7 @@ class OrderManager:
         if o.get("x") == "AMENDMENT" and tick:
             upd = upd._replace(price_tick=round(float(o.get("p") or 0.0) / tick))
         if rec.reported_terminal and not is_new_fill:
-            if status not in ALIVE:
+            if is_terminal(status):
                 self._terminal(rec, "removed_by_ws")
             return None
         if is_new_fill:
@@ -175,7 +179,7 @@ class OrderManager:
         if rec.reported_terminal:
             upd = upd._replace(status=rec.order.status)  # late fill of an order already reported dead
         rec.order = upd
-        if status not in ALIVE:
+        if is_terminal(status):
             self._terminal(rec, "removed_by_ws")
         return rec
 

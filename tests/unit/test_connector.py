@@ -1,0 +1,206 @@
+"""Connector pieces without a network: config validation, formatting, depth sync, order state merging, signing."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import asyncio
+from urllib.parse import parse_qsl
+
+import pytest
+
+from hftbacktest.connector.config import ConnectorConfig, load_config
+from hftbacktest.connector.marketdata import (
+    LOCAL_ASK_DEPTH, LOCAL_BID_DEPTH, LOCAL_BUY_TRADE, LOCAL_DEPTH_CLEAR, LOCAL_SELL_TRADE, DepthGap, StaleSnapshot,
+    SymbolBook, trade_event,
+)
+from hftbacktest.connector.orders import OrderManager
+from hftbacktest.connector.rest import BinanceRest, format_step
+from hftbacktest.errors import ConfigError
+from hftbacktest.live.ipc.codec import WireOrder
+from hftbacktest.types import BUY, CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, NONE, PARTIALLY_FILLED
+
+BASE = {"stream_url": "ws://127.0.0.1:1/ws", "api_url": "http://127.0.0.1:2"}
+
+
+def test_config_errors_name_the_key_and_never_show_secrets(tmp_path):
+    with pytest.raises(ConfigError, match="'api_url'"):
+        ConnectorConfig.from_mapping({"stream_url": "ws://x/ws"})
+    with pytest.raises(ConfigError, match="'order_prefix'"):
+        ConnectorConfig.from_mapping({**BASE, "order_prefix": "bad prefix!"})
+    with pytest.raises(ConfigError, match="'recv_window_ms'"):
+        ConnectorConfig.from_mapping({**BASE, "recv_window_ms": "5000"})
+    with pytest.raises(ConfigError) as exc:
+        ConnectorConfig.from_mapping({**BASE, "api_key": 12345678, "secret": "s3cr3t-value"})
+    assert "12345678" not in str(exc.value) and "'api_key'" in str(exc.value)
+    cfg = ConnectorConfig.from_mapping({**BASE, "api_key": "KEY-abcdef", "secret": "SECRET-xyz"})
+    assert "KEY-abcdef" not in repr(cfg) and "SECRET-xyz" not in str(cfg) and "***" in repr(cfg)
+    path = tmp_path / "c.toml"
+    path.write_text('stream_url = "ws://127.0.0.1:1/ws"\napi_url = "http://127.0.0.1:2"\nfoo = 1\n')
+    assert load_config(path).order_prefix == ""
+    path.write_text("stream_url = [")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(path)
+
+
+def test_prices_and_quantities_use_the_step_precision():
+    assert format_step(61800.30000000001, 0.1) == "61800.3"
+    assert format_step(0.0012000001, 0.001) == "0.001"
+    assert format_step(123.0, 1.0) == "123"
+    assert format_step(0.00000123, 0.00000001) == "0.00000123"  # no scientific notation
+
+
+def diff(U, u, pu, b=(), a=(), T=1000):
+    return {"e": "depthUpdate", "E": T, "T": T, "s": "BTCUSDT", "U": U, "u": u, "pu": pu,
+            "b": [list(x) for x in b], "a": [list(x) for x in a]}
+
+
+def test_depth_bootstrap_drops_old_diffs_and_publishes_clear_then_levels():
+    book = SymbolBook("btcusdt")
+    assert book.on_depth(diff(90, 95, 89, b=[("10.0", "9")]), 1) == []
+    assert book.on_depth(diff(96, 105, 95, b=[("10.0", "2")], a=[("11.0", "0")]), 1) == []
+    snap = {"lastUpdateId": 100, "T": 900, "bids": [["10.0", "1"], ["9.9", "3"]], "asks": [["11.0", "4"]]}
+    events = book.on_snapshot(snap, 7)
+    assert events[0][0] == LOCAL_DEPTH_CLEAR
+    kinds = [(e[0], e[3], e[4]) for e in events[1:]]
+    assert kinds == [(LOCAL_BID_DEPTH, 10.0, 1.0), (LOCAL_BID_DEPTH, 9.9, 3.0), (LOCAL_ASK_DEPTH, 11.0, 4.0),
+                     (LOCAL_BID_DEPTH, 10.0, 2.0), (LOCAL_ASK_DEPTH, 11.0, 0.0)]
+    assert book.bids == {10.0: 2.0, 9.9: 3.0} and book.asks == {}
+    assert book.last_u == 105
+    assert book.on_depth(diff(96, 105, 95, b=[("10.0", "8")]), 1) == []  # duplicate dropped
+    assert len(book.on_depth(diff(106, 110, 105, a=[("11.5", "1")]), 1)) == 1
+    with pytest.raises(DepthGap, match="pu=111 last_u=110"):
+        book.on_depth(diff(112, 115, 111), 1)
+
+
+def test_stale_snapshot_is_detected():
+    book = SymbolBook("btcusdt")
+    book.on_depth(diff(200, 210, 199), 1)
+    with pytest.raises(StaleSnapshot):
+        book.on_snapshot({"lastUpdateId": 150, "bids": [], "asks": []}, 1)
+
+
+def test_replayed_binance_session_bootstraps_from_its_snapshot(sample_data_dir):
+    """Real payloads: diffs buffered before the recorded REST snapshot, then 2000 live diffs chained by pu."""
+    import gzip
+
+    import orjson
+
+    book = SymbolBook("btcusdt")
+    applied = 0
+    with gzip.open(sample_data_dir / "btcusdt_20240808.gz", "rt") as fh:
+        for line in fh:
+            msg = orjson.loads(line.split(" ", 1)[1])
+            if "lastUpdateId" in msg and book.state != "LIVE":
+                events = book.on_snapshot(msg, 0)
+                assert events[0][0] == LOCAL_DEPTH_CLEAR and len(events) > len(msg["bids"])
+                continue
+            msg = msg.get("data", {})
+            if msg.get("e") == "depthUpdate":
+                book.on_depth(msg, 0)
+                applied += book.state == "LIVE"
+                if applied == 2000:
+                    break
+    assert applied == 2000
+    assert max(book.bids) < min(book.asks)  # a book rebuilt correctly is not crossed
+
+
+def test_trades_map_aggressor_side_and_skip_non_market():
+    t = {"e": "trade", "T": 5, "s": "BTCUSDT", "t": 9, "p": "61800.30", "q": "0.006", "X": "MARKET", "m": False}
+    assert trade_event(t, 1)[:5] == (LOCAL_BUY_TRADE, 5_000_000, 1, 61800.3, 0.006)
+    assert trade_event({**t, "m": True}, 1)[0] == LOCAL_SELL_TRADE
+    assert trade_event({**t, "X": "INSURANCE_FUND"}, 1) is None
+
+
+def order(order_id=1, qty=0.01, price_tick=600000):
+    return WireOrder(qty, qty, 0.0, 0, price_tick, 0.1, 0, 123, order_id, False, LIMIT, NEW, NEW, BUY, GTX)
+
+
+def ws(cid, x, X, z, l=0.0, T=2000, L="0"):
+    return {"s": "BTCUSDT", "c": cid, "S": "BUY", "o": "LIMIT", "f": "GTX", "q": "0.01", "p": "60000.0",
+            "x": x, "X": X, "z": str(z), "l": str(l), "L": L, "T": T, "m": True}
+
+
+@pytest.mark.parametrize("rest_first", [True, False])
+def test_terminal_state_reaches_the_bot_exactly_once(rest_first):
+    om = OrderManager("hbt-")
+    rec = om.submit(7, "btcusdt", order())
+    assert rec.client_id.startswith("hbt-") and len(rec.client_id) == 20
+    assert om.submit(7, "btcusdt", order()) is None  # id still live
+    assert om.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000}).req == NONE
+    forwarded = []
+    rest_cancel = {"status": "CANCELED", "origQty": "0.01", "executedQty": "0", "updateTime": 3000}
+    if rest_first:
+        forwarded.append(om.on_rest_order(rec, rest_cancel))
+        forwarded.append(om.on_ws_update(ws(rec.client_id, "CANCELED", "CANCELED", 0, T=3000), 3000))
+    else:
+        forwarded.append(om.on_ws_update(ws(rec.client_id, "CANCELED", "CANCELED", 0, T=3000), 3000))
+        forwarded.append(om.on_rest_order(rec, rest_cancel))
+    sent = [f for f in forwarded if f is not None]
+    assert len(sent) == 1
+    assert rec.client_id not in om.by_client and om.find_live("btcusdt", 1) is None
+    assert om.submit(7, "btcusdt", order()) is not None  # the id is reusable
+
+
+def test_late_fill_after_cancel_is_still_forwarded_and_req_always_clears():
+    om = OrderManager("")
+    rec = om.submit(1, "btcusdt", order())
+    om.on_ws_update(ws(rec.client_id, "NEW", "NEW", 0, T=1500), 1500)
+    om.mark_request(rec, CANCELED, 99)
+    om.on_rest_order(rec, {"status": "CANCELED", "origQty": "0.01", "executedQty": "0", "updateTime": 1400})
+    assert rec.order.req == NONE  # a stale REST reply still ends the pending request
+    fill = om.on_ws_update(ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=1450, L="60000.0"), 1450)
+    assert fill is not None and fill.order.exec_qty == 0.004 and fill.order.exec_price_tick == 600000
+    assert om.on_ws_update(ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=1450), 1450) is None
+
+
+def test_rejected_submit_expires_and_unknown_enum_is_kept():
+    om = OrderManager("p")
+    rec = om.submit(1, "btcusdt", order())
+    out = om.on_rest_failure(rec, True)
+    assert out.status == EXPIRED and out.req == NONE and not om.by_client
+    rec = om.submit(1, "btcusdt", order(2))
+    upd = om.on_ws_update({**ws(rec.client_id, "NEW", "NEW", 0), "f": "GTD", "X": "SOMETHING_NEW"}, 1)
+    assert upd is not None and upd.order.status == 255 and upd.order.time_in_force == 255
+    upd = om.on_ws_update(ws(rec.client_id, "TRADE", "FILLED", 0.01, l=0.01, T=2500, L="60000.0"), 2500)
+    assert upd.order.status == FILLED and upd.order.leaves_qty == 0.0 and upd.order.maker
+
+
+def test_signed_requests_verify_on_a_loopback_server():
+    """A tiny aiohttp server recomputes the HMAC over query+body exactly as Binance does."""
+    from aiohttp import web
+
+    seen = {}
+
+    async def handler(request: web.Request):
+        body = (await request.read()).decode()
+        query = request.query_string
+        total = query + body
+        payload, sig = total.rsplit("&signature=", 1)
+        seen.update(key=request.headers.get("X-MBX-APIKEY"), method=request.method,
+                    ok=hmac.new(b"sec", payload.encode(), hashlib.sha256).hexdigest() == sig,
+                    params=dict(parse_qsl(payload)))
+        return web.json_response({"orderId": 1, "status": "NEW", "updateTime": 1}, headers={"X-MBX-USED-WEIGHT-1M": "7"})
+
+    async def run():
+        app = web.Application()
+        app.router.add_route("*", "/fapi/v1/order", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        cfg = ConnectorConfig.from_mapping({"stream_url": "ws://127.0.0.1:1/ws", "api_url": f"http://127.0.0.1:{port}",
+                                            "api_key": "k", "secret": "sec"})
+        rest = BinanceRest(cfg)
+        try:
+            post = await rest.request("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "price": "1.0"}, signed=True)
+            assert post.ok and seen["ok"] and seen["method"] == "POST" and seen["key"] == "k"
+            assert seen["params"]["symbol"] == "BTCUSDT" and "timestamp" in seen["params"]
+            delete = await rest.request("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT"}, signed=True)
+            assert delete.ok and seen["ok"] and seen["method"] == "DELETE"
+            assert rest.used_weight_1m == 7
+        finally:
+            await rest.close()
+            await runner.cleanup()
+
+    asyncio.run(run())
