@@ -1,0 +1,165 @@
+"""Recorder: samples each asset's mid price and local state from inside `@njit` strategy code.
+
+    recorder = Recorder(num_assets, record_size)
+    run(hbt, recorder.recorder)          # inside: recorder.record(hbt)
+    recorder.to_npz("run.npz")           # keys "0", "1", ... — what hftbacktest.stats and `hftbacktest report` read
+
+The in-numba object is a StructRef (cacheable, unlike a jitclass); `record` is generic over the bot type, so the
+same recorder serves the backtest bots and the live bot.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import numpy as np
+from numba import njit
+from numba.core import types
+from numba.experimental import structref
+from numba.extending import overload_method
+from numba.np.numpy_support import from_dtype
+
+from .errors import ConfigError
+from .types import record_dtype
+
+
+@structref.register
+class RecorderStateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class RecorderState(structref.StructRefProxy):
+    """What `Recorder.recorder` returns: pass it to `@njit` code and call `.record(hbt)` there."""
+
+    @property
+    def records(self) -> np.ndarray:
+        """The whole buffer, shape (capacity, num_assets); only the first `i` rows are filled."""
+        return _get_records(self)
+
+    @property
+    def i(self) -> int:
+        """Number of rows recorded so far."""
+        return _get_count(self)
+
+    def record(self, hbt) -> None:
+        """Plain-Python twin of the compiled `record` (for bots used outside `@njit`)."""
+        _record(self, hbt)
+
+
+_RECORDS = types.Array(from_dtype(record_dtype), 2, "C")
+_STATE_TYPE = RecorderStateType(fields=[("records", _RECORDS), ("i", types.int64), ("grow", types.boolean)])
+structref.define_boxing(RecorderStateType, RecorderState)
+
+
+@njit(cache=True)
+def _new_state(records, grow):
+    st = structref.new(_STATE_TYPE)
+    st.records = records
+    st.i = 0
+    st.grow = grow
+    return st
+
+
+@njit(cache=True)
+def _get_records(st):
+    return st.records
+
+
+@njit(cache=True)
+def _get_count(st):
+    return st.i
+
+
+@njit(cache=True)
+def _grow(st):
+    bigger = np.zeros((2 * st.records.shape[0], st.records.shape[1]), dtype=record_dtype)
+    bigger[: st.records.shape[0]] = st.records
+    st.records = bigger
+
+
+@overload_method(RecorderStateType, "record")
+def _record_impl(st, hbt):
+    def impl(st, hbt):
+        if st.i == st.records.shape[0]:
+            if not st.grow:
+                raise IndexError(
+                    "Recorder is full: create it with a larger record_size, or Recorder(..., grow=True)"
+                )
+            _grow(st)
+        if hbt.num_assets > st.records.shape[1]:
+            raise IndexError("Recorder has fewer assets than the bot: create it with Recorder(hbt.num_assets, ...)")
+        row = st.records[st.i]
+        timestamp = hbt.current_timestamp
+        for asset_no in range(hbt.num_assets):
+            depth = hbt.depth(asset_no)
+            sv = hbt.state_values(asset_no)
+            rec = row[asset_no]
+            rec.timestamp = timestamp
+            rec.price = (depth.best_bid + depth.best_ask) / 2.0
+            rec.position = sv.position
+            rec.balance = sv.balance
+            rec.fee = sv.fee
+            rec.num_trades = sv.num_trades
+            rec.trading_volume = sv.trading_volume
+            rec.trading_value = sv.trading_value
+        st.i += 1
+
+    return impl
+
+
+@njit  # not cached: the bot may be a jitclass (e.g. user mocks), which numba cannot pickle into a cache
+def _record(st, hbt):
+    st.record(hbt)
+
+
+class Recorder:
+    """Time series of every asset's mid price and state values (record_dtype), one row per `record(hbt)` call.
+
+    Args:
+        num_assets: number of assets of the bot.
+        record_size: capacity in rows. When it is exhausted, `record` raises IndexError before writing anything
+            (the rows already recorded stay readable), unless `grow=True`, which doubles the buffer instead.
+    """
+
+    def __init__(self, num_assets: int, record_size: int, grow: bool = False):
+        if int(num_assets) <= 0 or int(record_size) <= 0:
+            raise ConfigError(f"Recorder needs num_assets > 0 and record_size > 0, got {num_assets}, {record_size}")
+        self._state = _new_state(np.zeros((int(record_size), int(num_assets)), record_dtype), bool(grow))
+
+    @property
+    def recorder(self) -> RecorderState:
+        """The object to pass into `@njit` code, where `recorder.record(hbt)` appends one row."""
+        return self._state
+
+    @property
+    def num_assets(self) -> int:
+        return self._state.records.shape[1]
+
+    def get(self, asset_no: int) -> np.ndarray:
+        """Rows recorded so far for one asset (a view)."""
+        if not 0 <= asset_no < self.num_assets:
+            raise ConfigError(f"asset_no {asset_no} out of range: the recorder has {self.num_assets} asset(s)")
+        return self._state.records[: self._state.i, asset_no]
+
+    def to_npz(
+        self,
+        file: str,
+        config: Mapping[str, Any] | None = None,
+        order_latency: Mapping[int, np.ndarray] | np.ndarray | None = None,
+    ) -> None:
+        """Saves the records with keys "0", "1", … (one per asset), like hftbacktest 2.x.
+
+        Optional extras read by `hftbacktest report`: `config` (a JSON-serialisable description of the run, shown
+        in the report) and `order_latency` (order_latency_dtype rows, per asset or for asset 0) for the latency
+        histogram.
+        """
+        records = self._state.records[: self._state.i]
+        arrays: dict[str, np.ndarray] = {str(a): records[:, a] for a in range(records.shape[1])}
+        if config is not None:
+            arrays["config"] = np.array(json.dumps(config, default=str))
+        if order_latency is not None:
+            per_asset = order_latency if isinstance(order_latency, Mapping) else {0: order_latency}
+            for asset_no, rows in per_asset.items():
+                arrays[f"order_latency_{asset_no}"] = np.asarray(rows)
+        np.savez_compressed(file, **arrays)
