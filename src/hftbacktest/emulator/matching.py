@@ -1,0 +1,582 @@
+"""Accounts, orders and fills of the emulator (one-way mode, USDT-margined linear contracts).
+
+Fill rules (kept consistent with the backtester's L2 exchange + risk-averse queue model, see docs/emulator.md):
+
+* A resting LIMIT order gets `front` = displayed quantity at its price (same side) when it starts resting.
+* A level decrease at its price sets `front = min(front, new qty)`; a trade at its price reduces `front` by the
+  traded quantity, and the part of the trade that overruns the queue (`-front`) fills the order (partially).
+* A trade through its price (buyer-aggressor trade above a resting sell, etc.) or an opposite best price that
+  reaches it fills the whole remaining quantity as maker at the order's own price.
+* Crossing orders walk the displayed book level by level as taker. Own orders never change the replayed book.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .market import ASK, BID, Book, SymbolSpec
+
+CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+SIDES = {"BUY": BID, "SELL": ASK}
+SIDE_NAMES = {BID: "BUY", ASK: "SELL"}
+TIFS = ("GTC", "IOC", "FOK", "GTX")
+ACTIVE = ("NEW", "PARTIALLY_FILLED")
+
+
+class ApiError(Exception):
+    """A Binance-style error reply `{"code": code, "msg": msg}` with its HTTP status."""
+
+    def __init__(self, code: int, msg: str, http: int = 400):
+        super().__init__(f"{code}: {msg}")
+        self.code, self.msg, self.http = code, msg, http
+
+    def body(self) -> dict:
+        return {"code": self.code, "msg": self.msg}
+
+
+def money(x: float) -> str:
+    return f"{x:.8f}"
+
+
+@dataclass(eq=False)
+class Order:
+    order_id: int
+    client_id: str
+    account: "Account"
+    spec: SymbolSpec
+    side: int
+    type: str
+    tif: str
+    price_tick: int
+    qty: int  # lots
+    reduce_only: bool
+    time: int
+    update_time: int
+    executed: int = 0
+    cum_quote: float = 0.0
+    status: str = "NEW"
+    front: int = 0  # lots ahead in the queue
+
+    @property
+    def leaves(self) -> int:
+        return self.qty - self.executed
+
+    def avg_price(self) -> float:
+        return self.cum_quote / (self.executed * self.spec.lot_size) if self.executed else 0.0
+
+    def rest_body(self, with_time: bool = False) -> dict:
+        spec = self.spec
+        body = {
+            "orderId": self.order_id, "symbol": spec.symbol, "status": self.status, "clientOrderId": self.client_id,
+            "price": spec.fmt_price(self.price_tick) if self.type == "LIMIT" else "0",
+            "avgPrice": f"{self.avg_price():.{spec.price_decimals + 3}f}",
+            "origQty": spec.fmt_qty(self.qty), "executedQty": spec.fmt_qty(self.executed),
+            "cumQty": spec.fmt_qty(self.executed), "cumQuote": money(self.cum_quote),
+            "timeInForce": self.tif, "type": self.type, "reduceOnly": self.reduce_only, "closePosition": False,
+            "side": SIDE_NAMES[self.side], "positionSide": "BOTH", "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": self.type, "priceMatch": "NONE",
+            "selfTradePreventionMode": "NONE", "goodTillDate": 0, "updateTime": self.update_time,
+        }
+        if with_time:
+            body["time"] = self.time
+        return body
+
+
+@dataclass
+class Position:
+    lots: int = 0
+    entry: float = 0.0
+    update_time: int = 0
+
+
+@dataclass(eq=False)
+class Account:
+    api_key: str
+    secret: str = field(repr=False)
+    balance: float
+    maker_fee: float
+    taker_fee: float
+    leverage: dict[str, int] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
+    orders: dict[int, Order] = field(default_factory=dict)
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+    ledger: list[dict] = field(default_factory=list)
+    update_time: int = 0
+
+    def position(self, symbol: str) -> Position:
+        pos = self.positions.get(symbol)
+        if pos is None:
+            pos = self.positions[symbol] = Position()
+        return pos
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if o.status in ACTIVE and (symbol is None or o.spec.symbol == symbol)]
+
+
+class Market:
+    """One symbol: its book, the resting own orders of every account, id counters."""
+
+    def __init__(self, spec: SymbolSpec):
+        self.spec = spec
+        self.book = Book()
+        self.resting: dict[int, Order] = {}
+        self.own_trade_ids = itertools.count(1)
+
+    def mark_price(self) -> float:
+        mid = self.book.mid_tick()
+        return mid * self.spec.tick_size if mid is not None else 0.0
+
+
+def _param(params: dict, name: str, required: bool = True) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        return None
+    return value
+
+
+def _to_steps(text: str, step: float, name: str, error: ApiError) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    decimals = text.split(".")[1].rstrip("0") if "." in text else ""
+    if len(decimals) > 8:
+        raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
+    steps = round(value / step)
+    if abs(steps * step - value) > step * 1e-6:
+        raise error
+    return int(steps)
+
+
+class Venue:
+    """All markets and accounts. `notify(account, payload)` pushes user-stream events; `now_ms()` is server time."""
+
+    def __init__(self, specs: list[SymbolSpec], now_ms: Callable[[], int] | None = None,
+                 notify: Callable[[Account, dict], None] | None = None, default_leverage: int = 20):
+        self.markets = {s.symbol: Market(s) for s in specs}
+        self.accounts: dict[str, Account] = {}
+        self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.notify = notify or (lambda account, payload: None)
+        self.default_leverage = default_leverage
+        self._order_ids = itertools.count(4_000_000_001)
+        self._ledger_seq = itertools.count(1)
+        self._auto_client_ids = itertools.count(1)
+        self.reject_next: list[ApiError] = []  # fault hook: errors returned by the next order requests
+        self.stp_expire_next = 0  # fault hook: expire the next resting orders as EXPIRED_IN_MATCH
+        self.counters = {"orders": 0, "fills": 0, "rejections": 0, "cancels": 0}
+
+    # -- accounts -------------------------------------------------------------------------------------------
+    def add_account(self, api_key: str, secret: str, balance: float = 10_000.0, maker_fee: float = 0.0002,
+                    taker_fee: float = 0.0005, leverage: int | None = None) -> Account:
+        account = Account(api_key, secret, float(balance), maker_fee, taker_fee)
+        for symbol in self.markets:
+            account.leverage[symbol] = leverage or self.default_leverage
+        self.accounts[api_key] = account
+        return account
+
+    def market(self, symbol: str | None) -> Market:
+        if not symbol:
+            raise ApiError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        m = self.markets.get(symbol.upper())
+        if m is None:
+            raise ApiError(-1121, "Invalid symbol.")
+        return m
+
+    def _record(self, account: Account, order: Order, event: str, **extra) -> None:
+        entry = {"seq": next(self._ledger_seq), "time": order.update_time, "event": event,
+                 "symbol": order.spec.symbol, "orderId": order.order_id, "clientOrderId": order.client_id,
+                 "side": SIDE_NAMES[order.side], "type": order.type, "timeInForce": order.tif,
+                 "price": round(order.price_tick * order.spec.tick_size, order.spec.price_decimals),
+                 "qty": round(order.qty * order.spec.lot_size, order.spec.qty_decimals),
+                 "executedQty": round(order.executed * order.spec.lot_size, order.spec.qty_decimals),
+                 "status": order.status}
+        entry.update(extra)
+        account.ledger.append(entry)
+
+    def record_rejection(self, account: Account, params: dict, error: ApiError) -> None:
+        self.counters["rejections"] += 1
+        account.ledger.append({"seq": next(self._ledger_seq), "time": self.now_ms(), "event": "REJECTED",
+                               "symbol": params.get("symbol"), "orderId": None,
+                               "clientOrderId": params.get("newClientOrderId"), "side": params.get("side"),
+                               "code": error.code, "msg": error.msg})
+
+    # -- user stream payloads -------------------------------------------------------------------------------
+    def _order_update(self, order: Order, x: str, last_lots: int = 0, last_tick: int = 0, fee: float = 0.0,
+                      maker: bool = False, trade_id: int = 0, rp: float = 0.0) -> None:
+        spec, account = order.spec, order.account
+        now = order.update_time
+        bids = sum(o.leaves * o.price_tick for o in account.open_orders(spec.symbol) if o.side == BID)
+        asks = sum(o.leaves * o.price_tick for o in account.open_orders(spec.symbol) if o.side == ASK)
+        unit = spec.tick_size * spec.lot_size
+        o = {
+            "s": spec.symbol, "c": order.client_id, "S": SIDE_NAMES[order.side], "o": order.type, "f": order.tif,
+            "q": spec.fmt_qty(order.qty), "p": spec.fmt_price(order.price_tick) if order.type == "LIMIT" else "0",
+            "ap": f"{order.avg_price():.{spec.price_decimals + 3}f}", "sp": "0", "x": x, "X": order.status,
+            "i": order.order_id, "l": spec.fmt_qty(last_lots),
+            "z": spec.fmt_qty(order.executed), "L": spec.fmt_price(last_tick) if last_lots else "0",
+            "N": "USDT", "n": money(fee), "T": now, "t": trade_id, "b": money(bids * unit), "a": money(asks * unit),
+            "m": maker, "R": order.reduce_only, "wt": "CONTRACT_PRICE", "ot": order.type, "ps": "BOTH", "cp": False,
+            "rp": money(rp), "pP": False, "si": 0, "ss": 0, "V": "NONE", "pm": "NONE", "gtd": 0,
+        }
+        self.notify(account, {"e": "ORDER_TRADE_UPDATE", "E": self.now_ms(), "T": now, "o": o})
+
+    def _account_update(self, account: Account, symbol: str) -> None:
+        market = self.markets[symbol]
+        pos = account.position(symbol)
+        spec = market.spec
+        upnl = self._upnl(account, symbol)
+        now = self.now_ms()
+        self.notify(account, {"e": "ACCOUNT_UPDATE", "E": now, "T": pos.update_time or now, "a": {
+            "m": "ORDER",
+            "B": [{"a": "USDT", "wb": money(account.balance), "cw": money(account.balance), "bc": "0"}],
+            "P": [{"s": symbol, "pa": spec.fmt_qty(pos.lots), "ep": money(pos.entry), "bep": money(pos.entry),
+                   "cr": money(account.realized_pnl), "up": money(upnl), "mt": "cross", "iw": "0", "ps": "BOTH"}],
+        }})
+
+    # -- risk -----------------------------------------------------------------------------------------------
+    def _upnl(self, account: Account, symbol: str) -> float:
+        pos = account.positions.get(symbol)
+        if not pos or not pos.lots:
+            return 0.0
+        mark = self.markets[symbol].mark_price() or pos.entry
+        return (mark - pos.entry) * pos.lots * self.markets[symbol].spec.lot_size
+
+    def available_balance(self, account: Account) -> float:
+        used = 0.0
+        upnl = 0.0
+        for symbol, market in self.markets.items():
+            lev = account.leverage.get(symbol, self.default_leverage)
+            pos = account.positions.get(symbol)
+            mark = market.mark_price()
+            if pos and pos.lots:
+                used += abs(pos.lots) * market.spec.lot_size * (mark or pos.entry) / lev
+                upnl += self._upnl(account, symbol)
+            for o in account.open_orders(symbol):
+                used += o.leaves * market.spec.lot_size * o.price_tick * market.spec.tick_size / lev
+        return account.balance + upnl - used
+
+    # -- order entry ----------------------------------------------------------------------------------------
+    def place_order(self, account: Account, params: dict) -> tuple[Order, dict]:
+        """Validate, create and match a new order; returns the order and its REST reply body."""
+        try:
+            if self.reject_next:
+                raise self.reject_next.pop(0)
+            order = self._new_order(account, params)
+        except ApiError as err:
+            self.record_rejection(account, params, err)
+            raise
+        resp_type = params.get("newOrderRespType", "ACK")
+        ack = order.rest_body()
+        self._execute_new(order)
+        return order, (order.rest_body() if resp_type == "RESULT" else ack)
+
+    def _new_order(self, account: Account, params: dict) -> Order:
+        market = self.market(_param(params, "symbol"))
+        spec, book = market.spec, market.book
+        side_name = _param(params, "side")
+        if side_name not in SIDES:
+            raise ApiError(-1117, "Invalid side.")
+        side = SIDES[side_name]
+        otype = _param(params, "type")
+        if otype not in ("LIMIT", "MARKET"):
+            raise ApiError(-1116, "Invalid orderType.")
+        if params.get("positionSide", "BOTH") != "BOTH":
+            raise ApiError(-4061, "Order's position side does not match user's setting.")
+        qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",
+                        ApiError(-4023, "Quantity not increased by step size."))
+        if qty <= 0:
+            raise ApiError(-4003, "Quantity less than or equal to zero.")
+        max_qty = spec.market_max_qty if otype == "MARKET" else spec.max_qty
+        if qty * spec.lot_size < spec.min_qty - 1e-12 or qty * spec.lot_size > max_qty + 1e-12:
+            raise ApiError(-1013, f"Invalid quantity: must be between {spec.min_qty} and {max_qty}.")
+        if otype == "LIMIT":
+            tif = _param(params, "timeInForce")
+            if tif not in TIFS:
+                raise ApiError(-1115, "Invalid timeInForce.")
+            price_tick = _to_steps(_param(params, "price"), spec.tick_size, "price",
+                                   ApiError(-4014, "Price not increased by tick size."))
+            if price_tick <= 0:
+                raise ApiError(-4013, "Price less than min price.")
+            mark = market.mark_price()
+            price = price_tick * spec.tick_size
+            if mark and side == BID and price > mark * spec.percent_up:
+                raise ApiError(-4016, f"Limit price can't be higher than {spec.fmt_price(int(mark * spec.percent_up / spec.tick_size))}.")
+            if mark and side == ASK and price < mark * spec.percent_down:
+                raise ApiError(-4024, f"Limit price can't be lower than {spec.fmt_price(int(mark * spec.percent_down / spec.tick_size) + 1)}.")
+        else:
+            for extra in ("price", "timeInForce"):
+                if params.get(extra) not in (None, ""):
+                    raise ApiError(-1106, f"Parameter '{extra}' sent when not required.")
+            tif = "GTC"
+            price_tick = 0
+        reduce_only = str(params.get("reduceOnly", "false")).lower() == "true"
+        cid = params.get("newClientOrderId") or f"emu-{next(self._auto_client_ids)}"
+        if not CLIENT_ID_RE.match(cid):
+            raise ApiError(-4015, "Client order id is not valid.")
+        if any(o.client_id == cid for o in account.open_orders(spec.symbol)):
+            raise ApiError(-4116, "ClientOrderId is duplicated.")
+        if len(account.open_orders(spec.symbol)) >= spec.max_num_orders:
+            raise ApiError(-4025, "Exceeded the maximum allowable number of open orders.")
+        ref_tick = price_tick if otype == "LIMIT" else (book.best_ask if side == BID else book.best_bid) or 0
+        notional = qty * spec.lot_size * ref_tick * spec.tick_size
+        pos = account.position(spec.symbol)
+        if reduce_only:
+            if pos.lots == 0 or (pos.lots > 0) == (side == BID) or qty > abs(pos.lots):
+                raise ApiError(-2022, "ReduceOnly Order is rejected.")
+        elif notional < spec.min_notional - 1e-9 and otype == "LIMIT":
+            raise ApiError(-4164, f"Order's notional must be no smaller than {spec.min_notional:g} (unless you choose reduce only).")
+        if otype == "LIMIT" and tif == "GTX":
+            crosses = (book.best_ask is not None and price_tick >= book.best_ask) if side == BID else \
+                      (book.best_bid is not None and price_tick <= book.best_bid)
+            if crosses:
+                raise ApiError(-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected. The order will not be recorded in the order history")
+        increases = not reduce_only and (pos.lots == 0 or (pos.lots > 0) == (side == BID) or qty > abs(pos.lots))
+        if increases:
+            lev = account.leverage.get(spec.symbol, self.default_leverage)
+            if notional / lev > self.available_balance(account) + 1e-9:
+                raise ApiError(-2019, "Margin is insufficient.")
+        now = self.now_ms()
+        order = Order(next(self._order_ids), cid, account, spec, side, otype, tif, price_tick, qty, reduce_only,
+                      now, now)
+        account.orders[order.order_id] = order
+        self.counters["orders"] += 1
+        return order
+
+    def _execute_new(self, order: Order) -> None:
+        account, market = order.account, self.markets[order.spec.symbol]
+        book = market.book
+        self._record(account, order, "NEW")
+        self._order_update(order, "NEW")
+        opposite = ASK if order.side == BID else BID
+        limit = order.price_tick if order.type == "LIMIT" else None
+        levels = book.walk(opposite, limit)
+        if order.type == "LIMIT" and order.tif == "FOK" and sum(q for _, q in levels) < order.qty:
+            return self._finish(order, "EXPIRED")
+        for tick, lots in levels:
+            if order.leaves <= 0:
+                break
+            self._fill(order, min(lots, order.leaves), tick, maker=False)
+        if order.leaves <= 0:
+            return
+        if order.type == "MARKET" or order.tif in ("IOC", "FOK"):
+            return self._finish(order, "EXPIRED")
+        if self.stp_expire_next > 0:  # self-trade prevention outcome, an enum value older clients do not know
+            self.stp_expire_next -= 1
+            return self._finish(order, "EXPIRED_IN_MATCH", "EXPIRED")
+        order.front = book.qty(order.side, order.price_tick)
+        market.resting[order.order_id] = order
+
+    def _finish(self, order: Order, status: str, execution: str | None = None) -> None:
+        order.status = status
+        order.update_time = self.now_ms()
+        self.markets[order.spec.symbol].resting.pop(order.order_id, None)
+        self._record(order.account, order, status)
+        self._order_update(order, execution or status)
+
+    def _fill(self, order: Order, lots: int, tick: int, maker: bool) -> None:
+        account, spec = order.account, order.spec
+        price = round(tick * spec.tick_size, spec.price_decimals)
+        qty = round(lots * spec.lot_size, spec.qty_decimals)
+        notional = price * qty
+        fee = round(notional * (account.maker_fee if maker else account.taker_fee), 12)
+        pos = account.position(spec.symbol)
+        signed = lots * order.side
+        rp = 0.0
+        if pos.lots == 0 or (pos.lots > 0) == (signed > 0):
+            total = abs(pos.lots) + lots
+            pos.entry = (pos.entry * abs(pos.lots) + price * lots) / total
+        else:
+            closing = min(lots, abs(pos.lots))
+            rp = round((price - pos.entry) * closing * spec.lot_size * (1 if pos.lots > 0 else -1), 10)
+            if lots > abs(pos.lots):
+                pos.entry = price
+            elif lots == abs(pos.lots):
+                pos.entry = 0.0
+        pos.lots += signed
+        now = self.now_ms()
+        pos.update_time = now
+        account.realized_pnl += rp
+        account.fees += fee
+        account.balance += rp - fee
+        account.update_time = now
+        order.executed += lots
+        order.cum_quote += notional
+        order.status = "FILLED" if order.leaves <= 0 else "PARTIALLY_FILLED"
+        order.update_time = now
+        if order.status == "FILLED":
+            self.markets[spec.symbol].resting.pop(order.order_id, None)
+        trade_id = next(self.markets[spec.symbol].own_trade_ids)
+        self.counters["fills"] += 1
+        self._record(account, order, "TRADE", lastQty=qty, lastPrice=price, maker=maker, fee=fee, realizedPnl=rp,
+                     tradeId=trade_id)
+        self._order_update(order, "TRADE", lots, tick, fee, maker, trade_id, rp)
+        self._account_update(account, spec.symbol)
+
+    # -- order management -----------------------------------------------------------------------------------
+    def find_order(self, account: Account, params: dict, unknown: ApiError) -> Order:
+        market = self.market(_param(params, "symbol"))
+        oid, cid = params.get("orderId"), params.get("origClientOrderId")
+        if not oid and not cid:
+            raise ApiError(-1102, "Either orderId or origClientOrderId must be sent.")
+        if oid:
+            try:
+                order = account.orders.get(int(oid))
+            except ValueError:
+                raise ApiError(-1102, "Mandatory parameter 'orderId' was not sent, was empty/null, or malformed.") from None
+        else:
+            matches = [o for o in account.orders.values() if o.client_id == cid and o.spec is market.spec]
+            order = max(matches, key=lambda o: o.order_id) if matches else None
+        if order is None or order.spec is not market.spec:
+            raise unknown
+        return order
+
+    def cancel_order(self, account: Account, params: dict) -> dict:
+        order = self.find_order(account, params, ApiError(-2011, "Unknown order sent."))
+        if order.status not in ACTIVE:
+            raise ApiError(-2011, "Unknown order sent.")
+        self.counters["cancels"] += 1
+        self._finish(order, "CANCELED")
+        return order.rest_body()
+
+    def cancel_all(self, account: Account, params: dict) -> dict:
+        market = self.market(_param(params, "symbol"))
+        for order in account.open_orders(market.spec.symbol):
+            self.counters["cancels"] += 1
+            self._finish(order, "CANCELED")
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def query_order(self, account: Account, params: dict) -> dict:
+        return self.find_order(account, params, ApiError(-2013, "Order does not exist.")).rest_body(with_time=True)
+
+    def modify_order(self, account: Account, params: dict) -> dict:
+        order = self.find_order(account, params, ApiError(-2013, "Order does not exist."))
+        spec = order.spec
+        if order.status not in ACTIVE:
+            raise ApiError(-2013, "Order does not exist.")
+        if order.type != "LIMIT":
+            raise ApiError(-4052, "Only limit order is supported.")
+        if _param(params, "side") != SIDE_NAMES[order.side]:
+            raise ApiError(-1117, "Invalid side.")
+        qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",
+                        ApiError(-4023, "Quantity not increased by step size."))
+        price_tick = _to_steps(_param(params, "price"), spec.tick_size, "price",
+                               ApiError(-4014, "Price not increased by tick size."))
+        if qty <= order.executed:
+            raise ApiError(-4003, "Quantity less than or equal to zero.")
+        book = self.markets[spec.symbol].book
+        crosses = (book.best_ask is not None and price_tick >= book.best_ask) if order.side == BID else \
+                  (book.best_bid is not None and price_tick <= book.best_bid)
+        if crosses and order.tif == "GTX":
+            raise ApiError(-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected. The order will not be recorded in the order history")
+        requeue = price_tick != order.price_tick or qty > order.qty
+        order.price_tick, order.qty = price_tick, qty
+        order.update_time = self.now_ms()
+        if requeue:
+            order.front = book.qty(order.side, price_tick)
+        self._record(account, order, "AMENDMENT")
+        self._order_update(order, "AMENDMENT")
+        if crosses:
+            opposite = ASK if order.side == BID else BID
+            for tick, lots in book.walk(opposite, price_tick):
+                if order.leaves <= 0:
+                    break
+                self._fill(order, min(lots, order.leaves), tick, maker=False)
+        return order.rest_body()
+
+    # -- market events --------------------------------------------------------------------------------------
+    def on_level(self, market: Market, side: int, tick: int, lots: int) -> None:
+        """A displayed level changed: queues at that price can only move forward (risk-averse)."""
+        for order in market.resting.values():
+            if order.side == side and order.price_tick == tick and lots < order.front:
+                order.front = lots
+
+    def on_book_moved(self, market: Market) -> None:
+        """Fill resting orders that the opposite best price reached (maker, at the order's own price)."""
+        book = market.book
+        hit = [o for o in market.resting.values()
+               if (o.side == BID and book.best_ask is not None and o.price_tick >= book.best_ask)
+               or (o.side == ASK and book.best_bid is not None and o.price_tick <= book.best_bid)]
+        for order in hit:
+            if order.status in ACTIVE:
+                self._fill(order, order.leaves, order.price_tick, maker=True)
+
+    def on_trade(self, market: Market, tick: int, lots: int, buyer_is_maker: bool) -> None:
+        hit_side = BID if buyer_is_maker else ASK  # a sell aggressor hits resting bids
+        for order in list(market.resting.values()):
+            if order.side != hit_side or order.status not in ACTIVE:
+                continue
+            through = order.price_tick > tick if hit_side == BID else order.price_tick < tick
+            if through:
+                self._fill(order, order.leaves, order.price_tick, maker=True)
+            elif order.price_tick == tick:
+                order.front -= lots
+                if order.front < 0:
+                    fill = min(-order.front, order.leaves)
+                    order.front = 0
+                    self._fill(order, fill, order.price_tick, maker=True)
+
+    # -- views ----------------------------------------------------------------------------------------------
+    def position_rows(self, account: Account, symbol: str | None = None) -> list[dict]:
+        rows = []
+        for sym, market in self.markets.items():
+            if symbol and sym != symbol:
+                continue
+            spec = market.spec
+            pos = account.positions.get(sym) or Position()
+            mark = market.mark_price()
+            lev = account.leverage.get(sym, self.default_leverage)
+            notional = pos.lots * spec.lot_size * mark
+            rows.append({
+                "symbol": sym, "positionAmt": spec.fmt_qty(pos.lots), "entryPrice": money(pos.entry),
+                "breakEvenPrice": money(pos.entry), "markPrice": money(mark),
+                "unRealizedProfit": money(self._upnl(account, sym)), "liquidationPrice": "0",
+                "leverage": str(lev), "maxNotionalValue": "1000000", "marginType": "cross",
+                "isolatedMargin": "0.00000000", "isAutoAddMargin": "false", "positionSide": "BOTH",
+                "notional": money(notional), "isolatedWallet": "0", "updateTime": pos.update_time,
+            })
+        return rows
+
+    def account_body(self, account: Account) -> dict:
+        upnl = sum(self._upnl(account, s) for s in self.markets)
+        avail = self.available_balance(account)
+        asset = {"asset": "USDT", "walletBalance": money(account.balance), "unrealizedProfit": money(upnl),
+                 "marginBalance": money(account.balance + upnl), "availableBalance": money(avail),
+                 "maxWithdrawAmount": money(max(0.0, avail)), "crossWalletBalance": money(account.balance),
+                 "crossUnPnl": money(upnl), "updateTime": account.update_time}
+        return {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True, "updateTime": 0,
+                "multiAssetsMargin": False, "totalWalletBalance": money(account.balance),
+                "totalUnrealizedProfit": money(upnl), "totalMarginBalance": money(account.balance + upnl),
+                "availableBalance": money(avail), "maxWithdrawAmount": money(max(0.0, avail)),
+                "assets": [asset],
+                "positions": [{"symbol": r["symbol"], "positionAmt": r["positionAmt"], "entryPrice": r["entryPrice"],
+                               "unrealizedProfit": r["unRealizedProfit"], "leverage": r["leverage"],
+                               "positionSide": "BOTH", "notional": r["notional"], "updateTime": r["updateTime"]}
+                              for r in self.position_rows(account)]}
+
+    def balance_rows(self, account: Account) -> list[dict]:
+        upnl = sum(self._upnl(account, s) for s in self.markets)
+        avail = self.available_balance(account)
+        return [{"accountAlias": "emu", "asset": "USDT", "balance": money(account.balance),
+                 "crossWalletBalance": money(account.balance), "crossUnPnl": money(upnl),
+                 "availableBalance": money(avail), "maxWithdrawAmount": money(max(0.0, avail)),
+                 "marginAvailable": True, "updateTime": account.update_time}]
+
+    def state(self) -> dict:
+        """Everything a test wants to assert on: per account orders, positions, balances; counters."""
+        out = {"counters": dict(self.counters), "accounts": {}}
+        for key, account in self.accounts.items():
+            out["accounts"][key] = {
+                "balance": account.balance, "realized_pnl": account.realized_pnl, "fees": account.fees,
+                "positions": {s: {"qty": p.lots * self.markets[s].spec.lot_size, "entry": p.entry}
+                              for s, p in account.positions.items()},
+                "open_orders": [o.rest_body(with_time=True) for o in account.open_orders()],
+            }
+        return out
