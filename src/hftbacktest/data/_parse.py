@@ -276,6 +276,45 @@ def _parse_str_float(buf, a, b):
 
 
 @njit(cache=True)
+def _quoted_decimal(buf, p, e):
+    """Parse `"123.45"` at p in one pass → (ok, value, index after the closing quote).
+
+    Only plain decimals (optional '-', digits, one '.') with a mantissa below 2**53 are accepted; anything
+    else (exponents, long mantissas, escapes) returns ok=False so the caller falls back to the slow path.
+    """
+    if p >= e or buf[p] != QUOTE:
+        return False, 0.0, p
+    q = p + 1
+    neg = False
+    if q < e and buf[q] == 45:
+        neg = True
+        q += 1
+    mant = 0
+    frac = 0
+    seen_dot = False
+    nd = 0
+    while q < e:
+        c = buf[q]
+        if 48 <= c <= 57:
+            if mant >= 100_000_000_000_000_000:
+                return False, 0.0, p
+            mant = mant * 10 + (c - 48)
+            nd += 1
+            frac += seen_dot
+        elif c == 46 and not seen_dot:
+            seen_dot = True
+        elif c == QUOTE:
+            break
+        else:
+            return False, 0.0, p
+        q += 1
+    if q >= e or nd == 0 or mant > _MAX_EXACT or frac > 22:
+        return False, 0.0, p
+    v = mant / _P10[frac]
+    return True, -v if neg else v, q + 1
+
+
+@njit(cache=True)
 def _bytes_eq(buf, a, b, lit):
     if b - a != len(lit):
         return False
@@ -286,50 +325,99 @@ def _bytes_eq(buf, a, b, lit):
 
 
 @njit(cache=True)
-def _levels(buf, a, b, ev_code, exch_ts, local_ts, ev, exch, local, px, qty, n):
-    """Parse `[["px","qty"],...]`, writing rows from n. Returns the new n or -1."""
-    if buf[a] != LBRACK:
-        return -1
-    p = _skip_ws(buf, a + 1, b)
-    if p < b and buf[p] == RBRACK:
-        return n
-    while p < b:
+def _levels(buf, a, e, rf, n):
+    """Parse `[["px","qty"],...]` at a into rf[n:, 3] / rf[n:, 4]. Returns (end index, new n) or (-1, n)."""
+    p = _skip_ws(buf, a + 1, e)
+    if p < e and buf[p] == RBRACK:
+        return p + 1, n
+    while p < e:
         if buf[p] != LBRACK:
-            return -1
-        p = _skip_ws(buf, p + 1, b)
-        e1 = _value_end(buf, p, b)
-        if e1 < 0:
-            return -1
-        ok, vp = _parse_str_float(buf, p, e1)
+            return -1, n
+        p = _skip_ws(buf, p + 1, e)
+        ok, vp, p = _quoted_decimal(buf, p, e)
         if not ok:
-            return -1
-        p = _skip_ws(buf, e1, b)
-        if p >= b or buf[p] != COMMA:
-            return -1
-        p = _skip_ws(buf, p + 1, b)
-        e2 = _value_end(buf, p, b)
-        if e2 < 0:
-            return -1
-        ok, vq = _parse_str_float(buf, p, e2)
+            return -1, n
+        p = _skip_ws(buf, p, e)
+        if p >= e or buf[p] != COMMA:
+            return -1, n
+        p = _skip_ws(buf, p + 1, e)
+        ok, vq, p = _quoted_decimal(buf, p, e)
         if not ok:
-            return -1
-        p = _skip_ws(buf, e2, b)
-        if p >= b or buf[p] != RBRACK:
-            return -1
-        ev[n] = ev_code
-        exch[n] = exch_ts
-        local[n] = local_ts
-        px[n] = vp
-        qty[n] = vq
+            return -1, n
+        p = _skip_ws(buf, p, e)
+        if p >= e or buf[p] != RBRACK:
+            return -1, n
+        if n >= rf.shape[0]:
+            return -1, n
+        rf[n, 3] = vp
+        rf[n, 4] = vq
         n += 1
-        p = _skip_ws(buf, p + 1, b)
-        if p < b and buf[p] == COMMA:
-            p = _skip_ws(buf, p + 1, b)
-        elif p < b and buf[p] == RBRACK:
-            return n
+        p = _skip_ws(buf, p + 1, e)
+        if p < e and buf[p] == COMMA:
+            p = _skip_ws(buf, p + 1, e)
+        elif p < e and buf[p] == RBRACK:
+            return p + 1, n
         else:
-            return -1
-    return -1
+            return -1, n
+    return -1, n
+
+
+@njit(cache=True)
+def _scan_event(buf, p, e, ks, ke, rf, n):
+    """Like _scan_object for an event payload, but `[[px,qty],...]` values of b/a are parsed straight into
+    rf[row, 3:5] from row n on (one pass over the bulk of a depth message). Returns (end, b0, b1, a0, a1)
+    where b0:b1 / a0:a1 are the rows parsed for b / a (-1 when absent or not an array)."""
+    for k in range(N_KEYS):
+        ks[k] = -1
+        ke[k] = -1
+    b0 = b1 = a0 = a1 = -1
+    if p >= e or buf[p] != LBRACE:
+        return -1, b0, b1, a0, a1
+    p = _skip_ws(buf, p + 1, e)
+    if p < e and buf[p] == RBRACE:
+        return p + 1, b0, b1, a0, a1
+    while p < e:
+        if buf[p] != QUOTE:
+            return -1, b0, b1, a0, a1
+        k0 = p + 1
+        k1 = k0
+        while k1 < e and buf[k1] != QUOTE:
+            if buf[k1] == BACKSLASH:
+                return -1, b0, b1, a0, a1
+            k1 += 1
+        if k1 >= e or k1 == k0:
+            return -1, b0, b1, a0, a1
+        p = _skip_ws(buf, k1 + 1, e)
+        if p >= e or buf[p] != COLON:
+            return -1, b0, b1, a0, a1
+        p = _skip_ws(buf, p + 1, e)
+        kid = _key_id(buf, k0, k1)
+        if (kid == K_B or kid == K_A) and p < e and buf[p] == LBRACK:
+            v1, n2 = _levels(buf, p, e, rf, n)
+            if v1 < 0:
+                return -1, b0, b1, a0, a1
+            if kid == K_B:
+                b0, b1 = n, n2
+            else:
+                a0, a1 = n, n2
+            n = n2
+        else:
+            v1 = _value_end(buf, p, e)
+            if v1 < 0:
+                return -1, b0, b1, a0, a1
+        if kid >= 0:
+            ks[kid] = p
+            ke[kid] = v1
+        p = _skip_ws(buf, v1, e)
+        if p >= e:
+            return -1, b0, b1, a0, a1
+        if buf[p] == COMMA:
+            p = _skip_ws(buf, p + 1, e)
+        elif buf[p] == RBRACE:
+            return p + 1, b0, b1, a0, a1
+        else:
+            return -1, b0, b1, a0, a1
+    return -1, b0, b1, a0, a1
 
 
 _LIT_DEPTH = np.frombuffer(b'"depthUpdate"', np.uint8)
@@ -347,25 +435,85 @@ TRADE_SELL = np.uint64((1 << 28) | 2)
 
 
 @njit(cache=True)
+def _top_data(buf, p, e):
+    """Start of the "data" object inside a combined-stream envelope (other keys are skipped), or -1."""
+    if p >= e or buf[p] != LBRACE:
+        return -1
+    p = _skip_ws(buf, p + 1, e)
+    while p < e:
+        if buf[p] != QUOTE:
+            return -1
+        k0 = p + 1
+        k1 = k0
+        while k1 < e and buf[k1] != QUOTE:
+            if buf[k1] == BACKSLASH:
+                return -1
+            k1 += 1
+        if k1 >= e:
+            return -1
+        p = _skip_ws(buf, k1 + 1, e)
+        if p >= e or buf[p] != COLON:
+            return -1
+        p = _skip_ws(buf, p + 1, e)
+        if _key_id(buf, k0, k1) == K_DATA:
+            return p
+        v1 = _value_end(buf, p, e)
+        if v1 < 0:
+            return -1
+        p = _skip_ws(buf, v1, e)
+        if p >= e or buf[p] != COMMA:
+            return -1
+        p = _skip_ws(buf, p + 1, e)
+    return -1
+
+
+@njit(cache=True)
+def _envelope_tail_ok(buf, p, e):
+    """After the data object: only further key/value pairs and the closing brace may follow."""
+    p = _skip_ws(buf, p, e)
+    while p < e and buf[p] == COMMA:
+        p = _skip_ws(buf, p + 1, e)
+        if p >= e or buf[p] != QUOTE:
+            return False
+        v = _value_end(buf, p, e)
+        if v < 0:
+            return False
+        p = _skip_ws(buf, v, e)
+        if p >= e or buf[p] != COLON:
+            return False
+        v = _value_end(buf, _skip_ws(buf, p + 1, e), e)
+        if v < 0:
+            return False
+        p = _skip_ws(buf, v, e)
+    return p < e and buf[p] == RBRACE and _skip_ws(buf, p + 1, e) == e
+
+
+@njit(cache=True)
+def _fill(ru, ri, n0, n1, code, x, ts):
+    for r in range(n0, n1):
+        ru[r, 0] = code
+        ri[r, 1] = x
+        ri[r, 2] = ts
+        ru[r, 5] = 0
+        ru[r, 6] = 0
+        ru[r, 7] = 0
+
+
+@njit(cache=True, nogil=True)
 def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_m, opt_t, mark_use_e, sym,
-                ev, exch, local, px, qty, nrow,
-                m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg):
+                ru, ri, rf, nrow, m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg):
     """Convert complete lines of buf[pos:end] until one needs the slow path or a table fills up.
 
-    `sym` holds the expected symbol as a quoted JSON string; a different symbol goes to the slow path so it
-    can be reported. Returns (status, pos, line_no, nrow, nmsg); line_no counts lines consumed (1-based).
+    Rows go to an (n, 8) table seen as uint64/int64/float64 (`ru`/`ri`/`rf`, the same memory), whose rows
+    are `event_dtype` records. `sym` holds the expected symbol as a quoted JSON string; another symbol goes to
+    the slow path so it can be reported. Returns (status, pos, line_no, nrow, nmsg); line_no counts lines
+    consumed (1-based).
     """
     ks = np.empty(N_KEYS, np.int64)
     ke = np.empty(N_KEYS, np.int64)
-    cap_rows = len(ev)
+    cap_rows = ru.shape[0]
     cap_msgs = len(m_line)
-    lit_depth = _LIT_DEPTH
-    lit_trade = _LIT_TRADE
-    lit_ticker = _LIT_TICKER
-    lit_mark = _LIT_MARK
-    lit_market = _LIT_MARKET
-    lit_true = _LIT_TRUE
-    lit_false = _LIT_FALSE
+    zero = np.uint64(0)
     while pos < end:
         nl = pos
         while nl < end and buf[nl] != 10:
@@ -385,22 +533,30 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
         ts *= ts_mul
         p = _skip_ws(buf, q + 1, nl)
         e = nl
-        if _scan_object(buf, p, e, ks, ke) < 0:
-            return ST_FALLBACK, pos, line_no, nrow, nmsg
+        while e > p and _ws(buf[e - 1]):
+            e -= 1
         if combined:
-            if ks[K_DATA] < 0 or _scan_object(buf, ks[K_DATA], ke[K_DATA], ks, ke) < 0:
+            d = _top_data(buf, p, e)
+            if d < 0:
+                return ST_FALLBACK, pos, line_no, nrow, nmsg
+            d_end, b0, b1, a0, a1 = _scan_event(buf, d, e, ks, ke, rf, nrow)
+            if d_end < 0 or not _envelope_tail_ok(buf, d_end, e):
+                return ST_FALLBACK, pos, line_no, nrow, nmsg
+        else:
+            d_end, b0, b1, a0, a1 = _scan_event(buf, p, e, ks, ke, rf, nrow)
+            if d_end < 0 or _skip_ws(buf, d_end, e) != e:
                 return ST_FALLBACK, pos, line_no, nrow, nmsg
         if ks[K_EVT] < 0:
             return ST_FALLBACK, pos, line_no, nrow, nmsg
         ea = ks[K_EVT]
         eb = ke[K_EVT]
-        if _bytes_eq(buf, ea, eb, lit_depth):
+        if _bytes_eq(buf, ea, eb, _LIT_DEPTH):
             kind = KIND_DEPTH
-        elif _bytes_eq(buf, ea, eb, lit_trade):
+        elif _bytes_eq(buf, ea, eb, _LIT_TRADE):
             kind = KIND_TRADE
-        elif _bytes_eq(buf, ea, eb, lit_ticker):
+        elif _bytes_eq(buf, ea, eb, _LIT_TICKER):
             kind = KIND_TICKER
-        elif _bytes_eq(buf, ea, eb, lit_mark):
+        elif _bytes_eq(buf, ea, eb, _LIT_MARK):
             kind = KIND_MARK
         else:
             kind = KIND_OTHER
@@ -415,24 +571,20 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
             id0 = _parse_int(buf, ks[K_UU], ke[K_UU])
             id1 = _parse_int(buf, ks[K_U], ke[K_U])
             id2 = _parse_int(buf, ks[K_PU], ke[K_PU])
-            if t_ms < 0 or id0 < 0 or id1 < 0 or id2 < 0 or ks[K_B] < 0 or ks[K_A] < 0:
+            if t_ms < 0 or id0 < 0 or id1 < 0 or id2 < 0 or b0 < 0 or a0 < 0 or a0 < b0:
                 return ST_FALLBACK, pos, line_no, nrow, nmsg
             x = t_ms * 1_000_000
-            n2 = _levels(buf, ks[K_B], ke[K_B], DEPTH_BUY, x, ts, ev, exch, local, px, qty, nrow)
-            if n2 < 0:
-                return ST_FALLBACK, pos, line_no, row0, nmsg
-            n2 = _levels(buf, ks[K_A], ke[K_A], DEPTH_SELL, x, ts, ev, exch, local, px, qty, n2)
-            if n2 < 0:
-                return ST_FALLBACK, pos, line_no, row0, nmsg
-            nrow = n2
+            _fill(ru, ri, b0, b1, DEPTH_BUY, x, ts)
+            _fill(ru, ri, a0, a1, DEPTH_SELL, x, ts)
+            nrow = a1
         elif kind == KIND_TRADE:
             id0 = _parse_int(buf, ks[K_TID], ke[K_TID])
             if t_ms < 0 or ks[K_X] < 0 or ks[K_M] < 0:
                 return ST_FALLBACK, pos, line_no, nrow, nmsg
-            if _bytes_eq(buf, ks[K_X], ke[K_X], lit_market):
-                if _bytes_eq(buf, ks[K_M], ke[K_M], lit_true):
+            if _bytes_eq(buf, ks[K_X], ke[K_X], _LIT_MARKET):
+                if _bytes_eq(buf, ks[K_M], ke[K_M], _LIT_TRUE):
                     code = TRADE_SELL
-                elif _bytes_eq(buf, ks[K_M], ke[K_M], lit_false):
+                elif _bytes_eq(buf, ks[K_M], ke[K_M], _LIT_FALSE):
                     code = TRADE_BUY
                 else:
                     return ST_FALLBACK, pos, line_no, nrow, nmsg
@@ -440,11 +592,9 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
                 ok2, vq = _parse_str_float(buf, ks[K_Q], ke[K_Q])
                 if not (ok1 and ok2):
                     return ST_FALLBACK, pos, line_no, nrow, nmsg
-                ev[nrow] = code
-                exch[nrow] = t_ms * 1_000_000
-                local[nrow] = ts
-                px[nrow] = vp
-                qty[nrow] = vq
+                _fill(ru, ri, nrow, nrow + 1, code, t_ms * 1_000_000, ts)
+                rf[nrow, 3] = vp
+                rf[nrow, 4] = vq
                 nrow += 1
             else:
                 id1 = 1  # non-MARKET trade: no row (reference behaviour), counted by the report
@@ -460,16 +610,12 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
                 if not (ok1 and ok2 and ok3 and ok4):
                     return ST_FALLBACK, pos, line_no, nrow, nmsg
                 x = t_ms * 1_000_000
-                ev[nrow] = 103
-                exch[nrow] = x
-                local[nrow] = ts
-                px[nrow] = vb
-                qty[nrow] = vbq
-                ev[nrow + 1] = 104
-                exch[nrow + 1] = x
-                local[nrow + 1] = ts
-                px[nrow + 1] = va
-                qty[nrow + 1] = vaq
+                _fill(ru, ri, nrow, nrow + 1, np.uint64(103), x, ts)
+                _fill(ru, ri, nrow + 1, nrow + 2, np.uint64(104), x, ts)
+                rf[nrow, 3] = vb
+                rf[nrow, 4] = vbq
+                rf[nrow + 1, 3] = va
+                rf[nrow + 1, 4] = vaq
                 nrow += 2
         elif kind == KIND_MARK:
             if mark_use_e:
@@ -484,13 +630,11 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
                     return ST_FALLBACK, pos, line_no, nrow, nmsg
                 x = t_ms * 1_000_000
                 for r in range(3):
-                    ev[nrow + r] = 100 + r
-                    exch[nrow + r] = x
-                    local[nrow + r] = ts
-                    qty[nrow + r] = 0.0
-                px[nrow] = vi
-                px[nrow + 1] = vm
-                px[nrow + 2] = vr
+                    _fill(ru, ri, nrow + r, nrow + r + 1, np.uint64(100 + r), x, ts)
+                    rf[nrow + r, 4] = 0.0
+                rf[nrow, 3] = vi
+                rf[nrow + 1, 3] = vm
+                rf[nrow + 2, 3] = vr
                 nrow += 3
         line_no += 1
         m_line[nmsg] = line_no

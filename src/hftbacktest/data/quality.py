@@ -54,7 +54,7 @@ class QualityReport:
     non_monotonic_exch_lines: list[int] = field(default_factory=list)
     negative_latency_messages: int = 0
     min_latency_ns: int | None = None
-    crossed_book_local_ts: list[int] = field(default_factory=list)
+    crossed_book_lines: list[int] = field(default_factory=list)
     crossed_book_count: int = 0
 
     @property
@@ -85,8 +85,8 @@ class QualityReport:
         if self.non_monotonic_exch_lines:
             out.append(f"exchange time goes backwards within a stream at lines {lines(self.non_monotonic_exch_lines)}")
         if self.crossed_book_count:
-            out.append(f"crossed book (best bid >= best ask) after {self.crossed_book_count} update(s), "
-                       f"first at local_ts {self.crossed_book_local_ts[:3]}")
+            out.append(f"crossed book (best bid >= best ask) after {self.crossed_book_count} message(s), "
+                       f"first at lines {self.crossed_book_lines}")
         if self.rest_errors:
             out.append("REST error responses: " + "; ".join(f"line {n}: {m}" for n, m in self.rest_errors[:_SHOW]))
         return out
@@ -119,7 +119,7 @@ def warn_or_raise(report: QualityReport, strict: bool) -> None:
 
 def _first_problem_line(r: QualityReport) -> int | None:
     cands = [n for n, _ in r.malformed[:1]] + r.symbol_mix_lines[:1] + [g.start_line for g in r.gaps[:1]]
-    cands += r.duplicate_lines[:1] + r.non_monotonic_exch_lines[:1] + [n for n, _ in r.rest_errors[:1]]
+    cands += r.duplicate_lines[:1] + r.crossed_book_lines[:1] + r.non_monotonic_exch_lines[:1] + [n for n, _ in r.rest_errors[:1]]
     return min(cands) if cands else None
 
 
@@ -245,13 +245,15 @@ def _best(book, is_bid):
     return best
 
 
-@njit(cache=True)
-def replay_book(ev, key, qty, local, zero_qty, only_local, check_cross, max_report):
-    """Apply depth/clear/snapshot rows to a float-keyed book. Returns (bid keys, bid qty, ask keys, ask qty,
-    number of crossed message boundaries, local_ts of the first `max_report` of them).
+@njit(cache=True, nogil=True)
+def replay_book(ev, key, qty, msg_start, msg_line, zero_qty, only_local, max_report):
+    """Apply depth/clear/snapshot rows to a float-keyed book, message by message.
 
-    `key` is the price or the price tick (as float); a row with `qty <= zero_qty` removes its level.
-    A clear row with NaN key clears the whole side."""
+    `msg_start[i]` is the first row of message i (rows run to the next message's start); after each message
+    the book is checked for best bid >= best ask. `key` is the price (or price tick); a row with
+    `qty <= zero_qty` removes its level; a clear row with a NaN key clears the whole side.
+    Returns (bid keys, bid qty, ask keys, ask qty, crossed count, line of the first `max_report` crossings).
+    """
     bids = {0.0: 0.0}
     asks = {0.0: 0.0}
     del bids[0.0]
@@ -261,53 +263,55 @@ def replay_book(ev, key, qty, local, zero_qty, only_local, check_cross, max_repo
     crossed = 0
     crossed_at = np.empty(max_report, np.int64)
     n = len(ev)
-    for r in range(n):
-        e = ev[r]
-        if only_local and (e & LOCAL_EVENT) == 0:
-            continue
-        kind = e & 0xFF
-        is_bid = (e & BUY_EVENT) != 0
-        is_ask = (e & SELL_EVENT) != 0
-        k = key[r]
-        if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
-            if is_bid:
-                if qty[r] <= zero_qty:
-                    if k in bids:
-                        del bids[k]
-                        if k == best_bid:
-                            best_bid = _best(bids, True)
-                else:
-                    bids[k] = qty[r]
-                    if np.isnan(best_bid) or k > best_bid:
-                        best_bid = k
-            elif is_ask:
-                if qty[r] <= zero_qty:
-                    if k in asks:
-                        del asks[k]
-                        if k == best_ask:
-                            best_ask = _best(asks, False)
-                else:
-                    asks[k] = qty[r]
-                    if np.isnan(best_ask) or k < best_ask:
-                        best_ask = k
-        elif kind == DEPTH_CLEAR_EVENT:
-            if is_bid:
-                drop = [x for x in bids if np.isnan(k) or x >= k]
-                for x in drop:
-                    del bids[x]
-                best_bid = _best(bids, True)
-            elif is_ask:
-                drop = [x for x in asks if np.isnan(k) or x <= k]
-                for x in drop:
-                    del asks[x]
-                best_ask = _best(asks, False)
-        else:
-            continue
-        if check_cross and (r + 1 == n or local[r + 1] != local[r]):
-            if best_bid >= best_ask:
-                if crossed < max_report:
-                    crossed_at[crossed] = local[r]
-                crossed += 1
+    for m in range(len(msg_start)):
+        r1 = msg_start[m + 1] if m + 1 < len(msg_start) else n
+        touched = False
+        for r in range(msg_start[m], r1):
+            e = ev[r]
+            if only_local and (e & LOCAL_EVENT) == 0:
+                continue
+            kind = e & 0xFF
+            is_bid = (e & BUY_EVENT) != 0
+            is_ask = (e & SELL_EVENT) != 0
+            k = key[r]
+            if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
+                touched = True
+                if is_bid:
+                    if qty[r] <= zero_qty:
+                        if k in bids:
+                            del bids[k]
+                            if k == best_bid:
+                                best_bid = _best(bids, True)
+                    else:
+                        bids[k] = qty[r]
+                        if np.isnan(best_bid) or k > best_bid:
+                            best_bid = k
+                elif is_ask:
+                    if qty[r] <= zero_qty:
+                        if k in asks:
+                            del asks[k]
+                            if k == best_ask:
+                                best_ask = _best(asks, False)
+                    else:
+                        asks[k] = qty[r]
+                        if np.isnan(best_ask) or k < best_ask:
+                            best_ask = k
+            elif kind == DEPTH_CLEAR_EVENT:
+                touched = True
+                if is_bid:
+                    drop = [x for x in bids if np.isnan(k) or x >= k]
+                    for x in drop:
+                        del bids[x]
+                    best_bid = _best(bids, True)
+                elif is_ask:
+                    drop = [x for x in asks if np.isnan(k) or x <= k]
+                    for x in drop:
+                        del asks[x]
+                    best_ask = _best(asks, False)
+        if touched and best_bid >= best_ask:
+            if crossed < max_report:
+                crossed_at[crossed] = msg_line[m]
+            crossed += 1
     bk = np.empty(len(bids))
     bq = np.empty(len(bids))
     i = 0

@@ -61,50 +61,48 @@ def correct_local_timestamp(data: NDArray, base_latency: float) -> NDArray:
 
 
 @njit(cache=True)
-def _merge_orders(ev, exch, local, px, qty, oid, ival, fval, ex_idx, lo_idx,
-                  o_ev, o_exch, o_local, o_px, o_qty, o_oid, o_ival, o_fval):
-    n = len(ev)
+def _merge_orders(du, di, df, ex_idx, lo_idx, out):
+    """du/di/df: the input rows as (n, 8) uint64/int64/float64 views; out: (2n, 8) uint64."""
+    n = du.shape[0]
     i = 0
     j = 0
     k = 0
-    while True:
+    both = np.uint64(EXCH_EVENT | LOCAL_EVENT)
+    exch_only = np.uint64(EXCH_EVENT)
+    local_only = np.uint64(LOCAL_EVENT)
+    while i < n or j < n:
         has_x = i < n
         has_l = j < n
-        if not has_x and not has_l:
-            break
         xi = ex_idx[i] if has_x else 0
         li = lo_idx[j] if has_l else 0
-        if has_x and has_l and exch[xi] == exch[li] and local[xi] == local[li]:
-            assert ev[xi] == ev[li]
-            assert px[xi] == px[li] or (np.isnan(px[xi]) and np.isnan(px[li]))
-            assert qty[xi] == qty[li]
+        if has_x and has_l and di[xi, 1] == di[li, 1] and di[xi, 2] == di[li, 2]:
+            assert du[xi, 0] == du[li, 0]
+            assert df[xi, 3] == df[li, 3] or (np.isnan(df[xi, 3]) and np.isnan(df[li, 3]))
+            assert df[xi, 4] == df[li, 4]
             src = xi
-            flag = np.uint64(EXCH_EVENT | LOCAL_EVENT)
+            flag = both
             i += 1
             j += 1
-        elif has_x and (not has_l or exch[xi] < exch[li]
-                        or (exch[xi] == exch[li] and local[xi] < local[li])):
+        elif has_x and (not has_l or di[xi, 1] < di[li, 1]
+                        or (di[xi, 1] == di[li, 1] and di[xi, 2] < di[li, 2])):
             src = xi
-            flag = np.uint64(EXCH_EVENT)
+            flag = exch_only
             i += 1
         else:
             src = li
-            flag = np.uint64(LOCAL_EVENT)
+            flag = local_only
             j += 1
-        o_ev[k] = ev[src] | flag
-        o_exch[k] = exch[src]
-        o_local[k] = local[src]
-        o_px[k] = px[src]
-        o_qty[k] = qty[src]
-        o_oid[k] = oid[src]
-        o_ival[k] = ival[src]
-        o_fval[k] = fval[src]
+        out[k, 0] = du[src, 0] | flag
+        for c in range(1, 8):
+            out[k, c] = du[src, c]
         k += 1
     return k
 
 
-def _columns(a):
-    return (a["ev"], a["exch_ts"], a["local_ts"], a["px"], a["qty"], a["order_id"], a["ival"], a["fval"])
+def _as_matrix(a: NDArray) -> NDArray:
+    """An event_dtype array as an (n, 8) uint64 matrix over the same bytes (copied only if not contiguous)."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint64).reshape(len(a), 8)
 
 
 def correct_event_order(data: NDArray, sorted_exch_index: NDArray, sorted_local_index: NDArray) -> NDArray:
@@ -114,20 +112,33 @@ def correct_event_order(data: NDArray, sorted_exch_index: NDArray, sorted_local_
     are written twice (an EXCH-only and a LOCAL-only copy). Pass stable (mergesort) argsorts.
     """
     n = len(data)
-    out = np.zeros(2 * n, event_dtype)
     if n == 0:
-        return out
-    k = _merge_orders(*_columns(data), np.ascontiguousarray(sorted_exch_index, dtype=np.int64),
-                      np.ascontiguousarray(sorted_local_index, dtype=np.int64), *_columns(out))
-    return out[:k]
+        return np.zeros(0, event_dtype)
+    if data.dtype != event_dtype:
+        raise TypeError(f"expected an array of event_dtype, got {data.dtype}")
+    m = _as_matrix(data)
+    out = np.zeros((2 * n, 8), np.uint64)
+    k = _merge_orders(m, m.view(np.int64), m.view(np.float64),
+                      np.ascontiguousarray(sorted_exch_index, dtype=np.int64),
+                      np.ascontiguousarray(sorted_local_index, dtype=np.int64), out)
+    return out[:k].reshape(-1).view(event_dtype)
+
+
+@njit(cache=True)
+def _first_unordered(ev, ts, flag):
+    """Index of the first row with `flag` whose ts is below the previous flagged row's, or -1."""
+    last = np.iinfo(np.int64).min
+    for i in range(len(ev)):
+        if ev[i] & flag == flag:
+            if ts[i] < last:
+                return i
+            last = ts[i]
+    return -1
 
 
 def validate_event_order(data: NDArray) -> None:
     """Raise ValueError if EXCH rows are not sorted by exch_ts or LOCAL rows by local_ts."""
-    ev = data["ev"]
-    exch = data["exch_ts"][(ev & EXCH_EVENT) == EXCH_EVENT]
-    if np.any(exch[1:] < exch[:-1]):
+    if _first_unordered(data["ev"], data["exch_ts"], np.uint64(EXCH_EVENT)) >= 0:
         raise ValueError("exchange events are out of order.")
-    local = data["local_ts"][(ev & LOCAL_EVENT) == LOCAL_EVENT]
-    if np.any(local[1:] < local[:-1]):
+    if _first_unordered(data["ev"], data["local_ts"], np.uint64(LOCAL_EVENT)) >= 0:
         raise ValueError("local events are out of order.")
