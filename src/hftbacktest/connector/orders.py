@@ -109,7 +109,9 @@ class OrderManager:
                 status=status,
                 exch_timestamp=exch_ts,
             )
-        rec.order = o._replace(req=NONE)  # any reply ends the pending request, even a stale one
+        # Any reply ends the pending request, even a stale one. Fills reach bots only from the user stream
+        # (`executedQty` is cumulative), so a REST-derived update carries no execution.
+        rec.order = o._replace(req=NONE, exec_qty=0.0)
         if is_terminal(status):
             self._terminal(rec, "removed_by_rest")
         return None if already_final else rec.order
@@ -118,25 +120,26 @@ class OrderManager:
         """A definite rejection. A refused submit kills the order; a refused cancel leaves it as it was."""
         already_final = rec.reported_terminal
         if is_submit:
-            rec.order = rec.order._replace(status=EXPIRED, req=NONE, exch_timestamp=max(exch_ts, rec.order.exch_timestamp))
+            rec.order = rec.order._replace(status=EXPIRED, req=NONE, exec_qty=0.0,
+                                          exch_timestamp=max(exch_ts, rec.order.exch_timestamp))
             self._terminal(rec, "removed_by_rest")
             rec.removed_by_ws = True  # no user-stream event follows a synchronous rejection
             self.by_client.pop(rec.client_id, None)
         else:
-            rec.order = rec.order._replace(req=NONE)
+            rec.order = rec.order._replace(req=NONE, exec_qty=0.0)
         return None if already_final else rec.order
 
     def expire_unknown(self, rec: ManagedOrder) -> WireOrder | None:
         """The exchange has no such order (query -2013): it never existed or is long gone."""
         already_final = rec.reported_terminal
-        rec.order = rec.order._replace(status=EXPIRED, req=NONE)
+        rec.order = rec.order._replace(status=EXPIRED, req=NONE, exec_qty=0.0)
         rec.removed_by_ws = True
         self._terminal(rec, "removed_by_rest")
         return None if already_final else rec.order
 
     def cancelled_by_rest(self, rec: ManagedOrder) -> WireOrder:
         """A cancel-all covered this order."""
-        rec.order = rec.order._replace(status=CANCELED, req=NONE)
+        rec.order = rec.order._replace(status=CANCELED, req=NONE, exec_qty=0.0)
         self._terminal(rec, "removed_by_rest")
         return rec.order
 
