@@ -9,7 +9,10 @@ submit the missing slots (GTX inside, GTC on the outermost level); now and then 
 taker order against the inventory and `wait_order_response` for it, or submit with `wait=True`.
 A cancel of an unknown id and a second request on a busy order check error codes 12 and 11.
 Actions found while iterating are applied in order-id order, so the hash-map iteration order never matters.
-Params (run["params"]): levels, half_spread (relative), spacing (relative), notional, max_notional, taker_every.
+Quotes join the touch: bid slot k sits k*spacing ticks below the best bid, pushed further away by `skew` ticks per
+`notional` of inventory on the side that would add to it; a quote within `keep` spacings of its slot keeps its
+queue place, one within `far` spacings is modified, a farther one is cancelled (and re-sent on a later step).
+Params (run["params"]): levels, spacing (relative to mid), keep, far, notional, max_notional, taker_every, skew.
 """
 import numpy as np
 from numba import njit
@@ -26,20 +29,22 @@ ACT_CANCEL = 2
 
 
 @njit
-def _slot_target(is_buy, k, center, half, spacing, best_bid_tick, best_ask_tick):
+def _slot_target(is_buy, k, spacing, away_bid, away_ask, best_bid_tick, best_ask_tick):
     if is_buy:
-        return min(center - half - k * spacing, best_bid_tick)
-    return max(center + half + k * spacing, best_ask_tick)
+        return best_bid_tick - k * spacing - away_bid
+    return best_ask_tick + k * spacing + away_ask
 
 
 @njit
 def grid_algo(hbt, params, codes, trace_keys, trace_values, tracing):
     levels = int(params[0])
-    half_rel = params[1]
-    spacing_rel = params[2]
-    notional = params[3]
-    max_notional = params[4]
-    taker_every = int(params[5])
+    spacing_rel = params[1]
+    keep = params[2]
+    far = params[3]
+    notional = params[4]
+    max_notional = params[5]
+    taker_every = int(params[6])
+    skew_ticks = params[7]
     n = hbt.num_assets
     next_taker = np.full(n, TAKER_BASE, np.int64)
     last_trades = np.zeros(n, np.int64)
@@ -72,9 +77,9 @@ def grid_algo(hbt, params, codes, trace_keys, trace_values, tracing):
             pos_notional = position * mid
             qty = max(np.round(notional / mid / lot), 1.0) * lot
             spacing = max(int(np.round(spacing_rel * mid / tick)), 1)
-            half = max(int(np.round(half_rel * mid / tick)), 1)
-            skew = int(np.round(-pos_notional / notional * spacing * 0.5))
-            center = int(np.round(mid / tick)) + skew
+            skew = int(np.round(pos_notional / notional * skew_ticks))
+            away_bid = max(skew, 0)  # long: bid lower
+            away_ask = max(-skew, 0)  # short: ask higher
             can_buy = pos_notional < max_notional
             can_sell = pos_notional > -max_notional
 
@@ -88,11 +93,11 @@ def grid_algo(hbt, params, codes, trace_keys, trace_values, tracing):
                     continue
                 is_buy = order.side == BUY
                 k = oid - BID_BASE if is_buy else oid - ASK_BASE
-                target = _slot_target(is_buy, k, center, half, spacing, best_bid_tick, best_ask_tick)
-                price_tick = np.int64(order.price_tick)
-                if (is_buy and not can_buy) or (not is_buy and not can_sell) or abs(price_tick - target) > spacing:
+                target = _slot_target(is_buy, k, spacing, away_bid, away_ask, best_bid_tick, best_ask_tick)
+                off = abs(np.int64(order.price_tick) - target)
+                if (is_buy and not can_buy) or (not is_buy and not can_sell) or off > far * spacing:
                     act_kind[n_act] = ACT_CANCEL
-                elif price_tick != target:
+                elif off > keep * spacing:
                     act_kind[n_act] = ACT_MODIFY
                 else:
                     continue
@@ -114,11 +119,11 @@ def grid_algo(hbt, params, codes, trace_keys, trace_values, tracing):
             for k in range(levels):
                 tif = GTC if k == levels - 1 else GTX
                 if can_buy and not (BID_BASE + k) in orders:
-                    t = _slot_target(True, k, center, half, spacing, best_bid_tick, best_ask_tick)
+                    t = _slot_target(True, k, spacing, away_bid, away_ask, best_bid_tick, best_ask_tick)
                     rc = hbt.submit_buy_order(a, BID_BASE + k, t * tick, qty, tif, LIMIT, False)
                     codes[1, min(rc, 127)] += 1
                 if can_sell and not (ASK_BASE + k) in orders:
-                    t = _slot_target(False, k, center, half, spacing, best_bid_tick, best_ask_tick)
+                    t = _slot_target(False, k, spacing, away_bid, away_ask, best_bid_tick, best_ask_tick)
                     rc = hbt.submit_sell_order(a, ASK_BASE + k, t * tick, qty, tif, LIMIT, False)
                     codes[1, min(rc, 127)] += 1
 
@@ -154,14 +159,14 @@ def grid_algo(hbt, params, codes, trace_keys, trace_values, tracing):
     return step
 
 
-DEFAULT_PARAMS = {"levels": 3, "half_spread": 0.0001, "spacing": 0.0001, "notional": 100.0, "max_notional": 1000.0,
-                  "taker_every": 50}
+DEFAULT_PARAMS = {"levels": 3, "spacing": 0.00001, "keep": 1.0, "far": 4.0, "notional": 100.0,
+                  "max_notional": 1000.0, "taker_every": 100, "skew": 1.0}
 
 
 def run(hbt, cfg):
     p = {**DEFAULT_PARAMS, **cfg.get("params", {})}
-    params = np.array([p["levels"], p["half_spread"], p["spacing"], p["notional"], p["max_notional"],
-                       p["taker_every"]], np.float64)
+    params = np.array([p["levels"], p["spacing"], p["keep"], p["far"], p["notional"], p["max_notional"],
+                       p["taker_every"], p["skew"]], np.float64)
     codes = _common.new_codes()
     trace = _common.new_trace()
     steps = grid_algo(hbt, params, codes, *trace, bool(cfg.get("trace")))
