@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/parity_stats.py            # record from the reference engine on the btcusdt sample
     .venv/bin/python benchmarks/parity_stats.py --record R.npz
+    .venv/bin/python benchmarks/parity_stats.py --golden     # reference values for tests/parity/test_stats_golden.py
 
 Without --record, the reference (in .venv-ref) converts ../shared/data/binance-usdm/btcusdt_20240808.gz (or reuses
 benchmarks/_work/stats/btcusdt_20240808.npz), runs the documentation's market-making example with its Recorder (one record
@@ -69,6 +70,31 @@ def emit(record_path: str) -> None:
             out[key] = [{k: (v.isoformat() if hasattr(v, "isoformat") else float(v)) for k, v in row.items()}
                         for row in result.splits]
     print(json.dumps(out))
+
+
+GOLDEN_TEST = ROOT / "tests" / "parity" / "test_stats_golden.py"
+
+
+def emit_golden() -> None:
+    """Runs the golden test's cases with this interpreter's `hftbacktest.stats` (meant for the reference venv)."""
+    import ast
+    import math
+    import pprint
+    import warnings
+
+    import numpy as np
+    from hftbacktest import stats as st
+
+    tree = ast.parse(GOLDEN_TEST.read_text())
+    wanted = {"build_record", "run_case", "ALL", "CASES"}
+    body = [node for node in tree.body
+            if (isinstance(node, ast.FunctionDef) and node.name in wanted)
+            or (isinstance(node, ast.Assign) and {getattr(t, "id", "") for t in node.targets} & wanted)]
+    namespace = {"np": np, "math": math}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(GOLDEN_TEST), "exec"), namespace)
+    warnings.simplefilter("ignore")
+    golden = {name: namespace["run_case"](st, name) for name in namespace["CASES"]}
+    print("GOLDEN = " + pprint.pformat(golden, width=116, sort_dicts=False))
 
 
 def _fresh(st, kind, cs, freq, part, data):
@@ -144,11 +170,18 @@ def _same(a, b) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--record", help="recorder .npz (key '0'); default: make one with the reference engine")
+    parser.add_argument("--golden", action="store_true", help="print golden values for the stats parity test")
     parser.add_argument("--emit", help=argparse.SUPPRESS)
+    parser.add_argument("--emit-golden", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.emit:
         emit(args.emit)
         return 0
+    if args.emit_golden:
+        emit_golden()
+        return 0
+    if args.golden:
+        return subprocess.run([REF_PY, __file__, "--emit-golden"]).returncode
     record = Path(args.record) if args.record else make_reference_record()
     results = {}
     for name, py in (("reference", REF_PY), ("ours", OUR_PY)):

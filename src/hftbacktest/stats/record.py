@@ -53,7 +53,7 @@ class Stats:
         if not pretty:
             return df
         return df.with_columns(
-            pl.col(c).map_elements(_fmt, return_dtype=pl.String) for c, t in df.schema.items() if t.is_numeric()
+            pl.col(c).map_elements(format_value, return_dtype=pl.String) for c, t in df.schema.items() if t.is_numeric()
         )
 
     def table(self, title: str | None = None):
@@ -65,7 +65,7 @@ class Stats:
         for key in rows[0]:
             table.add_column(key, justify="left" if key in ("start", "end") else "right", no_wrap=True)
         for row in rows:
-            table.add_row(*(_fmt(v) for v in row.values()))
+            table.add_row(*(format_value(v) for v in row.values()))
         return table
 
     def plot(self, price_as_ret: bool = False, backend: Literal["matplotlib", "holoviews", "plotly"] | None = None):
@@ -86,7 +86,8 @@ class Stats:
         raise ValueError(f"{backend} is unsupported; use 'matplotlib', 'plotly' or 'holoviews'")
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """Short human form of a metric value (used by tables and the HTML report)."""
     if isinstance(v, (float, np.floating)):
         if not np.isfinite(v):
             return str(v)
