@@ -1,6 +1,7 @@
 """Fill parity: run the same strategy scripts under this package and under hftbacktest 2.4.4 and compare.
 
     .venv/bin/python benchmarks/parity.py [--quick] [--only NAME ...] [--json OUT] [--no-trace]
+    .venv/bin/python benchmarks/parity.py --golden     (numbers for tests/parity/test_backtest_golden.py)
 
 For every configuration of the matrix below, each strategy script in benchmarks/strategies runs in a fresh
 interpreter of each venv (all configurations of one script share one process per venv, so each package compiles
@@ -184,6 +185,36 @@ def write_findings(findings: list[str], quick: bool) -> None:
     print(f"findings written to {path}", file=sys.stderr)
 
 
+def golden(py: dict) -> int:
+    """Print the reference's results for the golden runs (to paste into tests/parity/test_backtest_golden.py)."""
+    import numpy as np
+
+    sys.path.insert(0, str(_ref.STRATEGIES))
+    import golden_runs
+
+    data = _ref.converted("btcusdt", "ref", golden_runs.GOLDEN_ROWS)
+    _ref.require(data)
+    latency = _ref.WORK / "golden_latency.npz"
+    np.savez(latency, data=golden_runs.golden_latency_for(np.load(data)["data"]))
+    pairs = golden_runs.golden_runs(str(data), str(latency))
+    results = {"ref": {}, "ours": {}}
+    for script in ("example", "grid"):
+        runs = [run for s, run in pairs if s == script]
+        for side in ("ref", "ours"):
+            results[side].update(run_side(py[side], script, runs, side))
+    keep = ("assets", "current_timestamp", "codes", "steps")
+    print("GOLDEN = {")
+    for _, run in pairs:
+        ref = results["ref"].get(run["name"], {})
+        print(f"    {run['name']!r}: {({k: ref[k] for k in keep if k in ref})!r},")
+    print("}")
+    failed = [n for _, run in pairs for n in [run["name"]]
+              if not compare(n, results["ours"].get(n), results["ref"].get(n))[0]]
+    print(f"ours matches the reference on {len(pairs) - len(failed)}/{len(pairs)} golden runs"
+          + (f"; not: {', '.join(failed)}" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="first 150 000 rows of each sample only")
@@ -193,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-trace", action="store_true", help="do not re-run mismatches with a state trace")
     ap.add_argument("--ours", metavar="PYTHON", help="interpreter for this package (default .venv/bin/python)")
     ap.add_argument("--ref", metavar="PYTHON", help="interpreter for the reference (default .venv-ref/bin/python)")
+    ap.add_argument("--golden", action="store_true",
+                    help="print the reference's numbers for the golden tests' runs (and check ours against them)")
     args = ap.parse_args(argv)
+    if args.golden:
+        return golden(_ref.interpreters(args.ours, args.ref))
 
     rows_limit = 150_000 if args.quick else None
     configs = matrix(rows_limit)
