@@ -2,6 +2,7 @@
 non-monotonic exchange time, negative feed latency, malformed lines. Line numbers are 1-based."""
 from __future__ import annotations
 
+import heapq
 import warnings
 from dataclasses import dataclass, field
 
@@ -205,7 +206,8 @@ def check_depth_sequence(kind, line, local, U, u, pu, report: QualityReport, ini
             state = UNSYNCED
             snap_u = -1
 
-    for i in range(n):
+    line, local, U, u, pu = line.tolist(), local.tolist(), U.tolist(), u.tolist(), pu.tolist()
+    for i in np.nonzero((kind == KIND_DEPTH) | (kind == KIND_SNAPSHOT))[0].tolist():
         k = kind[i]
         if k == KIND_DEPTH:
             if state == SYNCED:
@@ -236,13 +238,15 @@ def check_depth_sequence(kind, line, local, U, u, pu, report: QualityReport, ini
 
 # --- book replay (crossed-book check and last snapshot) -------------------------------------------------
 
-@njit(cache=True)
-def _best(book, is_bid):
-    best = np.nan
-    for k in book:
-        if np.isnan(best) or (k > best if is_bid else k < best):
-            best = k
-    return best
+@njit(cache=True, nogil=True)
+def _top(book, heap, sign):
+    """Best key of a side: lazily drop heap entries whose level is gone (heap keys are sign*key)."""
+    while len(heap) > 0:
+        k = sign * heap[0]
+        if k in book:
+            return k
+        heapq.heappop(heap)
+    return np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -252,14 +256,17 @@ def replay_book(ev, key, qty, msg_start, msg_line, zero_qty, only_local, max_rep
     `msg_start[i]` is the first row of message i (rows run to the next message's start); after each message
     the book is checked for best bid >= best ask. `key` is the price (or price tick); a row with
     `qty <= zero_qty` removes its level; a clear row with a NaN key clears the whole side.
+    Levels live in dicts; the best of each side comes from a heap with lazy deletion.
     Returns (bid keys, bid qty, ask keys, ask qty, crossed count, line of the first `max_report` crossings).
     """
     bids = {0.0: 0.0}
     asks = {0.0: 0.0}
     del bids[0.0]
     del asks[0.0]
-    best_bid = np.nan
-    best_ask = np.nan
+    bheap = [0.0]
+    aheap = [0.0]
+    bheap.pop()
+    aheap.pop()
     crossed = 0
     crossed_at = np.empty(max_report, np.int64)
     n = len(ev)
@@ -280,35 +287,29 @@ def replay_book(ev, key, qty, msg_start, msg_line, zero_qty, only_local, max_rep
                     if qty[r] <= zero_qty:
                         if k in bids:
                             del bids[k]
-                            if k == best_bid:
-                                best_bid = _best(bids, True)
                     else:
+                        if k not in bids:
+                            heapq.heappush(bheap, -k)
                         bids[k] = qty[r]
-                        if np.isnan(best_bid) or k > best_bid:
-                            best_bid = k
                 elif is_ask:
                     if qty[r] <= zero_qty:
                         if k in asks:
                             del asks[k]
-                            if k == best_ask:
-                                best_ask = _best(asks, False)
                     else:
+                        if k not in asks:
+                            heapq.heappush(aheap, k)
                         asks[k] = qty[r]
-                        if np.isnan(best_ask) or k < best_ask:
-                            best_ask = k
             elif kind == DEPTH_CLEAR_EVENT:
                 touched = True
                 if is_bid:
                     drop = [x for x in bids if np.isnan(k) or x >= k]
                     for x in drop:
                         del bids[x]
-                    best_bid = _best(bids, True)
                 elif is_ask:
                     drop = [x for x in asks if np.isnan(k) or x <= k]
                     for x in drop:
                         del asks[x]
-                    best_ask = _best(asks, False)
-        if touched and best_bid >= best_ask:
+        if touched and _top(bids, bheap, -1.0) >= _top(asks, aheap, 1.0):
             if crossed < max_report:
                 crossed_at[crossed] = msg_line[m]
             crossed += 1
