@@ -47,14 +47,16 @@ class SymbolSpec:
     percent_down: float = 0.95
     base_asset: str = ""
     quote_asset: str = "USDT"
+    price_precision: int | None = None  # exchangeInfo pricePrecision (may exceed the tick's decimals)
+    qty_precision: int | None = None
 
     @property
     def price_decimals(self) -> int:
-        return decimals_of(self.tick_size)
+        return decimals_of(self.tick_size) if self.price_precision is None else self.price_precision
 
     @property
     def qty_decimals(self) -> int:
-        return decimals_of(self.lot_size)
+        return decimals_of(self.lot_size) if self.qty_precision is None else self.qty_precision
 
     def fmt_price(self, tick: int) -> str:
         return f"{tick * self.tick_size:.{self.price_decimals}f}"
@@ -65,7 +67,7 @@ class SymbolSpec:
 
 # Binance USD-M values for the symbols we ship samples of (tick/step/min notional as listed by exchangeInfo).
 KNOWN_SYMBOLS = {
-    "BTCUSDT": SymbolSpec("BTCUSDT", 0.1, 0.001, 0.001, 1000.0, 120.0, 100.0, base_asset="BTC"),
+    "BTCUSDT": SymbolSpec("BTCUSDT", 0.1, 0.001, 0.001, 1000.0, 120.0, 100.0, base_asset="BTC", price_precision=2),
     "ETHUSDT": SymbolSpec("ETHUSDT", 0.01, 0.001, 0.001, 10000.0, 2000.0, 20.0, base_asset="ETH"),
 }
 
@@ -111,10 +113,20 @@ class Book:
         elif prev:
             del levels[tick]
             if side == BID and tick == self.best_bid:
-                self.best_bid = max(levels) if levels else None
+                self.best_bid = self._next(levels, tick, -1)
             elif side == ASK and tick == self.best_ask:
-                self.best_ask = min(levels) if levels else None
+                self.best_ask = self._next(levels, tick, 1)
         return prev
+
+    @staticmethod
+    def _next(levels: dict[int, int], tick: int, step: int) -> int | None:
+        """The next best level after removing `tick`: probe nearby ticks first, scan only if the book is sparse."""
+        if not levels:
+            return None
+        for t in range(tick + step, tick + 64 * step, step):
+            if t in levels:
+                return t
+        return max(levels) if step < 0 else min(levels)
 
     def levels(self, side: int, limit: int) -> list[tuple[int, int]]:
         levels = self.side(side)

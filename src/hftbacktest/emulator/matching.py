@@ -140,7 +140,7 @@ def _param(params: dict, name: str, required: bool = True) -> str | None:
     return value
 
 
-def _to_steps(text: str, step: float, name: str, error: ApiError) -> int:
+def _to_steps(text: str, step: float, name: str, error: ApiError, precision: int) -> int:
     try:
         value = float(text)
     except ValueError:
@@ -148,7 +148,7 @@ def _to_steps(text: str, step: float, name: str, error: ApiError) -> int:
     if value != value or value in (float("inf"), float("-inf")):
         raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
     decimals = text.split(".")[1].rstrip("0") if "." in text else ""
-    if len(decimals) > 8:
+    if len(decimals) > precision:
         raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
     steps = round(value / step)
     if abs(steps * step - value) > step * 1e-6:
@@ -291,7 +291,7 @@ class Venue:
         if params.get("positionSide", "BOTH") != "BOTH":
             raise ApiError(-4061, "Order's position side does not match user's setting.")
         qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",
-                        ApiError(-4023, "Quantity not increased by step size."))
+                        ApiError(-4023, "Quantity not increased by step size."), spec.qty_decimals)
         if qty <= 0:
             raise ApiError(-4003, "Quantity less than or equal to zero.")
         max_qty = spec.market_max_qty if otype == "MARKET" else spec.max_qty
@@ -302,7 +302,7 @@ class Venue:
             if tif not in TIFS:
                 raise ApiError(-1115, "Invalid timeInForce.")
             price_tick = _to_steps(_param(params, "price"), spec.tick_size, "price",
-                                   ApiError(-4014, "Price not increased by tick size."))
+                                   ApiError(-4014, "Price not increased by tick size."), spec.price_decimals)
             if price_tick <= 0:
                 raise ApiError(-4013, "Price less than min price.")
             mark = market.mark_price()
@@ -466,9 +466,9 @@ class Venue:
         if _param(params, "side") != SIDE_NAMES[order.side]:
             raise ApiError(-1117, "Invalid side.")
         qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",
-                        ApiError(-4023, "Quantity not increased by step size."))
+                        ApiError(-4023, "Quantity not increased by step size."), spec.qty_decimals)
         price_tick = _to_steps(_param(params, "price"), spec.tick_size, "price",
-                               ApiError(-4014, "Price not increased by tick size."))
+                               ApiError(-4014, "Price not increased by tick size."), spec.price_decimals)
         if qty <= order.executed:
             raise ApiError(-4003, "Quantity less than or equal to zero.")
         book = self.markets[spec.symbol].book

@@ -90,6 +90,14 @@ WEIGHTS = {
 }
 
 
+def _ticks_between(levels: dict, lo: int | None, hi: int | None) -> list[int]:
+    if lo is None or hi is None or lo > hi:
+        return []
+    if hi - lo < 64:
+        return [t for t in range(lo, hi + 1) if t in levels]
+    return [t for t in levels if lo <= t <= hi]
+
+
 def _depth_weight(limit: int) -> int:
     return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
 
@@ -293,12 +301,11 @@ class Emulator:
             start = loop.time()
             speed = self.config.speed
             for n, (offset, item) in enumerate(items):
-                if speed > 0:
-                    delay = start + offset / 1e9 / speed - loop.time()
-                    if delay > 0.0005:
-                        await asyncio.sleep(delay)
-                elif n % 256 == 0:
-                    await asyncio.sleep(0)
+                delay = start + offset / 1e9 / speed - loop.time() if speed > 0 else 0.0
+                if delay > 0.0005:
+                    await asyncio.sleep(delay)
+                elif n % 64 == 0:
+                    await asyncio.sleep(0)  # behind schedule or unpaced: still let clients be served
                 kind = item[0]
                 if kind == "bbo":
                     self._apply_bbo(st, item)
@@ -340,9 +347,10 @@ class Emulator:
     def _apply_bbo(self, st: _SymbolStream, item) -> None:
         _, bt, bq, at, aq = item
         book = st.market.book
-        changes = [(BID, t, 0) for t in book.bids if t > bt] + [(BID, bt, bq)]
-        changes += [(ASK, t, 0) for t in book.asks if t < at] + [(ASK, at, aq)]
-        changes += [(BID, t, 0) for t in book.bids if t >= at] + [(ASK, t, 0) for t in book.asks if t <= bt]
+        # levels better than the new touch are gone (usually none or a few ticks away)
+        changes = [(BID, t, 0) for t in _ticks_between(book.bids, bt + 1, book.best_bid)]
+        changes += [(ASK, t, 0) for t in _ticks_between(book.asks, book.best_ask, at - 1)]
+        changes += [(BID, bt, bq), (ASK, at, aq)]
         self._apply_depth(st, changes)
 
     def _emit_depth(self, st: _SymbolStream, effective) -> None:
