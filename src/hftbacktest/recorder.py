@@ -17,7 +17,6 @@ from numba import njit
 from numba.core import types
 from numba.experimental import structref
 from numba.extending import overload_method
-from numba.np.numpy_support import from_dtype
 
 from .errors import ConfigError
 from .types import record_dtype
@@ -34,8 +33,8 @@ class RecorderState(structref.StructRefProxy):
 
     @property
     def records(self) -> np.ndarray:
-        """The whole buffer, shape (capacity, num_assets); only the first `i` rows are filled."""
-        return _get_records(self)
+        """The whole buffer as record_dtype, shape (capacity, num_assets); only the first `i` rows are filled."""
+        return _get_words(self).view(record_dtype)[:, :, 0]
 
     @property
     def i(self) -> int:
@@ -47,23 +46,35 @@ class RecorderState(structref.StructRefProxy):
         _record(self, hbt)
 
 
-_RECORDS = types.Array(from_dtype(record_dtype), 2, "C")
-_STATE_TYPE = RecorderStateType(fields=[("records", _RECORDS), ("i", types.int64), ("grow", types.boolean)])
+# Rows are stored as 8 machine words per asset (record_dtype is eight 8-byte fields) and written through an int64
+# and a float64 view of the same memory: no dependence on how numba types record attributes.
+_WORD = {name: record_dtype.fields[name][1] // 8 for name in record_dtype.names}
+_TS, _PX, _POS, _BAL = _WORD["timestamp"], _WORD["price"], _WORD["position"], _WORD["balance"]
+_FEE, _NT, _VOL, _VAL = _WORD["fee"], _WORD["num_trades"], _WORD["trading_volume"], _WORD["trading_value"]
+_WORDS = record_dtype.itemsize // 8
+
+_STATE_TYPE = RecorderStateType(fields=[
+    ("words", types.Array(types.int64, 3, "C")),
+    ("floats", types.Array(types.float64, 3, "C")),
+    ("i", types.int64),
+    ("grow", types.boolean),
+])
 structref.define_boxing(RecorderStateType, RecorderState)
 
 
 @njit(cache=True)
-def _new_state(records, grow):
+def _new_state(words, grow):
     st = structref.new(_STATE_TYPE)
-    st.records = records
+    st.words = words
+    st.floats = words.view(np.float64)
     st.i = 0
     st.grow = grow
     return st
 
 
 @njit(cache=True)
-def _get_records(st):
-    return st.records
+def _get_words(st):
+    return st.words
 
 
 @njit(cache=True)
@@ -73,37 +84,39 @@ def _get_count(st):
 
 @njit(cache=True)
 def _grow(st):
-    bigger = np.zeros((2 * st.records.shape[0], st.records.shape[1]), dtype=record_dtype)
-    bigger[: st.records.shape[0]] = st.records
-    st.records = bigger
+    bigger = np.zeros((2 * st.words.shape[0], st.words.shape[1], st.words.shape[2]), dtype=np.int64)
+    bigger[: st.words.shape[0]] = st.words
+    st.words = bigger
+    st.floats = bigger.view(np.float64)
 
 
 @overload_method(RecorderStateType, "record")
 def _record_impl(st, hbt):
     def impl(st, hbt):
-        if st.i == st.records.shape[0]:
+        if st.i == st.words.shape[0]:
             if not st.grow:
                 raise IndexError(
                     "Recorder is full: create it with a larger record_size, or Recorder(..., grow=True)"
                 )
             _grow(st)
-        if hbt.num_assets > st.records.shape[1]:
+        if hbt.num_assets > st.words.shape[1]:
             raise IndexError("Recorder has fewer assets than the bot: create it with Recorder(hbt.num_assets, ...)")
-        row = st.records[st.i]
+        i = st.i
+        ints = st.words
+        floats = st.floats
         timestamp = hbt.current_timestamp
         for asset_no in range(hbt.num_assets):
             depth = hbt.depth(asset_no)
             sv = hbt.state_values(asset_no)
-            rec = row[asset_no]
-            rec.timestamp = timestamp
-            rec.price = (depth.best_bid + depth.best_ask) / 2.0
-            rec.position = sv.position
-            rec.balance = sv.balance
-            rec.fee = sv.fee
-            rec.num_trades = sv.num_trades
-            rec.trading_volume = sv.trading_volume
-            rec.trading_value = sv.trading_value
-        st.i += 1
+            ints[i, asset_no, _TS] = timestamp
+            floats[i, asset_no, _PX] = (depth.best_bid + depth.best_ask) / 2.0
+            floats[i, asset_no, _POS] = sv.position
+            floats[i, asset_no, _BAL] = sv.balance
+            floats[i, asset_no, _FEE] = sv.fee
+            ints[i, asset_no, _NT] = sv.num_trades
+            floats[i, asset_no, _VOL] = sv.trading_volume
+            floats[i, asset_no, _VAL] = sv.trading_value
+        st.i = i + 1
 
     return impl
 
@@ -125,7 +138,8 @@ class Recorder:
     def __init__(self, num_assets: int, record_size: int, grow: bool = False):
         if int(num_assets) <= 0 or int(record_size) <= 0:
             raise ConfigError(f"Recorder needs num_assets > 0 and record_size > 0, got {num_assets}, {record_size}")
-        self._state = _new_state(np.zeros((int(record_size), int(num_assets)), record_dtype), bool(grow))
+        words = np.zeros((int(record_size), int(num_assets), _WORDS), np.int64)
+        self._state = _new_state(words, bool(grow))
 
     @property
     def recorder(self) -> RecorderState:
