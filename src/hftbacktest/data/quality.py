@@ -250,11 +250,11 @@ def _top(book, heap, sign):
 
 
 @njit(cache=True, nogil=True)
-def replay_book(ev, key, qty, msg_start, msg_line, zero_qty, only_local, max_report):
+def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty, only_local, max_report):
     """Apply depth/clear/snapshot rows to a float-keyed book, message by message.
 
-    `msg_start[i]` is the first row of message i (rows run to the next message's start); after each message
-    the book is checked for best bid >= best ask. `key` is the price (or price tick); a row with
+    Message i is rows msg_start[i]:msg_end[i] (messages may be given in any order); after each message the
+    book is checked for best bid >= best ask. `full_clear` makes every clear row clear its whole side. `key` is the price (or price tick); a row with
     `qty <= zero_qty` removes its level; a clear row with a NaN key clears the whole side.
     Levels live in dicts; the best of each side comes from a heap with lazy deletion.
     Returns (bid keys, bid qty, ask keys, ask qty, crossed count, line of the first `max_report` crossings).
@@ -269,11 +269,9 @@ def replay_book(ev, key, qty, msg_start, msg_line, zero_qty, only_local, max_rep
     aheap.pop()
     crossed = 0
     crossed_at = np.empty(max_report, np.int64)
-    n = len(ev)
     for m in range(len(msg_start)):
-        r1 = msg_start[m + 1] if m + 1 < len(msg_start) else n
         touched = False
-        for r in range(msg_start[m], r1):
+        for r in range(msg_start[m], msg_end[m]):
             e = ev[r]
             if only_local and (e & LOCAL_EVENT) == 0:
                 continue
@@ -302,11 +300,11 @@ def replay_book(ev, key, qty, msg_start, msg_line, zero_qty, only_local, max_rep
             elif kind == DEPTH_CLEAR_EVENT:
                 touched = True
                 if is_bid:
-                    drop = [x for x in bids if np.isnan(k) or x >= k]
+                    drop = [x for x in bids if full_clear or np.isnan(k) or x >= k]
                     for x in drop:
                         del bids[x]
                 elif is_ask:
-                    drop = [x for x in asks if np.isnan(k) or x <= k]
+                    drop = [x for x in asks if full_clear or np.isnan(k) or x <= k]
                     for x in drop:
                         del asks[x]
         if touched and _top(bids, bheap, -1.0) >= _top(asks, aheap, 1.0):

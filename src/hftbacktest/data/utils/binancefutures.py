@@ -320,13 +320,25 @@ def _tmp_array(t: _Tables) -> NDArray:
 
 
 class _BookCheck:
-    """Replays the depth rows (file order) in a background thread to find crossed books."""
+    """Replays the depth stream as a synced consumer would (only applicable diffs, whole-book resets at each
+    snapshot, bridging diffs after it) in a background thread, counting messages that leave the book crossed."""
 
-    def __init__(self, tmp, conv: _Converter):
+    def __init__(self, tmp, conv: _Converter, apply, defer_to):
         import threading
 
         t = conv.t
-        args = (tmp["ev"], tmp["px"], tmp["qty"], t.msgs[7][: t.nmsg], t.msgs[0][: t.nmsg], 0.0, False, 10)
+        kind, line, row = t.msgs[1][: t.nmsg], t.msgs[0][: t.nmsg], t.msgs[7][: t.nmsg]
+        ends = np.append(row[1:], t.nrow)
+        order: list[int] = []
+        deferred: dict[int, list[int]] = {}
+        for i in np.nonzero((kind == P.KIND_SNAPSHOT) | apply)[0].tolist():
+            if defer_to[i] >= 0:
+                deferred.setdefault(int(defer_to[i]), []).append(i)
+            else:
+                order.append(i)
+                order += deferred.pop(i, [])
+        idx = np.array(order, np.int64)
+        args = (tmp["ev"], tmp["px"], tmp["qty"], row[idx], ends[idx], line[idx], True, 0.0, False, 10)
         self.report = conv.report
         self.result = None
         self.thread = threading.Thread(target=self._run, args=args, daemon=True)
@@ -341,7 +353,7 @@ class _BookCheck:
         self.report.crossed_book_count, self.report.crossed_book_lines = int(crossed), lines.tolist()
 
 
-def _fill_report(conv: _Converter, tmp: NDArray, gap_policy: str, initial_last_u):
+def _fill_report(conv: _Converter, initial_last_u):
     t, rep = conv.t, conv.report
     line, kind, local, exch, id0, id1, id2, row = (c[: t.nmsg] for c in t.msgs)
     names = {P.KIND_DEPTH: "depthUpdate", P.KIND_TRADE: "trade", P.KIND_TICKER: "bookTicker",
@@ -368,12 +380,10 @@ def _fill_report(conv: _Converter, tmp: NDArray, gap_policy: str, initial_last_u
     rep.non_monotonic_exch_lines.sort()
     apply, defer_to = check_depth_sequence(kind, line, local, id0, id1, id2, rep, initial_last_u)
     rep.duplicate_lines.sort()
-    if gap_policy == "resync":
-        tmp = _resync(tmp, kind, local, row, apply, defer_to, t.nmsg)
-    return tmp
+    return apply, defer_to
 
 
-def _resync(tmp, kind, local, row, apply, defer_to, nmsg):
+def _resync(tmp, kind, local, row, apply, defer_to):
     """Gap-aware rows: drop depth diffs that cannot be applied, replace each snapshot's partial clears by
     full-side clears (px=NaN), and move buffered bridging diffs to the snapshot's local time, after it."""
     ends = np.append(row[1:], len(tmp))
@@ -440,8 +450,11 @@ def convert(
     conv = _Converter(input_filename, opt, combined_stream, ts_unit, strict, mark_price_time)
     conv.run()
     tmp = _tmp_array(conv.t)
-    book_check = _BookCheck(tmp, conv)  # runs in a thread (nogil) while the rest proceeds
-    tmp = _fill_report(conv, tmp, gap_policy, initial_last_u)
+    apply, defer_to = _fill_report(conv, initial_last_u)
+    book_check = _BookCheck(tmp, conv, apply, defer_to)  # runs in a thread (nogil) while the rest proceeds
+    if gap_policy == "resync":
+        t = conv.t
+        tmp = _resync(tmp, t.msgs[1][: t.nmsg], t.msgs[2][: t.nmsg], t.msgs[7][: t.nmsg], apply, defer_to)
     if strict:
         book_check.join()
         warn_or_raise(conv.report, strict)

@@ -1,0 +1,381 @@
+"""Synthetic Binance USD-M raw feed in the collector's exact format, deterministic for a seed.
+
+Model (documented in docs/data.md):
+* An order book on a tick grid, 1000+ levels a side, quantities in lots drawn from a log-normal.
+* Market orders arrive as a Hawkes process (intensity mu + sum alpha*exp(-beta*age), simulated by thinning);
+  each trade takes liquidity at the best opposite level; emptying the best level moves the price, so the mid
+  is a random walk driven by order flow. Buy/sell is a coin flip biased towards the previous side (clustering).
+* Every `depth_interval_ms` a diff-depth message reports the changed levels: levels hit by trades plus
+  random churn (new quantities and cancellations at geometric distance from the top, refills inside the spread)
+  with update ids U/u/pu chained as on Binance futures (`pu` = previous `u`, `U` jumps).
+* bookTicker after every change of the top of the book, markPriceUpdate every second.
+* Local receive time = exchange time + latency (base + exponential jitter) + clock offset; lines are written
+  in receive order, as the collector does. The file starts like a real recording: diffs first, then the REST
+  snapshot line that the collector fetched (its lastUpdateId is the `u` of a diff already written).
+
+Fault injection (for tests): dropped diffs (sequence gaps, followed by a fresh snapshot as the collector would
+fetch), duplicated lines, a crossed update (a bid at/above the best ask, withdrawn by the next diff), garbage
+lines. `SyntheticFeed.faults` lists what was injected with line numbers once the lines have been produced.
+"""
+from __future__ import annotations
+
+import gzip
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import orjson
+
+
+@dataclass
+class FeedConfig:
+    symbol: str = "BTCUSDT"
+    start_ms: int = 1_723_161_600_000  # 2024-08-09 00:00:00 UTC
+    minutes: float = 10.0
+    seed: int = 1
+    tick_size: float = 0.1
+    lot_size: float = 0.001
+    initial_price: float = 61_000.0
+    levels: int = 1200  # levels per side kept in the book (snapshot shows 1000)
+    depth_interval_ms: float = 50.0
+    trade_mu: float = 8.0  # Hawkes baseline (trades/s)
+    trade_alpha: float = 30.0  # jump of the intensity after each trade (1/s)
+    trade_beta: float = 60.0  # decay rate (1/s); alpha/beta < 1 keeps it stationary
+    churn_per_update: float = 12.0  # mean number of random level changes per diff
+    latency_ms: float = 3.0
+    latency_jitter_ms: float = 2.0
+    clock_offset_ms: float = 0.0  # local clock minus exchange clock (negative: local is behind)
+    mark_price: bool = True
+    # fault injection counts
+    gaps: int = 0
+    duplicates: int = 0
+    crossed: int = 0
+    garbage: int = 0
+
+
+@dataclass
+class Fault:
+    kind: str  # gap | duplicate | crossed | garbage
+    exch_ms: int
+    line: int | None = None  # 1-based line of the first affected line (set when written)
+    details: str = ""
+
+
+@dataclass(order=True)
+class _Out:
+    local_ns: int
+    seq: int
+    text: str = field(compare=False)
+    fault: Fault | None = field(compare=False, default=None)
+
+
+class SyntheticFeed:
+    """Generates the feed incrementally: iterate `lines()` or `messages()`, or call `write(path)`."""
+
+    def __init__(self, config: FeedConfig | None = None, **kwargs):
+        self.cfg = config or FeedConfig(**kwargs)
+        c = self.cfg
+        self.rng = np.random.default_rng(c.seed)
+        self.dec_px = max(0, -int(math.floor(math.log10(c.tick_size) + 1e-9)))
+        self.dec_qty = max(0, -int(math.floor(math.log10(c.lot_size) + 1e-9)))
+        self.sym_l = c.symbol.lower()
+        self.faults: list[Fault] = []
+        self._seq = 0
+        self._stream_last: dict[str, int] = {}
+        self._uid = 5_000_000_000_000 + int(self.rng.integers(0, 1_000_000_000))
+        self._last_u = None
+        self._trade_id = 4_000_000_000 + int(self.rng.integers(0, 1_000_000))
+        self._init_book()
+
+    # -- book ------------------------------------------------------------------------------------------
+    def _init_book(self):
+        c, rng = self.cfg, self.rng
+        mid = int(round(c.initial_price / c.tick_size))
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        for i in range(c.levels):
+            if i == 0 or rng.random() < 0.85:
+                self.bids[mid - 1 - i] = self._lots()
+            if i == 0 or rng.random() < 0.85:
+                self.asks[mid + i] = self._lots()
+        self.best_bid = mid - 1
+        self.best_ask = mid
+        self._changed_b: dict[int, int] = {}
+        self._changed_a: dict[int, int] = {}
+
+    def _lots(self, scale: float = 1.0) -> int:
+        return max(1, int(self.rng.lognormal(3.0, 1.3) * scale))
+
+    def _set(self, side_bid: bool, tick: int, lots: int):
+        book, changed = (self.bids, self._changed_b) if side_bid else (self.asks, self._changed_a)
+        if lots <= 0:
+            book.pop(tick, None)
+        else:
+            book[tick] = lots
+            if side_bid and tick > self.best_bid:
+                self.best_bid = tick
+            elif not side_bid and tick < self.best_ask:
+                self.best_ask = tick
+        changed[tick] = max(lots, 0)
+        self._uid += int(self.rng.integers(1, 40))
+
+    def _refresh_best(self):
+        if self.best_bid not in self.bids:
+            self.best_bid = max(self.bids) if self.bids else self.best_ask - 1
+        if self.best_ask not in self.asks:
+            self.best_ask = min(self.asks) if self.asks else self.best_bid + 1
+
+    def _trim(self):
+        """Keep `levels` levels a side (drop far levels silently, like levels leaving the 1000-level view)."""
+        c = self.cfg
+        lo, hi = self.best_bid - 2 * c.levels, self.best_ask + 2 * c.levels
+        for book, far in ((self.bids, lambda t: t < lo), (self.asks, lambda t: t > hi)):
+            if len(book) > c.levels * 2:
+                for t in [t for t in book if far(t)]:
+                    del book[t]
+
+    # -- formatting ----------------------------------------------------------------------------------
+    def _px(self, tick: int) -> str:
+        return f"{tick * self.cfg.tick_size:.{self.dec_px}f}"
+
+    def _qty(self, lots: int) -> str:
+        return f"{lots * self.cfg.lot_size:.{self.dec_qty}f}"
+
+    def _local_ns(self, exch_ms: float, stream: str) -> int:
+        """Receive time: exchange time + latency + clock offset, never earlier than the stream's previous
+        message (one websocket delivers each stream in order; only different streams interleave)."""
+        c = self.cfg
+        lat = c.latency_ms + self.rng.exponential(c.latency_jitter_ms) + c.clock_offset_ms
+        t = int(exch_ms * 1_000_000 + lat * 1_000_000) + int(self.rng.integers(0, 1000))
+        t = max(t, self._stream_last.get(stream, 0) + 1)
+        self._stream_last[stream] = t
+        return t
+
+    def _push(self, out: list, local_ns: int, obj, raw: str | None = None, fault: Fault | None = None):
+        self._seq += 1
+        text = raw if raw is not None else orjson.dumps(obj).decode()
+        heapq.heappush(out, _Out(local_ns, self._seq, text, fault))
+
+    def _envelope(self, stream: str, data: dict) -> dict:
+        return {"stream": f"{self.sym_l}@{stream}", "data": data}
+
+    def snapshot(self, exch_ms: int, last_update_id: int, depth: int = 1000) -> dict:
+        """The REST `/fapi/v1/depth?limit=1000` response for the current book."""
+        bids = sorted(self.bids, reverse=True)[:depth]
+        asks = sorted(self.asks)[:depth]
+        return {"lastUpdateId": last_update_id, "E": exch_ms + 1, "T": exch_ms,
+                "bids": [[self._px(t), self._qty(self.bids[t])] for t in bids],
+                "asks": [[self._px(t), self._qty(self.asks[t])] for t in asks]}
+
+    # -- simulation ----------------------------------------------------------------------------------
+    def _trade(self, out, t_ms: float, buy: bool):
+        book = self.asks if buy else self.bids
+        tick = self.best_ask if buy else self.best_bid
+        avail = book.get(tick, 0)
+        lots = min(self._lots(0.3), avail) if avail else 0
+        if lots <= 0:
+            return
+        self._set(not buy, tick, avail - lots)
+        self._refresh_best()
+        self._trade_id += 1
+        T = int(t_ms)
+        data = {"e": "trade", "E": T + int(self.rng.integers(0, 3)), "T": T, "s": self.cfg.symbol,
+                "t": self._trade_id, "p": self._px(tick), "q": self._qty(lots), "X": "MARKET", "m": not buy}
+        self._push(out, self._local_ns(T, "trade"), self._envelope("trade", data))
+
+    def _churn(self):
+        rng, c = self.rng, self.cfg
+        for _ in range(rng.poisson(c.churn_per_update)):
+            bid = rng.random() < 0.5
+            dist = int(rng.geometric(0.08)) - 1
+            if bid:
+                tick = self.best_bid - dist
+                if tick >= self.best_ask:
+                    continue
+            else:
+                tick = self.best_ask + dist
+                if tick <= self.best_bid:
+                    continue
+            r = rng.random()
+            self._set(bid, tick, 0 if r < 0.3 else self._lots())
+        # refill inside a wide spread so the book stays tight
+        while self.best_ask - self.best_bid > 1 and rng.random() < 0.7:
+            if rng.random() < 0.5:
+                self._set(True, self.best_bid + 1, self._lots())
+            else:
+                self._set(False, self.best_ask - 1, self._lots())
+            self._refresh_best()
+        if not self.bids:
+            self._set(True, self.best_ask - 1, self._lots())
+        if not self.asks:
+            self._set(False, self.best_bid + 1, self._lots())
+        self._refresh_best()
+
+    def _depth_msg(self, T: int, first_id: int, extra_b=None) -> dict:
+        b = dict(sorted(self._changed_b.items()))
+        if extra_b:
+            b.update(extra_b)
+        a = dict(sorted(self._changed_a.items()))
+        self._changed_b, self._changed_a = {}, {}
+        u = self._uid
+        pu = self._last_u if self._last_u is not None else first_id - int(self.rng.integers(1, 100))
+        self._last_u = u
+        return {"e": "depthUpdate", "E": T + int(self.rng.integers(0, 3)), "T": T, "s": self.cfg.symbol,
+                "U": first_id, "u": u, "pu": pu,
+                "b": [[self._px(t), self._qty(q)] for t, q in b.items()],
+                "a": [[self._px(t), self._qty(q)] for t, q in a.items()]}
+
+    def _book_ticker(self, out, T: int):
+        top = (self.best_bid, self.bids.get(self.best_bid, 0), self.best_ask, self.asks.get(self.best_ask, 0))
+        if top == getattr(self, "_last_top", None):
+            return
+        self._last_top = top
+        data = {"e": "bookTicker", "u": self._uid, "s": self.cfg.symbol, "b": self._px(top[0]),
+                "B": self._qty(top[1]), "a": self._px(top[2]), "A": self._qty(top[3]), "T": T, "E": T + 1}
+        self._push(out, self._local_ns(T, "ticker"), self._envelope("bookTicker", data))
+
+    def _fault_times(self, kind: str, n: int, t0: float, t1: float) -> list[float]:
+        # faults start after the first resync window and are spread over the rest of the file
+        return sorted(float(x) for x in self.rng.uniform(t0 + 0.1 * (t1 - t0), t1 - 0.05 * (t1 - t0), n))
+
+    def _simulate(self) -> Iterator[_Out]:
+        c, rng = self.cfg, self.rng
+        t0 = float(c.start_ms)
+        t1 = t0 + c.minutes * 60_000.0
+        plan = {k: self._fault_times(k, getattr(c, k), t0, t1) for k in ("gaps", "duplicates", "crossed", "garbage")}
+        out: list[_Out] = []
+        lam_excess = 0.0  # Hawkes excitation above the baseline (1/s)
+        last_t = t0
+        last_buy = True
+        next_depth = t0
+        next_mark = t0 + 1000.0 - (t0 % 1000.0)
+        snapshot_at = t0 + c.depth_interval_ms * 3.5  # the first REST snapshot is taken here...
+        snapshot_pending = True
+        resync_at = None
+        crossed_withdraw: dict[int, int] | None = None
+        gap_fault: Fault | None = None
+        t = t0
+        while t < t1:
+            # next trade by thinning the Hawkes intensity (upper bound = current intensity, it only decays)
+            lam_excess *= math.exp(-c.trade_beta * (t - last_t) / 1000.0)
+            last_t = t
+            lam_bar = c.trade_mu + lam_excess  # the intensity only decays until the next trade: a valid bound
+            t_trade = t + rng.exponential(1000.0 / lam_bar)
+            t = min(t_trade, next_depth, next_mark)
+            if t >= t1:
+                break
+            if t == t_trade:
+                lam_excess *= math.exp(-c.trade_beta * (t - last_t) / 1000.0)
+                last_t = t
+                if rng.random() * lam_bar <= c.trade_mu + lam_excess:
+                    buy = rng.random() < (0.7 if last_buy else 0.3)
+                    last_buy = buy
+                    lam_excess += c.trade_alpha
+                    self._trade(out, t, buy)
+                    self._book_ticker(out, int(t))
+            elif t == next_depth:
+                next_depth += c.depth_interval_ms * (0.5 + rng.random())
+                T = int(t)
+                first_id = self._uid + 1
+                self._churn()
+                self._trim()
+                extra = None
+                if crossed_withdraw is not None:
+                    extra, crossed_withdraw = crossed_withdraw, None
+                msg = self._depth_msg(T, first_id, extra)
+                line = self._envelope("depth@0ms", msg)
+                if plan["gaps"] and t >= plan["gaps"][0]:
+                    plan["gaps"].pop(0)
+                    gap_fault = Fault("gap", T, details=f"dropped diff U={msg['U']} u={msg['u']}")
+                    self.faults.append(gap_fault)  # its line: the next diff written (where pu breaks)
+                    resync_at = t + 150.0  # the collector notices at the next diff and fetches a snapshot
+                elif plan["crossed"] and t >= plan["crossed"][0] and crossed_withdraw is None:
+                    plan["crossed"].pop(0)
+                    bad = self.best_ask + int(rng.integers(0, 3))
+                    msg["b"].append([self._px(bad), self._qty(self._lots())])
+                    crossed_withdraw = {bad: 0}
+                    f = Fault("crossed", T, details=f"bid {self._px(bad)} >= best ask {self._px(self.best_ask)}")
+                    self.faults.append(f)
+                    self._push(out, self._local_ns(T, "depth"), line, fault=f)
+                else:
+                    local = self._local_ns(T, "depth")
+                    self._push(out, local, line, fault=gap_fault)
+                    gap_fault = None
+                    if plan["duplicates"] and t >= plan["duplicates"][0]:
+                        plan["duplicates"].pop(0)
+                        f = Fault("duplicate", T, details=f"diff u={msg['u']} repeated")
+                        self.faults.append(f)
+                        self._push(out, local + 1000, line, fault=f)
+                        self._stream_last["depth"] = local + 1000
+                self._book_ticker(out, T)
+                if (snapshot_pending and t >= snapshot_at) or (resync_at is not None and t >= resync_at):
+                    snap = self.snapshot(T, self._last_u)
+                    self._push(out, self._local_ns(T, "rest") + int(rng.uniform(80, 200) * 1_000_000), snap)
+                    snapshot_pending, resync_at = False, None
+            else:
+                next_mark += 1000.0
+                if c.mark_price:
+                    T = int(t)
+                    mid = (self.best_bid + self.best_ask) / 2 * c.tick_size
+                    data = {"e": "markPriceUpdate", "E": T, "s": c.symbol, "p": f"{mid:.8f}",
+                            "P": f"{mid * 1.0001:.8f}", "i": f"{mid * (1 + rng.normal(0, 2e-5)):.8f}",
+                            "r": f"{rng.normal(1e-4, 5e-5):.8f}", "T": (T // 28_800_000 + 1) * 28_800_000}
+                    self._push(out, self._local_ns(T, "mark"), self._envelope("markPrice@1s", data))
+            if plan["garbage"] and t >= plan["garbage"][0]:
+                plan["garbage"].pop(0)
+                f = Fault("garbage", int(t), details="non-JSON line")
+                self.faults.append(f)
+                junk = bytes(rng.integers(33, 127, int(rng.integers(5, 60))).astype(np.uint8)).decode()
+                self._push(out, int(t * 1_000_000), None, raw='{"stream":"' + junk, fault=f)
+            # everything received before now is final: later messages have later exchange times
+            while out and out[0].local_ns <= t * 1_000_000 + c.clock_offset_ms * 1_000_000:
+                yield heapq.heappop(out)
+        while out:
+            yield heapq.heappop(out)
+
+    # -- public API ----------------------------------------------------------------------------------
+    def lines(self) -> Iterator[str]:
+        """Collector lines `<local ns> <json>` (no trailing newline), in receive order."""
+        n = 0
+        last = 0
+        for item in self._simulate():
+            n += 1
+            last = max(last, item.local_ns)  # the collector stamps in arrival order: never decreasing
+            if item.fault is not None and item.fault.line is None:
+                item.fault.line = n
+            yield f"{last} {item.text}"
+
+    def messages(self) -> Iterator[tuple[int, dict]]:
+        """(local receive time in ns, parsed message) in receive order; garbage lines are skipped."""
+        for line in self.lines():
+            ts, _, body = line.partition(" ")
+            try:
+                yield int(ts), orjson.loads(body)
+            except orjson.JSONDecodeError:
+                continue
+
+    def write(self, path: str) -> int:
+        """Write the feed (gzip if the name ends with .gz); returns the number of lines."""
+        opener = gzip.open if str(path).endswith(".gz") else open
+        n = 0
+        with opener(path, "wt", encoding="utf-8", newline="\n", **({"compresslevel": 5} if opener is gzip.open else {})) as f:
+            batch = []
+            for line in self.lines():
+                batch.append(line)
+                if len(batch) >= 4096:
+                    f.write("\n".join(batch) + "\n")
+                    n += len(batch)
+                    batch = []
+            if batch:
+                f.write("\n".join(batch) + "\n")
+                n += len(batch)
+        return n
+
+
+def generate(path: str, **kwargs) -> SyntheticFeed:
+    """Write a synthetic feed file; `kwargs` are `FeedConfig` fields. Returns the feed (see `.faults`)."""
+    feed = SyntheticFeed(FeedConfig(**kwargs))
+    feed.write(path)
+    return feed
