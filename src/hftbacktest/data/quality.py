@@ -99,6 +99,9 @@ class QualityReport:
             head.append(f"feed latency min {self.min_latency_ns / 1e6:.3f} ms; "
                         f"{self.negative_latency_messages:,} message(s) with negative latency "
                         "(local clock behind the exchange; corrected by the local-timestamp shift)")
+            if self.min_latency_ns < -3_600_000_000_000 and self.messages.get("markPriceUpdate"):
+                head.append("hint: markPriceUpdate's T is the next funding time, which shifts every local_ts by "
+                            "hours; convert with mark_price_time='E' (CLI: --mark-price-time E) to avoid it")
         head.append(f"depth sync: {len(self.sync_lines)} (re)sync point(s) at lines {self.sync_lines[:_SHOW]}, "
                     f"{self.stale_dropped} stale diff(s) before a snapshot, {len(self.gaps)} gap(s)")
         if self.non_market_trades:
