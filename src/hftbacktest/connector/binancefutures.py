@@ -385,7 +385,7 @@ class BinanceFuturesConnector:
             return  # the market loop subscribes everything on (re)connect
         for i in range(0, len(symbols), 50):
             chunk = self._streams(symbols[i:i + 50])
-            await ws.send_bytes(orjson.dumps({"method": "SUBSCRIBE", "params": chunk, "id": random.getrandbits(31)}))
+            await ws.send_str(orjson.dumps({"method": "SUBSCRIBE", "params": chunk, "id": random.getrandbits(31)}).decode())
             await asyncio.sleep(0.1)  # <= 10 control messages per second
         for s in symbols:
             self._start_snapshot(s)

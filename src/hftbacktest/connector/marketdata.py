@@ -61,7 +61,7 @@ class SymbolBook:
         if self._first_after_snapshot:
             if u < self.last_u:
                 return []
-            if msg["U"] > self.last_u:
+            if msg["U"] > self.last_u + 1:  # the next id after the snapshot must be in this diff
                 raise DepthGap(f"depth gap {self.symbol}: first diff U={msg['U']} after snapshot {self.last_u}")
             self._first_after_snapshot = False
         elif msg["pu"] != self.last_u:
@@ -77,7 +77,7 @@ class SymbolBook:
         Raises StaleSnapshot if the buffered stream already moved past it, DepthGap if the buffer itself broke."""
         last_id = int(snap["lastUpdateId"])
         pending = [m for m in self.buffer if m["u"] >= last_id]
-        if pending and pending[0]["U"] > last_id:
+        if pending and pending[0]["U"] > last_id + 1:
             raise StaleSnapshot(f"snapshot {last_id} older than buffered diff U={pending[0]['U']} for {self.symbol}")
         ts = int(snap.get("T") or snap.get("E") or 0) * 1_000_000
         self.bids = {float(p): float(q) for p, q in snap["bids"] if float(q) > 0}

@@ -1,0 +1,492 @@
+"""The live bot: a numba StructRef with the backtest bot's methods, so one `@njit` strategy runs in both.
+
+Per instrument it holds one of the backtest engine's asset states (depth, local order table, state values,
+trades, latencies) and updates them with the engine's kernels. Only the waits (`elapse`, `wait_next_feed`,
+`wait_order_response`) and the order requests leave nopython mode, through an `objmode` block that polls or
+writes the IPC channel (`runtime.LiveRuntime`); depth and order reads stay compiled.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from numba import njit, objmode, types
+from numba.core.extending import overload_method
+from numba.experimental import structref
+from numba.typed import List
+
+from ..kernels import depth as dp
+from ..kernels import local as lc
+from ..kernels import orders as ob
+from ..kernels.exchange import apply_fill
+from ..kernels.state import asset_state_type, event_array_type, new_asset_state
+from ..kernels.orders import order_array_type
+from ..types import (
+    BUY, CANCELED, EXPIRED, FILLED, GTC, LIMIT, NEW, NONE, SELL, event_dtype, order_dtype,
+)
+from .runtime import ST_HANDLER_FAILED, ST_INTERRUPTED, ST_MORE, runtime
+
+# return codes (same values as the backtest bot; the live-only ones follow the reference's live bot)
+OK = 0
+END_OF_DATA = 1  # interrupted by SIGINT/SIGTERM: the live analogue of the end of the data
+MARKET_FEED = 2
+ORDER_RESPONSE = 3
+ORDER_ID_EXIST = 10
+ORDER_NOT_FOUND = 12
+INVALID_ORDER_STATUS = 14
+INSTRUMENT_NOT_FOUND = 16
+TIMEOUT = 17
+INTERRUPTED = 18
+CUSTOM = 19
+
+REQUEST_TIMEOUT_NS = 60_000_000_000  # `wait=True` on submit/cancel waits at most this long
+
+# wait modes
+_W_ELAPSE = 0
+_W_FEED = 1
+_W_FEED_OR_ORDER = 2
+_W_ORDER = 3
+
+
+class _StructRef(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+@structref.register
+class LiveBotType(_StructRef):
+    pass
+
+
+live_bot_type = LiveBotType(
+    [
+        ("assets", types.ListType(asset_state_type)),
+        ("num_assets", types.int64),
+        ("key", types.int64),  # LiveRuntime registry key
+        ("feed", event_array_type),  # staging arrays shared with the runtime
+        ("feed_asset", types.int64[::1]),
+        ("orders", order_array_type),
+        ("order_asset", types.int64[::1]),
+        ("position", types.float64[::1]),
+        ("position_set", types.uint8[::1]),
+        ("counts", types.int64[::1]),
+        ("latency", types.int64[:, ::1]),
+        ("n_latency", types.int64[::1]),
+        ("modify_supported", types.boolean),
+    ]
+)
+
+
+class LiveBot(structref.StructRefProxy):
+    """Python handle of the live bot; pass it to the `@njit` strategy. Methods also work from plain Python."""
+
+    @property
+    def num_assets(self):
+        return _num_assets(self)
+
+    def elapse(self, duration):
+        return _elapse(self, duration)
+
+    def wait_next_feed(self, include_order_resp, timeout):
+        return _wait_next_feed(self, include_order_resp, timeout)
+
+    def wait_order_response(self, asset_no, order_id, timeout):
+        return _wait_order_response(self, asset_no, order_id, timeout)
+
+    def current_timestamp(self):
+        return time.time_ns()
+
+    def depth(self, asset_no):
+        return _depth(self, asset_no)
+
+    def state_values(self, asset_no):
+        return _state_values(self, asset_no)[0]
+
+    def position(self, asset_no):
+        return _position(self, asset_no)
+
+    def submit_buy_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        return _submit(self, asset_no, order_id, BUY, price, qty, time_in_force, order_type, wait)
+
+    def submit_sell_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        return _submit(self, asset_no, order_id, SELL, price, qty, time_in_force, order_type, wait)
+
+    def cancel(self, asset_no, order_id, wait):
+        return _cancel(self, asset_no, order_id, wait)
+
+    def clear_inactive_orders(self, asset_no):
+        return _clear_inactive_orders(self, asset_no)
+
+    def close(self):
+        return _close(self)
+
+
+structref.define_boxing(LiveBotType, LiveBot)
+
+
+# --- construction -----------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_asset, orders, order_asset, position,
+             position_set, counts, latency, n_latency):
+    """Per instrument, an engine asset state used only on its local side (no latency model, no fees, no data)."""
+    assets = List.empty_list(asset_state_type)
+    no_data = np.zeros(0, event_dtype)
+    for a in range(tick.shape[0]):
+        depth = dp.new_depth(mode[a], tick[a], lot[a], roi_lb[a], roi_ub[a], False)
+        cfg_f = np.array([tick[a], lot[a], 1.0, 0.0, 0.0, 0.0])
+        cfg_i = np.zeros(9, np.int64)
+        cfg_i[8] = record_trades[a]
+        assets.append(new_asset_state(cfg_f, cfg_i, np.zeros((0, 4), np.int64), depth, depth, no_data, 0))
+    b = structref.new(live_bot_type)
+    b.assets = assets
+    b.num_assets = len(assets)
+    b.key = key
+    b.feed = feed
+    b.feed_asset = feed_asset
+    b.orders = orders
+    b.order_asset = order_asset
+    b.position = position
+    b.position_set = position_set
+    b.counts = counts
+    b.latency = latency
+    b.n_latency = n_latency
+    b.modify_supported = False
+    return b
+
+
+def new_live_bot(instruments: list, depth_modes: list[tuple[int, float, float]], rt) -> LiveBot:
+    tick = np.array([i.tick_size for i in instruments], np.float64)
+    lot = np.array([i.lot_size for i in instruments], np.float64)
+    mode = np.array([m[0] for m in depth_modes], np.int64)
+    roi_lb = np.array([m[1] for m in depth_modes], np.float64)
+    roi_ub = np.array([m[2] for m in depth_modes], np.float64)
+    record_trades = np.array([1 if i.last_trades_capacity > 0 else 0 for i in instruments], np.int64)
+    return _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, rt.key, rt.feed, rt.feed_asset, rt.orders,
+                    rt.order_asset, rt.position, rt.position_set, rt.counts, rt.latency, rt.n_latency)
+
+
+# --- the Python side, reached from objmode ----------------------------------------------------------------------
+
+
+def _py_poll(key):
+    return runtime(key).poll(), time.time_ns()
+
+
+def _py_send(key, asset, orders, slot):
+    rt = runtime(key)
+    try:
+        rt.send_order(asset, orders[slot])
+    except Exception as exc:  # IPC failure: the request did not leave
+        rt.log_send_failure(exc)
+        return 1
+    return 0
+
+
+def _py_now():
+    return time.time_ns()
+
+
+def _py_close(key):
+    runtime(key).close()
+
+
+# --- compiled core ----------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _now():
+    with objmode(t="int64"):
+        t = _py_now()
+    return t
+
+
+@njit(cache=True)
+def _apply_orders(bot, n, now, wait_asset, wait_id, match_any):
+    """Merge staged order updates into the local tables; True if one answers the awaited order."""
+    found = False
+    for k in range(n):
+        a = bot.order_asset[k]
+        s = bot.assets[a]
+        r = bot.orders[k]
+        t = s.ord_l
+        slot = ob.find(t, r.order_id)
+        if slot >= 0:
+            o = t.rec[slot]
+            if (o.req == NEW or o.req == CANCELED) and r.req == NONE:
+                i = bot.n_latency[0]
+                if i < bot.latency.shape[0]:
+                    bot.latency[i, 0] = o.local_timestamp
+                    bot.latency[i, 1] = r.exch_timestamp
+                    bot.latency[i, 2] = now
+                    bot.latency[i, 3] = o.req
+                    bot.n_latency[0] = i + 1
+            st = o.status
+            if st == FILLED or st == CANCELED or st == EXPIRED:
+                pass  # already dead here: nothing may revive it
+            elif r.exch_timestamp >= o.exch_timestamp:
+                local_ts = o.local_timestamp
+                t.rec[slot] = r
+                o.local_timestamp = local_ts
+            else:
+                o.req = r.req  # an older state still ends the pending request
+        else:
+            slot = ob.insert(t, bot.orders, k)  # an order announced at registration
+        if r.exec_qty > 0.0:
+            apply_fill(s, s.sv_l, r)
+        st = t.rec[slot].status
+        if st == FILLED or st == CANCELED or st == EXPIRED:
+            t.dirty = True
+        if r.exch_timestamp > 0:
+            s.ord_lat[0] = r.local_timestamp
+            s.ord_lat[1] = r.exch_timestamp
+            s.ord_lat[2] = now
+            s.has_ord_lat = True
+        if match_any or (a == wait_asset and np.int64(r.order_id) == wait_id):
+            found = True
+    return found
+
+
+@njit(cache=True)
+def _wait(bot, timeout, mode, wait_asset, wait_id):
+    """Poll the connectors until the condition of `mode` holds or `timeout` ns passed (whole batches only)."""
+    key = bot.key
+    deadline = -1
+    result = OK
+    while True:
+        with objmode(st="int64", now="int64"):
+            st, now = _py_poll(key)
+        if deadline < 0:
+            deadline = now + timeout
+        n_feed = bot.counts[0]
+        for k in range(n_feed):
+            lc.process_data(bot.assets[bot.feed_asset[k]], bot.feed, k)
+        for a in range(bot.num_assets):
+            if bot.position_set[a]:
+                bot.assets[a].sv_l[0].position = bot.position[a]
+                bot.position_set[a] = 0
+        n_ord = bot.counts[1]
+        if n_ord > 0:
+            answered = _apply_orders(bot, n_ord, now, wait_asset, wait_id, mode == _W_FEED_OR_ORDER)
+            if result == OK and answered and (mode == _W_ORDER or mode == _W_FEED_OR_ORDER):
+                result = ORDER_RESPONSE
+        if result == OK and n_feed > 0 and (mode == _W_FEED or mode == _W_FEED_OR_ORDER):
+            result = MARKET_FEED
+        if st & ST_MORE:
+            continue  # never return in the middle of a batch
+        if st & ST_HANDLER_FAILED:
+            return CUSTOM
+        if st & ST_INTERRUPTED:
+            return END_OF_DATA
+        if result != OK or now >= deadline:
+            return result
+
+
+@njit(cache=True)
+def _send_request(bot, asset_no, slot):
+    key = bot.key
+    orders = bot.assets[asset_no].ord_l.rec
+    with objmode(rc="int64"):
+        rc = _py_send(key, asset_no, orders, slot)
+    return rc
+
+
+@njit(cache=True)
+def _submit_impl(bot, asset_no, order_id, side, price, qty, tif, order_type, wait):
+    if asset_no < 0 or asset_no >= bot.num_assets:
+        return INSTRUMENT_NOT_FOUND
+    s = bot.assets[asset_no]
+    now = _now()
+    rc = lc.submit(s, now, order_id, side, price, qty, tif, order_type)
+    if rc != OK:
+        return rc
+    s.to_exch.head = 0  # live requests go over IPC, not through the simulated bus
+    s.to_exch.tail = 0
+    slot = ob.find(s.ord_l, order_id)
+    o = s.ord_l.rec[slot]
+    o.status = NEW  # the reference live bot shows a submitted order as NEW while its request is pending
+    if _send_request(bot, asset_no, slot) != OK:
+        ob.remove(s.ord_l, slot)
+        return CUSTOM
+    if wait:
+        return _wait(bot, REQUEST_TIMEOUT_NS, _W_ORDER, asset_no, np.int64(order_id))
+    return OK
+
+
+@njit(cache=True)
+def _cancel_impl(bot, asset_no, order_id, wait):
+    if asset_no < 0 or asset_no >= bot.num_assets:
+        return INSTRUMENT_NOT_FOUND
+    s = bot.assets[asset_no]
+    slot = ob.find(s.ord_l, order_id)
+    if slot < 0:
+        return ORDER_NOT_FOUND
+    o = s.ord_l.rec[slot]
+    if not ((o.status == NEW or o.status == 5) and o.req == NONE):
+        return INVALID_ORDER_STATUS
+    o.req = CANCELED
+    o.local_timestamp = _now()
+    if _send_request(bot, asset_no, slot) != OK:
+        o.req = NONE
+        return CUSTOM
+    if wait:
+        return _wait(bot, REQUEST_TIMEOUT_NS, _W_ORDER, asset_no, np.int64(order_id))
+    return OK
+
+
+# --- entry points usable from plain Python (the @njit strategy goes through the overloads below) ----------------
+
+
+@njit(cache=True)
+def _num_assets(bot):
+    return bot.num_assets
+
+
+@njit(cache=True)
+def _elapse(bot, duration):
+    return _wait(bot, duration, _W_ELAPSE, -1, -1)
+
+
+@njit(cache=True)
+def _wait_next_feed(bot, include_order_resp, timeout):
+    return _wait(bot, timeout, _W_FEED_OR_ORDER if include_order_resp else _W_FEED, -1, -1)
+
+
+@njit(cache=True)
+def _wait_order_response(bot, asset_no, order_id, timeout):
+    if asset_no < 0 or asset_no >= bot.num_assets:
+        return INSTRUMENT_NOT_FOUND
+    return _wait(bot, timeout, _W_ORDER, asset_no, np.int64(order_id))
+
+
+@njit(cache=True)
+def _depth(bot, asset_no):
+    return bot.assets[asset_no].depth_l
+
+
+@njit(cache=True)
+def _state_values(bot, asset_no):
+    return bot.assets[asset_no].sv_l
+
+
+@njit(cache=True)
+def _position(bot, asset_no):
+    return bot.assets[asset_no].sv_l[0].position
+
+
+@njit(cache=True)
+def _submit(bot, asset_no, order_id, side, price, qty, tif, order_type, wait):
+    return _submit_impl(bot, asset_no, order_id, side, price, qty, tif, order_type, wait)
+
+
+@njit(cache=True)
+def _cancel(bot, asset_no, order_id, wait):
+    return _cancel_impl(bot, asset_no, order_id, wait)
+
+
+@njit(cache=True)
+def _clear_inactive_orders(bot, asset_no):
+    if asset_no < 0:
+        for a in range(bot.num_assets):
+            ob.clear_inactive(bot.assets[a].ord_l)
+    elif asset_no < bot.num_assets:
+        ob.clear_inactive(bot.assets[asset_no].ord_l)
+
+
+@njit(cache=True)
+def _close(bot):
+    key = bot.key
+    with objmode():
+        _py_close(key)
+    return OK
+
+
+# --- methods seen by the user's @njit strategy --------------------------------------------------------------------
+
+
+@overload_method(LiveBotType, "elapse")
+def _ov_elapse(bot, duration):
+    return lambda bot, duration: _wait(bot, duration, _W_ELAPSE, -1, -1)
+
+
+@overload_method(LiveBotType, "elapse_bt")
+def _ov_elapse_bt(bot, duration):
+    return lambda bot, duration: OK
+
+
+@overload_method(LiveBotType, "wait_next_feed")
+def _ov_wait_next_feed(bot, include_order_resp, timeout):
+    return lambda bot, include_order_resp, timeout: _wait_next_feed(bot, include_order_resp, timeout)
+
+
+@overload_method(LiveBotType, "wait_order_response")
+def _ov_wait_order_response(bot, asset_no, order_id, timeout):
+    return lambda bot, asset_no, order_id, timeout: _wait_order_response(bot, asset_no, order_id, timeout)
+
+
+@overload_method(LiveBotType, "current_timestamp")
+def _ov_current_timestamp(bot):
+    return lambda bot: _now()
+
+
+@overload_method(LiveBotType, "submit_buy_order")
+def _ov_submit_buy(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+    def impl(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        return _submit_impl(bot, asset_no, order_id, BUY, price, qty, time_in_force, order_type, wait)
+    return impl
+
+
+@overload_method(LiveBotType, "submit_sell_order")
+def _ov_submit_sell(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+    def impl(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        return _submit_impl(bot, asset_no, order_id, SELL, price, qty, time_in_force, order_type, wait)
+    return impl
+
+
+@overload_method(LiveBotType, "submit_order")
+def _ov_submit_order(bot, asset_no, side, order_id, price, qty, time_in_force, order_type, wait):
+    def impl(bot, asset_no, side, order_id, price, qty, time_in_force, order_type, wait):
+        return _submit_impl(bot, asset_no, order_id, side, price, qty, time_in_force, order_type, wait)
+    return impl
+
+
+@overload_method(LiveBotType, "cancel")
+def _ov_cancel(bot, asset_no, order_id, wait):
+    return lambda bot, asset_no, order_id, wait: _cancel_impl(bot, asset_no, order_id, wait)
+
+
+@overload_method(LiveBotType, "modify")
+def _ov_modify(bot, asset_no, order_id, price, qty, wait):
+    # Binance modify is not wired through the connector yet; the reference live bot has none either.
+    return lambda bot, asset_no, order_id, price, qty, wait: CUSTOM
+
+
+@overload_method(LiveBotType, "clear_inactive_orders")
+def _ov_clear_inactive(bot, asset_no):
+    return lambda bot, asset_no: _clear_inactive_orders(bot, asset_no)
+
+
+@overload_method(LiveBotType, "close")
+def _ov_close(bot):
+    return lambda bot: _close(bot)
+
+
+@overload_method(LiveBotType, "position")
+def _ov_position(bot, asset_no):
+    return lambda bot, asset_no: bot.assets[asset_no].sv_l[0].position
+
+
+@overload_method(LiveBotType, "state_values")
+def _ov_state_values(bot, asset_no):
+    return lambda bot, asset_no: bot.assets[asset_no].sv_l[0]
+
+
+@overload_method(LiveBotType, "depth")
+def _ov_depth(bot, asset_no):
+    return lambda bot, asset_no: bot.assets[asset_no].depth_l
+
+
+@overload_method(LiveBotType, "num_assets")
+def _ov_num_assets(bot):
+    return lambda bot: bot.num_assets

@@ -1,0 +1,288 @@
+"""The Python half of the live bot: IPC channels, message decoding, error handler, signals.
+
+Compiled code calls into here only at waits and order requests (numba `objmode`). Incoming feed rows and
+order updates are written into staging numpy arrays shared with the compiled bot, which applies them with the
+backtest engine's kernels; nothing else crosses the boundary.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import IpcError
+from ..types import event_dtype, order_dtype
+from .ipc import BotChannel
+from .ipc import codec
+from .ipc.codec import ErrorKind
+
+log = logging.getLogger("hftbacktest.live")
+
+# poll status bits returned to compiled code
+ST_INTERRUPTED = 1
+ST_HANDLER_FAILED = 2
+ST_CLOSED = 4
+ST_MORE = 8
+
+SILENCE_S = 5.0
+BATCH_TIMEOUT_S = 1.0  # a batch cut short by a dead connector must not hang the bot
+IDLE_BEFORE_YIELD_S = 0.001
+
+_FEED_CAP = 8192
+_ORDER_CAP = 1024
+
+
+@dataclass(frozen=True)
+class LiveError:
+    """What the connector reported; passed to the error handler."""
+
+    kind: ErrorKind
+    value: Any
+    code: int = 0  # the number of a Custom error
+
+    def __str__(self) -> str:
+        kind = f"Custom({self.code})" if self.kind == ErrorKind.Custom else self.kind.name
+        return f"{kind}: {self.value}"
+
+
+class BotError(Exception):
+    """Raise from an error handler to stop the strategy: the running wait returns code 19."""
+
+
+_REGISTRY: dict[int, "LiveRuntime"] = {}
+_KEYS = itertools.count(1)
+
+
+def runtime(key: int) -> "LiveRuntime":
+    return _REGISTRY[key]
+
+
+class LiveRuntime:
+    def __init__(self, instruments: list, bot_id: int, error_handler: Callable | None,
+                 order_recorder: Any = None, idle_sleep: bool = True):
+        self.bot_id = bot_id
+        self.instruments = instruments
+        self.error_handler = error_handler
+        self.order_recorder = order_recorder
+        self.idle_sleep = idle_sleep
+        self.connectors: list[str] = []
+        for inst in instruments:
+            if inst.connector_name not in self.connectors:
+                self.connectors.append(inst.connector_name)
+        self.channels: list[BotChannel] = []
+        try:
+            for name in self.connectors:
+                self.channels.append(BotChannel(name, bot_id))
+        except Exception:
+            for ch in self.channels:
+                ch.close()
+            raise
+        self.asset_of: list[dict[str, int]] = [{} for _ in self.connectors]
+        for asset, inst in enumerate(instruments):
+            self.asset_of[self.connectors.index(inst.connector_name)][inst.symbol] = asset
+        n = len(instruments)
+        self.feed = np.zeros(_FEED_CAP, event_dtype)
+        self.feed_u8 = self.feed.view(np.uint8)
+        self.feed_asset = np.zeros(_FEED_CAP, np.int64)
+        self.orders = np.zeros(_ORDER_CAP, order_dtype)
+        self.order_asset = np.zeros(_ORDER_CAP, np.int64)
+        self.position = np.zeros(n, np.float64)
+        self.position_set = np.zeros(n, np.uint8)
+        self.counts = np.zeros(2, np.int64)  # staged feed rows, staged orders
+        self.latency = np.zeros((256, 4), np.int64)  # answered requests: req_ts, exch_ts, resp_ts, req
+        self.n_latency = np.zeros(1, np.int64)
+        now = time.monotonic()
+        self.last_seen = [now] * len(self.connectors)
+        self.silent = [False] * len(self.connectors)
+        self.last_activity = now
+        self.in_batch = [False] * len(self.connectors)
+        self.batch_started = [0.0] * len(self.connectors)
+        self.interrupted = False
+        self.closed = False
+        self.handler_error: BaseException | None = None
+        self._old_handlers: dict[int, Any] = {}
+        self.key = next(_KEYS)
+        _REGISTRY[self.key] = self
+        self._install_signals()
+        for ci in range(len(self.connectors)):
+            self.register(ci)
+
+    # --- setup / teardown ---------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum, frame):
+            if self.interrupted:  # second signal: give up waiting politely
+                raise KeyboardInterrupt
+            self.interrupted = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, on_signal)
+
+    def register(self, ci: int) -> None:
+        for symbol, asset in self.asset_of[ci].items():
+            inst = self.instruments[asset]
+            self.channels[ci].send(codec.encode_request(codec.RegisterInstrument(symbol, inst.tick_size, inst.lot_size)))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for ch in self.channels:
+            ch.close()
+        for sig, old in self._old_handlers.items():
+            signal.signal(sig, old)
+        self._drain_latency()
+        if self.order_recorder is not None and hasattr(self.order_recorder, "close"):
+            self.order_recorder.close()
+        _REGISTRY.pop(self.key, None)
+
+    # --- outgoing ---------------------------------------------------------------------------------
+    def send_order(self, asset: int, rec) -> None:
+        inst = self.instruments[asset]
+        wire = codec.WireOrder(
+            float(rec["qty"]), float(rec["leaves_qty"]), float(rec["exec_qty"]), int(rec["exec_price_tick"]),
+            int(rec["price_tick"]), float(rec["tick_size"]), int(rec["exch_timestamp"]), int(rec["local_timestamp"]),
+            int(rec["order_id"]), bool(rec["maker"]), int(rec["order_type"]), int(rec["req"]), int(rec["status"]),
+            int(rec["side"]), int(rec["time_in_force"]),
+        )
+        ci = self.connectors.index(inst.connector_name)
+        self.channels[ci].send(codec.encode_request(codec.OrderRequest(inst.symbol, wire)))
+
+    def log_send_failure(self, exc: BaseException) -> None:
+        log.error("order request not sent: %s", exc)
+
+    # --- incoming ---------------------------------------------------------------------------------
+    def poll(self) -> int:
+        """Read what is waiting into the staging arrays; returns status bits.
+
+        ST_MORE means a batch is still open (or staging is full): the caller applies the staged rows and polls
+        again before returning to the strategy, so a strategy never sees half a batch."""
+        self.counts[:] = 0
+        if self.closed:
+            return ST_CLOSED
+        status = 0
+        got = False
+        for ci, ch in enumerate(self.channels):
+            while True:
+                if self.counts[0] >= self.feed.shape[0] or self.counts[1] >= self.orders.shape[0]:
+                    status |= ST_MORE
+                    break
+                try:
+                    raw = ch.recv()
+                except IpcError as exc:
+                    log.error("IPC receive failed on %s: %s", self.connectors[ci], exc)
+                    raw = None
+                if raw is None:
+                    if self.in_batch[ci]:
+                        if time.monotonic() - self.batch_started[ci] < BATCH_TIMEOUT_S:
+                            status |= ST_MORE  # the rest of the batch is on its way
+                        else:
+                            log.warning("batch from %s never ended; continuing", self.connectors[ci])
+                            self.in_batch[ci] = False
+                    break
+                got = True
+                self.last_seen[ci] = time.monotonic()
+                if raw[0] != codec.VERSION:
+                    status |= self._on_error(ci, LiveError(ErrorKind.Custom, "IPC codec version mismatch",
+                                                           codec.CUSTOM_CODEC_MISMATCH))
+                    continue
+                tag = raw[1]
+                if tag == codec.TAG_FEED:
+                    self._stage_feed(ci, raw)
+                elif tag == codec.TAG_BATCH_START:
+                    self.in_batch[ci] = True
+                    self.batch_started[ci] = time.monotonic()
+                elif tag == codec.TAG_BATCH_END:
+                    self.in_batch[ci] = False
+                else:
+                    status |= self._on_message(ci, codec.decode_event(raw))
+            if ch.lost:
+                log.warning("%d IPC messages from %s were dropped (bot too slow); re-registering", ch.lost,
+                            self.connectors[ci])
+                ch.lost = 0
+                self.register(ci)
+        now = time.monotonic()
+        for ci in range(len(self.channels)):
+            if not self.silent[ci] and now - self.last_seen[ci] > SILENCE_S:
+                self.silent[ci] = True
+                status |= self._on_error(ci, LiveError(ErrorKind.CriticalConnectionError, "connector silent"))
+        if self.n_latency[0]:
+            self._drain_latency()
+        if got:
+            self.last_activity = now
+        elif self.idle_sleep and now - self.last_activity > IDLE_BEFORE_YIELD_S:
+            os.sched_yield()  # quiet for a while: let other processes on this core run between polls
+        if self.interrupted:
+            status |= ST_INTERRUPTED
+        if self.handler_error is not None:
+            status |= ST_HANDLER_FAILED
+        return status
+
+    def _stage_feed(self, ci: int, raw: bytes) -> None:
+        n = raw[2] | (raw[3] << 8)
+        symbol = raw[4 : 4 + n].decode()
+        asset = self.asset_of[ci].get(symbol)
+        if asset is None:
+            return  # another bot's instrument
+        i = int(self.counts[0])
+        start = 4 + n
+        self.feed_u8[i * 64 : i * 64 + 64] = np.frombuffer(raw, np.uint8, 64, start)
+        self.feed_asset[i] = asset
+        self.counts[0] = i + 1
+
+    def _on_message(self, ci: int, msg: Any) -> int:
+        cls = type(msg)
+        if cls is codec.OrderUpdate:
+            asset = self.asset_of[ci].get(msg.symbol)
+            if asset is None:
+                return 0
+            i = int(self.counts[1])
+            o = msg.order
+            self.orders[i] = (o.qty, o.leaves_qty, o.exec_qty, o.exec_price_tick, o.price_tick, o.tick_size,
+                              o.exch_timestamp, o.local_timestamp, o.order_id, 0, 0, o.maker, o.order_type, o.req,
+                              o.status, o.side, o.time_in_force)
+            self.order_asset[i] = asset
+            self.counts[1] = i + 1
+        elif cls is codec.Position:
+            asset = self.asset_of[ci].get(msg.symbol)
+            if asset is not None:
+                self.position[asset] = msg.qty
+                self.position_set[asset] = 1
+        elif cls is codec.Error:
+            if msg.kind == ErrorKind.Custom and msg.code == codec.CUSTOM_HEARTBEAT:
+                self.silent[ci] = False
+                return 0
+            if msg.kind == ErrorKind.Custom and msg.code == codec.CUSTOM_CONNECTOR_RESTARTED:
+                self.silent[ci] = False
+                self.channels[ci].reset_sequence()
+                self.register(ci)
+            return self._on_error(ci, LiveError(msg.kind, msg.value, msg.code))
+        return 0
+
+    def _on_error(self, ci: int, err: LiveError) -> int:
+        if self.error_handler is None:
+            log.warning("connector %s: %s", self.connectors[ci], err)
+            return 0
+        try:
+            self.error_handler(err)
+        except Exception as exc:  # BotError or a bug in the handler: stop the strategy's wait
+            log.error("error handler raised %r on %s", exc, err)
+            self.handler_error = exc
+            return ST_HANDLER_FAILED
+        return 0
+
+    def _drain_latency(self) -> None:
+        n = int(self.n_latency[0])
+        if n and self.order_recorder is not None:
+            for req_ts, exch_ts, resp_ts, req in self.latency[:n]:
+                self.order_recorder.record(int(req_ts), int(exch_ts), int(resp_ts), int(req))
+        self.n_latency[0] = 0
