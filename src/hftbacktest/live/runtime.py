@@ -33,7 +33,6 @@ ST_MORE = 8
 
 SILENCE_S = 5.0
 BATCH_TIMEOUT_S = 1.0  # a batch cut short by a dead connector must not hang the bot
-IDLE_BEFORE_YIELD_S = 0.001
 
 _FEED_CAP = 8192
 _ORDER_CAP = 1024
@@ -103,6 +102,12 @@ class LiveRuntime:
         self.silent = [False] * len(self.connectors)
         self.last_activity = now
         self.in_batch = [False] * len(self.connectors)
+        self._channel_ids = range(len(self.channels))
+        self._recvs = [ch.recv for ch in self.channels]
+        self._n_feed = self._n_orders = 0
+        self._feed_cap, self._order_cap = _FEED_CAP, _ORDER_CAP
+        self._staged = False
+        self._idle_polls = 0
         self.batch_started = [0.0] * len(self.connectors)
         self.interrupted = False
         self.closed = False
@@ -165,22 +170,20 @@ class LiveRuntime:
         """Read what is waiting into the staging arrays; returns status bits.
 
         ST_MORE means a batch is still open (or staging is full): the caller applies the staged rows and polls
-        again before returning to the strategy, so a strategy never sees half a batch."""
-        self.counts[:] = 0
+        again before returning to the strategy, so a strategy never sees half a batch. The idle path is kept
+        short: it runs on every iteration of a strategy's wait loop."""
+        if self._staged:
+            self.counts[0] = self.counts[1] = 0
+            self._n_feed = self._n_orders = 0
+            self._staged = False
         if self.closed:
             return ST_CLOSED
         status = 0
         got = False
-        for ci, ch in enumerate(self.channels):
+        for ci in self._channel_ids:
+            recv = self._recvs[ci]
             while True:
-                if self.counts[0] >= self.feed.shape[0] or self.counts[1] >= self.orders.shape[0]:
-                    status |= ST_MORE
-                    break
-                try:
-                    raw = ch.recv()
-                except IpcError as exc:
-                    log.error("IPC receive failed on %s: %s", self.connectors[ci], exc)
-                    raw = None
+                raw = recv()
                 if raw is None:
                     if self.in_batch[ci]:
                         if time.monotonic() - self.batch_started[ci] < BATCH_TIMEOUT_S:
@@ -190,13 +193,11 @@ class LiveRuntime:
                             self.in_batch[ci] = False
                     break
                 got = True
-                self.last_seen[ci] = time.monotonic()
+                tag = raw[1]
                 if raw[0] != codec.VERSION:
                     status |= self._on_error(ci, LiveError(ErrorKind.Custom, "IPC codec version mismatch",
                                                            codec.CUSTOM_CODEC_MISMATCH))
-                    continue
-                tag = raw[1]
-                if tag == codec.TAG_FEED:
+                elif tag == codec.TAG_FEED:
                     self._stage_feed(ci, raw)
                 elif tag == codec.TAG_BATCH_START:
                     self.in_batch[ci] = True
@@ -205,39 +206,54 @@ class LiveRuntime:
                     self.in_batch[ci] = False
                 else:
                     status |= self._on_message(ci, codec.decode_event(raw))
-            if ch.lost:
-                log.warning("%d IPC messages from %s were dropped (bot too slow); re-registering", ch.lost,
-                            self.connectors[ci])
-                ch.lost = 0
-                self.register(ci)
-        now = time.monotonic()
-        for ci in range(len(self.channels)):
-            if not self.silent[ci] and now - self.last_seen[ci] > SILENCE_S:
-                self.silent[ci] = True
-                status |= self._on_error(ci, LiveError(ErrorKind.CriticalConnectionError, "connector silent"))
-        if self.n_latency[0]:
-            self._drain_latency()
+                if self._n_feed >= self._feed_cap or self._n_orders >= self._order_cap:
+                    status |= ST_MORE  # staging full: apply, then continue reading
+                    break
+            if got:
+                self.last_seen[ci] = time.monotonic()
         if got:
-            self.last_activity = now
-        elif self.idle_sleep and now - self.last_activity > IDLE_BEFORE_YIELD_S:
-            os.sched_yield()  # quiet for a while: let other processes on this core run between polls
+            self.counts[0] = self._n_feed
+            self.counts[1] = self._n_orders
+            self._staged = True
+            self._idle_polls = 0
+        else:
+            self._idle_polls += 1
+            if self._idle_polls & 1023 == 0:
+                status |= self._housekeeping()
         if self.interrupted:
             status |= ST_INTERRUPTED
         if self.handler_error is not None:
             status |= ST_HANDLER_FAILED
         return status
 
+    def _housekeeping(self) -> int:
+        """Every ~1000 idle polls: silent connectors, dropped samples, latency rows, CPU politeness."""
+        status = 0
+        now = time.monotonic()
+        for ci, ch in enumerate(self.channels):
+            if ch.lost:
+                log.warning("%d IPC messages from %s were dropped (bot too slow); re-registering", ch.lost,
+                            self.connectors[ci])
+                ch.lost = 0
+                self.register(ci)
+            if not self.silent[ci] and now - self.last_seen[ci] > SILENCE_S:
+                self.silent[ci] = True
+                status |= self._on_error(ci, LiveError(ErrorKind.CriticalConnectionError, "connector silent"))
+        if self.n_latency[0]:
+            self._drain_latency()
+        if self.idle_sleep:
+            os.sched_yield()  # quiet for a while: let other processes on this core run
+        return status
+
     def _stage_feed(self, ci: int, raw: bytes) -> None:
         n = raw[2] | (raw[3] << 8)
-        symbol = raw[4 : 4 + n].decode()
-        asset = self.asset_of[ci].get(symbol)
+        asset = self.asset_of[ci].get(raw[4 : 4 + n].decode())
         if asset is None:
             return  # another bot's instrument
-        i = int(self.counts[0])
-        start = 4 + n
-        self.feed_u8[i * 64 : i * 64 + 64] = np.frombuffer(raw, np.uint8, 64, start)
+        i = self._n_feed
+        self.feed_u8[i * 64 : i * 64 + 64] = np.frombuffer(raw, np.uint8, 64, 4 + n)
         self.feed_asset[i] = asset
-        self.counts[0] = i + 1
+        self._n_feed = i + 1
 
     def _on_message(self, ci: int, msg: Any) -> int:
         cls = type(msg)
@@ -245,13 +261,13 @@ class LiveRuntime:
             asset = self.asset_of[ci].get(msg.symbol)
             if asset is None:
                 return 0
-            i = int(self.counts[1])
+            i = self._n_orders
             o = msg.order
             self.orders[i] = (o.qty, o.leaves_qty, o.exec_qty, o.exec_price_tick, o.price_tick, o.tick_size,
                               o.exch_timestamp, o.local_timestamp, o.order_id, 0, 0, o.maker, o.order_type, o.req,
                               o.status, o.side, o.time_in_force)
             self.order_asset[i] = asset
-            self.counts[1] = i + 1
+            self._n_orders = i + 1
         elif cls is codec.Position:
             asset = self.asset_of[ci].get(msg.symbol)
             if asset is not None:
