@@ -101,9 +101,16 @@ def build_bot(run: dict):
     return HashMapMarketDepthBacktest(assets)
 
 
-def state_of(hbt, asset_no: int) -> dict:
+@njit
+def _state_values(hbt, asset_no):
     sv = hbt.state_values(asset_no)
-    return {f: (int(getattr(sv, f)) if f == "num_trades" else float(getattr(sv, f))) for f in STATE_FIELDS}
+    return sv.position, sv.balance, sv.fee, sv.num_trades, sv.trading_volume, sv.trading_value
+
+
+def state_of(hbt, asset_no: int) -> dict:
+    """Final state values, read the way strategies read them (inside @njit)."""
+    values = _state_values(hbt, asset_no)
+    return {f: (int(v) if f == "num_trades" else float(v)) for f, v in zip(STATE_FIELDS, values)}
 
 
 def new_codes() -> np.ndarray:
