@@ -30,6 +30,7 @@ N_KEYS = 19
 
 _P10 = np.array([10.0 ** i for i in range(23)])
 _MAX_EXACT = 1 << 53
+_MAX_MS = (2**63 - 1) // 1_000_000
 
 QUOTE = 34
 COMMA = 44
@@ -563,6 +564,8 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
         if kind != KIND_OTHER and not _bytes_eq(buf, ks[K_S], ke[K_S], sym):
             return ST_FALLBACK, pos, line_no, nrow, nmsg
         t_ms = _parse_int(buf, ks[K_T], ke[K_T])
+        if t_ms > _MAX_MS:  # ms * 1e6 must fit in int64: let the slow path raise a clear error
+            return ST_FALLBACK, pos, line_no, nrow, nmsg
         id0 = -1
         id1 = -1
         id2 = -1
@@ -620,7 +623,7 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
         elif kind == KIND_MARK:
             if mark_use_e:
                 t_ms = _parse_int(buf, ks[K_E], ke[K_E])
-            if t_ms < 0:
+            if t_ms < 0 or t_ms > _MAX_MS:
                 return ST_FALLBACK, pos, line_no, nrow, nmsg
             if opt_m:
                 ok1, vi = _parse_str_float(buf, ks[K_I], ke[K_I])
