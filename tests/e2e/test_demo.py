@@ -1,0 +1,45 @@
+"""`hftbacktest demo` as a new user runs it: the real command in a subprocess, offline, with a short feed."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo_out"
+    env = {**os.environ, "CI": "1", "COLUMNS": "120"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hftbacktest.cli", "demo", "--out", str(out), "--minutes", "0.5", "--seed", "3"],
+        capture_output=True, text=True, env=env, timeout=540,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = done.stdout
+
+    for name in ("btcusdt_synthetic.gz", "btcusdt_synthetic.npz", "record.npz", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    with np.load(out / "record.npz") as npz:
+        record = npz["0"]
+        config = json.loads(str(npz["config"]))
+        assert "order_latency_0" in npz.files
+    # 30 s of 10 ms steps, one row every 10 steps
+    assert 250 <= len(record) <= 310
+    assert np.all(np.diff(record["timestamp"]) == 100_000_000)
+    assert record["num_trades"][-1] > 0  # the market maker traded
+    assert config["assets"][0]["name"] == "BTCUSDT" and "power_prob" in config["queue model"]
+
+    # the printed summary is the record's: trades counted by the stats equal the recorder's running count
+    printed = re.search(r"│ NumberOfTrades\s*│\s*([\d,]+)", text)
+    assert printed and int(printed.group(1).replace(",", "")) == record["num_trades"][-1] - record["num_trades"][0]
+    assert "SR" in text and "Done in" in text and "\x1b[" not in text  # no terminal codes when not on a tty
+
+    html = (out / "report.html").read_text()
+    assert "<script src=" not in html  # plotly.js is inlined: the report works offline
+    assert html.count('class="plotly-graph-div"') == 3  # main chart, fee breakdown, latency histogram
