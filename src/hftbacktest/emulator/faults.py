@@ -103,9 +103,13 @@ class FaultInjector:
         self._log(kind or "*", "cleared", {})
 
     def armed(self, kind: str, **ctx) -> dict | None:
-        """Parameters of an armed continuous fault matching `ctx`, without consuming it."""
+        """Parameters of an armed fault matching `ctx`. Continuous kinds act through this call: their first
+        use is logged as fired; one-shot kinds are only consumed by `fire`."""
         for f in self.faults:
             if f.kind == kind and self._matches(f, ctx):
+                if FAULT_KINDS[kind][0] and f.fired == 0:
+                    f.fired = 1
+                    self._log(kind, "fired", {**f.params, **ctx})
                 return f.params
         return None
 

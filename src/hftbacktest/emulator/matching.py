@@ -169,8 +169,8 @@ class Venue:
         self._order_ids = itertools.count(4_000_000_001)
         self._ledger_seq = itertools.count(1)
         self._auto_client_ids = itertools.count(1)
-        self.reject_next: list[ApiError] = []  # fault hook: errors returned by the next order requests
-        self.stp_expire_next = 0  # fault hook: expire the next resting orders as EXPIRED_IN_MATCH
+        # fault injection: returns the parameters of `kind` when that fault fires now (order_reject, unknown_enum)
+        self.fault_hook: Callable[[str], dict | None] = lambda kind: None
         self.counters = {"orders": 0, "fills": 0, "rejections": 0, "cancels": 0}
 
     # -- accounts -------------------------------------------------------------------------------------------
@@ -267,8 +267,9 @@ class Venue:
     def place_order(self, account: Account, params: dict) -> tuple[Order, dict]:
         """Validate, create and match a new order; returns the order and its REST reply body."""
         try:
-            if self.reject_next:
-                raise self.reject_next.pop(0)
+            reject = self.fault_hook("order_reject")
+            if reject is not None:
+                raise ApiError(int(reject["code"]), reject["msg"], int(reject["status"]))
             order = self._new_order(account, params)
         except ApiError as err:
             self.record_rejection(account, params, err)
@@ -368,8 +369,7 @@ class Venue:
             return
         if order.type == "MARKET" or order.tif in ("IOC", "FOK"):
             return self._finish(order, "EXPIRED")
-        if self.stp_expire_next > 0:  # self-trade prevention outcome, an enum value older clients do not know
-            self.stp_expire_next -= 1
+        if self.fault_hook("unknown_enum") is not None:  # self-trade prevention outcome; older clients lack it
             return self._finish(order, "EXPIRED_IN_MATCH", "EXPIRED")
         order.front = book.qty(order.side, order.price_tick)
         market.resting[order.order_id] = order

@@ -127,6 +127,7 @@ class Emulator:
             self.faults.add(kind, **params)
         self.venue = Venue([f.spec for f in self.feeds], now_ms=self.now_ms, notify=self._notify_user,
                            default_leverage=self.config.default_leverage)
+        self.venue.fault_hook = lambda kind: self.faults.fire(kind) if self.faults.faults else None
         self.streams = {f.symbol: _SymbolStream(self.venue.markets[f.symbol], f, f.symbol.lower()) for f in self.feeds}
         self.hub = StreamHub()
         self.user_conns: dict[str, set[Conn]] = {}
@@ -255,7 +256,12 @@ class Emulator:
         self._call(self._inject, kind, params)
 
     def clear_faults(self, kind: str | None = None) -> None:
-        self._call(self.faults.clear, kind)
+        self._call(self._clear_faults, kind)
+
+    def _clear_faults(self, kind: str | None) -> None:
+        self.faults.clear(kind)
+        if kind in (None, "ws_drop"):
+            self.refuse_until.clear()
 
     def fault_log(self) -> list[dict]:
         return self._call(lambda: list(self.faults.log))
@@ -363,7 +369,7 @@ class Emulator:
                 pending[(side, tick)] = lots
         stream = st.name + "@depth@0ms"
         if self.hub.has(stream):
-            if self.faults.faults and self.faults.fire("depth_gap", stream=stream):
+            if self.faults.faults and self.faults.fire("depth_gap", stream=stream) is not None:
                 return
             now = self.now_ms()
             spec = st.market.spec
@@ -402,7 +408,7 @@ class Emulator:
         now = self.now_ms()
         px, qty = spec.fmt_price(tick), spec.fmt_qty(lots)
         if has_trade:
-            if self.faults.faults and self.faults.fire("insurance_fund_trade"):
+            if self.faults.faults and self.faults.fire("insurance_fund_trade") is not None:
                 self.hub.publish(st.name + "@trade", {"e": "trade", "E": now, "T": now, "s": spec.symbol, "t": 0,
                                                       "p": px, "q": qty, "X": "INSURANCE_FUND", "m": buyer_is_maker})
             self.hub.publish(st.name + "@trade", {"e": "trade", "E": now, "T": now, "s": spec.symbol,
@@ -441,7 +447,7 @@ class Emulator:
                     st.last_flushed[interval] = st.last_u
                     pending.clear()
                     for s in diff_subs:
-                        if not (self.faults.faults and self.faults.fire("depth_gap", stream=s)):
+                        if not (self.faults.faults and self.faults.fire("depth_gap", stream=s) is not None):
                             self.hub.publish(s, body)
                             self.messages_published += 1
                 for levels in (5, 10, 20):
@@ -541,15 +547,6 @@ class Emulator:
             self.faults.add(kind, **params)
             fired = self.faults.fire(kind)
             self._foreign_order(kind, fired)
-        elif kind == "order_reject":
-            fault = self.faults.add(kind, **params)
-            self.faults.faults.remove(fault)
-            p = fault.params
-            for _ in range(fault.remaining or 1):
-                self.venue.reject_next.append(ApiError(int(p["code"]), p["msg"], int(p["status"])))
-        elif kind == "unknown_enum":
-            self.faults.add(kind, **params)
-            self.venue.stp_expire_next += int(params.get("count", 1))
         else:
             self.faults.add(kind, **params)
 
@@ -690,10 +687,10 @@ class Emulator:
         if p is not None:
             return self._error(ApiError(int(p["code"]), p["msg"] or f"injected error {p['code']}", int(p["status"])))
         p = faults.armed("rest_5xx", path=path)
-        if p is not None and p["when"] == "before" and faults.fire("rest_5xx", path=path):
+        if p is not None and p["when"] == "before" and faults.fire("rest_5xx", path=path) is not None:
             return self._error(ApiError(UNKNOWN_STATUS.code, UNKNOWN_STATUS.msg, int(p["status"])))
         p = faults.armed("rest_timeout", path=path)
-        if p is not None and p["when"] == "before" and faults.fire("rest_timeout", path=path):
+        if p is not None and p["when"] == "before" and faults.fire("rest_timeout", path=path) is not None:
             await asyncio.sleep(p["seconds"])
             return self._error(UNKNOWN_STATUS)
         return None
@@ -701,14 +698,14 @@ class Emulator:
     async def _rest_faults_after(self, path: str) -> web.Response | None:
         faults = self.faults
         p = faults.armed("rest_5xx", path=path)
-        if p is not None and p["when"] == "after" and faults.fire("rest_5xx", path=path):
+        if p is not None and p["when"] == "after" and faults.fire("rest_5xx", path=path) is not None:
             return self._error(ApiError(UNKNOWN_STATUS.code, UNKNOWN_STATUS.msg, int(p["status"])))
         p = faults.armed("rest_timeout", path=path)
-        if p is not None and p["when"] == "after" and faults.fire("rest_timeout", path=path):
+        if p is not None and p["when"] == "after" and faults.fire("rest_timeout", path=path) is not None:
             await asyncio.sleep(p["seconds"])
             return self._error(UNKNOWN_STATUS)
         p = faults.armed("rest_delay", path=path)
-        if p is not None and faults.fire("rest_delay", path=path):
+        if p is not None:
             jitter = faults.rng.uniform(0, p["jitter_ms"]) if p["jitter_ms"] else 0.0
             await asyncio.sleep((p["ms"] + jitter) / 1000.0)
         return None
@@ -830,7 +827,7 @@ class Emulator:
             self.listen_keys[key] = (account, asyncio.get_running_loop().time() + validity)
             return {"listenKey": key}
         if method == "PUT":
-            if current is None or (self.faults.faults and self.faults.fire("listen_key_keepalive_fail")):
+            if current is None or (self.faults.faults and self.faults.fire("listen_key_keepalive_fail") is not None):
                 raise ApiError(-1125, "This listenKey does not exist.")
             self.listen_keys[current] = (account, asyncio.get_running_loop().time() + validity)
             return {"listenKey": current}
@@ -907,7 +904,7 @@ class Emulator:
                 self._inject(kind, spec)
                 return self._json({"armed": kind})
             if path == "/_emu/fault" and method == "DELETE":
-                self.faults.clear(request.query.get("kind"))
+                self._clear_faults(request.query.get("kind"))
                 return self._json({})
             if path == "/_emu/faults":
                 return self._json(self.faults.log)

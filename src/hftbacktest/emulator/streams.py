@@ -66,11 +66,13 @@ class Conn:
                     await self.wakeup.wait()
                     continue
                 data = self.queue.popleft()
+                if self.half_open:
+                    continue
                 if faults.faults:
                     data = await self._apply_faults(data)
                     if data is None:
                         continue
-                    if faults.fire("ws_reorder", channel=self.channel) and held is None:
+                    if held is None and faults.fire("ws_reorder", channel=self.channel) is not None:
                         held = data
                         continue
                 await self.ws.send_frame(data, WSMsgType.TEXT)
@@ -90,8 +92,6 @@ class Conn:
 
     async def _apply_faults(self, data: bytes) -> bytes | None:
         faults, channel = self.faults, self.channel
-        if self.half_open:
-            return None
         drop = faults.fire("ws_drop", channel=channel)
         if drop is not None and self.close_after is None:
             self.close_after = max(1, int(drop["after"]))
@@ -101,7 +101,6 @@ class Conn:
             return None
         delay = faults.armed("ws_delay", channel=channel)
         if delay is not None:
-            faults.fire("ws_delay", channel=channel)
             jitter = faults.rng.uniform(0, delay["jitter_ms"]) if delay["jitter_ms"] else 0.0
             await asyncio.sleep((delay["ms"] + jitter) / 1000.0)
         if faults.fire("ws_malformed", channel=channel) is not None:
