@@ -11,10 +11,11 @@ import time
 
 import numpy as np
 from numba import njit, objmode, types
-from numba.core.extending import overload_method
+from numba.core.extending import overload_attribute, overload_method
 from numba.experimental import structref
 from numba.typed import List
 
+from ..backtest import bot as _views  # noqa: F401  (registers the depth/order/state views the strategy reads)
 from ..kernels import depth as dp
 from ..kernels import local as lc
 from ..kernels import orders as ob
@@ -63,15 +64,15 @@ live_bot_type = LiveBotType(
         ("assets", types.ListType(asset_state_type)),
         ("num_assets", types.int64),
         ("key", types.int64),  # LiveRuntime registry key
-        ("feed", event_array_type),  # staging arrays shared with the runtime
-        ("feed_asset", types.int64[::1]),
-        ("orders", order_array_type),
-        ("order_asset", types.int64[::1]),
-        ("position", types.float64[::1]),
-        ("position_set", types.uint8[::1]),
-        ("counts", types.int64[::1]),
-        ("latency", types.int64[:, ::1]),
-        ("n_latency", types.int64[::1]),
+        ("st_feed", event_array_type),  # staging arrays shared with the runtime
+        ("st_feed_asset", types.int64[::1]),
+        ("st_orders", order_array_type),
+        ("st_order_asset", types.int64[::1]),
+        ("st_position", types.float64[::1]),
+        ("st_position_set", types.uint8[::1]),
+        ("st_counts", types.int64[::1]),
+        ("st_latency", types.int64[:, ::1]),
+        ("st_n_latency", types.int64[::1]),
         ("modify_supported", types.boolean),
     ]
 )
@@ -85,16 +86,29 @@ class LiveBot(structref.StructRefProxy):
         return _num_assets(self)
 
     def elapse(self, duration):
-        return _elapse(self, duration)
+        return int(_elapse(self, int(duration)))
 
     def wait_next_feed(self, include_order_resp, timeout):
-        return _wait_next_feed(self, include_order_resp, timeout)
+        return int(_wait_next_feed(self, bool(include_order_resp), int(timeout)))
 
     def wait_order_response(self, asset_no, order_id, timeout):
-        return _wait_order_response(self, asset_no, order_id, timeout)
+        return int(_wait_order_response(self, asset_no, np.int64(np.uint64(order_id)), int(timeout)))
 
+    @property
     def current_timestamp(self):
         return time.time_ns()
+
+    def orders(self, asset_no):
+        return _orders(self, asset_no)
+
+    def last_trades(self, asset_no):
+        return _last_trades(self, asset_no)
+
+    def clear_last_trades(self, asset_no):
+        _clear_last_trades(self, asset_no)
+
+    def modify(self, asset_no, order_id, price, qty, wait):
+        return CUSTOM
 
     def depth(self, asset_no):
         return _depth(self, asset_no)
@@ -103,16 +117,18 @@ class LiveBot(structref.StructRefProxy):
         return _state_values(self, asset_no)[0]
 
     def position(self, asset_no):
-        return _position(self, asset_no)
+        return float(_position(self, asset_no))
 
     def submit_buy_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return _submit(self, asset_no, order_id, BUY, price, qty, time_in_force, order_type, wait)
+        return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), BUY, float(price), float(qty),
+                           time_in_force, order_type, wait))
 
     def submit_sell_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return _submit(self, asset_no, order_id, SELL, price, qty, time_in_force, order_type, wait)
+        return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), SELL, float(price), float(qty),
+                           time_in_force, order_type, wait))
 
     def cancel(self, asset_no, order_id, wait):
-        return _cancel(self, asset_no, order_id, wait)
+        return int(_cancel(self, asset_no, np.int64(np.uint64(order_id)), wait))
 
     def clear_inactive_orders(self, asset_no):
         return _clear_inactive_orders(self, asset_no)
@@ -143,15 +159,15 @@ def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_ass
     b.assets = assets
     b.num_assets = len(assets)
     b.key = key
-    b.feed = feed
-    b.feed_asset = feed_asset
-    b.orders = orders
-    b.order_asset = order_asset
-    b.position = position
-    b.position_set = position_set
-    b.counts = counts
-    b.latency = latency
-    b.n_latency = n_latency
+    b.st_feed = feed
+    b.st_feed_asset = feed_asset
+    b.st_orders = orders
+    b.st_order_asset = order_asset
+    b.st_position = position
+    b.st_position_set = position_set
+    b.st_counts = counts
+    b.st_latency = latency
+    b.st_n_latency = n_latency
     b.modify_supported = False
     return b
 
@@ -207,21 +223,21 @@ def _apply_orders(bot, n, now, wait_asset, wait_id, match_any):
     """Merge staged order updates into the local tables; True if one answers the awaited order."""
     found = False
     for k in range(n):
-        a = bot.order_asset[k]
+        a = bot.st_order_asset[k]
         s = bot.assets[a]
-        r = bot.orders[k]
+        r = bot.st_orders[k]
         t = s.ord_l
         slot = ob.find(t, r.order_id)
         if slot >= 0:
             o = t.rec[slot]
             if (o.req == NEW or o.req == CANCELED) and r.req == NONE:
-                i = bot.n_latency[0]
-                if i < bot.latency.shape[0]:
-                    bot.latency[i, 0] = o.local_timestamp
-                    bot.latency[i, 1] = r.exch_timestamp
-                    bot.latency[i, 2] = now
-                    bot.latency[i, 3] = o.req
-                    bot.n_latency[0] = i + 1
+                i = bot.st_n_latency[0]
+                if i < bot.st_latency.shape[0]:
+                    bot.st_latency[i, 0] = o.local_timestamp
+                    bot.st_latency[i, 1] = r.exch_timestamp
+                    bot.st_latency[i, 2] = now
+                    bot.st_latency[i, 3] = o.req
+                    bot.st_n_latency[0] = i + 1
             st = o.status
             if st == FILLED or st == CANCELED or st == EXPIRED:
                 pass  # already dead here: nothing may revive it
@@ -232,9 +248,13 @@ def _apply_orders(bot, n, now, wait_asset, wait_id, match_any):
             else:
                 o.req = r.req  # an older state still ends the pending request
         else:
-            slot = ob.insert(t, bot.orders, k)  # an order announced at registration
+            slot = ob.insert(t, bot.st_orders, k)  # an order announced at registration
         if r.exec_qty > 0.0:
+            # Fill accounting (balance, fee, volume) as in the backtest; the position itself is the exchange's,
+            # from its account updates, which may arrive before or after the order update.
+            position = s.sv_l[0].position
             apply_fill(s, s.sv_l, r)
+            s.sv_l[0].position = position
         st = t.rec[slot].status
         if st == FILLED or st == CANCELED or st == EXPIRED:
             t.dirty = True
@@ -259,14 +279,14 @@ def _wait(bot, timeout, mode, wait_asset, wait_id):
             st, now = _py_poll(key)
         if deadline < 0:
             deadline = now + timeout
-        n_feed = bot.counts[0]
+        n_feed = bot.st_counts[0]
         for k in range(n_feed):
-            lc.process_data(bot.assets[bot.feed_asset[k]], bot.feed, k)
+            lc.process_data(bot.assets[bot.st_feed_asset[k]], bot.st_feed, k)
         for a in range(bot.num_assets):
-            if bot.position_set[a]:
-                bot.assets[a].sv_l[0].position = bot.position[a]
-                bot.position_set[a] = 0
-        n_ord = bot.counts[1]
+            if bot.st_position_set[a]:
+                bot.assets[a].sv_l[0].position = bot.st_position[a]
+                bot.st_position_set[a] = 0
+        n_ord = bot.st_counts[1]
         if n_ord > 0:
             answered = _apply_orders(bot, n_ord, now, wait_asset, wait_id, mode == _W_FEED_OR_ORDER)
             if result == OK and answered and (mode == _W_ORDER or mode == _W_FEED_OR_ORDER):
@@ -319,16 +339,14 @@ def _cancel_impl(bot, asset_no, order_id, wait):
     if asset_no < 0 or asset_no >= bot.num_assets:
         return INSTRUMENT_NOT_FOUND
     s = bot.assets[asset_no]
+    rc = lc.cancel(s, _now(), order_id)
+    if rc != OK:
+        return rc
+    s.to_exch.head = 0  # sent over IPC below, not through the simulated bus
+    s.to_exch.tail = 0
     slot = ob.find(s.ord_l, order_id)
-    if slot < 0:
-        return ORDER_NOT_FOUND
-    o = s.ord_l.rec[slot]
-    if not ((o.status == NEW or o.status == 5) and o.req == NONE):
-        return INVALID_ORDER_STATUS
-    o.req = CANCELED
-    o.local_timestamp = _now()
     if _send_request(bot, asset_no, slot) != OK:
-        o.req = NONE
+        s.ord_l.rec[slot].req = NONE
         return CUSTOM
     if wait:
         return _wait(bot, REQUEST_TIMEOUT_NS, _W_ORDER, asset_no, np.int64(order_id))
@@ -376,6 +394,24 @@ def _position(bot, asset_no):
 
 
 @njit(cache=True)
+def _orders(bot, asset_no):
+    return bot.assets[asset_no].ord_l
+
+
+@njit(cache=True)
+def _last_trades(bot, asset_no):
+    s = bot.assets[asset_no]
+    return s.trades[: s.ntrades]
+
+
+@njit(cache=True)
+def _clear_last_trades(bot, asset_no):
+    for a in range(bot.num_assets):
+        if asset_no < 0 or a == asset_no:
+            bot.assets[a].ntrades = 0
+
+
+@njit(cache=True)
 def _submit(bot, asset_no, order_id, side, price, qty, tif, order_type, wait):
     return _submit_impl(bot, asset_no, order_id, side, price, qty, tif, order_type, wait)
 
@@ -402,12 +438,17 @@ def _close(bot):
     return OK
 
 
-# --- methods seen by the user's @njit strategy --------------------------------------------------------------------
+# --- methods seen by the user's @njit strategy (same names and codes as the backtest bot) ------------------------
+
+
+@njit(inline="always")
+def _oid(order_id):
+    return np.int64(np.uint64(order_id))
 
 
 @overload_method(LiveBotType, "elapse")
 def _ov_elapse(bot, duration):
-    return lambda bot, duration: _wait(bot, duration, _W_ELAPSE, -1, -1)
+    return lambda bot, duration: _wait(bot, np.int64(duration), _W_ELAPSE, -1, -1)
 
 
 @overload_method(LiveBotType, "elapse_bt")
@@ -417,15 +458,16 @@ def _ov_elapse_bt(bot, duration):
 
 @overload_method(LiveBotType, "wait_next_feed")
 def _ov_wait_next_feed(bot, include_order_resp, timeout):
-    return lambda bot, include_order_resp, timeout: _wait_next_feed(bot, include_order_resp, timeout)
+    return lambda bot, include_order_resp, timeout: _wait_next_feed(bot, include_order_resp, np.int64(timeout))
 
 
 @overload_method(LiveBotType, "wait_order_response")
 def _ov_wait_order_response(bot, asset_no, order_id, timeout):
-    return lambda bot, asset_no, order_id, timeout: _wait_order_response(bot, asset_no, order_id, timeout)
+    return lambda bot, asset_no, order_id, timeout: _wait_order_response(bot, asset_no, _oid(order_id),
+                                                                         np.int64(timeout))
 
 
-@overload_method(LiveBotType, "current_timestamp")
+@overload_attribute(LiveBotType, "current_timestamp")
 def _ov_current_timestamp(bot):
     return lambda bot: _now()
 
@@ -433,32 +475,25 @@ def _ov_current_timestamp(bot):
 @overload_method(LiveBotType, "submit_buy_order")
 def _ov_submit_buy(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
     def impl(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return _submit_impl(bot, asset_no, order_id, BUY, price, qty, time_in_force, order_type, wait)
+        return _submit_impl(bot, asset_no, _oid(order_id), BUY, price, qty, time_in_force, order_type, wait)
     return impl
 
 
 @overload_method(LiveBotType, "submit_sell_order")
 def _ov_submit_sell(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
     def impl(bot, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return _submit_impl(bot, asset_no, order_id, SELL, price, qty, time_in_force, order_type, wait)
-    return impl
-
-
-@overload_method(LiveBotType, "submit_order")
-def _ov_submit_order(bot, asset_no, side, order_id, price, qty, time_in_force, order_type, wait):
-    def impl(bot, asset_no, side, order_id, price, qty, time_in_force, order_type, wait):
-        return _submit_impl(bot, asset_no, order_id, side, price, qty, time_in_force, order_type, wait)
+        return _submit_impl(bot, asset_no, _oid(order_id), SELL, price, qty, time_in_force, order_type, wait)
     return impl
 
 
 @overload_method(LiveBotType, "cancel")
 def _ov_cancel(bot, asset_no, order_id, wait):
-    return lambda bot, asset_no, order_id, wait: _cancel_impl(bot, asset_no, order_id, wait)
+    return lambda bot, asset_no, order_id, wait: _cancel_impl(bot, asset_no, _oid(order_id), wait)
 
 
 @overload_method(LiveBotType, "modify")
 def _ov_modify(bot, asset_no, order_id, price, qty, wait):
-    # Binance modify is not wired through the connector yet; the reference live bot has none either.
+    # Binance modify is not wired through the connector yet (the reference live bot has none either).
     return lambda bot, asset_no, order_id, price, qty, wait: CUSTOM
 
 
@@ -472,6 +507,16 @@ def _ov_close(bot):
     return lambda bot: _close(bot)
 
 
+@overload_method(LiveBotType, "depth")
+def _ov_depth(bot, asset_no):
+    return lambda bot, asset_no: bot.assets[asset_no].depth_l
+
+
+@overload_method(LiveBotType, "orders")
+def _ov_orders(bot, asset_no):
+    return lambda bot, asset_no: bot.assets[asset_no].ord_l
+
+
 @overload_method(LiveBotType, "position")
 def _ov_position(bot, asset_no):
     return lambda bot, asset_no: bot.assets[asset_no].sv_l[0].position
@@ -482,11 +527,31 @@ def _ov_state_values(bot, asset_no):
     return lambda bot, asset_no: bot.assets[asset_no].sv_l[0]
 
 
-@overload_method(LiveBotType, "depth")
-def _ov_depth(bot, asset_no):
-    return lambda bot, asset_no: bot.assets[asset_no].depth_l
+@overload_method(LiveBotType, "last_trades")
+def _ov_last_trades(bot, asset_no):
+    return lambda bot, asset_no: _last_trades(bot, asset_no)
 
 
-@overload_method(LiveBotType, "num_assets")
-def _ov_num_assets(bot):
-    return lambda bot: bot.num_assets
+@overload_method(LiveBotType, "clear_last_trades")
+def _ov_clear_last_trades(bot, asset_no):
+    return lambda bot, asset_no: _clear_last_trades(bot, asset_no)
+
+
+@overload_method(LiveBotType, "feed_latency")
+def _ov_feed_latency(bot, asset_no):
+    def impl(bot, asset_no):
+        s = bot.assets[asset_no]
+        if s.has_feed_lat:
+            return (s.feed_lat[0], s.feed_lat[1])
+        return None
+    return impl
+
+
+@overload_method(LiveBotType, "order_latency")
+def _ov_order_latency(bot, asset_no):
+    def impl(bot, asset_no):
+        s = bot.assets[asset_no]
+        if s.has_ord_lat:
+            return (s.ord_lat[0], s.ord_lat[1], s.ord_lat[2])
+        return None
+    return impl
