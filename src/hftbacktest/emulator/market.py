@@ -13,7 +13,6 @@ changes under its own `U`/`u`/`pu` chain, so snapshots and diffs are always cons
 from __future__ import annotations
 
 import gzip
-import random
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -164,20 +163,12 @@ def _ticks(text: str, step: float) -> int:
     return int(round(float(text) / step))
 
 
-@lru_cache(maxsize=8)
-def load_recorded(path: str, tick_size: float | None = None, lot_size: float | None = None) -> RecordedFeed:
-    """Parse a raw Binance USD-M collector file (`<19-digit ns> <json>` per line, gzip or plain).
-
-    Replay starts at the first REST depth snapshot line; earlier stream lines are skipped (the book has no base
-    before it). Without any snapshot the book is built from the diffs alone, starting empty.
-    """
+def _read_collector(path: str):
+    """(local ns, message) pairs of a collector file, with a typed error naming the bad line."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{path}: feed file not found")
     opener = gzip.open if p.suffix == ".gz" else open
-    rows: list[tuple[int, dict]] = []
-    symbol = None
-    snapshot_index = None
     with opener(p, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.strip()
@@ -185,24 +176,43 @@ def load_recorded(path: str, tick_size: float | None = None, lot_size: float | N
                 continue
             head, _, body = line.partition(b" ")
             try:
-                ts = int(head)
-                msg = orjson.loads(body)
+                yield int(head), orjson.loads(body)
             except (ValueError, orjson.JSONDecodeError) as exc:
                 raise DataError(f"{path}:{lineno}: malformed collector line ({exc})") from None
-            data = msg.get("data", msg) if isinstance(msg, dict) else None
-            if not isinstance(data, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
-            if "lastUpdateId" in data:
-                if snapshot_index is None:
-                    snapshot_index = len(rows)
-                    rows.append((ts, data))
-                continue
-            if symbol is None and "s" in data:
-                symbol = data["s"].upper()
-            rows.append((ts, data))
-    if symbol is None:
-        stem = p.name.split("_")[0]
-        symbol = stem.upper()
+
+
+@lru_cache(maxsize=8)
+def load_recorded(path: str, tick_size: float | None = None, lot_size: float | None = None) -> RecordedFeed:
+    """Parse a raw Binance USD-M collector file (`<19-digit ns> <json>` per line, gzip or plain)."""
+    symbol_hint = Path(path).name.split("_")[0].upper()
+    return build_feed(_read_collector(path), str(path), symbol_hint, tick_size, lot_size)
+
+
+def build_feed(messages, source: str, symbol_hint: str = "", tick_size: float | None = None,
+               lot_size: float | None = None) -> RecordedFeed:
+    """Turn collector-format messages into replay items.
+
+    Replay starts at the first REST depth snapshot; earlier stream messages are skipped (the book has no base
+    before it). Without any snapshot the book is built from the diffs alone, starting empty.
+    """
+    rows: list[tuple[int, dict]] = []
+    symbol = None
+    snapshot_index = None
+    for ts, msg in messages:
+        data = msg.get("data", msg) if isinstance(msg, dict) else None
+        if not isinstance(data, dict):
+            raise DataError(f"{source}: expected JSON objects, got {type(msg).__name__}")
+        if "lastUpdateId" in data:
+            if snapshot_index is None:
+                snapshot_index = len(rows)
+                rows.append((ts, data))
+            continue
+        if symbol is None and "s" in data:
+            symbol = data["s"].upper()
+        rows.append((ts, data))
+    symbol = symbol or symbol_hint
+    if not symbol:
+        raise DataError(f"{source}: cannot tell the symbol (no message carries 's')")
     spec = spec_for(symbol, tick_size, lot_size)
     tick, lot = spec.tick_size, spec.lot_size
     px_cache: dict[str, int] = {}
@@ -229,9 +239,9 @@ def load_recorded(path: str, tick_size: float | None = None, lot_size: float | N
         last_id = snap["lastUpdateId"]
         for side, key in ((BID, "bids"), (ASK, "asks")):
             for px, qty in snap.get(key, ()):
-                lots = _ticks(qty, lot)
+                lots = qty_lots(qty)
                 if lots > 0:
-                    snapshot.append((side, _ticks(px, tick), lots))
+                    snapshot.append((side, px_tick(px), lots))
     t0 = rows[snapshot_index][0] if snapshot_index is not None else (rows[0][0] if rows else 0)
     items: list[tuple[int, tuple]] = []
     for ts, data in rows[start:]:
@@ -251,53 +261,28 @@ def load_recorded(path: str, tick_size: float | None = None, lot_size: float | N
             items.append((ts - t0, ("trade", px_tick(data["p"]), qty_lots(data["q"]), bool(data["m"]))))
     items.sort(key=lambda it: it[0])  # collector timestamps are monotonic; keep a stable order regardless
     duration = items[-1][0] if items else 0
-    return RecordedFeed(symbol, spec, snapshot, items, duration, str(path))
+    return RecordedFeed(symbol, spec, snapshot, items, duration, source)
 
 
-def synthetic_feed(symbol: str, seconds: float = 600.0, rate_hz: float = 50.0, seed: int = 0,
-                   mid: float | None = None) -> RecordedFeed:
-    """A random-walk book with trades, for paper trading without data (deterministic per seed)."""
+@lru_cache(maxsize=8)
+def synthetic_feed(symbol: str, minutes: float = 2.0, seed: int = 1) -> RecordedFeed:
+    """The data package's synthetic Binance feed (Hawkes trades, random-walk book), deterministic per seed."""
+    from ..data.synthetic import FeedConfig, SyntheticFeed
+
     spec = spec_for(symbol)
-    rng = random.Random(seed)
-    mid_tick = int(round((mid or (60000.0 if spec.symbol == "BTCUSDT" else 2500.0)) / spec.tick_size))
-    depth = 50
-    snapshot = []
-    for i in range(1, depth + 1):
-        snapshot.append((BID, mid_tick - i, rng.randint(1, 2000)))
-        snapshot.append((ASK, mid_tick + i - 1, rng.randint(1, 2000)))
-    best_bid, best_ask = mid_tick - 1, mid_tick
-    items: list[tuple[int, tuple]] = []
-    step_ns = int(1e9 / rate_hz)
-    for n in range(int(seconds * rate_hz)):
-        t = n * step_ns
-        r = rng.random()
-        if r < 0.15:  # the touch moves by one tick, the book shifts with it
-            move = 1 if rng.random() < 0.5 else -1
-            if move > 0:
-                changes = [(ASK, best_ask, 0), (BID, best_ask, rng.randint(1, 500)), (ASK, best_ask + depth, rng.randint(1, 2000)),
-                           (BID, best_bid - depth + 1, 0)]
-            else:
-                changes = [(BID, best_bid, 0), (ASK, best_bid, rng.randint(1, 500)), (BID, best_bid - depth, rng.randint(1, 2000)),
-                           (ASK, best_ask + depth - 1, 0)]
-            best_bid += move
-            best_ask += move
-            items.append((t, ("depth", changes)))
-        elif r < 0.45:
-            buyer = rng.random() < 0.5
-            lots = max(1, int(rng.expovariate(1 / 30)))
-            items.append((t, ("trade", best_ask if buyer else best_bid, lots, not buyer)))
-        else:
-            side = BID if rng.random() < 0.5 else ASK
-            offset = min(depth - 1, int(rng.expovariate(1 / 5)))
-            tick = best_bid - offset if side == BID else best_ask + offset
-            items.append((t, ("depth", [(side, tick, rng.randint(1, 2000))])))
-    return RecordedFeed(spec.symbol, spec, snapshot, items, items[-1][0] if items else 0, f"synthetic:{spec.symbol}")
+    price = {"BTCUSDT": 61_000.0, "ETHUSDT": 2_600.0}.get(spec.symbol, 100.0)
+    config = FeedConfig(symbol=spec.symbol, minutes=minutes, seed=seed, tick_size=spec.tick_size,
+                        lot_size=spec.lot_size, initial_price=price, mark_price=False)
+    return build_feed(SyntheticFeed(config).messages(), f"synthetic:{spec.symbol}", spec.symbol)
 
 
-def open_feed(source: str, seed: int = 0) -> RecordedFeed:
-    """`source` is a collector file path or `synthetic:SYMBOL[:seconds]`."""
+def open_feed(source: str, seed: int = 1) -> RecordedFeed:
+    """`source` is a collector file path or `synthetic:SYMBOL[:minutes]`."""
     if source.startswith("synthetic:"):
         parts = source.split(":")
-        seconds = float(parts[2]) if len(parts) > 2 else 600.0
-        return synthetic_feed(parts[1], seconds=seconds, seed=seed)
+        try:
+            minutes = float(parts[2]) if len(parts) > 2 else 2.0
+        except ValueError:
+            raise DataError(f"{source}: expected synthetic:SYMBOL[:minutes]") from None
+        return synthetic_feed(parts[1], minutes, seed)
     return load_recorded(str(source))

@@ -361,10 +361,7 @@ class Venue:
         levels = book.walk(opposite, limit)
         if order.type == "LIMIT" and order.tif == "FOK" and sum(q for _, q in levels) < order.qty:
             return self._finish(order, "EXPIRED")
-        for tick, lots in levels:
-            if order.leaves <= 0:
-                break
-            self._fill(order, min(lots, order.leaves), tick, maker=False)
+        self._take(order, levels)
         if order.leaves <= 0:
             return
         if order.type == "MARKET" or order.tif in ("IOC", "FOK"):
@@ -373,6 +370,16 @@ class Venue:
             return self._finish(order, "EXPIRED_IN_MATCH", "EXPIRED")
         order.front = book.qty(order.side, order.price_tick)
         market.resting[order.order_id] = order
+
+    def _take(self, order: Order, levels: list[tuple[int, int]]) -> None:
+        """Walk the displayed levels as taker. A crossing GTC limit gets any remainder filled at its own price,
+        like the backtester: the replayed book is not depleted by our fills, so resting it would be fiction."""
+        for tick, lots in levels:
+            if order.leaves <= 0:
+                return
+            self._fill(order, min(lots, order.leaves), tick, maker=False)
+        if levels and order.leaves > 0 and order.type == "LIMIT" and order.tif == "GTC":
+            self._fill(order, order.leaves, order.price_tick, maker=False)
 
     def _finish(self, order: Order, status: str, execution: str | None = None) -> None:
         order.status = status
@@ -484,11 +491,7 @@ class Venue:
         self._record(account, order, "AMENDMENT")
         self._order_update(order, "AMENDMENT")
         if crosses:
-            opposite = ASK if order.side == BID else BID
-            for tick, lots in book.walk(opposite, price_tick):
-                if order.leaves <= 0:
-                    break
-                self._fill(order, min(lots, order.leaves), tick, maker=False)
+            self._take(order, book.walk(ASK if order.side == BID else BID, price_tick))
         return order.rest_body()
 
     # -- market events --------------------------------------------------------------------------------------

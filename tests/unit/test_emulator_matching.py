@@ -1,0 +1,191 @@
+"""Emulator fill rules on hand-built books: queue position, partial fills, crossing, taker walks, PnL and fees.
+
+Expected values are derived by hand from the rules in docs/emulator.md (the backtester's L2 + risk-averse queue).
+"""
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from hftbacktest.emulator.faults import FaultInjector, parse_fault_spec
+from hftbacktest.emulator.market import ASK, BID, load_recorded, spec_for
+from hftbacktest.emulator.matching import ApiError, Venue
+from hftbacktest.errors import ConfigError, DataError
+
+SPEC = spec_for("BTCUSDT")  # tick 0.1, lot 0.001
+
+
+@pytest.fixture
+def venue():
+    events = []
+    v = Venue([SPEC], now_ms=lambda: 1_000, notify=lambda account, payload: events.append(payload))
+    v.events = events
+    v.add_account("a", "s", balance=1_000_000.0, maker_fee=-0.00005, taker_fee=0.0007)
+    book = v.markets["BTCUSDT"].book
+    for tick, lots in ((600_000, 5), (599_999, 7)):
+        book.set(BID, tick, lots)
+    for tick, lots in ((600_001, 2), (600_002, 3)):
+        book.set(ASK, tick, lots)
+    return v
+
+
+def place(v, **params):
+    base = {"symbol": "BTCUSDT", "type": "LIMIT", "timeInForce": "GTC", "newOrderRespType": "RESULT"}
+    base.update(params)
+    return v.place_order(v.accounts["a"], base)[0]
+
+
+def updates(v, cid):
+    return [(e["o"]["x"], e["o"]["X"], e["o"]["l"], e["o"]["L"], e["o"]["m"]) for e in v.events
+            if e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["c"] == cid]
+
+
+def test_queue_position_advances_on_trades_and_decreases(venue):
+    market = venue.markets["BTCUSDT"]
+    order = place(venue, side="BUY", price="60000.0", quantity="0.002", newClientOrderId="q")
+    assert order.status == "NEW" and order.front == 5  # behind the displayed 5 lots
+    venue.on_trade(market, 600_000, 3, buyer_is_maker=True)  # sell aggressor hits our price: 2 ahead remain
+    assert order.front == 2 and order.executed == 0
+    market.book.set(BID, 600_000, 1)
+    venue.on_level(market, BID, 600_000, 1)  # cancels ahead of us: risk-averse front = min(front, qty)
+    assert order.front == 1
+    venue.on_trade(market, 600_000, 2, buyer_is_maker=True)  # overruns the queue by 1 lot
+    assert order.executed == 1 and order.status == "PARTIALLY_FILLED" and order.front == 0
+    venue.on_trade(market, 600_000, 4, buyer_is_maker=True)
+    assert order.status == "FILLED" and order.order_id not in market.resting
+    assert updates(venue, "q") == [("NEW", "NEW", "0.000", "0", False),
+                                   ("TRADE", "PARTIALLY_FILLED", "0.001", "60000.00", True),
+                                   ("TRADE", "FILLED", "0.001", "60000.00", True)]
+
+
+def test_level_increase_does_not_move_queue_back_and_buyer_trades_ignore_bids(venue):
+    market = venue.markets["BTCUSDT"]
+    order = place(venue, side="BUY", price="60000.0", quantity="0.002")
+    venue.on_level(market, BID, 600_000, 50)
+    venue.on_trade(market, 600_000, 10, buyer_is_maker=False)  # buyer aggressor trades with asks only
+    assert order.front == 5 and order.executed == 0
+
+
+def test_trade_through_and_opposite_best_fill_whole_order_as_maker(venue):
+    market = venue.markets["BTCUSDT"]
+    a = place(venue, side="BUY", price="60000.0", quantity="0.004", newClientOrderId="through")
+    venue.on_trade(market, 599_999, 1, buyer_is_maker=True)  # a sale below our bid: we would have been hit
+    assert a.status == "FILLED" and a.executed == 4 and a.avg_price() == pytest.approx(60000.0)
+    b = place(venue, side="SELL", price="60000.2", quantity="0.002", newClientOrderId="reached")
+    market.book.set(BID, 600_002, 1)  # the best bid rises to our ask
+    venue.on_book_moved(market)
+    assert b.status == "FILLED" and updates(venue, "reached")[-1][4] is True
+
+
+def test_taker_walks_the_book_and_gtc_remainder_fills_at_limit(venue):
+    order = place(venue, side="BUY", price="60000.3", quantity="0.006", newClientOrderId="walk")
+    fills = [u for u in updates(venue, "walk") if u[0] == "TRADE"]
+    assert fills == [("TRADE", "PARTIALLY_FILLED", "0.002", "60000.10", False),
+                     ("TRADE", "PARTIALLY_FILLED", "0.003", "60000.20", False),
+                     ("TRADE", "FILLED", "0.001", "60000.30", False)]
+    assert order.cum_quote == pytest.approx(0.002 * 60000.1 + 0.003 * 60000.2 + 0.001 * 60000.3)
+    assert venue.markets["BTCUSDT"].book.qty(ASK, 600_001) == 2  # no market impact
+
+
+def test_ioc_fok_market(venue):
+    ioc = place(venue, side="BUY", price="60000.1", quantity="0.005", timeInForce="IOC", newClientOrderId="ioc")
+    assert ioc.status == "EXPIRED" and ioc.executed == 2
+    fok = place(venue, side="BUY", price="60000.2", quantity="0.006", timeInForce="FOK", newClientOrderId="fok")
+    assert fok.status == "EXPIRED" and fok.executed == 0  # only 5 lots up to its price: all or none
+    mkt = place(venue, side="SELL", type="MARKET", timeInForce=None, quantity="0.013", newClientOrderId="mkt")
+    assert mkt.status == "EXPIRED" and mkt.executed == 12  # 5 + 7 displayed lots, then the side is exhausted
+    assert updates(venue, "mkt")[-1][:2] == ("EXPIRED", "EXPIRED")
+
+
+def test_gtx_cross_rejected_without_order_or_event(venue):
+    with pytest.raises(ApiError) as err:
+        place(venue, side="SELL", price="60000.0", quantity="0.002", timeInForce="GTX", newClientOrderId="gtx")
+    assert err.value.code == -5022 and updates(venue, "gtx") == []
+    assert venue.accounts["a"].ledger[-1]["event"] == "REJECTED"
+
+
+def test_position_pnl_and_fees(venue):
+    market = venue.markets["BTCUSDT"]
+    account = venue.accounts["a"]
+    place(venue, side="BUY", type="MARKET", timeInForce=None, quantity="0.002")  # taker 2 lots @ 60000.1
+    sell = place(venue, side="SELL", price="60010.0", quantity="0.002", reduceOnly="true")
+    market.book.set(BID, 600_100, 3)
+    venue.on_book_moved(market)  # maker fill at 60010.0
+    assert sell.status == "FILLED"
+    taker_fee = 0.002 * 60000.1 * 0.0007
+    maker_fee = 0.002 * 60010.0 * -0.00005
+    assert account.realized_pnl == pytest.approx(0.002 * (60010.0 - 60000.1))
+    assert account.fees == pytest.approx(taker_fee + maker_fee)
+    assert account.balance == pytest.approx(1_000_000 + 0.002 * 9.9 - taker_fee - maker_fee)
+    assert account.positions["BTCUSDT"].lots == 0
+    last = [e for e in venue.events if e["e"] == "ACCOUNT_UPDATE"][-1]["a"]
+    assert last["P"][0]["pa"] == "0.000" and last["B"][0]["wb"] == f"{account.balance:.8f}"
+
+
+def test_flip_position_sets_new_entry(venue):
+    place(venue, side="BUY", type="MARKET", timeInForce=None, quantity="0.001")
+    place(venue, side="SELL", type="MARKET", timeInForce=None, quantity="0.003")
+    pos = venue.accounts["a"].positions["BTCUSDT"]
+    assert pos.lots == -2 and pos.entry == pytest.approx(60000.0)
+
+
+@pytest.mark.parametrize("params,code", [
+    ({"side": "SELL", "reduceOnly": "true"}, -2022),
+    ({"quantity": "900.000"}, -2019),
+    ({"price": "60000.05"}, -4014),
+    ({"price": "60000.001"}, -1111),
+    ({"quantity": "0.0011"}, -1111),
+    ({"quantity": "0.001", "price": "50000.0"}, -4164),
+    ({"price": "70000.0"}, -4016),
+    ({"quantity": "0"}, -4003),
+    ({"timeInForce": "GTD"}, -1115),
+    ({"price": "abc"}, -1102),
+])
+def test_validation_errors(venue, params, code):
+    venue.accounts["a"].balance = 1_000.0
+    base = {"side": "BUY", "price": "59000.0", "quantity": "0.002"}
+    base.update(params)
+    with pytest.raises(ApiError) as err:
+        place(venue, **base)
+    assert err.value.code == code
+
+
+def test_modify_requeues_on_price_change_and_cancel(venue):
+    order = place(venue, side="BUY", price="59999.9", quantity="0.002", newClientOrderId="m")
+    assert order.front == 7
+    venue.modify_order(venue.accounts["a"], {"symbol": "BTCUSDT", "origClientOrderId": "m", "side": "BUY",
+                                             "quantity": "0.002", "price": "60000.0"})
+    assert order.front == 5 and order.price_tick == 600_000
+    venue.cancel_order(venue.accounts["a"], {"symbol": "BTCUSDT", "orderId": str(order.order_id)})
+    assert order.status == "CANCELED"
+    with pytest.raises(ApiError) as err:
+        venue.cancel_order(venue.accounts["a"], {"symbol": "BTCUSDT", "orderId": str(order.order_id)})
+    assert err.value.code == -2011
+    assert [u[0] for u in updates(venue, "m")] == ["NEW", "AMENDMENT", "CANCELED"]
+
+
+def test_fault_spec_parsing(tmp_path):
+    assert parse_fault_spec("depth_gap:every=100;rest_5xx:when=after,status=503") == [
+        ("depth_gap", {"every": 100}), ("rest_5xx", {"when": "after", "status": 503})]
+    f = tmp_path / "faults.toml"
+    f.write_text('[faults.ws_delay]\nms = 50\n\n[faults.clock_skew]\nms = -1500.5\n')
+    assert parse_fault_spec(str(f)) == [("ws_delay", {"ms": 50}), ("clock_skew", {"ms": -1500.5})]
+    inj = FaultInjector()
+    with pytest.raises(ConfigError, match="unknown fault kind"):
+        inj.add("meteor_strike")
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        inj.add("ws_delay", speed=3)
+    inj.add("depth_gap", every=3, count=2)
+    assert [inj.fire("depth_gap") is not None for _ in range(9)] == [False, False, True, False, False, True,
+                                                                     False, False, False]
+    assert [e["what"] for e in inj.log] == ["armed", "fired", "fired"]
+
+
+def test_bad_feed_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad_20240808.gz"
+    with gzip.open(path, "wt") as f:
+        f.write('1723161255030314667 {"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"}}\n')
+        f.write("1723161255030314668 {not json\n")
+    with pytest.raises(DataError, match=r"bad_20240808.gz:2"):
+        load_recorded(str(path))
