@@ -241,37 +241,97 @@ def check_depth_sequence(kind, line, local, U, u, pu, report: QualityReport, ini
 
 # --- book replay (crossed-book check and last snapshot) -------------------------------------------------
 
+_EMPTY = np.iinfo(np.int64).min
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slot(k, mask):
+    h = np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64(h >> np.uint64(40)) & mask
+
+
 @njit(cache=True, nogil=True)
-def _top(book, heap, sign):
-    """Best key of a side: lazily drop heap entries whose level is gone (heap keys are sign*key)."""
+def _h_find(keys, k):
+    mask = len(keys) - 1
+    i = _slot(k, mask)
+    while keys[i] != _EMPTY:
+        if keys[i] == k:
+            return i
+        i = (i + 1) & mask
+    return -1 - i  # free slot where k would go
+
+
+@njit(cache=True, nogil=True)
+def _h_delete(keys, vals, i):
+    """Backward-shift deletion (linear probing keeps no tombstones)."""
+    mask = len(keys) - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if keys[j] == _EMPTY:
+            break
+        home = _slot(keys[j], mask)
+        # move keys[j] into the hole at i unless its home lies cyclically in (i, j]
+        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
+            keys[i] = keys[j]
+            vals[i] = vals[j]
+            i = j
+    keys[i] = _EMPTY
+
+
+@njit(cache=True, nogil=True)
+def _h_rebuild(keys, vals, cap, lo, hi):
+    """A table of capacity `cap` holding the entries with lo <= key <= hi."""
+    nk = np.full(cap, _EMPTY, np.int64)
+    nv = np.zeros(cap, np.float64)
+    n = 0
+    for i in range(len(keys)):
+        k = keys[i]
+        if k != _EMPTY and lo <= k <= hi:
+            j = -1 - _h_find(nk, k)
+            nk[j] = k
+            nv[j] = vals[i]
+            n += 1
+    return nk, nv, n
+
+
+@njit(cache=True, nogil=True)
+def _top(keys, heap, sign):
+    """Best key of a side: lazily drop heap entries whose level is gone (heap holds sign*key)."""
     while len(heap) > 0:
         k = sign * heap[0]
-        if k in book:
+        if _h_find(keys, k) >= 0:
             return k
         heapq.heappop(heap)
-    return np.nan
+    return _EMPTY if sign < 0 else -_EMPTY - 1
 
 
 @njit(cache=True, nogil=True)
 def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty, only_local, max_report):
-    """Apply depth/clear/snapshot rows to a float-keyed book, message by message.
+    """Apply depth/clear/snapshot rows to a price-keyed book, message by message.
 
     Message i is rows msg_start[i]:msg_end[i] (messages may be given in any order); after each message the
-    book is checked for best bid >= best ask. `full_clear` makes every clear row clear its whole side. `key` is the price (or price tick); a row with
-    `qty <= zero_qty` removes its level; a clear row with a NaN key clears the whole side.
-    Levels live in dicts; the best of each side comes from a heap with lazy deletion.
-    Returns (bid keys, bid qty, ask keys, ask qty, crossed count, line of the first `max_report` crossings).
+    book is checked for best bid >= best ask. `full_clear` makes every clear row clear its whole side (as does
+    a NaN price). A row with `qty <= zero_qty` removes its level. Levels live in open-addressing hash tables
+    keyed by the price's int64 bit pattern (same order as the price for positive prices); the best of each
+    side comes from a heap with lazy deletion.
+    Returns (bid prices, bid qty, ask prices, ask qty, crossed count, line of the first `max_report` crossings).
     """
-    bids = {0.0: 0.0}
-    asks = {0.0: 0.0}
-    del bids[0.0]
-    del asks[0.0]
-    bheap = [0.0]
-    aheap = [0.0]
+    cap = 1024
+    bk = np.full(cap, _EMPTY, np.int64)
+    bv = np.zeros(cap, np.float64)
+    ak = np.full(cap, _EMPTY, np.int64)
+    av = np.zeros(cap, np.float64)
+    nb = 0
+    na = 0
+    bheap = [0]
+    aheap = [0]
     bheap.pop()
     aheap.pop()
     crossed = 0
     crossed_at = np.empty(max_report, np.int64)
+    fkey = np.empty(1, np.float64)
+    ikey = fkey.view(np.int64)
     for m in range(len(msg_start)):
         touched = False
         for r in range(msg_start[m], msg_end[m]):
@@ -281,51 +341,66 @@ def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty
             kind = e & 0xFF
             is_bid = (e & BUY_EVENT) != 0
             is_ask = (e & SELL_EVENT) != 0
-            k = key[r]
+            fkey[0] = key[r] + 0.0  # -0.0 -> 0.0
+            k = ikey[0]
             if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
                 touched = True
+                q = qty[r]
                 if is_bid:
-                    if qty[r] <= zero_qty:
-                        if k in bids:
-                            del bids[k]
+                    i = _h_find(bk, k)
+                    if q <= zero_qty:
+                        if i >= 0:
+                            _h_delete(bk, bv, i)
+                            nb -= 1
+                    elif i >= 0:
+                        bv[i] = q
                     else:
-                        if k not in bids:
-                            heapq.heappush(bheap, -k)
-                        bids[k] = qty[r]
+                        if 2 * (nb + 1) > len(bk):
+                            bk, bv, nb = _h_rebuild(bk, bv, 2 * len(bk), _EMPTY, -_EMPTY - 1)
+                            i = _h_find(bk, k)
+                        bk[-1 - i] = k
+                        bv[-1 - i] = q
+                        nb += 1
+                        heapq.heappush(bheap, -k)
                 elif is_ask:
-                    if qty[r] <= zero_qty:
-                        if k in asks:
-                            del asks[k]
+                    i = _h_find(ak, k)
+                    if q <= zero_qty:
+                        if i >= 0:
+                            _h_delete(ak, av, i)
+                            na -= 1
+                    elif i >= 0:
+                        av[i] = q
                     else:
-                        if k not in asks:
-                            heapq.heappush(aheap, k)
-                        asks[k] = qty[r]
+                        if 2 * (na + 1) > len(ak):
+                            ak, av, na = _h_rebuild(ak, av, 2 * len(ak), _EMPTY, -_EMPTY - 1)
+                            i = _h_find(ak, k)
+                        ak[-1 - i] = k
+                        av[-1 - i] = q
+                        na += 1
+                        heapq.heappush(aheap, k)
             elif kind == DEPTH_CLEAR_EVENT:
                 touched = True
-                if is_bid:
-                    drop = [x for x in bids if full_clear or np.isnan(k) or x >= k]
-                    for x in drop:
-                        del bids[x]
-                elif is_ask:
-                    drop = [x for x in asks if full_clear or np.isnan(k) or x <= k]
-                    for x in drop:
-                        del asks[x]
-        if touched and _top(bids, bheap, -1.0) >= _top(asks, aheap, 1.0):
+                whole = full_clear or np.isnan(key[r])
+                if is_bid:  # keep bids strictly below the clear price
+                    bk, bv, nb = _h_rebuild(bk, bv, len(bk), _EMPTY, _EMPTY if whole else k - 1)
+                elif is_ask:  # keep asks strictly above it
+                    ak, av, na = _h_rebuild(ak, av, len(ak), -_EMPTY - 1 if whole else k + 1, -_EMPTY - 1)
+        if touched and nb > 0 and na > 0 and _top(bk, bheap, -1) >= _top(ak, aheap, 1):
             if crossed < max_report:
                 crossed_at[crossed] = msg_line[m]
             crossed += 1
-    bk = np.empty(len(bids))
-    bq = np.empty(len(bids))
-    i = 0
-    for x, v in bids.items():
-        bk[i] = x
-        bq[i] = v
-        i += 1
-    ak = np.empty(len(asks))
-    aq = np.empty(len(asks))
-    i = 0
-    for x, v in asks.items():
-        ak[i] = x
-        aq[i] = v
-        i += 1
-    return bk, bq, ak, aq, crossed, crossed_at[:min(crossed, max_report)]
+    return (_h_items(bk, bv, nb) + _h_items(ak, av, na)) + (crossed, crossed_at[:min(crossed, max_report)])
+
+
+@njit(cache=True, nogil=True)
+def _h_items(keys, vals, n):
+    px = np.empty(n, np.float64)
+    q = np.empty(n, np.float64)
+    pxi = px.view(np.int64)
+    j = 0
+    for i in range(len(keys)):
+        if keys[i] != _EMPTY:
+            pxi[j] = keys[i]
+            q[j] = vals[i]
+            j += 1
+    return px, q

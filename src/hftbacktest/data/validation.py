@@ -19,6 +19,14 @@ def _min_latency(exch_ts, local_ts):
 
 
 @njit(cache=True)
+def _is_sorted(x):
+    for i in range(1, len(x)):
+        if x[i] < x[i - 1]:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _shift_exact(local_ts, offset):
     for i in range(len(local_ts)):
         local_ts[i] += offset

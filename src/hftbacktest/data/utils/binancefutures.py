@@ -18,7 +18,7 @@ from ...types import (BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_
                       event_dtype)
 from .. import _parse as P
 from ..quality import QualityReport, check_depth_sequence, replay_book, warn_or_raise
-from ..validation import _min_latency, correct_event_order, shift_local_timestamp, validate_event_order
+from ..validation import _is_sorted, _min_latency, correct_event_order, shift_local_timestamp, validate_event_order
 
 try:  # ISA-L inflates about twice as fast as zlib; same API
     from isal import isal_zlib as _zlib
@@ -413,6 +413,13 @@ def _resync(tmp, kind, local, row, apply, defer_to):
     return np.concatenate(pieces) if pieces else tmp
 
 
+def _stable_argsort(x: NDArray) -> NDArray:
+    """np.argsort(kind='mergesort'); collector files are already in local-time order, so check that first."""
+    if _is_sorted(x):
+        return np.arange(len(x), dtype=np.int64)
+    return np.argsort(x, kind="mergesort")
+
+
 def convert(
     input_filename: str,
     output_filename: Optional[str] = None,
@@ -466,8 +473,7 @@ def convert(
             print("local_timestamp is ahead of exch_timestamp by", -min_lat)
             shift_local_timestamp(tmp, min_lat, base_latency)
     print("Correcting the event order")
-    data = correct_event_order(tmp, np.argsort(tmp["exch_ts"], kind="mergesort"),
-                               np.argsort(tmp["local_ts"], kind="mergesort"))
+    data = correct_event_order(tmp, _stable_argsort(tmp["exch_ts"]), _stable_argsort(tmp["local_ts"]))
     validate_event_order(data)
     if not strict:
         book_check.join()
