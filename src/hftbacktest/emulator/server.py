@@ -114,6 +114,9 @@ class Emulator:
             self.config = replace(self.config, speed=float(speed))
         if self.config.speed < 0:
             raise ConfigError(f"speed must be >= 0 (0 = as fast as possible), got {self.config.speed}")
+        self.faults = FaultInjector(seed=self.config.seed)
+        for kind, params in (parse_fault_spec(faults) if isinstance(faults, str) else (faults or [])):
+            self.faults.add(kind, **params)
         if isinstance(feeds, (str, bytes)) or hasattr(feeds, "__fspath__"):
             feeds = [feeds]
         sources = [str(f) for f in (feeds or ["synthetic:BTCUSDT", "synthetic:ETHUSDT"])]
@@ -122,9 +125,6 @@ class Emulator:
         if len(set(symbols)) != len(symbols):
             raise ConfigError(f"two feeds for the same symbol: {symbols}")
         self.host, self._rest_port, self._ws_port = host, rest_port, ws_port
-        self.faults = FaultInjector(seed=self.config.seed)
-        for kind, params in (parse_fault_spec(faults) if isinstance(faults, str) else (faults or [])):
-            self.faults.add(kind, **params)
         self.venue = Venue([f.spec for f in self.feeds], now_ms=self.now_ms, notify=self._notify_user,
                            default_leverage=self.config.default_leverage)
         self.venue.fault_hook = lambda kind: self.faults.fire(kind) if self.faults.faults else None
