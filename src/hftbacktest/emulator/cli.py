@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-connection-s", type=float, default=None,
                    help="close WebSocket connections after this many seconds (Binance: 86400)")
     p.add_argument("--weight-limit", type=int, default=2400, help="request weight per minute before 429")
+    p.add_argument("--order-limit-10s", type=int, default=300, help="orders per 10 s per account before -1015")
+    p.add_argument("--order-limit-1m", type=int, default=1200, help="orders per minute per account before -1015")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)
 
@@ -59,7 +61,8 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = EmulatorConfig(speed=args.speed, loop=not args.no_loop, seed=args.seed, ping_interval=args.ping_interval,
                             listen_key_validity_s=args.listen_key_validity, max_connection_s=args.max_connection_s,
-                            weight_limit=args.weight_limit, maker_fee=args.maker_fee, taker_fee=args.taker_fee)
+                            weight_limit=args.weight_limit, order_limit_10s=args.order_limit_10s,
+                            order_limit_1m=args.order_limit_1m, maker_fee=args.maker_fee, taker_fee=args.taker_fee)
     accounts = _accounts(args.account)
 
     async def main() -> None:
