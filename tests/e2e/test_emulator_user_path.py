@@ -336,3 +336,33 @@ def test_rate_limits_429_then_418(sample_data_dir):
                 assert codes[-1] == (429, -1015, "4") and codes[0][2] == "1"
 
         asyncio.run(orders())
+
+
+def test_signature_over_query_plus_body_split_forms(emu):
+    """Binance signs `query string + request body`; the signature may sit in either part."""
+    from test_emulator_client import sign
+
+    async def run():
+        async with aiohttp.ClientSession() as s:
+            headers = {"X-MBX-APIKEY": "alice"}
+            ts = int(time.time() * 1000)
+            # Binance docs' "mixed" example: order fields in the query, the rest and the signature in the body
+            query = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC"
+            body = f"quantity=0.002&price=50000.0&newClientOrderId=split-1&recvWindow=5000&timestamp={ts}"
+            async with s.post(f"{emu.rest_url}/fapi/v1/order?{query}", headers={
+                    **headers, "Content-Type": "application/x-www-form-urlencoded"},
+                    data=body + "&signature=" + sign("alice-secret", query + body)) as r:
+                assert r.status == 200, await r.text()
+            # the reference connector's form: recvWindow/timestamp/signature in the URL, order fields in the body
+            query = f"recvWindow=5000&timestamp={ts}"
+            body = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.002&price=50000.0&newClientOrderId=split-2"
+            async with s.post(f"{emu.rest_url}/fapi/v1/order?{query}&signature={sign('alice-secret', query + body)}",
+                              headers=headers, data=body.encode()) as r:
+                assert r.status == 200, await r.text()
+            body = body.replace("split-2", "split-3")
+            async with s.post(f"{emu.rest_url}/fapi/v1/order?{query}&signature={sign('alice-secret', body + query)}",
+                              headers=headers, data=body.encode()) as r:
+                assert (await r.json())["code"] == -1022  # order matters: query first
+        assert {"split-1", "split-2"} <= {o["clientOrderId"] for o in emu.orders("alice")}
+
+    asyncio.run(run())
