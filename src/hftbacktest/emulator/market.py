@@ -24,6 +24,7 @@ from ..errors import DataError
 BID, ASK = 1, -1
 
 
+@lru_cache(maxsize=64)
 def decimals_of(step: float) -> int:
     """Number of decimals needed to print multiples of `step` exactly (0.1 -> 1, 0.001 -> 3, 1 -> 0)."""
     text = f"{step:.12f}".rstrip("0")

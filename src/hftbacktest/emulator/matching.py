@@ -101,7 +101,9 @@ class Account:
     taker_fee: float
     leverage: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
-    orders: dict[int, Order] = field(default_factory=dict)
+    orders: dict[int, Order] = field(default_factory=dict)  # every order ever accepted
+    live: dict[int, Order] = field(default_factory=dict)  # NEW / PARTIALLY_FILLED only
+    by_client_id: dict[tuple[str, str], Order] = field(default_factory=dict)  # latest order per (symbol, id)
     realized_pnl: float = 0.0
     fees: float = 0.0
     ledger: list[dict] = field(default_factory=list)
@@ -114,7 +116,7 @@ class Account:
         return pos
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values() if o.status in ACTIVE and (symbol is None or o.spec.symbol == symbol)]
+        return [o for o in self.live.values() if symbol is None or o.spec.symbol == symbol]
 
 
 class Market:
@@ -322,7 +324,8 @@ class Venue:
         cid = params.get("newClientOrderId") or f"emu-{next(self._auto_client_ids)}"
         if not CLIENT_ID_RE.match(cid):
             raise ApiError(-4015, "Client order id is not valid.")
-        if any(o.client_id == cid for o in account.open_orders(spec.symbol)):
+        previous = account.by_client_id.get((spec.symbol, cid))
+        if previous is not None and previous.status in ACTIVE:
             raise ApiError(-4116, "ClientOrderId is duplicated.")
         if len(account.open_orders(spec.symbol)) >= spec.max_num_orders:
             raise ApiError(-4025, "Exceeded the maximum allowable number of open orders.")
@@ -348,6 +351,8 @@ class Venue:
         order = Order(next(self._order_ids), cid, account, spec, side, otype, tif, price_tick, qty, reduce_only,
                       now, now)
         account.orders[order.order_id] = order
+        account.live[order.order_id] = order
+        account.by_client_id[(spec.symbol, cid)] = order
         self.counters["orders"] += 1
         return order
 
@@ -358,7 +363,9 @@ class Venue:
         self._order_update(order, "NEW")
         opposite = ASK if order.side == BID else BID
         limit = order.price_tick if order.type == "LIMIT" else None
-        levels = book.walk(opposite, limit)
+        best = book.best_ask if order.side == BID else book.best_bid
+        crosses = best is not None and (limit is None or (limit >= best if order.side == BID else limit <= best))
+        levels = book.walk(opposite, limit) if crosses else []
         if order.type == "LIMIT" and order.tif == "FOK" and sum(q for _, q in levels) < order.qty:
             return self._finish(order, "EXPIRED")
         self._take(order, levels)
@@ -385,6 +392,7 @@ class Venue:
         order.status = status
         order.update_time = self.now_ms()
         self.markets[order.spec.symbol].resting.pop(order.order_id, None)
+        order.account.live.pop(order.order_id, None)
         self._record(order.account, order, status)
         self._order_update(order, execution or status)
 
@@ -420,6 +428,7 @@ class Venue:
         order.update_time = now
         if order.status == "FILLED":
             self.markets[spec.symbol].resting.pop(order.order_id, None)
+            account.live.pop(order.order_id, None)
         trade_id = next(self.markets[spec.symbol].own_trade_ids)
         self.counters["fills"] += 1
         self._record(account, order, "TRADE", lastQty=qty, lastPrice=price, maker=maker, fee=fee, realizedPnl=rp,
@@ -439,8 +448,7 @@ class Venue:
             except ValueError:
                 raise ApiError(-1102, "Mandatory parameter 'orderId' was not sent, was empty/null, or malformed.") from None
         else:
-            matches = [o for o in account.orders.values() if o.client_id == cid and o.spec is market.spec]
-            order = max(matches, key=lambda o: o.order_id) if matches else None
+            order = account.by_client_id.get((market.spec.symbol, cid))
         if order is None or order.spec is not market.spec:
             raise unknown
         return order
