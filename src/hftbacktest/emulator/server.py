@@ -429,10 +429,7 @@ class Emulator:
             for st in self.streams.values():
                 streams = [f"{st.name}@depth@{n}" if n else f"{st.name}@depth" for n in names]
                 diff_subs = [s for s in streams if self.hub.has(s)]
-                if diff_subs and interval not in st.pending:
-                    st.pending[interval] = {}
-                    st.last_flushed.setdefault(interval, st.last_u)
-                elif not diff_subs:
+                if not diff_subs:
                     st.pending.pop(interval, None)
                 pending = st.pending.get(interval)
                 spec = st.market.spec
@@ -942,7 +939,7 @@ class Emulator:
         conn = Conn(ws, channel, combined, self.faults, self.config.ws_queue_limit)
         self._ws_all.add(conn)
         market_names = [n for n in names if n not in self.listen_keys]
-        self.hub.subscribe(conn, market_names)
+        self._subscribe(conn, market_names)
         for key in user_keys:
             account = self.listen_keys[key][0]
             conn.streams.add(key)
@@ -980,6 +977,19 @@ class Emulator:
                 self.refuse_until[conn.channel] = loop.time() + conn.refuse_s
         return ws
 
+    def _subscribe(self, conn: Conn, names: list[str]) -> None:
+        """Subscribe, and start accumulating coalesced diff depth at once so the first event misses nothing."""
+        self.hub.subscribe(conn, names)
+        for name in names:
+            symbol, _, rest = name.partition("@")
+            st = self.streams.get(symbol.upper())
+            if st is None or not (rest == "depth" or rest.startswith("depth@")):
+                continue
+            interval = DEPTH_INTERVALS.get(rest.partition("@")[2])
+            if interval and interval not in st.pending:
+                st.pending[interval] = {}
+                st.last_flushed.setdefault(interval, st.last_u)
+
     def _ws_command(self, conn: Conn, text: str) -> dict | None:
         try:
             req = orjson.loads(text)
@@ -994,7 +1004,10 @@ class Emulator:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 return {"error": {"code": 2, "msg": "Invalid request: 'params' must be a list of strings"}, "id": rid}
-            (self.hub.subscribe if method == "SUBSCRIBE" else self.hub.unsubscribe)(conn, params)
+            if method == "SUBSCRIBE":
+                self._subscribe(conn, params)
+            else:
+                self.hub.unsubscribe(conn, params)
             return {"result": None, "id": rid}
         if method == "LIST_SUBSCRIPTIONS":
             return {"result": sorted(s for s in conn.streams if "@" in s), "id": rid}
