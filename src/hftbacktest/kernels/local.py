@@ -1,0 +1,198 @@
+"""The local (strategy) side: its own depth fed at local_ts, the user's order table, requests and replies (spec §3)."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..types import (
+    BUY_EVENT,
+    CANCELED,
+    DEPTH_CLEAR_EVENT,
+    DEPTH_EVENT,
+    DEPTH_SNAPSHOT_EVENT,
+    EXPIRED,
+    FILLED,
+    FOK,
+    GTC,
+    GTX,
+    IOC,
+    LIMIT,
+    MARKET,
+    NEW,
+    NONE,
+    PARTIALLY_FILLED,
+    REJECTED,
+    REPLACED,
+    SELL_EVENT,
+    TRADE_EVENT,
+    order_dtype,
+)
+from . import depth as dp
+from . import orders as ob
+from .exchange import apply_fill
+from .models import LATENCY_INTP, intp_entry
+from .numeric import rha
+
+OK = 0
+ERR_ORDER_ID_EXIST = 10
+ERR_ORDER_REQUEST_IN_PROCESS = 11
+ERR_ORDER_NOT_FOUND = 12
+ERR_INVALID_ORDER_REQUEST = 13
+
+
+@njit(cache=True, error_model="numpy")
+def process_data(s, data, k):
+    """One LOCAL row data[k] (spec §1.4 local dispatch)."""
+    r = data[k]
+    ev = np.int64(r.ev)
+    kind = ev & 0xFF
+    if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
+        if ev & BUY_EVENT:
+            dp.update_bid(s.depth_l, r.px, r.qty)
+        elif ev & SELL_EVENT:
+            dp.update_ask(s.depth_l, r.px, r.qty)
+    elif kind == DEPTH_CLEAR_EVENT:
+        if ev & BUY_EVENT:
+            dp.clear_bid(s.depth_l, r.px)
+        elif ev & SELL_EVENT:
+            dp.clear_ask(s.depth_l, r.px)
+        else:
+            dp.clear_all(s.depth_l)
+    elif kind == TRADE_EVENT and s.record_trades:
+        if s.ntrades == s.trades.shape[0]:
+            grown = np.zeros(2 * s.ntrades, s.trades.dtype)
+            grown[: s.ntrades] = s.trades
+            s.trades = grown
+        s.trades[s.ntrades] = r
+        s.ntrades += 1
+    s.feed_lat[0] = r.exch_ts
+    s.feed_lat[1] = r.local_ts
+    s.has_feed_lat = True
+
+
+@njit(cache=True, error_model="numpy")
+def process_responses(s, ts, wait_id, match_id, match_any):
+    """Apply every reply arriving at ts (spec §3.4). Returns True if one is for `wait_id` (when match_id) or,
+    when match_any, if there was any reply."""
+    b = s.to_local
+    t = s.ord_l
+    found = False
+    while ob.bus_head_ts(b) == ts:
+        i = ob.bus_pop(b)
+        r = b.rec[i]
+        if r.exch_timestamp > 0:
+            s.ord_lat[0] = r.local_timestamp
+            s.ord_lat[1] = r.exch_timestamp
+            s.ord_lat[2] = ts
+            s.has_ord_lat = True
+        if r.status == FILLED or (r.status == PARTIALLY_FILLED and not s.compat):
+            apply_fill(s, s.sv_l, r)
+        slot = ob.find(t, r.order_id)
+        if slot >= 0:
+            o = t.rec[slot]
+            if r.req == REJECTED:
+                if r.local_timestamp == o.local_timestamp:
+                    if o.req == NEW:
+                        o.req = NONE
+                        o.status = EXPIRED
+                        t.dirty = True
+                    else:
+                        o.req = NONE
+            else:
+                local_ts = o.local_timestamp
+                exch_ts = o.exch_timestamp
+                t.rec[slot] = r
+                o.local_timestamp = local_ts
+                if r.exch_timestamp <= 0:
+                    o.exch_timestamp = exch_ts
+        elif r.req != REJECTED:
+            slot = ob.insert(t, b.rec, i)
+        if slot >= 0:
+            st = t.rec[slot].status
+            if st == EXPIRED or st == FILLED or st == CANCELED:
+                t.dirty = True
+        if match_any or (match_id and np.int64(r.order_id) == wait_id):
+            found = True
+    return found
+
+
+@njit(cache=True, error_model="numpy")
+def _send(s, slot, now):
+    """Enqueue a copy of the local order as a request; returns True if it was rejected locally instead
+    (negative entry latency from a recorded exchange rejection)."""
+    t = s.ord_l
+    if s.lat_model == LATENCY_INTP:
+        lat, s.lat_ce = intp_entry(s.lat_tab, s.lat_ce, t.rec[slot].local_timestamp)
+    else:
+        lat = s.lat_entry
+    if lat < 0:
+        tmp = np.empty(1, order_dtype)
+        tmp[0] = t.rec[slot]
+        tmp[0].req = REJECTED
+        ob.bus_append(s.to_local, tmp, 0, t.rec[slot].local_timestamp - lat)
+        return True
+    ob.bus_append(s.to_exch, t.rec, slot, t.rec[slot].local_timestamp + lat)
+    return False
+
+
+@njit(cache=True, error_model="numpy")
+def submit(s, now, oid, side, price, qty, tif, ord_type):
+    t = s.ord_l
+    if ob.find(t, oid) >= 0:
+        return ERR_ORDER_ID_EXIST
+    if not (tif == GTC or tif == GTX or tif == FOK or tif == IOC) or not (ord_type == LIMIT or ord_type == MARKET):
+        return ERR_INVALID_ORDER_REQUEST
+    tmp = np.zeros(1, order_dtype)
+    o = tmp[0]
+    o.qty = qty
+    o.leaves_qty = qty
+    o.price_tick = rha(price / s.tick)
+    o.tick_size = s.tick
+    o.local_timestamp = now
+    o.order_id = np.uint64(oid)
+    o.order_type = ord_type
+    o.req = NEW
+    o.status = NONE
+    o.side = side
+    o.time_in_force = tif
+    slot = ob.insert(t, tmp, 0)
+    _send(s, slot, now)
+    return OK
+
+
+@njit(cache=True, error_model="numpy")
+def modify(s, now, oid, price, qty):
+    t = s.ord_l
+    slot = ob.find(t, oid)
+    if slot < 0:
+        return ERR_ORDER_NOT_FOUND
+    o = t.rec[slot]
+    if o.req != NONE:
+        return ERR_ORDER_REQUEST_IN_PROCESS
+    prev_tick = o.price_tick
+    prev_qty = o.qty
+    o.price_tick = rha(price / s.tick)
+    o.qty = qty
+    o.req = REPLACED
+    o.local_timestamp = now
+    if _send(s, slot, now):
+        # a local rejection carries the pre-modify price and qty (reference behaviour)
+        b = s.to_local
+        b.rec[b.tail - 1].price_tick = prev_tick
+        b.rec[b.tail - 1].qty = prev_qty
+    return OK
+
+
+@njit(cache=True, error_model="numpy")
+def cancel(s, now, oid):
+    t = s.ord_l
+    slot = ob.find(t, oid)
+    if slot < 0:
+        return ERR_ORDER_NOT_FOUND
+    o = t.rec[slot]
+    if o.req != NONE:
+        return ERR_ORDER_REQUEST_IN_PROCESS
+    o.req = CANCELED
+    o.local_timestamp = now
+    _send(s, slot, now)
+    return OK

@@ -1,0 +1,251 @@
+"""The event loop (spec §2): one clock over every asset's local/exchange data and order buses, plus the
+public operations (elapse, wait_*, submit/modify/cancel) as cached kernels the bot object forwards to.
+
+Data files are switched lazily: when a processor exhausts its chunk, `_next_chunk` leaves nopython mode through
+`objmode` to ask the Python feed (registered in FEEDS under the engine's key) for the next array.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from numba import njit, objmode
+
+from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
+from . import exchange as xp
+from . import local as lp
+from . import orders as ob
+from .numeric import I64_MAX
+from .state import data_array_type
+
+OK = 0
+END_OF_DATA = 1
+MARKET_FEED = 2
+ORDER_RESPONSE = 3
+DATA_ERROR = 100
+
+WAIT_NONE = 0
+WAIT_ID = 1
+WAIT_ANY = 2
+
+FEEDS: dict = {}  # engine key -> feed object with .chunk(asset, which, index) -> read-only event array
+_EMPTY = np.zeros(0, event_dtype)
+_EMPTY.flags.writeable = False
+
+
+def _load_chunk(key, asset, which, index):
+    feed = FEEDS[key]
+    try:
+        return feed.chunk(asset, which, index), 0
+    except Exception as exc:  # surfaced as code 100 like the reference, message kept on the feed
+        feed.error = exc
+        print(f"hftbacktest: data error: {exc}", file=sys.stderr)
+        return _EMPTY, DATA_ERROR
+
+
+@njit(cache=True, error_model="numpy")
+def _next_chunk(key, asset, which, index):
+    with objmode(arr=data_array_type, rc="int64"):
+        arr, rc = _load_chunk(key, asset, which, index)
+    return arr, rc
+
+
+@njit(cache=True, error_model="numpy")
+def _seek_local(e, a, s):
+    """Position the local cursor on its next LOCAL row (from pos_l); returns that row's local_ts or I64_MAX."""
+    while True:
+        data = s.data_l
+        n = data.shape[0]
+        p = s.pos_l
+        while p < n:
+            if np.int64(data[p].ev) & LOCAL_EVENT:
+                s.pos_l = p
+                return data[p].local_ts
+            p += 1
+        s.pos_l = p
+        if s.file_l + 1 >= s.nfiles:
+            return I64_MAX
+        arr, rc = _next_chunk(e.key, a, 0, s.file_l + 1)
+        if rc != 0:
+            e.error = rc
+            return I64_MAX
+        s.file_l += 1
+        s.data_l = arr
+        s.pos_l = 0
+
+
+@njit(cache=True, error_model="numpy")
+def _seek_exch(e, a, s):
+    while True:
+        data = s.data_x
+        n = data.shape[0]
+        p = s.pos_x
+        while p < n:
+            if np.int64(data[p].ev) & EXCH_EVENT:
+                s.pos_x = p
+                return data[p].exch_ts
+            p += 1
+        s.pos_x = p
+        if s.file_x + 1 >= s.nfiles:
+            return I64_MAX
+        arr, rc = _next_chunk(e.key, a, 1, s.file_x + 1)
+        if rc != 0:
+            e.error = rc
+            return I64_MAX
+        s.file_x += 1
+        s.data_x = arr
+        s.pos_x = 0
+
+
+@njit(cache=True, error_model="numpy")
+def initialize(e):
+    """First elapse/wait: place every cursor on its first row; cur_ts = the earliest timestamp."""
+    slots = e.slots
+    for a in range(e.num_assets):
+        s = e.assets[a]
+        slots[4 * a] = _seek_local(e, a, s)
+        slots[4 * a + 2] = _seek_exch(e, a, s)
+        if e.error != 0:
+            return e.error
+    first = I64_MAX
+    for j in range(slots.shape[0]):
+        if slots[j] < first:
+            first = slots[j]
+    if first == I64_MAX:
+        return END_OF_DATA
+    e.cur_ts = first
+    return OK
+
+
+@njit(cache=True, error_model="numpy")
+def goto(e, target, wait_mode, wait_asset, wait_id, wait_next_feed):
+    slots = e.slots
+    nslots = slots.shape[0]
+    for a in range(e.num_assets):
+        s = e.assets[a]
+        slots[4 * a + 1] = ob.bus_head_ts(s.to_local)
+        slots[4 * a + 3] = ob.bus_head_ts(s.to_exch)
+    result = OK
+    while True:
+        ts = slots[0]
+        j = 0
+        for k in range(1, nslots):
+            if slots[k] < ts:
+                ts = slots[k]
+                j = k
+        if ts == I64_MAX:
+            return END_OF_DATA
+        if ts > target:
+            e.cur_ts = target
+            return result
+        a = j >> 2
+        kind = j & 3
+        s = e.assets[a]
+        if kind == 0:
+            lp.process_data(s, s.data_l, s.pos_l)
+            s.pos_l += 1
+            slots[j] = _seek_local(e, a, s)
+            if e.error != 0:
+                return e.error
+            if wait_next_feed:
+                target = ts
+                result = MARKET_FEED
+        elif kind == 1:
+            if lp.process_responses(s, ts, wait_id, wait_mode == WAIT_ID and a == wait_asset, wait_mode == WAIT_ANY):
+                target = ts
+                if wait_next_feed:
+                    result = ORDER_RESPONSE
+            slots[j] = ob.bus_head_ts(s.to_local)
+        elif kind == 2:
+            r = s.data_x[s.pos_x]
+            rc = xp.process_data(s, np.int64(r.ev), r.exch_ts, r.px, r.qty)
+            if rc != OK:
+                return rc
+            s.pos_x += 1
+            slots[j] = _seek_exch(e, a, s)
+            if e.error != 0:
+                return e.error
+            slots[j - 1] = ob.bus_head_ts(s.to_local)
+        else:
+            rc = xp.process_requests(s, ts)
+            if rc != OK:
+                return rc
+            slots[j] = ob.bus_head_ts(s.to_exch)
+            slots[j - 2] = ob.bus_head_ts(s.to_local)
+
+
+# --- public operations (the bot's methods forward here) -------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def elapse(e, duration):
+    if e.cur_ts == I64_MAX:
+        rc = initialize(e)
+        if rc != OK:
+            return rc
+    return goto(e, e.cur_ts + duration, WAIT_NONE, 0, 0, False)
+
+
+@njit(cache=True, error_model="numpy")
+def wait_next_feed(e, include_order_resp, timeout):
+    if e.cur_ts == I64_MAX:
+        rc = initialize(e)
+        if rc != OK:
+            return rc
+    return goto(e, e.cur_ts + timeout, WAIT_ANY if include_order_resp else WAIT_NONE, 0, 0, True)
+
+
+@njit(cache=True, error_model="numpy")
+def wait_order_response(e, asset, order_id, timeout):
+    return goto(e, e.cur_ts + timeout, WAIT_ID, asset, order_id, False)
+
+
+@njit(cache=True, error_model="numpy")
+def goto_end(e):
+    if e.cur_ts == I64_MAX:
+        rc = initialize(e)
+        if rc != OK:
+            return rc
+    return goto(e, I64_MAX, WAIT_NONE, 0, 0, False)
+
+
+@njit(cache=True, error_model="numpy")
+def submit(e, asset, order_id, side, price, qty, tif, ord_type, wait):
+    rc = lp.submit(e.assets[asset], e.cur_ts, order_id, side, price, qty, tif, ord_type)
+    if rc != OK or not wait:
+        return rc
+    return goto(e, I64_MAX, WAIT_ID, asset, order_id, False)
+
+
+@njit(cache=True, error_model="numpy")
+def modify(e, asset, order_id, price, qty, wait):
+    rc = lp.modify(e.assets[asset], e.cur_ts, order_id, price, qty)
+    if rc != OK or not wait:
+        return rc
+    return goto(e, I64_MAX, WAIT_ID, asset, order_id, False)
+
+
+@njit(cache=True, error_model="numpy")
+def cancel(e, asset, order_id, wait):
+    rc = lp.cancel(e.assets[asset], e.cur_ts, order_id)
+    if rc != OK or not wait:
+        return rc
+    return goto(e, I64_MAX, WAIT_ID, asset, order_id, False)
+
+
+@njit(cache=True, error_model="numpy")
+def clear_inactive_orders(e, asset):
+    if asset < 0:
+        for a in range(e.num_assets):
+            ob.clear_inactive(e.assets[a].ord_l)
+    else:
+        ob.clear_inactive(e.assets[asset].ord_l)
+
+
+@njit(cache=True, error_model="numpy")
+def clear_last_trades(e, asset):
+    if asset < 0:
+        for a in range(e.num_assets):
+            e.assets[a].ntrades = 0
+    else:
+        e.assets[asset].ntrades = 0

@@ -1,0 +1,163 @@
+"""Engine state as numba StructRefs (cacheable, unlike jitclass): one `AssetState` per asset and the `Engine`.
+
+The user's bot object (`backtest/bot.py`) is a thin proxy over `Engine`; every kernel takes these structs.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.experimental import structref
+from numba.np import numpy_support
+from numba.typed import List
+
+from ..types import event_dtype, state_values_dtype
+from .depth import depth_type
+from .structbase import CompactStructRef
+from .orders import bus_type, new_bus, new_table, table_type
+
+
+@structref.register
+class AssetStateType(CompactStructRef):
+    pass
+
+
+@structref.register
+class EngineType(CompactStructRef):
+    pass
+
+
+event_record_type = numpy_support.from_dtype(event_dtype)
+event_array_type = types.Array(event_record_type, 1, "C")
+data_array_type = types.Array(event_record_type, 1, "C", readonly=True)
+state_record_type = numpy_support.from_dtype(state_values_dtype)
+state_array_type = types.Array(state_record_type, 1, "C")
+
+asset_fields = [
+    # configuration (codes from kernels.models)
+    ("tick", types.float64),
+    ("lot", types.float64),
+    ("asset_type", types.int64),
+    ("cs", types.float64),
+    ("fee_model", types.int64),
+    ("maker_fee", types.float64),
+    ("taker_fee", types.float64),
+    ("queue_model", types.int64),
+    ("queue_n", types.float64),
+    ("exch_model", types.int64),
+    ("lat_model", types.int64),
+    ("lat_entry", types.int64),
+    ("lat_resp", types.int64),
+    ("lat_tab", types.int64[:, ::1]),
+    ("lat_ce", types.int64),
+    ("lat_cr", types.int64),
+    ("compat", types.boolean),  # reproduce reference bugs #316/#312/#317 (spec §4.4)
+    ("record_trades", types.boolean),
+    # books, orders, buses
+    ("depth_l", depth_type),
+    ("depth_x", depth_type),
+    ("ord_l", table_type),
+    ("ord_x", table_type),
+    ("to_exch", bus_type),
+    ("to_local", bus_type),
+    # data cursors: each processor has its own chunk (file) and row position
+    ("data_l", data_array_type),
+    ("data_x", data_array_type),
+    ("pos_l", types.int64),
+    ("pos_x", types.int64),
+    ("file_l", types.int64),
+    ("file_x", types.int64),
+    ("nfiles", types.int64),
+    # accounting
+    ("sv_l", state_array_type),
+    ("sv_x", state_array_type),
+    ("trades", event_array_type),
+    ("ntrades", types.int64),
+    ("feed_lat", types.int64[::1]),
+    ("has_feed_lat", types.boolean),
+    ("ord_lat", types.int64[::1]),
+    ("has_ord_lat", types.boolean),
+]
+asset_state_type = AssetStateType(asset_fields)
+
+
+class AssetState(structref.StructRefProxy):
+    """Opaque Python handle on one asset's engine state (only passed back into kernels)."""
+
+
+structref.define_boxing(AssetStateType, AssetState)
+
+engine_fields = [
+    ("assets", types.ListType(asset_state_type)),
+    ("cur_ts", types.int64),
+    ("slots", types.int64[::1]),  # next timestamp per (asset, LocalData/LocalOrder/ExchData/ExchOrder)
+    ("key", types.int64),  # registry key of the Python-side data feed (lazy file loading)
+    ("num_assets", types.int64),
+    ("error", types.int64),  # last data error code (100) reported by the loader
+]
+engine_type = EngineType(engine_fields)
+
+
+@njit(cache=True, error_model="numpy")
+def new_asset_state(
+    cfg_f, cfg_i, lat_tab, depth_l, depth_x, data_l, nfiles
+):
+    """cfg_f = [tick, lot, cs, maker_fee, taker_fee, queue_n];
+    cfg_i = [asset_type, fee_model, queue_model, exch_model, lat_model, lat_entry, lat_resp, compat, record_trades]."""
+    s = structref.new(asset_state_type)
+    s.tick = cfg_f[0]
+    s.lot = cfg_f[1]
+    s.cs = cfg_f[2]
+    s.maker_fee = cfg_f[3]
+    s.taker_fee = cfg_f[4]
+    s.queue_n = cfg_f[5]
+    s.asset_type = cfg_i[0]
+    s.fee_model = cfg_i[1]
+    s.queue_model = cfg_i[2]
+    s.exch_model = cfg_i[3]
+    s.lat_model = cfg_i[4]
+    s.lat_entry = cfg_i[5]
+    s.lat_resp = cfg_i[6]
+    s.compat = cfg_i[7] != 0
+    s.record_trades = cfg_i[8] != 0
+    s.lat_tab = lat_tab
+    s.lat_ce = 0
+    s.lat_cr = 0
+    s.depth_l = depth_l
+    s.depth_x = depth_x
+    s.ord_l = new_table(64)
+    s.ord_x = new_table(64)
+    s.to_exch = new_bus(64)
+    s.to_local = new_bus(64)
+    s.data_l = data_l
+    s.data_x = data_l
+    s.pos_l = 0
+    s.pos_x = 0
+    s.file_l = 0
+    s.file_x = 0
+    s.nfiles = nfiles
+    s.sv_l = np.zeros(1, state_values_dtype)
+    s.sv_x = np.zeros(1, state_values_dtype)
+    s.trades = np.zeros(64, event_dtype)
+    s.ntrades = 0
+    s.feed_lat = np.zeros(2, np.int64)
+    s.has_feed_lat = False
+    s.ord_lat = np.zeros(3, np.int64)
+    s.has_ord_lat = False
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def new_asset_list():
+    return List.empty_list(asset_state_type)
+
+
+@njit(cache=True, error_model="numpy")
+def new_engine(assets, key):
+    e = structref.new(engine_type)
+    e.assets = assets
+    e.cur_ts = 9223372036854775807
+    e.num_assets = len(assets)
+    e.slots = np.full(4 * len(assets), 9223372036854775807, np.int64)
+    e.key = key
+    e.error = 0
+    return e
