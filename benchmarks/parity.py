@@ -19,6 +19,7 @@ import copy
 import fnmatch
 import json
 import math
+import pprint
 import sys
 import time
 
@@ -47,15 +48,16 @@ def _asset(sym: str, data: list[str], **over) -> dict:
 CONST_1MS = {"kind": "constant", "entry": 1_000_000, "response": 1_000_000}
 
 
-def matrix(rows: int | None) -> list[tuple[str, str, dict]]:
+def matrix(rows: int | None, converter: str = "ref") -> list[tuple[str, str, dict]]:
     """(strategy script, config name, run) for every parity configuration."""
     def d(sym):
-        return [str(_ref.converted(sym, "ref", rows))]
+        return [str(_ref.converted(sym, converter, rows))]
 
     btc = lambda **o: _asset("btcusdt", d("btcusdt"), **o)  # noqa: E731
     eth = lambda **o: _asset("ethusdt", d("ethusdt"), **o)  # noqa: E731
     roi = lambda sym: {"roi_lb": ROI[sym][0], "roi_ub": ROI[sym][1]}  # noqa: E731
     snap_rows = rows or 150_000
+    stem = f"btcusdt_{_ref.DAY}_{converter}"
     ex: list[tuple[str, list[dict], str]] = [
         ("const-latency", [btc(latency=CONST_1MS)], "hashmap"),
         ("intp-latency", [btc()], "hashmap"),
@@ -81,9 +83,8 @@ def matrix(rows: int | None) -> list[tuple[str, str, dict]]:
         ("fee-flat-per-trade", [btc(fee={"kind": "flat_per_trade", "maker": -0.01, "taker": 0.05})], "hashmap"),
         ("roivector", [btc(**roi("btcusdt"))], "roivector"),
         ("two-assets", [btc(), eth(latency=CONST_1MS, queue={"kind": "log_prob2"})], "hashmap"),
-        ("initial-snapshot", [_asset("btcusdt", [str(_ref.WORK / f"btcusdt_{_ref.DAY}_ref_rest{snap_rows}.npz")],
-                                     initial_snapshot=str(_ref.WORK / f"btcusdt_{_ref.DAY}_ref_snapshot{snap_rows}.npz"))],
-         "hashmap"),
+        ("initial-snapshot", [_asset("btcusdt", [str(_ref.WORK / f"{stem}_rest{snap_rows}.npz")],
+                                     initial_snapshot=str(_ref.WORK / f"{stem}_snapshot{snap_rows}.npz"))], "hashmap"),
     ]
     grid_eth = dict(latency=CONST_1MS, queue={"kind": "log_prob"})
     gr += [
@@ -203,11 +204,9 @@ def golden(py: dict) -> int:
         for side in ("ref", "ours"):
             results[side].update(run_side(py[side], script, runs, side))
     keep = ("assets", "current_timestamp", "codes", "steps")
-    print("GOLDEN = {")
-    for _, run in pairs:
-        ref = results["ref"].get(run["name"], {})
-        print(f"    {run['name']!r}: {({k: ref[k] for k in keep if k in ref})!r},")
-    print("}")
+    golden_values = {run["name"]: {k: v for k, v in results["ref"].get(run["name"], {}).items() if k in keep}
+                     for _, run in pairs}
+    print("GOLDEN = " + pprint.pformat(golden_values, width=116, sort_dicts=False))
     failed = [n for _, run in pairs for n in [run["name"]]
               if not compare(n, results["ours"].get(n), results["ref"].get(n))[0]]
     print(f"ours matches the reference on {len(pairs) - len(failed)}/{len(pairs)} golden runs"
@@ -221,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], metavar="NAME",
                     help="run configs whose name contains NAME or matches it as a glob (repeatable)")
     ap.add_argument("--json", metavar="OUT", help="write every result of both sides to OUT")
+    ap.add_argument("--converter", choices=("ref", "ours"), default="ref",
+                    help="run on the samples as converted by this converter (prepare_data.py --converter ...)")
     ap.add_argument("--no-trace", action="store_true", help="do not re-run mismatches with a state trace")
     ap.add_argument("--ours", metavar="PYTHON", help="interpreter for this package (default .venv/bin/python)")
     ap.add_argument("--ref", metavar="PYTHON", help="interpreter for the reference (default .venv-ref/bin/python)")
@@ -231,12 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         return golden(_ref.interpreters(args.ours, args.ref))
 
     rows_limit = 150_000 if args.quick else None
-    configs = matrix(rows_limit)
+    configs = matrix(rows_limit, args.converter)
     if args.only:
         configs = [c for c in configs if any(p in c[1] or fnmatch.fnmatch(c[1], p) for p in args.only)]
         if not configs:
             sys.exit(f"no configuration matches {args.only}; names: " + ", ".join(n for _, n, _ in matrix(None)))
-    needed = {_ref.latency_file()} | {_ref.converted(s, "ref", rows_limit) for s in _ref.SYMBOLS}
+    needed = {_ref.latency_file()} | {_ref.converted(s, args.converter, rows_limit) for s in _ref.SYMBOLS}
     _ref.require(*needed)
     py = _ref.interpreters(args.ours, args.ref)
 

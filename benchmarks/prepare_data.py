@@ -53,7 +53,8 @@ def _fresh(path, force: bool) -> bool:
 
 
 def _done(path, t0: float) -> None:
-    print(f"  wrote    {path.relative_to(_ref.REPO)}  ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)")
+    size = path.stat().st_size / 1e6
+    print(f"  wrote    {path.relative_to(_ref.REPO)}  ({size:.1f} MB, {time.perf_counter() - t0:.1f} s)")
 
 
 def convert_samples(converter: str, force: bool) -> None:

@@ -24,11 +24,35 @@ pytestmark = pytest.mark.parity
 
 STRATEGIES = Path(__file__).resolve().parents[2] / "benchmarks" / "strategies"
 
-GOLDEN = {
-    'golden/example-issue-config': {'assets': [{'position': 0.1340000000000001, 'balance': -8276.886399999998, 'fee': -0.6240849199999998, 'num_trades': 101, 'trading_volume': 0.20200000000000015, 'trading_value': 12481.698400000007}], 'current_timestamp': 1723161371268000000},
-    'golden/grid-powerprob3-const': {'assets': [{'position': -0.018000000000000002, 'balance': 1107.5114, 'fee': 4.307537289999998, 'num_trades': 473, 'trading_volume': 0.9460000000000007, 'trading_value': 58461.0562}], 'current_timestamp': 1723161371224266928, 'codes': {'feed': {'0': 2414, '1': 1, '2': 2211, '3': 203}, 'order': {'0': 1200, '11': 86, '12': 48}, 'wait_order_response': {'0': 36}}, 'steps': 4828},
-    'golden/grid-roivector-partial-refcompat-intp': {'assets': [{'position': 0.018000000000000002, 'balance': -1113.8922000000002, 'fee': 1.44649539, 'num_trades': 141, 'trading_volume': 0.2820000000000002, 'trading_value': 17431.474200000004}], 'current_timestamp': 1723161293512886325, 'codes': {'feed': {'0': 788, '2': 731, '3': 58, '14': 1}, 'order': {'0': 354, '11': 26, '12': 15}, 'wait_order_response': {'0': 11}}, 'steps': 1577},
-}
+GOLDEN = {'golden/example-issue-config': {'assets': [{'position': 0.1340000000000001,
+                                             'balance': -8276.886399999998,
+                                             'fee': -0.6240849199999998,
+                                             'num_trades': 101,
+                                             'trading_volume': 0.20200000000000015,
+                                             'trading_value': 12481.698400000007}],
+                                 'current_timestamp': 1723161371268000000},
+ 'golden/grid-powerprob3-const': {'assets': [{'position': -0.018000000000000002,
+                                              'balance': 1107.5114,
+                                              'fee': 4.307537289999998,
+                                              'num_trades': 473,
+                                              'trading_volume': 0.9460000000000007,
+                                              'trading_value': 58461.0562}],
+                                  'current_timestamp': 1723161371224266928,
+                                  'codes': {'feed': {'0': 2414, '1': 1, '2': 2211, '3': 203},
+                                            'order': {'0': 1200, '11': 86, '12': 48},
+                                            'wait_order_response': {'0': 36}},
+                                  'steps': 4828},
+ 'golden/grid-roivector-partial-refcompat-intp': {'assets': [{'position': 0.018000000000000002,
+                                                              'balance': -1113.8922000000002,
+                                                              'fee': 1.44649539,
+                                                              'num_trades': 141,
+                                                              'trading_volume': 0.2820000000000002,
+                                                              'trading_value': 17431.474200000004}],
+                                                  'current_timestamp': 1723161293512886325,
+                                                  'codes': {'feed': {'0': 788, '2': 731, '3': 58, '14': 1},
+                                                            'order': {'0': 354, '11': 26, '12': 15},
+                                                            'wait_order_response': {'0': 11}},
+                                                  'steps': 1577}}
 
 
 @functools.cache
