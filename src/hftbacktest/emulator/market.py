@@ -7,6 +7,8 @@ A feed source yields `(offset_ns, item)` pairs, where `offset_ns` is the time si
 * `("bbo", bid_tick, bid_lots, ask_tick, ask_lots)` — a bookTicker: sets both touch levels, removes crossed levels;
 * `("trade", tick, lots, buyer_is_maker)`.
 
+Recorded files are parsed once into a list; the synthetic generator is consumed lazily while it is replayed.
+
 The emulator never forwards the recorded update ids: it applies every item to its own book and re-emits the
 changes under its own `U`/`u`/`pu` chain, so snapshots and diffs are always consistent with each other.
 """
@@ -16,6 +18,7 @@ import gzip
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Iterator
 
 import orjson
 
@@ -149,19 +152,66 @@ class Book:
 
 
 @dataclass
-class RecordedFeed:
-    """A parsed collector file: the starting snapshot and the timed items after it."""
+class Feed:
+    """A market source: the starting snapshot and the timed items after it (`iter_items()` restarts it)."""
 
     symbol: str
     spec: SymbolSpec
     snapshot: list[tuple[int, int, int]]  # (side, tick, lots)
-    items: list[tuple[int, tuple]]
-    duration_ns: int
+    make_items: Callable[[], Iterator[tuple[int, tuple]]]
     source: str
+
+    def iter_items(self) -> Iterator[tuple[int, tuple]]:
+        return self.make_items()
 
 
 def _ticks(text: str, step: float) -> int:
     return int(round(float(text) / step))
+
+
+class _Converter:
+    """Binance message dicts -> replay items in integer ticks/lots (price/qty strings repeat: cache them)."""
+
+    def __init__(self, spec: SymbolSpec):
+        self.tick, self.lot = spec.tick_size, spec.lot_size
+        self.px_cache: dict[str, int] = {}
+        self.qty_cache: dict[str, int] = {}
+
+    def px(self, text: str) -> int:
+        v = self.px_cache.get(text)
+        if v is None:
+            v = self.px_cache[text] = _ticks(text, self.tick)
+        return v
+
+    def qty(self, text: str) -> int:
+        v = self.qty_cache.get(text)
+        if v is None:
+            v = self.qty_cache[text] = _ticks(text, self.lot)
+        return v
+
+    def snapshot(self, snap: dict) -> list[tuple[int, int, int]]:
+        out = []
+        for side, key in ((BID, "bids"), (ASK, "asks")):
+            for px, qty in snap.get(key, ()):
+                lots = self.qty(qty)
+                if lots > 0:
+                    out.append((side, self.px(px), lots))
+        return out
+
+    def items(self, rows, t0: int, last_id: int) -> Iterator[tuple[int, tuple]]:
+        px, qty = self.px, self.qty
+        for ts, data in rows:
+            kind = data.get("e")
+            if kind == "depthUpdate":
+                if data.get("u", 0) < last_id:
+                    continue  # already contained in the snapshot
+                changes = [(BID, px(p), qty(q)) for p, q in data.get("b", ())]
+                changes += [(ASK, px(p), qty(q)) for p, q in data.get("a", ())]
+                yield ts - t0, ("depth", changes)
+            elif kind == "bookTicker":
+                yield ts - t0, ("bbo", px(data["b"]), qty(data["B"]), px(data["a"]), qty(data["A"]))
+            elif kind == "trade" and data.get("X", "MARKET") == "MARKET":
+                yield ts - t0, ("trade", px(data["p"]), qty(data["q"]), bool(data["m"]))
 
 
 def _read_collector(path: str):
@@ -182,16 +232,16 @@ def _read_collector(path: str):
                 raise DataError(f"{path}:{lineno}: malformed collector line ({exc})") from None
 
 
+def _data(msg, source: str) -> dict:
+    data = msg.get("data", msg) if isinstance(msg, dict) else None
+    if not isinstance(data, dict):
+        raise DataError(f"{source}: expected JSON objects, got {type(msg).__name__}")
+    return data
+
+
 @lru_cache(maxsize=8)
-def load_recorded(path: str, tick_size: float | None = None, lot_size: float | None = None) -> RecordedFeed:
-    """Parse a raw Binance USD-M collector file (`<19-digit ns> <json>` per line, gzip or plain)."""
-    symbol_hint = Path(path).name.split("_")[0].upper()
-    return build_feed(_read_collector(path), str(path), symbol_hint, tick_size, lot_size)
-
-
-def build_feed(messages, source: str, symbol_hint: str = "", tick_size: float | None = None,
-               lot_size: float | None = None) -> RecordedFeed:
-    """Turn collector-format messages into replay items.
+def load_recorded(path: str, tick_size: float | None = None, lot_size: float | None = None) -> Feed:
+    """Parse a raw Binance USD-M collector file (`<19-digit ns> <json>` per line, gzip or plain), eagerly.
 
     Replay starts at the first REST depth snapshot; earlier stream messages are skipped (the book has no base
     before it). Without any snapshot the book is built from the diffs alone, starting empty.
@@ -199,10 +249,8 @@ def build_feed(messages, source: str, symbol_hint: str = "", tick_size: float | 
     rows: list[tuple[int, dict]] = []
     symbol = None
     snapshot_index = None
-    for ts, msg in messages:
-        data = msg.get("data", msg) if isinstance(msg, dict) else None
-        if not isinstance(data, dict):
-            raise DataError(f"{source}: expected JSON objects, got {type(msg).__name__}")
+    for ts, msg in _read_collector(path):
+        data = _data(msg, path)
         if "lastUpdateId" in data:
             if snapshot_index is None:
                 snapshot_index = len(rows)
@@ -211,78 +259,53 @@ def build_feed(messages, source: str, symbol_hint: str = "", tick_size: float | 
         if symbol is None and "s" in data:
             symbol = data["s"].upper()
         rows.append((ts, data))
-    symbol = symbol or symbol_hint
-    if not symbol:
-        raise DataError(f"{source}: cannot tell the symbol (no message carries 's')")
+    symbol = symbol or Path(path).name.split("_")[0].upper()
     spec = spec_for(symbol, tick_size, lot_size)
-    tick, lot = spec.tick_size, spec.lot_size
-    px_cache: dict[str, int] = {}
-    qty_cache: dict[str, int] = {}
-
-    def px_tick(text: str) -> int:
-        v = px_cache.get(text)
-        if v is None:
-            v = px_cache[text] = _ticks(text, tick)
-        return v
-
-    def qty_lots(text: str) -> int:
-        v = qty_cache.get(text)
-        if v is None:
-            v = qty_cache[text] = _ticks(text, lot)
-        return v
-
-    snapshot: list[tuple[int, int, int]] = []
-    start = 0
-    last_id = 0
+    conv = _Converter(spec)
     if snapshot_index is not None:
-        start = snapshot_index + 1
-        snap = rows[snapshot_index][1]
-        last_id = snap["lastUpdateId"]
-        for side, key in ((BID, "bids"), (ASK, "asks")):
-            for px, qty in snap.get(key, ()):
-                lots = qty_lots(qty)
-                if lots > 0:
-                    snapshot.append((side, px_tick(px), lots))
-    t0 = rows[snapshot_index][0] if snapshot_index is not None else (rows[0][0] if rows else 0)
-    items: list[tuple[int, tuple]] = []
-    for ts, data in rows[start:]:
-        kind = data.get("e")
-        if kind == "depthUpdate":
-            if data.get("u", 0) < last_id:
-                continue  # already contained in the snapshot
-            changes = [(BID, px_tick(px), qty_lots(q)) for px, q in data.get("b", ())]
-            changes += [(ASK, px_tick(px), qty_lots(q)) for px, q in data.get("a", ())]
-            items.append((ts - t0, ("depth", changes)))
-        elif kind == "bookTicker":
-            items.append((ts - t0, ("bbo", px_tick(data["b"]), qty_lots(data["B"]),
-                                    px_tick(data["a"]), qty_lots(data["A"]))))
-        elif kind == "trade":
-            if data.get("X", "MARKET") != "MARKET":
-                continue
-            items.append((ts - t0, ("trade", px_tick(data["p"]), qty_lots(data["q"]), bool(data["m"]))))
-    items.sort(key=lambda it: it[0])  # collector timestamps are monotonic; keep a stable order regardless
-    duration = items[-1][0] if items else 0
-    return RecordedFeed(symbol, spec, snapshot, items, duration, source)
+        snap_ts, snap = rows[snapshot_index]
+        snapshot, last_id, rest = conv.snapshot(snap), snap["lastUpdateId"], rows[snapshot_index + 1:]
+    else:
+        snap_ts, snapshot, last_id, rest = (rows[0][0] if rows else 0), [], 0, rows
+    items = sorted(conv.items(rest, snap_ts, last_id), key=lambda it: it[0])  # stable; collector is monotonic
+    return Feed(symbol, spec, snapshot, lambda: iter(items), str(path))
 
 
-@lru_cache(maxsize=8)
-def synthetic_feed(symbol: str, minutes: float = 2.0, seed: int = 1) -> RecordedFeed:
-    """The data package's synthetic Binance feed (Hawkes trades, random-walk book), deterministic per seed."""
+def synthetic_feed(symbol: str, minutes: float = 1440.0, seed: int = 1) -> Feed:
+    """The data package's synthetic Binance feed (Hawkes trades, random-walk book), generated lazily while it
+    is replayed, deterministic per seed (default: a day long, so paper trading sees no loop seam)."""
     from ..data.synthetic import FeedConfig, SyntheticFeed
 
     spec = spec_for(symbol)
     price = {"BTCUSDT": 61_000.0, "ETHUSDT": 2_600.0}.get(spec.symbol, 100.0)
     config = FeedConfig(symbol=spec.symbol, minutes=minutes, seed=seed, tick_size=spec.tick_size,
                         lot_size=spec.lot_size, initial_price=price, mark_price=False)
-    return build_feed(SyntheticFeed(config).messages(), f"synthetic:{spec.symbol}", spec.symbol)
+    source = f"synthetic:{spec.symbol}"
+    conv = _Converter(spec)
+
+    def start():
+        messages = SyntheticFeed(config).messages()
+        for ts, msg in messages:
+            data = _data(msg, source)
+            if "lastUpdateId" in data:
+                return ts, data, ((t, _data(m, source)) for t, m in messages)
+        raise DataError(f"{source}: the generator produced no depth snapshot")
+
+    t0, snap, _ = start()
+
+    def make_items():
+        t0, snap, rows = start()
+        return conv.items(rows, t0, snap["lastUpdateId"])
+
+    return Feed(spec.symbol, spec, conv.snapshot(snap), make_items, source)
 
 
-def open_feed(source: str, seed: int = 1) -> RecordedFeed:
+def open_feed(source: str, seed: int = 1) -> Feed:
     """`source` is a collector file path or `synthetic:SYMBOL[:minutes]`."""
     if source.startswith("synthetic:"):
         parts = source.split(":")
         try:
-            minutes = float(parts[2]) if len(parts) > 2 else 2.0
+            minutes = float(parts[2]) if len(parts) > 2 else 1440.0
         except ValueError:
             raise DataError(f"{source}: expected synthetic:SYMBOL[:minutes]") from None
         return synthetic_feed(parts[1], minutes, seed)

@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from ..errors import ConfigError
 from .faults import FAULT_KINDS, FaultInjector, parse_fault_spec
-from .market import ASK, BID, RecordedFeed, SymbolSpec, open_feed
+from .market import ASK, BID, Feed, SymbolSpec, open_feed
 from .matching import Account, ApiError, Market, Venue, money
 from .streams import DEPTH_INTERVALS, Conn, StreamHub
 
@@ -69,7 +69,7 @@ class _SymbolStream:
     """Per-symbol update-id chain of the emulator's own diff-depth stream and its coalesced variants."""
 
     market: Market
-    feed: RecordedFeed
+    feed: Feed
     name: str
     last_u: int = 1_000_000
     pending: dict[int, dict] = field(default_factory=dict)  # interval -> {(side, tick): lots}
@@ -302,11 +302,10 @@ class Emulator:
 
     async def _replay(self, st: _SymbolStream) -> None:
         loop = asyncio.get_running_loop()
-        items = st.feed.items
         while True:
             start = loop.time()
             speed = self.config.speed
-            for n, (offset, item) in enumerate(items):
+            for n, (offset, item) in enumerate(st.feed.iter_items()):
                 delay = start + offset / 1e9 / speed - loop.time() if speed > 0 else 0.0
                 if delay > 0.0005:
                     await asyncio.sleep(delay)
