@@ -355,8 +355,8 @@ def test_admin_endpoints(emu):
     run(go())
 
 
-def test_natural_listen_key_expiry_and_connection_lifetime(sample_data_dir):
-    config = EmulatorConfig(listen_key_validity_s=1.0, max_connection_s=1.5)
+def test_natural_listen_key_expiry_connection_lifetime_and_order_latency(sample_data_dir):
+    config = EmulatorConfig(listen_key_validity_s=1.0, max_connection_s=1.5, order_latency_ms=300)
     with Emulator.start(sample_data_dir / "btcusdt_20240808.gz", speed=5.0, config=config) as emu:
         emu.add_account("k", "s")
 
@@ -371,6 +371,13 @@ def test_natural_listen_key_expiry_and_connection_lifetime(sample_data_dir):
                 while msg.type == aiohttp.WSMsgType.TEXT:  # market data flows until the lifetime limit
                     msg = await asyncio.wait_for(market.receive(), 5)
                 assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                t0 = time.monotonic()
+                status, _, _ = await c.order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                             quantity="0.002", price="50000.0")
+                assert status == 200 and time.monotonic() - t0 >= 0.3  # order entry latency
+                t0 = time.monotonic()
+                await c.public("GET", "/fapi/v1/time")
+                assert time.monotonic() - t0 < 0.3  # only order requests are delayed
 
         asyncio.run(go())
 

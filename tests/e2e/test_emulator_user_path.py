@@ -366,3 +366,40 @@ def test_signature_over_query_plus_body_split_forms(emu):
         assert {"split-1", "split-2"} <= {o["clientOrderId"] for o in emu.orders("alice")}
 
     asyncio.run(run())
+
+
+def test_accounts_are_isolated(emu):
+    async def run():
+        async with EmuClient(emu, "alice", "alice-secret") as alice, EmuClient(emu, "bob", "bob-secret") as bob:
+            bob_stream = await bob.ws("/ws/" + await bob.listen_key())
+            status, mine, _ = await alice.order(symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                                quantity="0.010", price="2000.00", newClientOrderId="alice-only")
+            assert status == 200
+            _, theirs, _ = await bob.signed("GET", "/fapi/v1/openOrders", symbol="ETHUSDT")
+            assert "alice-only" not in {o["clientOrderId"] for o in theirs}
+            _, body, _ = await bob.signed("DELETE", "/fapi/v1/order", symbol="ETHUSDT", orderId=mine["orderId"])
+            assert body["code"] == -2011  # another account's order is unknown
+            await alice.signed("DELETE", "/fapi/v1/order", symbol="ETHUSDT", orderId=mine["orderId"])
+            with pytest.raises(asyncio.TimeoutError):
+                while True:  # bob's user stream never carries alice's order
+                    m = await recv_json(bob_stream, timeout=0.5)
+                    assert m.get("o", {}).get("c") != "alice-only"
+            await bob_stream.close()
+
+    asyncio.run(run())
+
+
+def test_feed_loop_keeps_the_chain(sample_data_dir):
+    """A short synthetic feed loops several times; the diff chain and the book stay consistent across seams."""
+    with Emulator.start("synthetic:BTCUSDT:0.05", speed=2.0) as emu:
+        async def run():
+            async with EmuClient(emu) as c:
+                ws = await c.ws("/ws/btcusdt@depth@0ms")
+                last = (await recv_json(ws))["u"]
+                while emu.state()["books"]["BTCUSDT"]["feed_loops"] < 2:
+                    m = await recv_json(ws)
+                    assert m["pu"] == last
+                    last = m["u"]
+                await ws.close()
+
+        asyncio.run(run())

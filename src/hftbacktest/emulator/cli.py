@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--weight-limit", type=int, default=2400, help="request weight per minute before 429")
     p.add_argument("--order-limit-10s", type=int, default=300, help="orders per 10 s per account before -1015")
     p.add_argument("--order-limit-1m", type=int, default=1200, help="orders per minute per account before -1015")
+    p.add_argument("--order-latency-ms", type=float, default=0.0,
+                   help="delay before order requests reach the matching engine (paper-trading realism)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)
 
@@ -62,7 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     config = EmulatorConfig(speed=args.speed, loop=not args.no_loop, seed=args.seed, ping_interval=args.ping_interval,
                             listen_key_validity_s=args.listen_key_validity, max_connection_s=args.max_connection_s,
                             weight_limit=args.weight_limit, order_limit_10s=args.order_limit_10s,
-                            order_limit_1m=args.order_limit_1m, maker_fee=args.maker_fee, taker_fee=args.taker_fee)
+                            order_limit_1m=args.order_limit_1m, maker_fee=args.maker_fee, taker_fee=args.taker_fee,
+                            order_latency_ms=args.order_latency_ms)
     accounts = _accounts(args.account)
 
     async def main() -> None:

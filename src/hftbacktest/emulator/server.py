@@ -58,6 +58,7 @@ class EmulatorConfig:
     ban_after: int = 3  # requests sent while rate limited before the 418 ban
     ban_s: float = 120.0
     mark_price_interval_s: float = 1.0
+    order_latency_ms: float = 0.0  # time before an order request reaches the matching engine
     ws_queue_limit: int = 200_000
     maker_fee: float = 0.0002  # VIP0
     taker_fee: float = 0.0005
@@ -77,6 +78,7 @@ class _SymbolStream:
     last_flushed: dict[int, int] = field(default_factory=dict)
     trade_id: int = 1_000_000
     last_bbo: tuple = ()
+    loops: int = 0  # times the feed restarted
 
 
 WEIGHTS = {
@@ -321,9 +323,10 @@ class Emulator:
             if not self.config.loop:
                 return
             await asyncio.sleep(0)
+            st.loops += 1
             self._reset_book(st)
 
-    def _apply_depth(self, st: _SymbolStream, changes, uncross_side: int | None = None) -> None:
+    def _apply_depth(self, st: _SymbolStream, changes) -> None:
         market, book = st.market, st.market.book
         venue = self.venue
         prev_bb, prev_ba = book.best_bid, book.best_ask
@@ -337,7 +340,7 @@ class Emulator:
         # newest information wins: levels of the other side that the update crossed are gone
         bb, ba = book.best_bid, book.best_ask
         if bb is not None and ba is not None and bb >= ba:
-            stale = ASK if uncross_side is None and bb != prev_bb else BID if uncross_side is None else uncross_side
+            stale = ASK if bb != prev_bb else BID  # the side this update did not move is the stale one
             while book.best_bid is not None and book.best_ask is not None and book.best_bid >= book.best_ask:
                 tick = book.best_ask if stale == ASK else book.best_bid
                 book.set(stale, tick, 0)
@@ -572,7 +575,8 @@ class Emulator:
         out["ws_connections"] = len(self._ws_all)
         out["messages_published"] = self.messages_published
         out["books"] = {s: {"last_update_id": st.last_u, "best_bid": st.market.book.best_bid,
-                            "best_ask": st.market.book.best_ask} for s, st in self.streams.items()}
+                            "best_ask": st.market.book.best_ask, "feed_loops": st.loops}
+                        for s, st in self.streams.items()}
         out["faults_armed"] = [f.kind for f in self.faults.faults]
         return out
 
@@ -608,6 +612,8 @@ class Emulator:
             if early is not None:
                 return early
         body = await request.text() if request.can_read_body else ""
+        if self.config.order_latency_ms and path in ("/fapi/v1/order", "/fapi/v1/batchOrders") and method != "GET":
+            await asyncio.sleep(self.config.order_latency_ms / 1000.0)
         try:
             result = await self._dispatch(request, method, path, body, headers)
             response = self._json(result, headers=headers)
