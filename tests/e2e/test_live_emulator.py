@@ -1,0 +1,228 @@
+"""End to end on loopback: emulator process + connector process + a LiveBot running the grid strategy.
+
+Every assertion about orders is checked against the emulator's own ledger and state (`/_emu/ledger`,
+`/_emu/state`): orders placed, filled, cancelled; none lost or duplicated; the bot's position equals the account's.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import urllib.request
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "e2e-"
+KEY = SECRET = "demo"
+
+
+def _load_example(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # numba's on-disk cache must be able to import the strategy's module again
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Proc:
+    """A child process whose output lines are collected by a thread, so tests wait on lines, not on time."""
+
+    def __init__(self, args, stream: str):
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        for pipe in (self.p.stdout, self.p.stderr):
+            threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
+
+    def _pump(self, pipe):
+        for line in pipe:
+            self.log.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 60.0, start: bool = False) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.p.poll() is not None and self.lines.empty():
+                raise AssertionError(f"never saw {text!r}; output:\n{''.join(self.log[-40:])}")
+            try:
+                line = self.lines.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            if line.startswith(text) if start else text in line:
+                return line
+
+    def stop(self, sig=None) -> int:
+        if self.p.poll() is None:
+            self.p.terminate() if sig is None else self.p.send_signal(sig)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        return self.p.returncode
+
+
+class Venue:
+    def __init__(self, rest: str, ws: str, name: str, connector: Proc, emulator: Proc):
+        self.rest, self.ws, self.name, self.connector, self.emulator = rest, ws, name, connector, emulator
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.rest + path, timeout=10) as resp:
+            return orjson.loads(resp.read())
+
+    def post(self, path: str, body: dict):
+        req = urllib.request.Request(self.rest + path, data=orjson.dumps(body), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return orjson.loads(resp.read())
+
+    def account(self) -> dict:
+        return self.get("/_emu/state")["accounts"][KEY]
+
+    def ledger(self) -> list[dict]:
+        return self.get(f"/_emu/ledger?api_key={KEY}")
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("live")
+    emu = Proc([sys.executable, "-m", "hftbacktest.cli", "emulator", "--market", "synthetic:BTCUSDT", "--seed", "7",
+                "--listen-key-validity", "3600"], "stdout")
+    rest = emu.wait_for("REST ", start=True).split()[1]
+    ws = emu.wait_for("WS ", start=True).split()[1]
+    cfg = tmp / "connector.toml"
+    cfg.write_text(f'stream_url = "{ws}"\napi_url = "{rest}"\norder_prefix = "{PREFIX}"\n'
+                   f'api_key = "{KEY}"\nsecret = "{SECRET}"\nbackoff_max_s = 1.0\n')
+    cfg.chmod(0o600)
+    name = f"e2e{os.getpid()}"
+    con = Proc([sys.executable, "-m", "hftbacktest.connector", "--name", name, "--connector", "binancefutures",
+                "--config", str(cfg)], "stderr")
+    con.wait_for(f"connector {name!r} up")
+    v = Venue(rest, ws, name, con, emu)
+    yield v
+    rc = con.stop()
+    emu.stop()
+    assert rc == 0, "".join(con.log[-30:])  # SIGTERM is a graceful shutdown
+    assert not any(KEY in line and "api_key" in line for line in con.log)
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return _load_example("gridtrading")
+
+
+def _bot(venue, errors, latency_path=None):
+    from hftbacktest.live import HashMapMarketDepth, Instrument, LiveBotBuilder, OrderLatencyLogger
+
+    b = (LiveBotBuilder()
+         .register(Instrument(venue.name, "BTCUSDT", 0.1, 0.001, HashMapMarketDepth(0.1, 0.001)))
+         .error_handler(errors.append))
+    if latency_path:
+        b = b.order_recorder(OrderLatencyLogger(latency_path))
+    return b.build()
+
+
+def _open_orders(hbt) -> dict[int, tuple]:
+    out = {}
+    it = hbt.orders(0).values()
+    while it.has_next():
+        o = it.get()
+        if o.status in (1, 5):
+            out[int(o.order_id)] = (int(o.price_tick), int(o.side))
+    return out
+
+
+def _settle(hbt, venue, seconds=10.0):
+    """Let every update in flight reach the bot: poll until the bot's and the exchange's views agree."""
+    deadline = time.monotonic() + seconds
+    while True:
+        hbt.elapse(100_000_000)
+        acct = venue.account()
+        pos = acct["positions"].get("BTCUSDT", {}).get("qty", 0.0)
+        exch_open = {(round(float(o["price"]) / 0.1), 1 if o["side"] == "BUY" else -1)
+                     for o in acct["open_orders"] if o["clientOrderId"].startswith(PREFIX)}
+        bot_open = set(_open_orders(hbt).values())
+        if (abs(hbt.position(0) - pos) < 1e-9 and bot_open == exch_open) or time.monotonic() > deadline:
+            return pos, exch_open, bot_open
+
+
+def _check_ledger(ledger):
+    """Each client order id is created once and ends at most once."""
+    ours = [e for e in ledger if str(e.get("clientOrderId", e.get("c", ""))).startswith(PREFIX)]
+    key = lambda e: e.get("clientOrderId", e.get("c"))
+    kind = lambda e: e.get("event", e.get("x", e.get("type")))
+    news = Counter(key(e) for e in ours if kind(e) == "NEW")
+    ends = Counter(key(e) for e in ours if kind(e) in ("CANCELED", "EXPIRED", "FILLED", "REJECTED"))
+    assert news and max(news.values()) == 1, "an order was created twice"
+    assert not ends or max(ends.values()) == 1, "an order ended twice"
+    return ours, kind
+
+
+def test_grid_strategy_live_matches_the_exchange(venue, grid, tmp_path):
+    from hftbacktest import Recorder
+    from hftbacktest.live import ErrorKind
+
+    errors = []
+    latency = tmp_path / "latency.jsonl"
+    hbt = _bot(venue, errors, latency)
+    try:
+        recorder = Recorder(1, 10_000)
+        # Tight grid (1 tick from mid, 1-tick spacing) so the synthetic market trades through it within seconds.
+        steps = grid.gridtrading(hbt, recorder.recorder, 80, 100_000_000, 3, 1, 1, 0.002, 0.01)
+        assert steps == 80
+        pos, exch_open, bot_open = _settle(hbt, venue)
+        assert abs(hbt.position(0) - pos) < 1e-9
+        assert bot_open == exch_open
+        ours, kind = _check_ledger(venue.ledger())
+        kinds = Counter(kind(e) for e in ours)
+        assert kinds["NEW"] > 5 and kinds["CANCELED"] > 0 and kinds["TRADE"] + kinds["FILLED"] > 0, kinds
+        assert not [e for e in errors if e.kind == ErrorKind.CriticalConnectionError]
+    finally:
+        hbt.close()
+
+    from hftbacktest.live import latency_log_to_npz
+
+    arr = latency_log_to_npz([latency], tmp_path / "latency.npz")
+    assert len(arr) >= kinds["NEW"] // 2 and np.all(np.diff(arr["req_ts"]) >= 0)
+    answered = arr[arr["exch_ts"] > 0]
+    assert np.all(answered["resp_ts"] >= answered["req_ts"])
+
+
+def test_latency_log_drives_a_backtest_of_the_same_strategy(grid, tmp_path, sample_data_dir):
+    """The same @njit function runs as a backtest, with order latency taken from a live-style log."""
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest, Recorder
+    from hftbacktest.data.utils import binancefutures
+    from hftbacktest.live import OrderLatencyLogger, latency_log_to_npz
+
+    data = binancefutures.convert(str(sample_data_dir / "btcusdt_20240808.gz"), combined_stream=True)
+    start = int(data["local_ts"][0])
+    log = OrderLatencyLogger(tmp_path / "lat.jsonl")
+    for k in range(200):  # 20 ms entry, 40 ms round trip, across the data's time span
+        t = start + k * 1_000_000_000
+        log.record(t, t + 20_000_000, t + 40_000_000, 1)
+    log.close()
+    latency_log_to_npz([tmp_path / "lat.jsonl"], tmp_path / "lat.npz")
+    asset = (BacktestAsset().data([data]).linear_asset(1.0).intp_order_latency([str(tmp_path / "lat.npz")])
+             .power_prob_queue_model(2.0).no_partial_fill_exchange().trading_value_fee_model(0.0, 0.0)
+             .tick_size(0.1).lot_size(0.001))
+    hbt = HashMapMarketDepthBacktest([asset])
+    recorder = Recorder(1, 100_000)
+    steps = grid.gridtrading(hbt, recorder.recorder, 600, 100_000_000, 3, 1, 1, 0.002, 0.01)
+    assert steps == 600
+    assert hbt.state_values(0)["num_trades"] > 0
+    hbt.close()
