@@ -44,7 +44,8 @@ BACKSLASH = 92
 
 @njit(cache=True, inline="always")
 def _ws(c):
-    return c == 32 or c == 9 or c == 13 or c == 10
+    """Whitespace inside a line (a newline always ends the line: no scan may cross it)."""
+    return c == 32 or c == 9 or c == 13
 
 
 @njit(cache=True)
@@ -64,7 +65,7 @@ def _value_end(buf, p, e):
         q = p + 1
         while q < e:
             b = buf[q]
-            if b == BACKSLASH:
+            if b == BACKSLASH or b == 10:
                 return -1
             if b == QUOTE:
                 return q + 1
@@ -76,6 +77,8 @@ def _value_end(buf, p, e):
         in_str = False
         while q < e:
             b = buf[q]
+            if b == 10:
+                return -1
             if in_str:
                 if b == BACKSLASH:
                     return -1
@@ -94,7 +97,7 @@ def _value_end(buf, p, e):
     q = p
     while q < e:
         b = buf[q]
-        if b == COMMA or b == RBRACE or b == RBRACK or _ws(b):
+        if b == COMMA or b == RBRACE or b == RBRACK or b == 10 or _ws(b):
             break
         q += 1
     return q if q > p else -1
@@ -164,7 +167,7 @@ def _scan_object(buf, p, e, ks, ke):
         k0 = p + 1
         k1 = k0
         while k1 < e and buf[k1] != QUOTE:
-            if buf[k1] == BACKSLASH:
+            if buf[k1] == BACKSLASH or buf[k1] == 10:
                 return -1
             k1 += 1
         if k1 >= e or k1 == k0:
@@ -383,7 +386,7 @@ def _scan_event(buf, p, e, ks, ke, rf, n):
         k0 = p + 1
         k1 = k0
         while k1 < e and buf[k1] != QUOTE:
-            if buf[k1] == BACKSLASH:
+            if buf[k1] == BACKSLASH or buf[k1] == 10:
                 return -1, b0, b1, a0, a1
             k1 += 1
         if k1 >= e or k1 == k0:
@@ -447,7 +450,7 @@ def _top_data(buf, p, e):
         k0 = p + 1
         k1 = k0
         while k1 < e and buf[k1] != QUOTE:
-            if buf[k1] == BACKSLASH:
+            if buf[k1] == BACKSLASH or buf[k1] == 10:
                 return -1
             k1 += 1
         if k1 >= e:
@@ -469,24 +472,69 @@ def _top_data(buf, p, e):
 
 
 @njit(cache=True)
-def _envelope_tail_ok(buf, p, e):
-    """After the data object: only further key/value pairs and the closing brace may follow."""
+def _envelope_end(buf, p, e):
+    """After the data object: further key/value pairs, then the closing brace. Index after it, or -1."""
     p = _skip_ws(buf, p, e)
     while p < e and buf[p] == COMMA:
         p = _skip_ws(buf, p + 1, e)
         if p >= e or buf[p] != QUOTE:
-            return False
+            return -1
         v = _value_end(buf, p, e)
         if v < 0:
-            return False
+            return -1
         p = _skip_ws(buf, v, e)
         if p >= e or buf[p] != COLON:
-            return False
+            return -1
         v = _value_end(buf, _skip_ws(buf, p + 1, e), e)
         if v < 0:
-            return False
+            return -1
         p = _skip_ws(buf, v, e)
-    return p < e and buf[p] == RBRACE and _skip_ws(buf, p + 1, e) == e
+    if p < e and buf[p] == RBRACE:
+        return p + 1
+    return -1
+
+
+ROW_MARGIN = 1 << 16  # rows kept free before each line (a diff line of n levels is > 10*n bytes long)
+
+
+@njit(cache=True)
+def _digits(buf, a, b):
+    v = 0
+    for q in range(a, b):
+        v = v * 10 + (buf[q] - 48)
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _parse_one(buf, pos, end, ts_digits, combined, ks, ke, rf, nrow):
+    """Scan one line's timestamp and JSON object; fill ks/ke and the b/a level rows.
+
+    Returns (index of the line's newline, or `end` when the buffer ends right after the JSON, or -1; and the
+    b/a row spans).
+    """
+    q = pos
+    while q < end and 48 <= buf[q] <= 57:
+        q += 1
+    if q - pos != ts_digits or q >= end or buf[q] != 32:
+        return -1, -1, -1, -1, -1
+    p = _skip_ws(buf, q + 1, end)
+    if combined:
+        d = _top_data(buf, p, end)
+        if d < 0:
+            return -1, -1, -1, -1, -1
+        d_end, b0, b1, a0, a1 = _scan_event(buf, d, end, ks, ke, rf, nrow)
+        if d_end < 0:
+            return -1, -1, -1, -1, -1
+        e = _envelope_end(buf, d_end, end)
+    else:
+        d_end, b0, b1, a0, a1 = _scan_event(buf, p, end, ks, ke, rf, nrow)
+        e = d_end
+    if e < 0:
+        return -1, -1, -1, -1, -1
+    e = _skip_ws(buf, e, end)
+    if e < end and buf[e] != 10:
+        return -1, -1, -1, -1, -1
+    return e, b0, b1, a0, a1
 
 
 @njit(cache=True)
@@ -514,39 +562,20 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
     ke = np.empty(N_KEYS, np.int64)
     cap_rows = ru.shape[0]
     cap_msgs = len(m_line)
-    zero = np.uint64(0)
     while pos < end:
-        nl = pos
-        while nl < end and buf[nl] != 10:
-            nl += 1
-        if nl >= end and not final:
-            return ST_DONE, pos, line_no, nrow, nmsg
-        if nmsg >= cap_msgs or cap_rows - nrow < (nl - pos) // 9 + 4:
+        if nmsg >= cap_msgs or cap_rows - nrow < ROW_MARGIN:
             return ST_FULL, pos, line_no, nrow, nmsg
-        # local timestamp
-        q = pos
-        ts = 0
-        while q < nl and 48 <= buf[q] <= 57:
-            ts = ts * 10 + (buf[q] - 48)
-            q += 1
-        if q - pos != ts_digits or q >= nl or buf[q] != 32:
+        # The JSON is scanned up to the chunk end (no separate newline pass); the line must end right after it.
+        # Any failure looks for the newline: a line cut by the chunk end waits for more data, else slow path.
+        nl, b0, b1, a0, a1 = _parse_one(buf, pos, end, ts_digits, combined, ks, ke, rf, nrow)
+        if nl < 0:
+            nl = line_end(buf, pos, end)
+            if nl >= end and not final:
+                return ST_DONE, pos, line_no, nrow, nmsg
             return ST_FALLBACK, pos, line_no, nrow, nmsg
-        ts *= ts_mul
-        p = _skip_ws(buf, q + 1, nl)
-        e = nl
-        while e > p and _ws(buf[e - 1]):
-            e -= 1
-        if combined:
-            d = _top_data(buf, p, e)
-            if d < 0:
-                return ST_FALLBACK, pos, line_no, nrow, nmsg
-            d_end, b0, b1, a0, a1 = _scan_event(buf, d, e, ks, ke, rf, nrow)
-            if d_end < 0 or not _envelope_tail_ok(buf, d_end, e):
-                return ST_FALLBACK, pos, line_no, nrow, nmsg
-        else:
-            d_end, b0, b1, a0, a1 = _scan_event(buf, p, e, ks, ke, rf, nrow)
-            if d_end < 0 or _skip_ws(buf, d_end, e) != e:
-                return ST_FALLBACK, pos, line_no, nrow, nmsg
+        if nl >= end and not final:
+            return ST_DONE, pos, line_no, nrow, nmsg  # the newline is not in this chunk yet
+        ts = _digits(buf, pos, pos + ts_digits) * ts_mul
         if ks[K_EVT] < 0:
             return ST_FALLBACK, pos, line_no, nrow, nmsg
         ea = ks[K_EVT]
