@@ -123,3 +123,35 @@ def test_output_file_matches_return_value(edge_file, tmp_path):
 def test_unknown_keyword_is_a_type_error(edge_file):
     with pytest.raises(TypeError):
         binancefutures.convert(str(edge_file), compress=True)
+
+
+# --- binancehistmktdata (CSV) -------------------------------------------------------------------------------
+HIST_DEPTH = "symbol,timestamp,trans_id,first_update_id,last_update_id,side,update_type,price,qty\n" + "\n".join(
+    f"BTCUSDT,{1700000000000 + (i * 7) % 50},{i},{i},{i},{'b' if i % 3 else 'a'},{'snap' if i < 5 else 'set'},"
+    f"{60000 + (i % 11) * 0.1 if i % 3 else 60002 + (i % 7) * 0.1:.1f},{(i * 13) % 9 * 0.001:.3f}" for i in range(60))
+HIST_TRADES = "id,price,qty,quote_qty,time,is_buyer_maker\n" + "\n".join(
+    f"{i},{60001 + (i % 5) * 0.1:.1f},{0.001 * (i + 1):.3f},1,{1700000000003 + i * 3},{'true' if i % 2 else 'false'}"
+    for i in range(30))
+# sha256 prefixes from the reference on exactly these files (with and without header rows): convert with
+# (feed_latency, base_latency) = (0, 0) and (1.7, 0); convert_snapshot with feed_latency 0 and 2.5.
+HIST_CONVERT = {(0, 0): "ef7ce54c7a7faf05", (1.7, 0): "534409c3115748f6"}
+HIST_SNAPSHOT = {0: "1a6f427f58f9e3f7", 2.5: "9d2597725b3dd87b"}
+
+
+def test_binancehistmktdata_matches_reference(tmp_path):
+    from hftbacktest.data.utils import binancehistmktdata as hist
+
+    for name, text in (("d", HIST_DEPTH), ("t", HIST_TRADES)):
+        (tmp_path / f"{name}.csv").write_text(text)
+        (tmp_path / f"{name}_nohdr.csv").write_text(text.split("\n", 1)[1])
+    for (feed, base), digest in HIST_CONVERT.items():
+        for suffix in ("", "_nohdr"):
+            with contextlib.redirect_stdout(io.StringIO()):
+                a = hist.convert(str(tmp_path / f"d{suffix}.csv"), str(tmp_path / f"t{suffix}.csv"),
+                                 feed_latency=feed, base_latency=base)
+            assert _digest(a)[:16] == digest
+            assert np.all((a["ev"][(a["ev"] & 0xFF) == 2] & (1 << 28)) != 0)  # reference: every trade is SELL
+    for feed, digest in HIST_SNAPSHOT.items():
+        with contextlib.redirect_stdout(io.StringIO()):
+            s = hist.convert_snapshot(str(tmp_path / "d.csv"), feed_latency=feed)
+        assert _digest(s)[:16] == digest
