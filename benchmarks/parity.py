@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                 name = run["name"]
                 o, r = traced["ours"].get(name, {}), traced["ref"].get(name, {})
                 if "trace" not in o or "trace" not in r:
-                    findings.append(f"## {name}\n\nno trace: ours={o.get('error', 'missing')} "
-                                    f"ref={r.get('error', 'missing')}\n")
+                    state = lambda x: "traced" if "trace" in x else x.get("error", "no result")  # noqa: E731
+                    findings.append(f"## {name}\n\nrun failed: ours={state(o)} ref={state(r)}\n")
                     continue
                 findings.append(f"## {name}\n\n{first_divergence(o['trace'], r['trace'])}\n")
                 findings.append("config: `" + json.dumps({k: v for k, v in run.items() if k != 'trace'}) + "`\n")
