@@ -10,15 +10,17 @@ import sys
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_demo_runs_end_to_end(tmp_path):
+    # From a cold numba cache this includes compiling the engine into the demo strategy (minutes of CPU on a
+    # loaded 2-core box); with a warm cache the run itself takes a few seconds.
     out = tmp_path / "demo_out"
     env = {**os.environ, "CI": "1", "COLUMNS": "120"}
     done = subprocess.run(
         [sys.executable, "-m", "hftbacktest.cli", "demo", "--out", str(out), "--minutes", "0.5", "--seed", "3"],
-        capture_output=True, text=True, env=env, timeout=540,
+        capture_output=True, text=True, env=env, timeout=580,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     text = done.stdout
