@@ -203,6 +203,53 @@ def test_grid_strategy_live_matches_the_exchange(venue, grid, tmp_path):
     assert np.all(answered["resp_ts"] >= answered["req_ts"])
 
 
+FAULTS = [
+    {"kind": "ws_drop", "channel": "market"},
+    {"kind": "depth_gap"},
+    {"kind": "listen_key_expire"},
+    {"kind": "rest_5xx", "status": 503, "when": "after", "path": "/fapi/v1/order"},
+    {"kind": "rest_429", "retry_after": 1, "path": "/fapi/v1/order"},
+    {"kind": "ws_drop", "channel": "user"},
+]
+
+
+def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
+    """Faults are injected between chunks of the running strategy; afterwards bot and exchange agree exactly."""
+    from hftbacktest import Recorder
+    from hftbacktest.live import ErrorKind
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        recorder = Recorder(1, 10_000)
+        grid.gridtrading(hbt, recorder.recorder, 10, 100_000_000, 3, 1, 1, 0.002, 0.01)
+        for fault in FAULTS:
+            venue.post("/_emu/fault", dict(fault))
+            assert grid.gridtrading(hbt, recorder.recorder, 15, 100_000_000, 3, 1, 1, 0.002, 0.01) == 15
+        pos, exch_open, bot_open = _settle(hbt, venue, 15.0)
+        assert abs(hbt.position(0) - pos) < 1e-9
+        assert bot_open == exch_open
+        _check_ledger(venue.ledger())
+        fired = {f["kind"] for f in venue.get("/_emu/faults") if f["what"] == "fired"}
+        assert {"ws_drop", "depth_gap", "listen_key_expire", "rest_5xx", "rest_429"} <= fired, fired
+        kinds = Counter(e.kind for e in errors)
+        assert kinds[ErrorKind.ConnectionInterrupted] >= 3  # market drop, depth gap, user stream drops
+        assert any(e.kind == ErrorKind.OrderError and isinstance(e.value, dict) and e.value.get("code") == -1003
+                   for e in errors)
+        # The book was rebuilt after the gap: it matches the exchange's within the time it takes to look.
+        book = _bbo(hbt)
+        top = venue.get("/_emu/state")["books"]["BTCUSDT"]
+        assert abs(book[0] - top["best_bid"]) <= 20 and abs(book[1] - top["best_ask"]) <= 20
+        assert book[0] < book[1]
+    finally:
+        hbt.close()
+
+
+def _bbo(hbt):
+    d = hbt.depth(0)
+    return d.best_bid_tick, d.best_ask_tick
+
+
 def test_latency_log_drives_a_backtest_of_the_same_strategy(grid, tmp_path, sample_data_dir):
     """The same @njit function runs as a backtest, with order latency taken from a live-style log."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest, Recorder

@@ -23,7 +23,7 @@ from ..kernels.exchange import apply_fill
 from ..kernels.state import asset_state_type, event_array_type, new_asset_state
 from ..kernels.orders import order_array_type
 from ..types import (
-    BUY, CANCELED, EXPIRED, FILLED, GTC, LIMIT, NEW, NONE, SELL, event_dtype, order_dtype,
+    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, SELL, event_dtype,
 )
 from .runtime import ST_HANDLER_FAILED, ST_INTERRUPTED, ST_MORE, runtime
 
@@ -73,6 +73,7 @@ live_bot_type = LiveBotType(
         ("st_counts", types.int64[::1]),
         ("st_latency", types.int64[:, ::1]),
         ("st_n_latency", types.int64[::1]),
+        ("st_replayed", types.uint8[::1]),
         ("modify_supported", types.boolean),
     ]
 )
@@ -145,7 +146,7 @@ structref.define_boxing(LiveBotType, LiveBot)
 
 @njit(cache=True)
 def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_asset, orders, order_asset, position,
-             position_set, counts, latency, n_latency):
+             position_set, counts, latency, n_latency, replayed):
     """Per instrument, an engine asset state used only on its local side (no latency model, no fees, no data)."""
     assets = List.empty_list(asset_state_type)
     no_data = np.zeros(0, event_dtype)
@@ -168,6 +169,7 @@ def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_ass
     b.st_counts = counts
     b.st_latency = latency
     b.st_n_latency = n_latency
+    b.st_replayed = replayed
     b.modify_supported = False
     return b
 
@@ -180,7 +182,8 @@ def new_live_bot(instruments: list, depth_modes: list[tuple[int, float, float]],
     roi_ub = np.array([m[2] for m in depth_modes], np.float64)
     record_trades = np.array([1 if i.last_trades_capacity > 0 else 0 for i in instruments], np.int64)
     return _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, rt.key, rt.feed, rt.feed_asset, rt.orders,
-                    rt.order_asset, rt.position, rt.position_set, rt.counts, rt.latency, rt.n_latency)
+                    rt.order_asset, rt.position, rt.position_set, rt.counts, rt.latency, rt.n_latency,
+                    rt.replayed)
 
 
 # --- the Python side, reached from objmode ----------------------------------------------------------------------
@@ -269,6 +272,28 @@ def _apply_orders(bot, n, now, wait_asset, wait_id, match_any):
 
 
 @njit(cache=True)
+def _forget_unreplayed(bot, a, n_ord):
+    """After a re-registration the connector's replay lists every live order of the asset: a local order it
+    does not list is gone (filled or cancelled while updates were lost) unless its submission is still pending."""
+    t = bot.assets[a].ord_l
+    for slot in range(t.top):
+        if t.used[slot] == 0:
+            continue
+        o = t.rec[slot]
+        if not (o.status == NEW or o.status == PARTIALLY_FILLED) or o.req == NEW:
+            continue
+        listed = False
+        for k in range(n_ord):
+            if bot.st_order_asset[k] == a and bot.st_orders[k].order_id == o.order_id:
+                listed = True
+                break
+        if not listed:
+            o.status = EXPIRED
+            o.req = NONE
+            t.dirty = True
+
+
+@njit(cache=True)
 def _wait(bot, timeout, mode, wait_asset, wait_id):
     """Poll the connectors until the condition of `mode` holds or `timeout` ns passed (whole batches only)."""
     key = bot.key
@@ -293,6 +318,10 @@ def _wait(bot, timeout, mode, wait_asset, wait_id):
                 result = ORDER_RESPONSE
         if result == OK and n_feed > 0 and (mode == _W_FEED or mode == _W_FEED_OR_ORDER):
             result = MARKET_FEED
+        for a in range(bot.num_assets):
+            if bot.st_replayed[a]:
+                _forget_unreplayed(bot, a, n_ord)
+                bot.st_replayed[a] = 0
         if st & ST_MORE:
             continue  # never return in the middle of a batch
         if st & ST_HANDLER_FAILED:

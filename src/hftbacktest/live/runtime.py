@@ -7,6 +7,7 @@ backtest engine's kernels; nothing else crosses the boundary.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 import logging
 import os
 import signal
@@ -94,6 +95,7 @@ class LiveRuntime:
         self.order_asset = np.zeros(_ORDER_CAP, np.int64)
         self.position = np.zeros(n, np.float64)
         self.position_set = np.zeros(n, np.uint8)
+        self.replayed = np.zeros(n, np.uint8)  # asset whose registration replay (its live orders) is staged
         self.counts = np.zeros(2, np.int64)  # staged feed rows, staged orders
         self.latency = np.zeros((256, 4), np.int64)  # answered requests: req_ts, exch_ts, resp_ts, req
         self.n_latency = np.zeros(1, np.int64)
@@ -102,6 +104,7 @@ class LiveRuntime:
         self.silent = [False] * len(self.connectors)
         self.last_activity = now
         self.in_batch = [False] * len(self.connectors)
+        self._pending_replay: list[deque] = [deque() for _ in self.connectors]
         self._channel_ids = range(len(self.channels))
         self._recvs = [ch.recv for ch in self.channels]
         self._n_feed = self._n_orders = 0
@@ -133,7 +136,9 @@ class LiveRuntime:
             self._old_handlers[sig] = signal.signal(sig, on_signal)
 
     def register(self, ci: int) -> None:
+        """(Re-)register this connector's instruments; each answer is a replay batch: live orders, position, book."""
         for symbol, asset in self.asset_of[ci].items():
+            self._pending_replay[ci].append(asset)
             inst = self.instruments[asset]
             self.channels[ci].send(codec.encode_request(codec.RegisterInstrument(symbol, inst.tick_size, inst.lot_size)))
 
@@ -202,6 +207,9 @@ class LiveRuntime:
                 elif tag == codec.TAG_BATCH_START:
                     self.in_batch[ci] = True
                     self.batch_started[ci] = time.monotonic()
+                    if self.channels[ci].last_id == self.bot_id and self._pending_replay[ci]:
+                        self.replayed[self._pending_replay[ci].popleft()] = 1
+                        got = True
                 elif tag == codec.TAG_BATCH_END:
                     self.in_batch[ci] = False
                 else:

@@ -198,6 +198,7 @@ class BotChannel(_Endpoint):
         super().__init__(name, "FromBot", "ToBot", config)
         self.bot_id = bot_id
         self._last = -1
+        self.last_id = TO_ALL  # header id of the last payload returned: TO_ALL or this bot's id
 
     def send(self, payload: bytes) -> None:
         self._send(self.bot_id, payload)
@@ -213,6 +214,7 @@ class BotChannel(_Endpoint):
                 self.lost += (seq - self._last - 1) & 0xFFFFFFFF
             self._last = seq
             if ident == TO_ALL or ident == self.bot_id:
+                self.last_id = ident
                 return payload
 
     def reset_sequence(self) -> None:
