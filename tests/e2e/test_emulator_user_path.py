@@ -95,7 +95,6 @@ def test_new_user_path(emu):
             ask, sell, _ = await post_at_touch("SELL", "path-sell")
             assert buy["status"] == sell["status"] == "NEW", (buy, sell)
             assert int(h["X-MBX-ORDER-COUNT-10S"]) >= 1 and int(h["X-MBX-USED-WEIGHT-1M"]) >= 1
-            news = set()
             fill, seen = await recv_until(uws, lambda m: m.get("e") == "ORDER_TRADE_UPDATE" and m["o"]["x"] == "TRADE",
                                           timeout=40)
             news = {m["o"]["c"] for m in seen if m.get("e") == "ORDER_TRADE_UPDATE" and m["o"]["x"] == "NEW"}
@@ -212,11 +211,8 @@ def test_rest_order_lifecycle_and_account_views(emu):
             assert lev["leverage"] == 5
             status, dual, _ = await c.signed("GET", "/fapi/v1/positionSide/dual")
             assert dual == {"dualSidePosition": False}
-            events = []
-            while True:
-                _, seen = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_UPDATE" and m["a"]["P"][0]["pa"] == "0.000")
-                events += seen
-                break
+            _, events = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_UPDATE"
+                                         and m["a"]["P"][0]["pa"] == "0.000")
             kinds = [(m["o"]["c"], m["o"]["x"]) for m in events if m.get("e") == "ORDER_TRADE_UPDATE"]
             assert ("bob-1", "NEW") in kinds and ("bob-1", "AMENDMENT") in kinds and ("bob-1", "CANCELED") in kinds
             assert ("bob-2", "CANCELED") in kinds
@@ -318,7 +314,6 @@ def test_rate_limits_429_then_418(sample_data_dir):
                 assert status == 429  # still limited, first strike
                 status, body, headers = await c.public("GET", "/fapi/v1/time")
                 assert status == 418 and body["code"] == -1003 and int(headers["Retry-After"]) > 20
-            assert any(e["event"] for e in emu.ledger()) is False or True
 
         asyncio.run(run())
 
@@ -389,7 +384,7 @@ def test_accounts_are_isolated(emu):
     asyncio.run(run())
 
 
-def test_feed_loop_keeps_the_chain(sample_data_dir):
+def test_feed_loop_keeps_the_chain():
     """A short synthetic feed loops several times; the diff chain and the book stay consistent across seams."""
     with Emulator.start("synthetic:BTCUSDT:0.05", speed=2.0) as emu:
         async def run():
