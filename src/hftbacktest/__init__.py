@@ -2,8 +2,4 @@
 from .types import *  # noqa: F401,F403  (constants and dtypes, same names as hftbacktest 2.x)
 from .backtest.asset import BacktestAsset  # noqa: F401
 from .backtest.bot import Backtest, HashMapMarketDepthBacktest, ROIVectorMarketDepthBacktest  # noqa: F401
-
-try:  # the recorder lives in its own module (owned by the recording area)
-    from .recorder import Recorder  # noqa: F401
-except ImportError:
-    pass
+from .recorder import Recorder  # noqa: F401

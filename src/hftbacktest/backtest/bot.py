@@ -29,7 +29,21 @@ from ..kernels import orders as ob
 from ..kernels.depth import DepthType
 from ..kernels.orders import OrderTableType, table_type
 from ..kernels.structbase import CompactStructRef
-from ..kernels.state import EngineType, new_asset_list, new_asset_state, new_engine
+from ..kernels.abi import (
+    FN_CANCEL,
+    FN_CLEAR_INACTIVE,
+    FN_ELAPSE,
+    FN_GOTO_END,
+    FN_MODIFY,
+    FN_SUBMIT,
+    FN_WAIT_NEXT_FEED,
+    FN_WAIT_ORDER_RESPONSE,
+    FN_TABLE_FIND,
+    call_entry,
+    struct_from_ptr,
+    struct_ptr,
+)
+from ..kernels.state import EngineType, asset_state_type, new_asset_list, new_asset_state, new_engine
 from ..types import BUY, NEW, PARTIALLY_FILLED, SELL, order_dtype
 from .asset import AssetConfig, BacktestAsset
 from .reader import AssetFeed, Source, as_kernel_array, check_source
@@ -83,41 +97,15 @@ def _order_latency(e, asset):
 
 
 @njit(cache=True, error_model="numpy")
-def _submit(e, asset, order_id, side, price, qty, tif, ord_type, wait):
-    _check_asset(e, asset)
-    return loop.submit(e, asset, order_id, side, price, qty, tif, ord_type, wait)
-
-
-@njit(cache=True, error_model="numpy")
-def _modify(e, asset, order_id, price, qty, wait):
-    _check_asset(e, asset)
-    return loop.modify(e, asset, order_id, price, qty, wait)
-
-
-@njit(cache=True, error_model="numpy")
-def _cancel(e, asset, order_id, wait):
-    _check_asset(e, asset)
-    return loop.cancel(e, asset, order_id, wait)
-
-
-@njit(cache=True, error_model="numpy")
-def _wait_order_response(e, asset, order_id, timeout):
-    _check_asset(e, asset)
-    return loop.wait_order_response(e, asset, order_id, timeout)
-
-
-@njit(cache=True, error_model="numpy")
-def _clear_inactive_orders(e, asset):
-    if asset >= 0:
-        _check_asset(e, asset)
-    loop.clear_inactive_orders(e, asset)
-
-
-@njit(cache=True, error_model="numpy")
 def _clear_last_trades(e, asset):
     if asset >= 0:
         _check_asset(e, asset)
     loop.clear_last_trades(e, asset)
+
+
+@njit(cache=True, error_model="numpy")
+def _address(obj):
+    return struct_ptr(obj)
 
 
 @njit(cache=True, error_model="numpy")
@@ -136,11 +124,6 @@ def _table_arrays(t):
 
 
 @njit(cache=True, error_model="numpy")
-def _table_find(t, oid):
-    return ob.find(t, oid)
-
-
-@njit(cache=True, error_model="numpy")
 def _depth_scalars(d):
     return d.bb, d.ba, d.tick, d.lot, d.mode, d.lb, d.ub
 
@@ -156,11 +139,23 @@ def _apply_snapshot(d, data):
 
 
 # --- numba-side API ---------------------------------------------------------------------------------------------------
+# Overload bodies are compiled into every user strategy: they only read engine fields or call a cached entry point
+# through its address (kernels/abi.py), never a jitted kernel directly.
+
+_I64_MIN = -9223372036854775808
+_I64_MAX = 9223372036854775807
 
 
 @njit(inline="always")
 def _oid(order_id):
     return np.int64(np.uint64(order_id))
+
+
+@njit(inline="always")
+def _asset(e, asset_no):
+    if asset_no < 0 or asset_no >= e.num_assets:
+        raise IndexError("asset number out of range")
+    return struct_from_ptr(e.aptr[asset_no], asset_state_type)
 
 
 @overload_attribute(EngineType, "current_timestamp", inline="always")
@@ -170,43 +165,61 @@ def _ov_current_timestamp(e):
 
 @overload_method(EngineType, "depth", inline="always")
 def _ov_depth(e, asset_no):
-    return lambda e, asset_no: _depth(e, asset_no)
+    return lambda e, asset_no: _asset(e, asset_no).depth_l
 
 
 @overload_method(EngineType, "orders", inline="always")
 def _ov_orders(e, asset_no):
-    return lambda e, asset_no: _orders(e, asset_no)
+    return lambda e, asset_no: _asset(e, asset_no).ord_l
 
 
 @overload_method(EngineType, "state_values", inline="always")
 def _ov_state_values(e, asset_no):
-    return lambda e, asset_no: _state(e, asset_no)[0]
+    return lambda e, asset_no: _asset(e, asset_no).sv_l[0]
 
 
 @overload_method(EngineType, "position", inline="always")
 def _ov_position(e, asset_no):
-    return lambda e, asset_no: _state(e, asset_no)[0].position
+    return lambda e, asset_no: _asset(e, asset_no).sv_l[0].position
 
 
 @overload_method(EngineType, "last_trades", inline="always")
 def _ov_last_trades(e, asset_no):
-    return lambda e, asset_no: _last_trades(e, asset_no)
+    def impl(e, asset_no):
+        s = _asset(e, asset_no)
+        return s.trades[: s.ntrades]
+
+    return impl
 
 
 @overload_method(EngineType, "clear_last_trades", inline="always")
 def _ov_clear_last_trades(e, asset_no):
-    return lambda e, asset_no: _clear_last_trades(e, asset_no)
+    def impl(e, asset_no):
+        if asset_no < 0:
+            for a in range(e.num_assets):
+                _asset(e, a).ntrades = 0
+        else:
+            _asset(e, asset_no).ntrades = 0
+
+    return impl
 
 
 @overload_method(EngineType, "clear_inactive_orders", inline="always")
 def _ov_clear_inactive_orders(e, asset_no):
-    return lambda e, asset_no: _clear_inactive_orders(e, asset_no)
+    def impl(e, asset_no):
+        if asset_no >= 0:
+            _asset(e, asset_no)
+        call_entry(e.entry, FN_CLEAR_INACTIVE, struct_ptr(e), asset_no, 0, 0, 0, 0, 0.0, 0.0)
+
+    return impl
 
 
 @overload_method(EngineType, "submit_buy_order", inline="always")
 def _ov_submit_buy(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
     def impl(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return _submit(e, asset_no, _oid(order_id), 1, float(price), float(qty), time_in_force, order_type, wait)
+        _asset(e, asset_no)
+        return call_entry(e.entry, FN_SUBMIT, struct_ptr(e), asset_no, _oid(order_id), 1,
+                          time_in_force | (order_type << 8), 1 if wait else 0, price, qty)
 
     return impl
 
@@ -214,7 +227,9 @@ def _ov_submit_buy(e, asset_no, order_id, price, qty, time_in_force, order_type,
 @overload_method(EngineType, "submit_sell_order", inline="always")
 def _ov_submit_sell(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
     def impl(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return _submit(e, asset_no, _oid(order_id), -1, float(price), float(qty), time_in_force, order_type, wait)
+        _asset(e, asset_no)
+        return call_entry(e.entry, FN_SUBMIT, struct_ptr(e), asset_no, _oid(order_id), -1,
+                          time_in_force | (order_type << 8), 1 if wait else 0, price, qty)
 
     return impl
 
@@ -222,35 +237,46 @@ def _ov_submit_sell(e, asset_no, order_id, price, qty, time_in_force, order_type
 @overload_method(EngineType, "modify", inline="always")
 def _ov_modify(e, asset_no, order_id, price, qty, wait):
     def impl(e, asset_no, order_id, price, qty, wait):
-        return _modify(e, asset_no, _oid(order_id), float(price), float(qty), wait)
+        _asset(e, asset_no)
+        return call_entry(e.entry, FN_MODIFY, struct_ptr(e), asset_no, _oid(order_id), 1 if wait else 0, 0, 0, price, qty)
 
     return impl
 
 
 @overload_method(EngineType, "cancel", inline="always")
 def _ov_cancel(e, asset_no, order_id, wait):
-    return lambda e, asset_no, order_id, wait: _cancel(e, asset_no, _oid(order_id), wait)
+    def impl(e, asset_no, order_id, wait):
+        _asset(e, asset_no)
+        return call_entry(e.entry, FN_CANCEL, struct_ptr(e), asset_no, _oid(order_id), 1 if wait else 0, 0, 0, 0.0, 0.0)
+
+    return impl
 
 
 @overload_method(EngineType, "elapse", inline="always")
 def _ov_elapse(e, duration):
-    return lambda e, duration: loop.elapse(e, np.int64(duration))
+    return lambda e, duration: call_entry(e.entry, FN_ELAPSE, struct_ptr(e), duration, 0, 0, 0, 0, 0.0, 0.0)
 
 
 @overload_method(EngineType, "elapse_bt", inline="always")
 def _ov_elapse_bt(e, duration):
-    return lambda e, duration: loop.elapse(e, np.int64(duration))
+    return lambda e, duration: call_entry(e.entry, FN_ELAPSE, struct_ptr(e), duration, 0, 0, 0, 0, 0.0, 0.0)
 
 
 @overload_method(EngineType, "wait_next_feed", inline="always")
 def _ov_wait_next_feed(e, include_order_resp, timeout):
-    return lambda e, include_order_resp, timeout: loop.wait_next_feed(e, include_order_resp, np.int64(timeout))
+    def impl(e, include_order_resp, timeout):
+        return call_entry(e.entry, FN_WAIT_NEXT_FEED, struct_ptr(e), 1 if include_order_resp else 0, timeout, 0, 0, 0,
+                          0.0, 0.0)
+
+    return impl
 
 
 @overload_method(EngineType, "wait_order_response", inline="always")
 def _ov_wait_order_response(e, asset_no, order_id, timeout):
     def impl(e, asset_no, order_id, timeout):
-        return _wait_order_response(e, asset_no, _oid(order_id), np.int64(timeout))
+        _asset(e, asset_no)
+        return call_entry(e.entry, FN_WAIT_ORDER_RESPONSE, struct_ptr(e), asset_no, _oid(order_id), timeout, 0, 0,
+                          0.0, 0.0)
 
     return impl
 
@@ -258,9 +284,9 @@ def _ov_wait_order_response(e, asset_no, order_id, timeout):
 @overload_method(EngineType, "feed_latency", inline="always")
 def _ov_feed_latency(e, asset_no):
     def impl(e, asset_no):
-        ok, a, b = _feed_latency(e, asset_no)
-        if ok:
-            return (a, b)
+        s = _asset(e, asset_no)
+        if s.has_feed_lat:
+            return (s.feed_lat[0], s.feed_lat[1])
         return None
 
     return impl
@@ -269,9 +295,9 @@ def _ov_feed_latency(e, asset_no):
 @overload_method(EngineType, "order_latency", inline="always")
 def _ov_order_latency(e, asset_no):
     def impl(e, asset_no):
-        ok, a, b, c = _order_latency(e, asset_no)
-        if ok:
-            return (a, b, c)
+        s = _asset(e, asset_no)
+        if s.has_ord_lat:
+            return (s.ord_lat[0], s.ord_lat[1], s.ord_lat[2])
         return None
 
     return impl
@@ -284,7 +310,7 @@ def _ov_close(e):
 
 @overload_method(EngineType, "_goto_end", inline="always")
 def _ov_goto_end(e):
-    return lambda e: loop.goto_end(e)
+    return lambda e: call_entry(e.entry, FN_GOTO_END, struct_ptr(e), 0, 0, 0, 0, 0, 0.0, 0.0)
 
 
 # depth view
@@ -300,12 +326,12 @@ def _ov_bat(d):
 
 @overload_attribute(DepthType, "best_bid", inline="always")
 def _ov_bb(d):
-    return lambda d: dp.best_bid(d)
+    return lambda d: np.nan if d.bb == _I64_MIN else d.bb * d.tick
 
 
 @overload_attribute(DepthType, "best_ask", inline="always")
 def _ov_ba(d):
-    return lambda d: dp.best_ask(d)
+    return lambda d: np.nan if d.ba == _I64_MAX else d.ba * d.tick
 
 
 @overload_attribute(DepthType, "best_bid_qty", inline="always")
@@ -350,17 +376,17 @@ def _ov_ask_depth(d):
 
 @overload_method(DepthType, "bid_qty_at_tick", inline="always")
 def _ov_bid_qty_at_tick(d, price_tick):
-    return lambda d, price_tick: dp.bid_qty_at(d, np.int64(price_tick))
+    return lambda d, price_tick: dp.level(d, True, np.int64(price_tick))
 
 
 @overload_method(DepthType, "ask_qty_at_tick", inline="always")
 def _ov_ask_qty_at_tick(d, price_tick):
-    return lambda d, price_tick: dp.ask_qty_at(d, np.int64(price_tick))
+    return lambda d, price_tick: dp.level(d, False, np.int64(price_tick))
 
 
-@overload_method(DepthType, "snapshot", inline="always")
+@overload_method(DepthType, "snapshot")
 def _ov_snapshot(d):
-    return lambda d: dp.snapshot(d)
+    return lambda d: dp.snapshot(d)  # rare call: linking the snapshot kernel is cheap
 
 
 @overload_method(DepthType, "snapshot_free", inline="always")
@@ -368,49 +394,50 @@ def _ov_snapshot_free(d, arr):
     return lambda d, arr: None
 
 
-# order dict view
-@structref.register
-class OrderIterType(CompactStructRef):
-    pass
-
-
-order_iter_type = OrderIterType([("table", table_type), ("cur", types.int64)])
-
-
-class _OrderIterHandle(structref.StructRefProxy):
-    pass
-
-
-structref.define_boxing(OrderIterType, _OrderIterHandle)
-
-
-@njit(cache=True, error_model="numpy")
-def _new_iter(t):
-    it = structref.new(order_iter_type)
-    it.table = t
-    it.cur = -1
-    return it
-
-
-@njit(cache=True, error_model="numpy")
-def _iter_advance(it):
-    nxt = ob.next_used(it.table, it.cur + 1)
-    if nxt < 0:
-        it.cur = it.table.top
-        return False
-    it.cur = nxt
-    return True
+# order dict view: `values()` resets the table's own cursor and returns the table, which also serves as the iterator
+@njit
+def _advance(t):
+    i = t.cursor + 1
+    while i < t.top:
+        if t.used[i] == 1:
+            t.cursor = i
+            return True
+        i += 1
+    t.cursor = t.top
+    return False
 
 
 @overload_method(OrderTableType, "values", inline="always")
 def _ov_values(t):
-    return lambda t: _new_iter(t)
+    def impl(t):
+        t.cursor = -1
+        return t
+
+    return impl
+
+
+@overload_method(OrderTableType, "has_next", inline="always")
+def _ov_has_next(t):
+    return lambda t: _advance(t)
+
+
+@overload_method(OrderTableType, "next", inline="always")
+def _ov_next(t):
+    def impl(t):
+        if _advance(t):
+            return t.rec[t.cursor]
+        return None
+
+    return impl
 
 
 @overload_method(OrderTableType, "get", inline="always")
-def _ov_get(t, order_id):
-    def impl(t, order_id):
-        slot = ob.find(t, _oid(order_id))
+def _ov_get(t, order_id=None):
+    if order_id is None or isinstance(order_id, (types.NoneType, types.Omitted)):
+        return lambda t, order_id=None: t.rec[t.cursor]  # iterator form: current order
+
+    def impl(t, order_id=None):
+        slot = call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), _oid(order_id), 0, 0, 0, 0, 0.0, 0.0)
         if slot < 0:
             return None
         return t.rec[slot]
@@ -421,7 +448,7 @@ def _ov_get(t, order_id):
 @overload(operator.contains, inline="always")
 def _ov_contains(t, order_id):
     if isinstance(t, OrderTableType):
-        return lambda t, order_id: ob.find(t, _oid(order_id)) >= 0
+        return lambda t, order_id: call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), _oid(order_id), 0, 0, 0, 0, 0.0, 0.0) >= 0
     return None
 
 
@@ -430,26 +457,6 @@ def _ov_len(t):
     if isinstance(t, OrderTableType):
         return lambda t: t.n
     return None
-
-
-@overload_method(OrderIterType, "has_next", inline="always")
-def _ov_has_next(it):
-    return lambda it: _iter_advance(it)
-
-
-@overload_method(OrderIterType, "get", inline="always")
-def _ov_iter_get(it):
-    return lambda it: it.table.rec[it.cur]
-
-
-@overload_method(OrderIterType, "next", inline="always")
-def _ov_iter_next(it):
-    def impl(it):
-        if _iter_advance(it):
-            return it.table.rec[it.cur]
-        return None
-
-    return impl
 
 
 # order record view: extra read-only properties of the reference's Order
@@ -584,14 +591,17 @@ class OrderDict(structref.StructRefProxy):
         return [Order(rec[i]) for i in range(top) if used[i]]
 
     def get(self, order_id):
-        slot = _table_find(self, np.int64(np.uint64(order_id)))
+        slot = self._find(order_id)
         return None if slot < 0 else Order(_table_arrays(self)[0][slot])
 
     def values(self):
         return _PyOrderIter(self._orders())
 
+    def _find(self, order_id):
+        return int(c_entry.ctypes(FN_TABLE_FIND, int(_address(self)), _py_oid(order_id), 0, 0, 0, 0, 0.0, 0.0))
+
     def __contains__(self, order_id):
-        return _table_find(self, np.int64(np.uint64(order_id))) >= 0
+        return self._find(order_id) >= 0
 
     def __len__(self):
         return int(_table_arrays(self)[3])
@@ -625,6 +635,11 @@ class _PyOrderIter:
 _KEYS = itertools.count(1)
 
 
+def _py_oid(order_id):
+    """Order ids are u64; the kernels carry their bit pattern as i64."""
+    return int(np.uint64(order_id).astype(np.int64))
+
+
 class Backtest(structref.StructRefProxy):
     """The backtester handed to strategies. Build it with HashMapMarketDepthBacktest / ROIVectorMarketDepthBacktest."""
 
@@ -654,34 +669,48 @@ class Backtest(structref.StructRefProxy):
     def clear_last_trades(self, asset_no):
         _clear_last_trades(self, asset_no)
 
+    def _call(self, op, i1=0, i2=0, i3=0, i4=0, i5=0, f1=0.0, f2=0.0):
+        addr = self.__dict__.get("_addr")
+        if addr is None:
+            addr = self.__dict__["_addr"] = int(_address(self))
+        return int(c_entry.ctypes(op, addr, i1, i2, i3, i4, i5, f1, f2))
+
+    def _checked(self, asset_no):
+        if not 0 <= asset_no < self.num_assets:
+            raise IndexError(f"asset number {asset_no} out of range (0..{self.num_assets - 1})")
+        return asset_no
+
     def clear_inactive_orders(self, asset_no):
-        _clear_inactive_orders(self, asset_no)
+        if asset_no >= 0:
+            self._checked(asset_no)
+        self._call(FN_CLEAR_INACTIVE, asset_no)
 
     def submit_buy_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), BUY, float(price), float(qty),
-                           time_in_force, order_type, wait))
+        return self._call(FN_SUBMIT, self._checked(asset_no), _py_oid(order_id), BUY,
+                          int(time_in_force) | (int(order_type) << 8), int(bool(wait)), float(price), float(qty))
 
     def submit_sell_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), SELL, float(price), float(qty),
-                           time_in_force, order_type, wait))
+        return self._call(FN_SUBMIT, self._checked(asset_no), _py_oid(order_id), SELL,
+                          int(time_in_force) | (int(order_type) << 8), int(bool(wait)), float(price), float(qty))
 
     def modify(self, asset_no, order_id, price, qty, wait):
-        return int(_modify(self, asset_no, np.int64(np.uint64(order_id)), float(price), float(qty), wait))
+        return self._call(FN_MODIFY, self._checked(asset_no), _py_oid(order_id), int(bool(wait)), 0, 0,
+                          float(price), float(qty))
 
     def cancel(self, asset_no, order_id, wait):
-        return int(_cancel(self, asset_no, np.int64(np.uint64(order_id)), wait))
+        return self._call(FN_CANCEL, self._checked(asset_no), _py_oid(order_id), int(bool(wait)))
 
     def elapse(self, duration):
-        return int(loop.elapse(self, int(duration)))
+        return self._call(FN_ELAPSE, int(duration))
 
     def elapse_bt(self, duration):
-        return int(loop.elapse(self, int(duration)))
+        return self._call(FN_ELAPSE, int(duration))
 
     def wait_next_feed(self, include_order_resp, timeout):
-        return int(loop.wait_next_feed(self, bool(include_order_resp), int(timeout)))
+        return self._call(FN_WAIT_NEXT_FEED, int(bool(include_order_resp)), int(timeout))
 
     def wait_order_response(self, asset_no, order_id, timeout):
-        return int(_wait_order_response(self, asset_no, np.int64(np.uint64(order_id)), int(timeout)))
+        return self._call(FN_WAIT_ORDER_RESPONSE, self._checked(asset_no), _py_oid(order_id), int(timeout))
 
     def feed_latency(self, asset_no):
         ok, a, b = _feed_latency(self, asset_no)
@@ -695,10 +724,14 @@ class Backtest(structref.StructRefProxy):
         return 0
 
     def _goto_end(self):
-        return int(loop.goto_end(self))
+        return self._call(FN_GOTO_END)
 
 
 structref.define_boxing(EngineType, Backtest)
+
+# Imported only now: compiling (or loading) the entry point compiles kernels whose Python wrappers must already
+# know how to box/unbox every proxy type registered above.
+from ..kernels.entry import address, c_entry  # noqa: E402
 
 
 def _load_array(src: Source) -> np.ndarray:
@@ -747,7 +780,7 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
     from .reader import Feed
 
     loop.FEEDS[key] = Feed(feeds)
-    engine = new_engine(states, key)
+    engine = new_engine(states, key, address())
     obj = cls._numba_box_(engine._type, engine._meminfo)
     weakref.finalize(obj, loop.FEEDS.pop, key, None)
     return obj

@@ -1,7 +1,9 @@
 """Market depth: one dense, tick-indexed book per side with two behaviours selected at run time.
 
-* mode HASHMAP reproduces the reference `HashMapMarketDepth`: unbounded price range (the arrays grow and keep an
-  offset `base`), absent levels read 0.0, levels whose qty rounds to 0 lots are deleted.
+* mode HASHMAP reproduces the reference `HashMapMarketDepth`: unbounded price range, absent levels read 0.0,
+  levels whose qty rounds to 0 lots are deleted. A dense window of WINDOW ticks follows the touch (re-centred when
+  a best price leaves it); far-away levels (stale quotes at absurd prices exist in real feeds) go to a small
+  overflow list per side, so memory stays bounded.
 * mode ROI reproduces `ROIVectorMarketDepth`: a fixed [roi_lb, roi_ub] tick window, updates outside it ignored,
   reads outside it NaN, and the reference's clear-depth quirks (see spec §8.3/§8.5).
 
@@ -21,7 +23,7 @@ from .numeric import I64_MAX, I64_MIN, rha
 MODE_HASHMAP = 0
 MODE_ROI = 1
 
-_INITIAL_HALF_SPAN = 4096
+WINDOW = 1 << 15  # dense ticks per side around the touch (HASHMAP mode); 256 KiB per side
 
 
 @structref.register
@@ -43,6 +45,13 @@ depth_fields = [
     ("lb", types.int64),
     ("ub", types.int64),
     ("compat", types.boolean),  # reproduce reference binding bugs in the views
+    # HASHMAP mode: levels outside the dense window [base, base + WINDOW) live in small overflow lists
+    ("obt", types.int64[::1]),
+    ("obq", types.float64[::1]),
+    ("obn", types.int64),
+    ("oat", types.int64[::1]),
+    ("oaq", types.float64[::1]),
+    ("oan", types.int64),
 ]
 depth_type = DepthType(depth_fields)
 
@@ -71,6 +80,12 @@ def new_depth(mode, tick_size, lot_size, roi_lb, roi_ub, compat):
         d.base = 0
         d.bid = np.zeros(0, np.float64)
         d.ask = np.zeros(0, np.float64)
+    d.obt = np.zeros(16, np.int64)
+    d.obq = np.zeros(16, np.float64)
+    d.obn = 0
+    d.oat = np.zeros(16, np.int64)
+    d.oaq = np.zeros(16, np.float64)
+    d.oan = 0
     return d
 
 
@@ -78,101 +93,196 @@ def new_depth(mode, tick_size, lot_size, roi_lb, roi_ub, compat):
 
 
 @njit(cache=True, error_model="numpy")
-def bid_qty_at(d, t):
+def _overflow_get(ot, oq, n, t):
+    for k in range(n):
+        if ot[k] == t:
+            return oq[k]
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def level(d, is_bid, t):
+    """Stored qty at tick t (HASHMAP: 0.0 if absent; ROI: NaN outside the ROI)."""
+    arr = d.bid if is_bid else d.ask
     if d.mode == MODE_ROI:
         if t < d.lb or t > d.ub:
             return np.nan
-        return d.bid[t - d.lb]
+        return arr[t - d.lb]
     i = t - d.base
-    if i < 0 or i >= d.bid.shape[0]:
-        return 0.0
-    return d.bid[i]
+    if 0 <= i < arr.shape[0]:
+        return arr[i]
+    if is_bid:
+        return _overflow_get(d.obt, d.obq, d.obn, t)
+    return _overflow_get(d.oat, d.oaq, d.oan, t)
+
+
+@njit(cache=True, error_model="numpy")
+def bid_qty_at(d, t):
+    return level(d, True, t)
 
 
 @njit(cache=True, error_model="numpy")
 def ask_qty_at(d, t):
-    if d.mode == MODE_ROI:
-        if t < d.lb or t > d.ub:
-            return np.nan
-        return d.ask[t - d.lb]
-    i = t - d.base
-    if i < 0 or i >= d.ask.shape[0]:
-        return 0.0
-    return d.ask[i]
+    return level(d, False, t)
 
 
 @njit(cache=True, error_model="numpy")
-def depth_below(d, arr, start, end):
+def depth_below(d, is_bid, start, end):
     """First tick with qty > 0 scanning start-1, start-2, ..., end; INVALID_MIN if none."""
-    hi = start - 1
-    lo = end
+    arr = d.bid if is_bid else d.ask
     if d.mode == MODE_ROI:
-        hi = min(start, d.ub) - 1
+        t = min(start, d.ub) - 1
         lo = max(end, d.lb)
-    else:
-        hi = min(hi, d.base + arr.shape[0] - 1)
-        lo = max(lo, d.base)
-    base = d.base
-    t = hi
+        while t >= lo:
+            if arr[t - d.lb] > 0.0:
+                return t
+            t -= 1
+        return I64_MIN
+    best = I64_MIN
+    ot = d.obt if is_bid else d.oat
+    oq = d.obq if is_bid else d.oaq
+    for k in range(d.obn if is_bid else d.oan):
+        if end <= ot[k] <= start - 1 and oq[k] > 0.0 and ot[k] > best:
+            best = ot[k]
+    t = min(start - 1, d.base + arr.shape[0] - 1)
+    lo = max(end, d.base, best + 1)
     while t >= lo:
-        if arr[t - base] > 0.0:
+        if arr[t - d.base] > 0.0:
             return t
         t -= 1
-    return I64_MIN
+    return best
 
 
 @njit(cache=True, error_model="numpy")
-def depth_above(d, arr, start, end):
+def depth_above(d, is_bid, start, end):
     """First tick with qty > 0 scanning start+1, ..., end; INVALID_MAX if none."""
-    lo = start + 1
-    hi = end
+    arr = d.bid if is_bid else d.ask
     if d.mode == MODE_ROI:
-        lo = max(start, d.lb) + 1
+        t = max(start, d.lb) + 1
         hi = min(end, d.ub)
-    else:
-        lo = max(lo, d.base)
-        hi = min(hi, d.base + arr.shape[0] - 1)
-    base = d.base
-    t = lo
+        while t <= hi:
+            if arr[t - d.lb] > 0.0:
+                return t
+            t += 1
+        return I64_MAX
+    best = I64_MAX
+    ot = d.obt if is_bid else d.oat
+    oq = d.obq if is_bid else d.oaq
+    for k in range(d.obn if is_bid else d.oan):
+        if start + 1 <= ot[k] <= end and oq[k] > 0.0 and ot[k] < best:
+            best = ot[k]
+    t = max(start + 1, d.base)
+    hi = min(end, d.base + arr.shape[0] - 1, best - 1)
     while t <= hi:
-        if arr[t - base] > 0.0:
+        if arr[t - d.base] > 0.0:
             return t
         t += 1
-    return I64_MAX
+    return best
 
 
 # --- writes ------------------------------------------------------------------------------------------------------
 
 
 @njit(cache=True, error_model="numpy")
-def _ensure(d, t):
-    """HashMap mode: grow both sides so tick t has a slot (amortised doubling, keeps `base` aligned)."""
-    n = d.bid.shape[0]
-    if n == 0:
-        d.base = t - _INITIAL_HALF_SPAN
-        d.bid = np.zeros(2 * _INITIAL_HALF_SPAN, np.float64)
-        d.ask = np.zeros(2 * _INITIAL_HALF_SPAN, np.float64)
-        return
-    i = t - d.base
-    if 0 <= i < n:
-        return
-    new_lo = d.base
-    new_hi = d.base + n
-    if i < 0:
-        new_lo = min(t, d.base - n) - 1
+def _overflow_set(d, is_bid, t, q):
+    ot = d.obt if is_bid else d.oat
+    oq = d.obq if is_bid else d.oaq
+    n = d.obn if is_bid else d.oan
+    for k in range(n):
+        if ot[k] == t:
+            if q == 0.0:
+                ot[k] = ot[n - 1]
+                oq[k] = oq[n - 1]
+                n -= 1
+            else:
+                oq[k] = q
+            break
     else:
-        new_hi = max(t + 1, d.base + 2 * n) + 1
-    m = new_hi - new_lo
-    if m > (1 << 31):
-        raise MemoryError("market depth price range too wide for the dense book (check tick_size and prices)")
-    off = d.base - new_lo
-    nb = np.zeros(m, np.float64)
-    na = np.zeros(m, np.float64)
-    nb[off:off + n] = d.bid
-    na[off:off + n] = d.ask
-    d.bid = nb
-    d.ask = na
-    d.base = new_lo
+        if q == 0.0:
+            return
+        if n == ot.shape[0]:
+            nt = np.zeros(2 * n, np.int64)
+            nq = np.zeros(2 * n, np.float64)
+            nt[:n] = ot
+            nq[:n] = oq
+            ot = nt
+            oq = nq
+            if is_bid:
+                d.obt = ot
+                d.obq = oq
+            else:
+                d.oat = ot
+                d.oaq = oq
+        ot[n] = t
+        oq[n] = q
+        n += 1
+    if is_bid:
+        d.obn = n
+    else:
+        d.oan = n
+
+
+@njit(cache=True, error_model="numpy")
+def set_level(d, is_bid, t, q):
+    """Store qty q at tick t (0.0 deletes in HASHMAP mode). ROI callers check the range first."""
+    if d.mode == MODE_ROI:
+        (d.bid if is_bid else d.ask)[t - d.lb] = q
+        return
+    if d.bid.shape[0] == 0:
+        d.base = t - WINDOW // 2
+        d.bid = np.zeros(WINDOW, np.float64)
+        d.ask = np.zeros(WINDOW, np.float64)
+    i = t - d.base
+    if 0 <= i < WINDOW:
+        (d.bid if is_bid else d.ask)[i] = q
+    else:
+        _overflow_set(d, is_bid, t, q)
+
+
+@njit(cache=True, error_model="numpy")
+def _recenter(d, center):
+    """Move the dense window so it is centred on `center`, migrating levels between window and overflow."""
+    for side in range(2):
+        is_bid = side == 0
+        arr = d.bid if is_bid else d.ask
+        n = d.obn if is_bid else d.oan
+        ticks = np.empty(n + WINDOW, np.int64)
+        qtys = np.empty(n + WINDOW, np.float64)
+        m = 0
+        for k in range(n):
+            ticks[m] = (d.obt if is_bid else d.oat)[k]
+            qtys[m] = (d.obq if is_bid else d.oaq)[k]
+            m += 1
+        for i in range(WINDOW):
+            if arr[i] != 0.0:
+                ticks[m] = d.base + i
+                qtys[m] = arr[i]
+                m += 1
+                arr[i] = 0.0
+        if is_bid:
+            d.obn = 0
+        else:
+            d.oan = 0
+        if side == 0:
+            bticks, bqtys, bm = ticks, qtys, m
+        else:
+            aticks, aqtys, am = ticks, qtys, m
+    d.base = center - WINDOW // 2
+    for k in range(bm):
+        set_level(d, True, bticks[k], bqtys[k])
+    for k in range(am):
+        set_level(d, False, aticks[k], aqtys[k])
+
+
+@njit(cache=True, error_model="numpy")
+def _follow_touch(d):
+    if d.mode == MODE_ROI or d.bid.shape[0] == 0:
+        return
+    hi = d.base + WINDOW
+    if d.bb != I64_MIN and not (d.base <= d.bb < hi):
+        _recenter(d, d.bb)
+    elif d.ba != I64_MAX and not (d.base <= d.ba < hi):
+        _recenter(d, d.ba)
 
 
 @njit(cache=True, error_model="numpy")
@@ -184,32 +294,23 @@ def update_bid(d, px, qty):
     if d.mode == MODE_ROI:
         if t < d.lb or t > d.ub:
             return t, prev_best, d.bb, 0.0
-        i = t - d.lb
-        prev_qty = d.bid[i]
-        d.bid[i] = qty
+        prev_qty = d.bid[t - d.lb]
+        d.bid[t - d.lb] = qty
     else:
-        if qty_lot > 0:
-            _ensure(d, t)
-            i = t - d.base
-            prev_qty = d.bid[i]
-            d.bid[i] = qty
-        else:
-            i = t - d.base
-            prev_qty = 0.0
-            if 0 <= i < d.bid.shape[0]:
-                prev_qty = d.bid[i]
-                d.bid[i] = 0.0
+        prev_qty = level(d, True, t)
+        set_level(d, True, t, qty if qty_lot > 0 else 0.0)
     if qty_lot == 0:
         if t == d.bb:
-            d.bb = depth_below(d, d.bid, d.bb, d.lowb)
+            d.bb = depth_below(d, True, d.bb, d.lowb)
             if d.bb == I64_MIN:
                 d.lowb = I64_MAX
     else:
         if t > d.bb:
             d.bb = t
             if d.bb >= d.ba:
-                d.ba = depth_above(d, d.ask, d.bb, d.higha)
+                d.ba = depth_above(d, False, d.bb, d.higha)
         d.lowb = min(d.lowb, t)
+    _follow_touch(d)
     return t, prev_best, d.bb, prev_qty
 
 
@@ -222,32 +323,23 @@ def update_ask(d, px, qty):
     if d.mode == MODE_ROI:
         if t < d.lb or t > d.ub:
             return t, prev_best, d.ba, 0.0
-        i = t - d.lb
-        prev_qty = d.ask[i]
-        d.ask[i] = qty
+        prev_qty = d.ask[t - d.lb]
+        d.ask[t - d.lb] = qty
     else:
-        if qty_lot > 0:
-            _ensure(d, t)
-            i = t - d.base
-            prev_qty = d.ask[i]
-            d.ask[i] = qty
-        else:
-            i = t - d.base
-            prev_qty = 0.0
-            if 0 <= i < d.ask.shape[0]:
-                prev_qty = d.ask[i]
-                d.ask[i] = 0.0
+        prev_qty = level(d, False, t)
+        set_level(d, False, t, qty if qty_lot > 0 else 0.0)
     if qty_lot == 0:
         if t == d.ba:
-            d.ba = depth_above(d, d.ask, d.ba, d.higha)
+            d.ba = depth_above(d, False, d.ba, d.higha)
             if d.ba == I64_MAX:
                 d.higha = I64_MIN
     else:
         if t < d.ba:
             d.ba = t
             if d.bb >= d.ba:
-                d.bb = depth_below(d, d.bid, d.ba, d.lowb)
+                d.bb = depth_below(d, True, d.ba, d.lowb)
         d.higha = max(d.higha, t)
+    _follow_touch(d)
     return t, prev_best, d.ba, prev_qty
 
 
@@ -255,10 +347,29 @@ def update_ask(d, px, qty):
 def clear_all(d):
     d.bid[:] = 0.0
     d.ask[:] = 0.0
+    d.obn = 0
+    d.oan = 0
     d.bb = I64_MIN
     d.ba = I64_MAX
     d.lowb = I64_MAX
     d.higha = I64_MIN
+
+
+@njit(cache=True, error_model="numpy")
+def _delete_range(d, is_bid, lo_t, hi_t):
+    """HASHMAP mode: delete every level with lo_t <= tick <= hi_t."""
+    arr = d.bid if is_bid else d.ask
+    lo = max(lo_t - d.base, 0)
+    hi = min(hi_t + 1 - d.base, arr.shape[0])
+    if hi > lo:
+        arr[lo:hi] = 0.0
+    ot = d.obt if is_bid else d.oat
+    k = 0
+    while k < (d.obn if is_bid else d.oan):
+        if lo_t <= ot[k] <= hi_t:
+            _overflow_set(d, is_bid, ot[k], 0.0)
+        else:
+            k += 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -267,25 +378,22 @@ def clear_bid(d, px):
     if d.mode == MODE_ROI:
         c = rha(px / d.tick)
         if d.bb != I64_MIN:
-            n = d.bid.shape[0]
             i = max(c - d.lb, 0)
-            end = min(d.bb + 1 - d.lb, n)
+            end = min(d.bb + 1 - d.lb, d.bid.shape[0])
             while i < end:
                 d.bid[i] = 0.0
                 i += 1
         start = min(max(c - 1, d.lb), d.ub)
         end_t = d.lb if d.lowb == I64_MAX else d.lowb
-        d.bb = depth_below(d, d.bid, start, end_t)
+        d.bb = depth_below(d, True, start, end_t)
     elif np.isfinite(px):
         c = rha(px / d.tick)
         if d.bb != I64_MIN:
-            lo = max(c - d.base, 0)
-            hi = min(d.bb + 1 - d.base, d.bid.shape[0])
-            if hi > lo:
-                d.bid[lo:hi] = 0.0
-        d.bb = depth_below(d, d.bid, c - 1, d.lowb)
+            _delete_range(d, True, c, d.bb)
+        d.bb = depth_below(d, True, c - 1, d.lowb)
     else:
         d.bid[:] = 0.0
+        d.obn = 0
         d.bb = I64_MIN
     if d.bb == I64_MIN:
         d.lowb = I64_MAX
@@ -297,26 +405,22 @@ def clear_ask(d, px):
     if d.mode == MODE_ROI:
         c = rha(px / d.tick)
         if d.ba != I64_MAX:
-            n = d.ask.shape[0]
-            i = d.ba - d.lb
-            end = min(c + 1 - d.ub, n)  # reference uses roi_ub here: normally zeroes nothing
-            i = max(i, 0)
+            i = max(d.ba - d.lb, 0)
+            end = min(c + 1 - d.ub, d.ask.shape[0])  # reference uses roi_ub here: normally zeroes nothing
             while i < end:
                 d.ask[i] = 0.0
                 i += 1
         start = min(max(c + 1, d.lb), d.ub)
         end_t = d.ub if d.higha == I64_MIN else d.higha
-        d.ba = depth_above(d, d.ask, start, end_t)
+        d.ba = depth_above(d, False, start, end_t)
     elif np.isfinite(px):
         c = rha(px / d.tick)
         if d.ba != I64_MAX:
-            lo = max(d.ba - d.base, 0)
-            hi = min(c + 1 - d.base, d.ask.shape[0])
-            if hi > lo:
-                d.ask[lo:hi] = 0.0
-        d.ba = depth_above(d, d.ask, c + 1, d.higha)
+            _delete_range(d, False, d.ba, c)
+        d.ba = depth_above(d, False, c + 1, d.higha)
     else:
         d.ask[:] = 0.0
+        d.oan = 0
         d.ba = I64_MAX
     if d.ba == I64_MAX:
         d.higha = I64_MIN
@@ -327,7 +431,7 @@ def apply_snapshot(d, data):
     """Reset the book and load snapshot rows (BUY rows -> bids, SELL rows -> asks; other bits ignored)."""
     clear_all(d)
     for k in range(data.shape[0]):
-        ev = data[k].ev
+        ev = np.int64(data[k].ev)
         t = rha(data[k].px / d.tick)
         q = data[k].qty
         if d.mode == MODE_ROI and (t < d.lb or t > d.ub):
@@ -335,46 +439,55 @@ def apply_snapshot(d, data):
         if ev & BUY_EVENT == BUY_EVENT:
             d.bb = max(d.bb, t)
             d.lowb = min(d.lowb, t)
-            if d.mode != MODE_ROI:
-                _ensure(d, t)
-            d.bid[t - d.base] = q
+            set_level(d, True, t, q)
         elif ev & SELL_EVENT == SELL_EVENT:
             d.ba = min(d.ba, t)
             d.higha = max(d.higha, t)
-            if d.mode != MODE_ROI:
-                _ensure(d, t)
-            d.ask[t - d.base] = q
+            set_level(d, False, t, q)
+    _follow_touch(d)
+
+
+@njit(cache=True, error_model="numpy")
+def _side_levels(d, is_bid):
+    arr = d.bid if is_bid else d.ask
+    n = d.obn if is_bid else d.oan
+    ticks = np.empty(arr.shape[0] + n, np.int64)
+    qtys = np.empty(arr.shape[0] + n, np.float64)
+    m = 0
+    base = d.lb if d.mode == MODE_ROI else d.base
+    for i in range(arr.shape[0]):
+        if arr[i] != 0.0:
+            ticks[m] = base + i
+            qtys[m] = arr[i]
+            m += 1
+    for k in range(n):
+        ticks[m] = (d.obt if is_bid else d.oat)[k]
+        qtys[m] = (d.obq if is_bid else d.oaq)[k]
+        m += 1
+    order = np.argsort(ticks[:m])
+    return ticks[:m][order], qtys[:m][order]
 
 
 @njit(cache=True, error_model="numpy")
 def snapshot(d):
     """Current book as DEPTH_SNAPSHOT rows: bids at or below the best bid (descending), then asks (ascending)."""
-    nb = 0
-    na = 0
-    n = d.bid.shape[0]
-    for i in range(n):
-        t = d.base + i
-        if d.bid[i] != 0.0 and t <= d.bb:
-            nb += 1
-        if d.ask[i] != 0.0 and t >= d.ba:
-            na += 1
-    out = np.zeros(nb + na, event_dtype)
+    bt, bq = _side_levels(d, True)
+    at, aq = _side_levels(d, False)
+    out = np.zeros(bt.shape[0] + at.shape[0], event_dtype)
     k = 0
-    for i in range(n - 1, -1, -1):
-        t = d.base + i
-        if d.bid[i] != 0.0 and t <= d.bb:
+    for i in range(bt.shape[0] - 1, -1, -1):
+        if bt[i] <= d.bb:
             out[k].ev = EXCH_EVENT | LOCAL_EVENT | BUY_EVENT | DEPTH_SNAPSHOT_EVENT
-            out[k].px = t * d.tick
-            out[k].qty = d.bid[i]
+            out[k].px = bt[i] * d.tick
+            out[k].qty = bq[i]
             k += 1
-    for i in range(n):
-        t = d.base + i
-        if d.ask[i] != 0.0 and t >= d.ba:
+    for i in range(at.shape[0]):
+        if at[i] >= d.ba:
             out[k].ev = EXCH_EVENT | LOCAL_EVENT | SELL_EVENT | DEPTH_SNAPSHOT_EVENT
-            out[k].px = t * d.tick
-            out[k].qty = d.ask[i]
+            out[k].px = at[i] * d.tick
+            out[k].qty = aq[i]
             k += 1
-    return out
+    return out[:k]
 
 
 @njit(cache=True, error_model="numpy")
@@ -393,7 +506,7 @@ def best_bid_qty(d):
         return best_bid(d)  # reference Python binding returns the price here
     if d.bb == I64_MIN:
         return 0.0 if d.mode != MODE_ROI else np.nan
-    return bid_qty_at(d, d.bb)
+    return level(d, True, d.bb)
 
 
 @njit(cache=True, error_model="numpy")
@@ -402,4 +515,4 @@ def best_ask_qty(d):
         return best_ask(d)
     if d.ba == I64_MAX:
         return 0.0 if d.mode != MODE_ROI else np.nan
-    return ask_qty_at(d, d.ba)
+    return level(d, False, d.ba)

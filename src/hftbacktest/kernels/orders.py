@@ -67,6 +67,8 @@ table_type = OrderTableType(
         ("nfree", types.int64),
         ("ids", intmap_type),
         ("dirty", types.boolean),  # may hold inactive orders (local side: skip clear_inactive scans)
+        ("entry", types.int64),  # address of the C entry point (user-code views look ids up through it)
+        ("cursor", types.int64),  # iteration cursor of `values()`
         # exchange side only
         ("qf", types.float64[::1]),  # queue: qty ahead
         ("qc", types.float64[::1]),  # queue: cumulative traded qty since the last depth change
@@ -204,6 +206,8 @@ def new_table(cap):
     t.nfree = 0
     t.ids = new_intmap(4 * cap)
     t.dirty = False
+    t.entry = 0
+    t.cursor = -1
     t.qf = np.zeros(cap, np.float64)
     t.qc = np.zeros(cap, np.float64)
     t.lnext = np.full(cap, -1, np.int64)

@@ -13,6 +13,7 @@ from numba.typed import List
 from ..types import event_dtype, state_values_dtype
 from .depth import depth_type
 from .structbase import CompactStructRef
+from .abi import struct_ptr
 from .orders import bus_type, new_bus, new_table, table_type
 
 
@@ -93,6 +94,8 @@ engine_fields = [
     ("key", types.int64),  # registry key of the Python-side data feed (lazy file loading)
     ("num_assets", types.int64),
     ("error", types.int64),  # last data error code (100) reported by the loader
+    ("entry", types.int64),  # address of the C entry point (kernels.entry), filled at build
+    ("aptr", types.int64[::1]),  # address of each AssetState (owned by `assets`)
 ]
 engine_type = EngineType(engine_fields)
 
@@ -152,7 +155,7 @@ def new_asset_list():
 
 
 @njit(cache=True, error_model="numpy")
-def new_engine(assets, key):
+def new_engine(assets, key, entry):
     e = structref.new(engine_type)
     e.assets = assets
     e.cur_ts = 9223372036854775807
@@ -160,4 +163,9 @@ def new_engine(assets, key):
     e.slots = np.full(4 * len(assets), 9223372036854775807, np.int64)
     e.key = key
     e.error = 0
+    e.entry = entry
+    e.aptr = np.zeros(len(assets), np.int64)
+    for a in range(len(assets)):
+        e.aptr[a] = struct_ptr(assets[a])
+        assets[a].ord_l.entry = entry
     return e
