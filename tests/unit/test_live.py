@@ -1,0 +1,150 @@
+"""LiveBot against an in-process fake connector (real iceoryx2 channel, no network), plus recorders and builder."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from hftbacktest.errors import ConfigError, DataError
+from hftbacktest.live import (
+    BotError, ErrorKind, HashMapMarketDepth, Instrument, LiveBotBuilder, OrderLatencyLogger, latency_log_to_npz,
+)
+from hftbacktest.live.ipc import TO_ALL, ConnectorChannel
+from hftbacktest.live.ipc import codec as c
+from hftbacktest.types import BUY, CANCELED, EXPIRED, GTX, LIMIT, NEW, NONE
+
+BID = 1 | (1 << 29) | (1 << 30)
+ASK = 1 | (1 << 28) | (1 << 30)
+CLEAR = 3 | (1 << 30)
+
+
+class FakeConnector:
+    def __init__(self, name):
+        self.ch = ConnectorChannel(name)
+
+    def requests(self):
+        out = []
+        while (got := self.ch.recv()) is not None:
+            out.append((got[0], c.decode_request(got[1])))
+        return out
+
+    def send(self, bot_id, *msgs):
+        for m in msgs:
+            self.ch.send(bot_id, c.encode_event(m))
+
+    def batch(self, bot_id, *msgs):
+        self.send(bot_id, c.BatchStart(), *msgs, c.BatchEnd())
+
+
+@pytest.fixture
+def rig():
+    name = f"tlive{os.getpid()}"
+    con = FakeConnector(name)
+    errors = []
+    hbt = (LiveBotBuilder()
+           .register(Instrument(name, "BTCUSDT", 0.1, 0.001, HashMapMarketDepth(0.1, 0.001)))
+           .error_handler(errors.append).id(42).build())
+    yield con, hbt, errors
+    hbt.close()
+    con.ch.close()
+
+
+def feed(ev, px, qty, ts=1_000):
+    return c.Feed("btcusdt", (ev, ts, ts + 5, px, qty, 0, 0, 0.0))
+
+
+def test_registration_feed_orders_and_position_flow_through_compiled_code(rig):
+    con, hbt, errors = rig
+    reqs = con.requests()
+    assert reqs == [(42, c.RegisterInstrument("btcusdt", 0.1, 0.001))]  # symbol lowercased for Binance
+    con.batch(42, feed(CLEAR, 0.0, 0.0), feed(BID, 100.0, 2.0), feed(ASK, 100.1, 3.0))
+    con.send(TO_ALL, c.Position("btcusdt", 0.5, 7), c.Position("ethusdt", 9.0, 7), c.Error(ErrorKind.Custom, None, 0))
+    assert hbt.wait_next_feed(False, 1_000_000_000) == 2
+    depth = hbt.depth(0)
+    assert (depth.best_bid_tick, depth.best_ask_tick) == (1000, 1001)
+    hbt.elapse(0)
+    assert hbt.position(0) == 0.5
+    assert errors == []  # heartbeats never reach the handler
+
+    assert hbt.submit_buy_order(0, 1000, 100.0, 0.002, GTX, LIMIT, False) == 0
+    assert hbt.submit_buy_order(0, 1000, 100.0, 0.002, GTX, LIMIT, False) == 10  # id exists
+    (bot_id, req), = con.requests()
+    assert bot_id == 42 and req.order.req == NEW and req.order.price_tick == 1000 and req.order.side == BUY
+    ack = req.order._replace(req=NONE, status=NEW, exch_timestamp=req.order.local_timestamp + 1000)
+    con.send(42, c.OrderUpdate("btcusdt", ack))
+    assert hbt.wait_order_response(0, 1000, 1_000_000_000) == 3
+    order = hbt.orders(0).get(1000)
+    assert order.status == NEW and order.req == NONE and order.cancellable
+
+    assert hbt.cancel(0, 1000, False) == 0
+    (_, creq), = con.requests()
+    assert creq.order.req == CANCELED
+    con.send(42, c.OrderUpdate("btcusdt", ack._replace(status=CANCELED, exch_timestamp=ack.exch_timestamp + 1)))
+    con.send(TO_ALL, c.Error(ErrorKind.OrderError, {"code": -2011, "msg": "Unknown order sent."}))
+    assert hbt.wait_order_response(0, 1000, 1_000_000_000) == 3
+    assert hbt.orders(0).get(1000).status == CANCELED
+    hbt.elapse(0)
+    assert errors and errors[-1].kind == ErrorKind.OrderError and errors[-1].value["code"] == -2011
+    hbt.clear_inactive_orders(0)
+    assert 1000 not in hbt.orders(0)
+
+
+def test_stale_and_foreign_updates_do_not_revive_dead_orders(rig):
+    con, hbt, _ = rig
+    con.requests()
+    assert hbt.submit_buy_order(0, 7, 100.0, 0.002, GTX, LIMIT, False) == 0
+    (_, req), = con.requests()
+    dead = req.order._replace(req=NONE, status=EXPIRED, exch_timestamp=0)
+    con.send(42, c.OrderUpdate("btcusdt", dead))
+    con.send(43, c.OrderUpdate("btcusdt", dead._replace(order_id=8)))  # another bot's order: not ours
+    assert hbt.wait_order_response(0, 7, 1_000_000_000) == 3
+    con.send(42, c.OrderUpdate("btcusdt", dead._replace(status=NEW, exch_timestamp=5)))
+    hbt.elapse(1_000_000)
+    assert hbt.orders(0).get(7).status == EXPIRED
+    assert 8 not in hbt.orders(0)
+
+
+def test_handler_exception_stops_the_wait_with_code_19(rig):
+    con, hbt, errors = rig
+
+    def boom(err):
+        raise BotError("stop trading")
+
+    hbt2 = None
+    con.send(TO_ALL, c.Error(ErrorKind.CriticalConnectionError, "connector shutting down"))
+    assert hbt.elapse(1_000_000) == 0  # the list.append handler does not raise
+    assert errors[-1].kind == ErrorKind.CriticalConnectionError
+    name = con.ch.name
+    hbt2 = (LiveBotBuilder().register(Instrument(name, "ethusdt", 0.01, 0.001)).error_handler(boom).build())
+    try:
+        con.send(TO_ALL, c.Error(ErrorKind.CriticalConnectionError, "x"))
+        assert hbt2.elapse(100_000_000) == 19
+    finally:
+        hbt2.close()
+
+
+def test_builder_validation():
+    with pytest.raises(ConfigError, match="Duplicate"):
+        (LiveBotBuilder().register(Instrument("bf", "btcusdt", 0.1, 0.001))
+         .register(Instrument("bf", "BTCUSDT", 0.1, 0.001)).build())
+    with pytest.raises(ConfigError, match="tick_size"):
+        Instrument("bf", "btcusdt", 0.0, 0.001)
+    with pytest.raises(ConfigError, match="at least one"):
+        LiveBotBuilder().build()
+
+
+def test_latency_log_round_trip_and_errors(tmp_path):
+    log = OrderLatencyLogger(tmp_path / "a.jsonl")
+    log.record(300, 310, 330, NEW)
+    log.record(100, 0, 150, NEW)  # rejection: no exchange time
+    log.record(200, 190, 260, CANCELED)  # clock skew: kept
+    log.close()
+    arr = latency_log_to_npz([tmp_path / "a.jsonl"], tmp_path / "lat.npz")
+    assert arr["req_ts"].tolist() == [100, 200, 300]
+    loaded = np.load(tmp_path / "lat.npz")["data"]
+    assert loaded.dtype.names == ("req_ts", "exch_ts", "resp_ts", "_padding")
+    assert loaded["exch_ts"].tolist() == [0, 190, 310]
+    (tmp_path / "bad.jsonl").write_text('{"req_ts": 1, "exch_ts": 2, "resp_ts": 3}\n{"req_ts": 1}\n')
+    with pytest.raises(DataError, match="bad.jsonl:2"):
+        latency_log_to_npz(tmp_path / "bad.jsonl", tmp_path / "x.npz")
