@@ -59,7 +59,7 @@ class EmulatorConfig:
     ban_s: float = 120.0
     mark_price_interval_s: float = 1.0
     order_latency_ms: float = 0.0  # time before an order request reaches the matching engine
-    ws_queue_limit: int = 200_000
+    ws_queue_limit: int = 50_000  # messages queued for one slow client before it is disconnected
     maker_fee: float = 0.0002  # VIP0
     taker_fee: float = 0.0005
     default_leverage: int = 20
