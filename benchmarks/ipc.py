@@ -2,7 +2,8 @@
 
 A child process plays the connector's request loop (receive a request, answer with an order event
 addressed to the sender); the parent plays a bot that busy-polls. Prints p50/p90/p99 of the round trip
-and the one-way estimate (round trip / 2). Target: one-way p99 <= 50 us.
+and the one-way estimate (round trip / 2). Target: one-way p99 <= 50 us. Then the LiveBot's own cost inside an
+@njit strategy: µs per `elapse(0)` (an idle poll) and per order request.
 The reference hftbacktest 2.4.4 has no Python live bot, so there is no reference ratio to print.
 
     .venv/bin/python benchmarks/ipc.py [--n 20000]
@@ -40,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--no-bot", action="store_true", help="skip the LiveBot elapse/submit measurement")
     args = parser.parse_args()
 
     from hftbacktest.live.ipc import BotChannel
@@ -68,6 +70,47 @@ def main() -> None:
     print(f"iceoryx2 bot->connector->bot round trip over {args.n} msgs (codec included):")
     print(f"  RTT     p50 {p50:7.1f} us  p90 {p90:7.1f} us  p99 {p99:7.1f} us  mean {us.mean():7.1f} us")
     print(f"  one-way p50 {p50 / 2:7.1f} us  p90 {p90 / 2:7.1f} us  p99 {p99 / 2:7.1f} us  (target p99 <= 50 us)")
+    if not args.no_bot:
+        bot_overhead()
+
+
+def bot_overhead(n: int = 20_000) -> None:
+    """µs per `elapse(0)` and per order request inside an @njit strategy (a connector channel in-process)."""
+    from numba import njit
+
+    from hftbacktest import GTX, LIMIT
+    from hftbacktest.live import Instrument, LiveBotBuilder
+    from hftbacktest.live.ipc import ConnectorChannel
+
+    @njit
+    def elapse_loop(hbt, n):
+        s = 0.0
+        for _ in range(n):
+            hbt.elapse(0)
+            s += hbt.depth(0).best_bid_tick
+        return s
+
+    @njit
+    def submit_loop(hbt, n):
+        for i in range(n):
+            hbt.submit_buy_order(0, i + 1, 100.0, 0.001, GTX, LIMIT, False)
+        return n
+
+    name = f"botbench{os.getpid()}"
+    con = ConnectorChannel(name)
+    hbt = LiveBotBuilder().register(Instrument(name, "btcusdt", 0.1, 0.001)).busy_poll().build()
+    elapse_loop(hbt, 10)
+    submit_loop(hbt, 1)
+    t0 = time.perf_counter()
+    elapse_loop(hbt, n)
+    t1 = time.perf_counter()
+    submit_loop(hbt, 2000)
+    t2 = time.perf_counter()
+    while con.recv() is not None:
+        pass
+    print(f"LiveBot inside @njit: elapse(0) {(t1 - t0) / n * 1e6:.2f} us, submit request {(t2 - t1) / 2000 * 1e6:.2f} us")
+    hbt.close()
+    con.close()
 
 
 if __name__ == "__main__":
