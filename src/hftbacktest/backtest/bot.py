@@ -464,7 +464,7 @@ _ORDER_DTYPE = np.dtype(order_dtype)
 
 
 def _order_property(name, fn):
-    @overload_attribute(types.Record, name, inline="always")
+    @overload_attribute(types.Record, name)
     def _ov(r):
         if getattr(r, "dtype", None) != _ORDER_DTYPE:
             return None
