@@ -129,3 +129,34 @@ def test_bad_input_raises_typed_errors(tmp_path):
     hbt = build(data)
     with pytest.raises(IndexError):
         hbt.submit_buy_order(1, 1, 99.0, 1.0, GTC, LIMIT, False)
+
+
+@pytest.mark.parametrize("compat,expected", [(True, 1.0), (False, 3.0)])
+def test_modify_requeue_leaves_qty(compat, expected):
+    # PR #317: moving a resting buy 1 @98 to 3 @97 cancels and re-adds it at the exchange; the reference keeps the
+    # stale leaves_qty (1), the corrected engine uses the new qty (3). A sell trade through 97 then fills it all.
+    hbt = build(rows(*BOOK, sell_trade(5000, 96.0, 1.0), bid(9000, 98.0, 1.0)), queue="risk", compat=compat)
+    hbt.elapse(100)
+    hbt.submit_buy_order(0, 1, 98.0, 1.0, GTC, LIMIT, False)
+    hbt.elapse(100)
+    assert hbt.modify(0, 1, 97.0, 3.0, False) == 0
+    assert hbt.modify(0, 1, 97.0, 3.0, False) == ReturnCode.ORDER_REQUEST_IN_PROCESS
+    hbt.elapse(10_000)
+    assert hbt.position(0) == expected
+
+
+@pytest.mark.parametrize("compat", [True, False])
+def test_exact_queue_fill_zombie(compat):
+    # #312: front 2 ahead of a buy 1 @99; a sell trade of 3 overruns by exactly the order's qty. The reference
+    # leaves the FILLED order in the book and the next trade at 99 fails with code 14 (time does not advance).
+    hbt = build(rows(bid(1000, 99.0, 2.0), ask(1000, 101.0, 5.0), sell_trade(5000, 99.0, 3.0),
+                     sell_trade(6000, 99.0, 1.0), bid(9000, 98.0, 1.0)), queue="risk", partial=True, compat=compat)
+    hbt.elapse(100)
+    hbt.submit_buy_order(0, 1, 99.0, 1.0, GTC, LIMIT, False)
+    hbt.elapse(1000)
+    rc = hbt.elapse(10_000)
+    assert hbt.position(0) == 1.0
+    if compat:
+        assert rc == ReturnCode.INVALID_ORDER_STATUS and hbt.current_timestamp == 1100 + 1000
+    else:
+        assert rc == ReturnCode.END_OF_DATA  # ran through every event (the data ends at 9000)
