@@ -43,16 +43,20 @@ def measure(side: str, python, data, quick_data, repeat: int, cache_root) -> dic
     cache.mkdir(parents=True, exist_ok=True)
     print(f"  {side}: warm run on {data.name} ...", file=sys.stderr, flush=True)
     warm, _ = child(python, "warm", data, cache)
+    print(f"  {side}: warm {warm['warm_s']:.3f} s (first run {warm['first_run_s']:.3f} s), "
+          f"peak RSS {warm['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
     seconds = []
     for _ in range(repeat):
         first, spawned = child(python, "first-event", data, cache)
         seconds.append(first["t_first_event"] - spawned)
+        print(f"  {side}: second process {seconds[-1]:.3f} s", file=sys.stderr, flush=True)
     out = {"warm": warm, "second_process_s": statistics.median(seconds), "second_process_all_s": seconds,
            "second_process_build_s": first["t_first_event"] - first["t_built"], "first_event": first}
     with tempfile.TemporaryDirectory(prefix="numba-empty-") as empty:
         print(f"  {side}: first-ever compile (empty cache) ...", file=sys.stderr, flush=True)
         comp, spawned = child(python, "compile", quick_data, empty)
         out["compile_s"] = comp["t_done"] - spawned
+        print(f"  {side}: first compile {out['compile_s']:.3f} s", file=sys.stderr, flush=True)
         out["compile"] = comp
     return out
 

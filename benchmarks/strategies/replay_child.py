@@ -21,6 +21,7 @@ from numba import njit
 from numba.core.errors import NumbaWarning
 from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
 
+import _common
 from example import market_making_algo
 
 # the reference cannot cache functions that take its jitclass bot, and says so on every run
@@ -60,8 +61,7 @@ def memory() -> dict:
 
 
 def state(hbt) -> dict:
-    sv = hbt.state_values(0)
-    return {"position": float(sv.position), "balance": float(sv.balance), "num_trades": int(sv.num_trades)}
+    return _common.state_of(hbt, 0)
 
 
 def main() -> None:
