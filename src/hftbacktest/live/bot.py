@@ -17,6 +17,7 @@ from numba.typed import List
 
 from ..backtest import bot as _views  # noqa: F401  (registers the depth/order/state views the strategy reads)
 from ..kernels import depth as dp
+from ..kernels.entry import address as entry_address
 from ..kernels import local as lc
 from ..kernels import orders as ob
 from ..kernels.exchange import apply_fill
@@ -146,7 +147,7 @@ structref.define_boxing(LiveBotType, LiveBot)
 
 @njit(cache=True)
 def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_asset, orders, order_asset, position,
-             position_set, counts, latency, n_latency, replayed):
+             position_set, counts, latency, n_latency, replayed, entry):
     """Per instrument, an engine asset state used only on its local side (no latency model, no fees, no data)."""
     assets = List.empty_list(asset_state_type)
     no_data = np.zeros(0, event_dtype)
@@ -155,7 +156,9 @@ def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_ass
         cfg_f = np.array([tick[a], lot[a], 1.0, 0.0, 0.0, 0.0])
         cfg_i = np.zeros(9, np.int64)
         cfg_i[8] = record_trades[a]
-        assets.append(new_asset_state(cfg_f, cfg_i, np.zeros((0, 4), np.int64), depth, depth, no_data, 0))
+        s = new_asset_state(cfg_f, cfg_i, np.zeros((0, 4), np.int64), depth, depth, no_data, 0)
+        s.ord_l.entry = entry  # the order views (`get`, `in`) look ids up through the engine's C entry point
+        assets.append(s)
     b = structref.new(live_bot_type)
     b.assets = assets
     b.num_assets = len(assets)
@@ -183,7 +186,7 @@ def new_live_bot(instruments: list, depth_modes: list[tuple[int, float, float]],
     record_trades = np.array([1 if i.last_trades_capacity > 0 else 0 for i in instruments], np.int64)
     return _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, rt.key, rt.feed, rt.feed_asset, rt.orders,
                     rt.order_asset, rt.position, rt.position_set, rt.counts, rt.latency, rt.n_latency,
-                    rt.replayed)
+                    rt.replayed, entry_address())
 
 
 # --- the Python side, reached from objmode ----------------------------------------------------------------------
