@@ -535,6 +535,9 @@ class BinanceFuturesConnector:
     async def _keepalive(self, ws) -> None:
         while True:
             await asyncio.sleep(self.cfg.listen_key_keepalive_s)
+            dropped = self.orders.gc()
+            if dropped:
+                log.info("forgot %d terminal orders one channel never confirmed", dropped)
             reply = await self._safe_request("PUT", "/fapi/v1/listenKey", api_key=True)
             if reply is None or not reply.ok:
                 log.warning("listen key keepalive failed (%s); recreating the user stream",
