@@ -1,5 +1,15 @@
-"""hftbacktest: tick-level backtesting, Binance USD-M data tools, emulator and live trading (Python + numba)."""
+"""hftbacktest: tick-level backtesting, Binance USD-M data tools, emulator and live trading (Python + numba).
+
+Constants and dtypes load eagerly (no numba); the engine, builder and recorder load on first access, so
+`hftbacktest --help` and tools that do not backtest start fast.
+"""
+from ._lazy import lazy_exports
 from .types import *  # noqa: F401,F403  (constants and dtypes, same names as hftbacktest 2.x)
-from .backtest.asset import BacktestAsset  # noqa: F401
-from .backtest.bot import Backtest, HashMapMarketDepthBacktest, ROIVectorMarketDepthBacktest  # noqa: F401
-from .recorder import Recorder  # noqa: F401
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), {
+    "BacktestAsset": ".backtest.asset",
+    "Backtest": ".backtest.bot",
+    "HashMapMarketDepthBacktest": ".backtest.bot",
+    "ROIVectorMarketDepthBacktest": ".backtest.bot",
+    "Recorder": ".recorder",
+})

@@ -12,16 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numba import njit
-
-from .types import GTX, LIMIT
 
 SYMBOL = "BTCUSDT"
 TICK_SIZE = 0.1
 LOT_SIZE = 0.001
 BOOK_SIZE = 10_000.0  # capital the metrics are expressed against
 MAKER_FEE, TAKER_FEE = -0.00005, 0.0007  # Binance USD-M VIP-style maker rebate / taker fee
-RECORD_EVERY = 10  # strategy steps (10 ms each) per recorded row
 
 
 def register(subparsers) -> None:
@@ -35,34 +31,6 @@ def register(subparsers) -> None:
     p.add_argument("--minutes", type=float, default=5.0, help="minutes of synthetic feed (default: 5)")
     p.add_argument("--seed", type=int, default=1, help="random seed of the synthetic feed (default: 1)")
     p.set_defaults(func=_run)
-
-
-@njit(cache=True)
-def market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_value):
-    """The documentation's market maker: quote around the mid, skewed by inventory, re-quoting every 10 ms."""
-    asset_no = 0
-    tick_size = hbt.depth(asset_no).tick_size
-    lot_size = hbt.depth(asset_no).lot_size
-    step = 0
-    while hbt.elapse(10_000_000) == 0:
-        step += 1
-        if step % RECORD_EVERY == 0:
-            recorder.record(hbt)
-        hbt.clear_inactive_orders(asset_no)
-        depth = hbt.depth(asset_no)
-        if not (depth.best_bid > 0.0 and depth.best_ask > depth.best_bid and depth.best_ask < 1e12):
-            continue  # no two-sided book yet (the feed starts before the first snapshot)
-        mid_price = (depth.best_bid + depth.best_ask) / 2.0
-        position = hbt.position(asset_no)
-        half_spread = half_spread_bps * 1e-4 * mid_price
-        reservation_price = mid_price - skew_per_position * position
-        new_bid_tick = min(np.round((reservation_price - half_spread) / tick_size), depth.best_bid_tick)
-        new_ask_tick = max(np.round((reservation_price + half_spread) / tick_size), depth.best_ask_tick)
-        order_qty = np.round(order_value / mid_price / lot_size) * lot_size
-        # order id = price tick: re-quoting an unchanged price is refused as a duplicate, which keeps queue position
-        hbt.submit_buy_order(asset_no, new_bid_tick, new_bid_tick * tick_size, order_qty, GTX, LIMIT, False)
-        hbt.submit_sell_order(asset_no, new_ask_tick, new_ask_tick * tick_size, order_qty, GTX, LIMIT, False)
-    return True
 
 
 def order_latency_table(start_ns: int, end_ns: int, seed: int) -> np.ndarray:
@@ -104,6 +72,7 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
     from rich.console import Console
 
     from . import BacktestAsset, HashMapMarketDepthBacktest
+    from ._demo_strategy import RECORD_EVERY, market_making_algo
     from .data import synthetic
     from .data.utils import binancefutures
     from .errors import ConfigError
