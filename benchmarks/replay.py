@@ -11,6 +11,7 @@ of benchmarks/strategies/replay_child.py under each venv:
                 numba cache load), median of --repeat runs, after the warm process filled the cache
   first compile our package with an empty NUMBA_CACHE_DIR: spawn -> the whole example done on 150 000 rows
   peak RSS      ru_maxrss of the warm process (two builds and runs over the full file)
+The final states must be equal (floats to 1e-9 relative, as in parity.py).
 Targets (issue 3): warm <= 0.7x ref, second process <= 1.0 s, first compile <= 15 s, peak RSS <= 0.5x ref.
 Numba caches of both sides live in benchmarks/_work/numba_cache/ (wiped by --cold).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -68,7 +70,8 @@ def verdict(ok: bool) -> str:
 def report(fmt: str, events: int, ours: dict, ref: dict) -> list[str]:
     ow, rw = ours["warm"], ref["warm"]
     lines = [f"replay of {events:,} events from .{fmt} (ours | ref | ours/ref | target)"]
-    same = ow["state"] == rw["state"]
+    same = ow["state"].keys() == rw["state"].keys() and all(
+        math.isclose(ow["state"][k], rw["state"][k], rel_tol=1e-9, abs_tol=1e-12) for k in rw["state"])
     lines.append(f"  final state equal: {same}  ours={ow['state']}  ref={rw['state']}")
     r_warm = ow["warm_s"] / rw["warm_s"]
     lines.append(f"  warm run          {ow['warm_s']:8.3f} s | {rw['warm_s']:8.3f} s | {r_warm:6.2f}x | "
