@@ -147,6 +147,11 @@ def _open_orders(hbt) -> dict[int, tuple]:
     return out
 
 
+def _cancel_all(hbt):
+    for order_id in _open_orders(hbt):
+        hbt.cancel(0, order_id, False)
+
+
 def _settle(hbt, venue, seconds=10.0):
     """Let every update in flight reach the bot: poll until the bot's and the exchange's views agree."""
     deadline = time.monotonic() + seconds
@@ -185,7 +190,10 @@ def test_grid_strategy_live_matches_the_exchange(venue, grid, tmp_path):
         # Tight grid (1 tick from mid, 1-tick spacing) so the synthetic market trades through it within seconds.
         steps = grid.gridtrading(hbt, recorder.recorder, 80, 100_000_000, 3, 1, 1, 0.002, 0.01)
         assert steps == 80
+        assert _open_orders(hbt)
+        _cancel_all(hbt)
         pos, exch_open, bot_open = _settle(hbt, venue)
+        assert not bot_open  # every cancel was confirmed
         assert abs(hbt.position(0) - pos) < 1e-9
         assert bot_open == exch_open
         ours, kind = _check_ledger(venue.ledger())
@@ -226,9 +234,11 @@ def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
         for fault in FAULTS:
             venue.post("/_emu/fault", dict(fault))
             assert grid.gridtrading(hbt, recorder.recorder, 15, 100_000_000, 3, 1, 1, 0.002, 0.01) == 15
+        _cancel_all(hbt)
         pos, exch_open, bot_open = _settle(hbt, venue, 15.0)
-        assert abs(hbt.position(0) - pos) < 1e-9
-        assert bot_open == exch_open
+        log_tail = "".join(line for line in venue.connector.log[-60:] if "heartbeat" not in line)
+        assert abs(hbt.position(0) - pos) < 1e-9, log_tail
+        assert bot_open == exch_open, log_tail
         _check_ledger(venue.ledger())
         fired = {f["kind"] for f in venue.get("/_emu/faults") if f["what"] == "fired"}
         assert {"ws_drop", "depth_gap", "listen_key_expire", "rest_5xx", "rest_429"} <= fired, fired

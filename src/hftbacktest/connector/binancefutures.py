@@ -249,7 +249,9 @@ class BinanceFuturesConnector:
                         req.lot_size, *exch)
         is_new = symbol not in self.symbol_info
         self.symbol_info.setdefault(symbol, (req.tick_size, req.lot_size))
-        msgs: list = [codec.OrderUpdate(symbol, r.order) for r in self.orders.open_orders(symbol)]
+        # The replay lists the bot's own live orders (a re-registering bot gets its state back); orders of other
+        # bots stay theirs, since their updates are addressed to them.
+        msgs: list = [codec.OrderUpdate(symbol, r.order) for r in self.orders.open_orders(symbol) if r.bot_id == bot_id]
         if symbol in self.positions:
             qty, ts = self.positions[symbol]
             msgs.append(codec.Position(symbol, qty, ts))
