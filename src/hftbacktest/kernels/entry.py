@@ -1,5 +1,8 @@
 """The engine's C-ABI entry point: one cached `cfunc` dispatching on an operation code (FN_* in abi.py), called
-by the bot's overloads through its address (see abi.py for why)."""
+by the bot's overloads through its address (see abi.py for why).
+
+The loop operations are `inline="always"`, so this function links the compiled `goto` once; numba's cache does not
+track callees, so a change to any kernel needs this file touched to refresh a stale cached entry point."""
 from __future__ import annotations
 
 from numba import cfunc

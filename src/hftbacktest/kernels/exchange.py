@@ -10,6 +10,7 @@ Kernels return 0 or an error code (10 order id exists, 13 invalid request, 14 in
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ..types import (
@@ -112,7 +113,7 @@ def fill(s, src, i, ts, maker, tick, exec_qty):
 def _fill_resting_all(s, slot, ts):
     """Fill the whole remaining qty of a resting order as maker, reply, and remove it from the book."""
     t = s.ord_x
-    rc = fill(s, t.rec, slot, ts, True, 0, t.rec[slot].leaves_qty)
+    rc = fill(s, t.rec, slot, ts, np.bool_(True), np.int64(0), t.rec[slot].leaves_qty)
     if rc != OK:
         return rc
     respond(s, t.rec, slot)
@@ -133,7 +134,7 @@ def _queue_fill(s, slot, ts, qty):
     leaves = t.rec[slot].leaves_qty
     if f > leaves or (f >= leaves and not s.compat):
         return _fill_resting_all(s, slot, ts)
-    rc = fill(s, t.rec, slot, ts, True, 0, f)
+    rc = fill(s, t.rec, slot, ts, np.bool_(True), np.int64(0), f)
     if rc != OK:
         return rc
     respond(s, t.rec, slot)
@@ -147,7 +148,7 @@ def _on_bid(s, px, qty, ts):
     t = s.ord_x
     tick, prev_best, new_best, prev_qty = dp.update_bid(s.depth_x, px, qty)
     if t.nbuy > 0 and tick <= t.max_buy:
-        slot = ob.ladder_head(t, True, tick)
+        slot = ob.ladder_head(t, np.bool_(True), tick)
         while slot >= 0:
             queue_depth(s.queue_model, s.queue_n, t.qf, t.qc, slot, prev_qty, qty)
             slot = t.lnext[slot]
@@ -168,7 +169,7 @@ def _on_ask(s, px, qty, ts):
     t = s.ord_x
     tick, prev_best, new_best, prev_qty = dp.update_ask(s.depth_x, px, qty)
     if t.nsell > 0 and tick >= t.min_sell:
-        slot = ob.ladder_head(t, False, tick)
+        slot = ob.ladder_head(t, np.bool_(False), tick)
         while slot >= 0:
             queue_depth(s.queue_model, s.queue_n, t.qf, t.qc, slot, prev_qty, qty)
             slot = t.lnext[slot]
@@ -198,7 +199,7 @@ def _on_buy_trade(s, px, qty, ts):
     if not every and tt <= bb:
         return OK
     if t.min_sell == tt:  # only orders exactly at the trade price: walk that ladder level
-        slot = ob.ladder_head(t, False, tt)
+        slot = ob.ladder_head(t, np.bool_(False), tt)
         while slot >= 0:
             nxt = t.lnext[slot]
             rc = _queue_fill(s, slot, ts, qty)
@@ -234,7 +235,7 @@ def _on_sell_trade(s, px, qty, ts):
     if not every and tt >= ba:
         return OK
     if t.max_buy == tt:
-        slot = ob.ladder_head(t, True, tt)
+        slot = ob.ladder_head(t, np.bool_(True), tt)
         while slot >= 0:
             nxt = t.lnext[slot]
             rc = _queue_fill(s, slot, ts, qty)
@@ -320,7 +321,7 @@ def _taker_partial(s, src, i, ts, is_buy, start, stop, include_stop):
                 break
             q = dp.bid_qty_at(d, tk)
         if q > 0.0:
-            rc = fill(s, src, i, ts, False, tk, min(q, o.leaves_qty))
+            rc = fill(s, src, i, ts, np.bool_(False), tk, min(q, o.leaves_qty))
             if rc != OK:
                 return rc
             if not s.compat and o.status != FILLED:
@@ -339,7 +340,7 @@ def _ack_new_partial_cross(s, src, i, ts, is_buy):
     tif = o.time_in_force
     if o.order_type != LIMIT:
         stop = best + 99 if is_buy else best - 100
-        rc = _taker_partial(s, src, i, ts, is_buy, best, stop, True)
+        rc = _taker_partial(s, src, i, ts, is_buy, best, stop, np.bool_(True))
         if rc != OK:
             return rc
         if o.status != FILLED:
@@ -365,9 +366,9 @@ def _ack_new_partial_cross(s, src, i, ts, is_buy):
             o.status = EXPIRED
             o.exch_timestamp = ts
             return OK
-        return _taker_partial(s, src, i, ts, is_buy, best, o.price_tick, True)
+        return _taker_partial(s, src, i, ts, is_buy, best, o.price_tick, np.bool_(True))
     if tif == IOC:
-        rc = _taker_partial(s, src, i, ts, is_buy, best, o.price_tick, True)
+        rc = _taker_partial(s, src, i, ts, is_buy, best, o.price_tick, np.bool_(True))
         if rc != OK:
             return rc
         if o.status != FILLED:
@@ -379,7 +380,7 @@ def _ack_new_partial_cross(s, src, i, ts, is_buy):
     if rc != OK:
         return rc
     if o.status != FILLED:
-        rc = fill(s, src, i, ts, False, o.price_tick, o.leaves_qty)
+        rc = fill(s, src, i, ts, np.bool_(False), o.price_tick, o.leaves_qty)
     return rc
 
 
@@ -401,7 +402,7 @@ def ack_new(s, src, i, ts):
             o.status = EXPIRED
             o.exch_timestamp = ts
         else:
-            rc = fill(s, src, i, ts, False, best, o.leaves_qty)
+            rc = fill(s, src, i, ts, np.bool_(False), best, o.leaves_qty)
     elif o.time_in_force == GTC or o.time_in_force == GTX:
         _rest(s, src, i, ts)
     else:

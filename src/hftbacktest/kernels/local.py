@@ -129,7 +129,7 @@ def _send(s, slot, now):
         tmp = np.empty(1, order_dtype)
         tmp[0] = t.rec[slot]
         tmp[0].req = REJECTED
-        ob.bus_append(s.to_local, tmp, 0, t.rec[slot].local_timestamp - lat)
+        ob.bus_append(s.to_local, tmp, np.int64(0), t.rec[slot].local_timestamp - lat)
         return True
     ob.bus_append(s.to_exch, t.rec, slot, t.rec[slot].local_timestamp + lat)
     return False
@@ -155,7 +155,7 @@ def submit(s, now, oid, side, price, qty, tif, ord_type):
     o.status = NONE
     o.side = side
     o.time_in_force = tif
-    slot = ob.insert(t, tmp, 0)
+    slot = ob.insert(t, tmp, np.int64(0))
     _send(s, slot, now)
     return OK
 

@@ -65,7 +65,7 @@ def _seek_local(e, a, s):
         s.pos_l = p
         if s.file_l + 1 >= s.nfiles:
             return I64_MAX
-        arr, rc = _next_chunk(e.key, a, 0, s.file_l + 1)
+        arr, rc = _next_chunk(e.key, a, np.int64(0), s.file_l + 1)
         if rc != 0:
             e.error = rc
             return I64_MAX
@@ -88,7 +88,7 @@ def _seek_exch(e, a, s):
         s.pos_x = p
         if s.file_x + 1 >= s.nfiles:
             return I64_MAX
-        arr, rc = _next_chunk(e.key, a, 1, s.file_x + 1)
+        arr, rc = _next_chunk(e.key, a, np.int64(1), s.file_x + 1)
         if rc != 0:
             e.error = rc
             return I64_MAX
@@ -175,65 +175,74 @@ def goto(e, target, wait_mode, wait_asset, wait_id, wait_next_feed):
 
 
 # --- public operations (the bot's methods forward here) -------------------------------------------------------------
+# Inlined into the entry point: as separate kernels each would link and re-optimise the whole `goto` again.
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
+def _run(e, target, wait_mode, wait_asset, wait_id, wait_next_feed):
+    """`goto` with run-time typed arguments: a constant argument would make numba compile (and link into the
+    entry point) one more full specialisation of the loop per distinct constant."""
+    return goto(e, np.int64(target), np.int64(wait_mode), np.int64(wait_asset), np.int64(wait_id),
+                np.bool_(wait_next_feed))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def elapse(e, duration):
     if e.cur_ts == I64_MAX:
         rc = initialize(e)
         if rc != OK:
             return rc
-    return goto(e, e.cur_ts + duration, WAIT_NONE, 0, 0, False)
+    return _run(e, e.cur_ts + duration, WAIT_NONE, 0, 0, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def wait_next_feed(e, include_order_resp, timeout):
     if e.cur_ts == I64_MAX:
         rc = initialize(e)
         if rc != OK:
             return rc
-    return goto(e, e.cur_ts + timeout, WAIT_ANY if include_order_resp else WAIT_NONE, 0, 0, True)
+    return _run(e, e.cur_ts + timeout, WAIT_ANY if include_order_resp else WAIT_NONE, 0, 0, True)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def wait_order_response(e, asset, order_id, timeout):
-    return goto(e, e.cur_ts + timeout, WAIT_ID, asset, order_id, False)
+    return _run(e, e.cur_ts + timeout, WAIT_ID, asset, order_id, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def goto_end(e):
     if e.cur_ts == I64_MAX:
         rc = initialize(e)
         if rc != OK:
             return rc
-    return goto(e, I64_MAX, WAIT_NONE, 0, 0, False)
+    return _run(e, I64_MAX, WAIT_NONE, 0, 0, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def submit(e, asset, order_id, side, price, qty, tif, ord_type, wait):
     rc = lp.submit(e.assets[asset], e.cur_ts, order_id, side, price, qty, tif, ord_type)
     if rc != OK or not wait:
         return rc
-    return goto(e, I64_MAX, WAIT_ID, asset, order_id, False)
+    return _run(e, I64_MAX, WAIT_ID, asset, order_id, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def modify(e, asset, order_id, price, qty, wait):
     rc = lp.modify(e.assets[asset], e.cur_ts, order_id, price, qty)
     if rc != OK or not wait:
         return rc
-    return goto(e, I64_MAX, WAIT_ID, asset, order_id, False)
+    return _run(e, I64_MAX, WAIT_ID, asset, order_id, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def cancel(e, asset, order_id, wait):
     rc = lp.cancel(e.assets[asset], e.cur_ts, order_id)
     if rc != OK or not wait:
         return rc
-    return goto(e, I64_MAX, WAIT_ID, asset, order_id, False)
+    return _run(e, I64_MAX, WAIT_ID, asset, order_id, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def clear_inactive_orders(e, asset):
     if asset < 0:
         for a in range(e.num_assets):
