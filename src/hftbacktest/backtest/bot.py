@@ -376,12 +376,12 @@ def _ov_ask_depth(d):
 
 @overload_method(DepthType, "bid_qty_at_tick", inline="always")
 def _ov_bid_qty_at_tick(d, price_tick):
-    return lambda d, price_tick: dp.level(d, np.bool_(True), np.int64(price_tick))
+    return lambda d, price_tick: dp.level(d, True, np.int64(price_tick))
 
 
 @overload_method(DepthType, "ask_qty_at_tick", inline="always")
 def _ov_ask_qty_at_tick(d, price_tick):
-    return lambda d, price_tick: dp.level(d, np.bool_(False), np.int64(price_tick))
+    return lambda d, price_tick: dp.level(d, False, np.int64(price_tick))
 
 
 @overload_method(DepthType, "snapshot")

@@ -118,12 +118,12 @@ def level(d, is_bid, t):
 
 @njit(cache=True, error_model="numpy")
 def bid_qty_at(d, t):
-    return level(d, np.bool_(True), t)
+    return level(d, True, t)
 
 
 @njit(cache=True, error_model="numpy")
 def ask_qty_at(d, t):
-    return level(d, np.bool_(False), t)
+    return level(d, False, t)
 
 
 @njit(cache=True, error_model="numpy")
@@ -269,9 +269,9 @@ def _recenter(d, center):
             aticks, aqtys, am = ticks, qtys, m
     d.base = center - WINDOW // 2
     for k in range(bm):
-        set_level(d, np.bool_(True), bticks[k], bqtys[k])
+        set_level(d, True, bticks[k], bqtys[k])
     for k in range(am):
-        set_level(d, np.bool_(False), aticks[k], aqtys[k])
+        set_level(d, False, aticks[k], aqtys[k])
 
 
 @njit(cache=True, error_model="numpy")
@@ -297,8 +297,8 @@ def update_bid(d, px, qty):
         prev_qty = d.bid[t - d.lb]
         d.bid[t - d.lb] = qty
     else:
-        prev_qty = level(d, np.bool_(True), t)
-        set_level(d, np.bool_(True), t, qty if qty_lot > 0 else 0.0)
+        prev_qty = level(d, True, t)
+        set_level(d, True, t, qty if qty_lot > 0 else 0.0)
     if qty_lot == 0:
         if t == d.bb:
             d.bb = depth_below(d, True, d.bb, d.lowb)
@@ -326,8 +326,8 @@ def update_ask(d, px, qty):
         prev_qty = d.ask[t - d.lb]
         d.ask[t - d.lb] = qty
     else:
-        prev_qty = level(d, np.bool_(False), t)
-        set_level(d, np.bool_(False), t, qty if qty_lot > 0 else 0.0)
+        prev_qty = level(d, False, t)
+        set_level(d, False, t, qty if qty_lot > 0 else 0.0)
     if qty_lot == 0:
         if t == d.ba:
             d.ba = depth_above(d, False, d.ba, d.higha)
@@ -389,7 +389,7 @@ def clear_bid(d, px):
     elif np.isfinite(px):
         c = rha(px / d.tick)
         if d.bb != I64_MIN:
-            _delete_range(d, np.bool_(True), c, d.bb)
+            _delete_range(d, True, c, d.bb)
         d.bb = depth_below(d, True, c - 1, d.lowb)
     else:
         d.bid[:] = 0.0
@@ -416,7 +416,7 @@ def clear_ask(d, px):
     elif np.isfinite(px):
         c = rha(px / d.tick)
         if d.ba != I64_MAX:
-            _delete_range(d, np.bool_(False), d.ba, c)
+            _delete_range(d, False, d.ba, c)
         d.ba = depth_above(d, False, c + 1, d.higha)
     else:
         d.ask[:] = 0.0
@@ -439,11 +439,11 @@ def apply_snapshot(d, data):
         if ev & BUY_EVENT == BUY_EVENT:
             d.bb = max(d.bb, t)
             d.lowb = min(d.lowb, t)
-            set_level(d, np.bool_(True), t, q)
+            set_level(d, True, t, q)
         elif ev & SELL_EVENT == SELL_EVENT:
             d.ba = min(d.ba, t)
             d.higha = max(d.higha, t)
-            set_level(d, np.bool_(False), t, q)
+            set_level(d, False, t, q)
     _follow_touch(d)
 
 
@@ -471,8 +471,8 @@ def _side_levels(d, is_bid):
 @njit(cache=True, error_model="numpy")
 def snapshot(d):
     """Current book as DEPTH_SNAPSHOT rows: bids at or below the best bid (descending), then asks (ascending)."""
-    bt, bq = _side_levels(d, np.bool_(True))
-    at, aq = _side_levels(d, np.bool_(False))
+    bt, bq = _side_levels(d, True)
+    at, aq = _side_levels(d, False)
     out = np.zeros(bt.shape[0] + at.shape[0], event_dtype)
     k = 0
     for i in range(bt.shape[0] - 1, -1, -1):
@@ -506,7 +506,7 @@ def best_bid_qty(d):
         return best_bid(d)  # reference Python binding returns the price here
     if d.bb == I64_MIN:
         return 0.0 if d.mode != MODE_ROI else np.nan
-    return level(d, np.bool_(True), d.bb)
+    return level(d, True, d.bb)
 
 
 @njit(cache=True, error_model="numpy")
@@ -515,4 +515,4 @@ def best_ask_qty(d):
         return best_ask(d)
     if d.ba == I64_MAX:
         return 0.0 if d.mode != MODE_ROI else np.nan
-    return level(d, np.bool_(False), d.ba)
+    return level(d, False, d.ba)
