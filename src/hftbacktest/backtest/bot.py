@@ -658,7 +658,8 @@ class Backtest(structref.StructRefProxy):
         return _orders(self, asset_no)
 
     def state_values(self, asset_no):
-        return _state(self, asset_no)[0]
+        # np.record: attribute access (`.position`) like the reference, still a live view of the engine state
+        return _state(self, asset_no).view(np.recarray)[0]
 
     def position(self, asset_no):
         return float(_state(self, asset_no)[0]["position"])
