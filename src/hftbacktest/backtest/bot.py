@@ -20,6 +20,9 @@ import weakref
 import numpy as np
 from numba import njit, types
 from numba.core.extending import overload, overload_attribute, overload_method
+from numba.core.imputils import lower_getattr
+from numba.core.typing.templates import AttributeTemplate, infer_getattr
+from numba.np.arrayobj import record_getattr
 from numba.experimental import structref
 
 from ..errors import ConfigError, DataError
@@ -463,18 +466,38 @@ def _ov_len(t):
 _ORDER_DTYPE = np.dtype(order_dtype)
 
 
-def _order_property(name, fn):
-    @overload_attribute(types.Record, name)
-    def _ov(r):
-        if getattr(r, "dtype", None) != _ORDER_DTYPE:
-            return None
-        return fn
+_ORDER_PROPERTIES = {  # name -> (numba type, implementation over the order record)
+    "price": (types.float64, lambda r: r.price_tick * r.tick_size),
+    "exec_price": (types.float64, lambda r: r.exec_price_tick * r.tick_size),
+    "cancellable": (types.boolean, lambda r: (r.status == NEW or r.status == PARTIALLY_FILLED) and r.req == 0),
+    "active": (types.boolean, lambda r: r.status == NEW or r.status == PARTIALLY_FILLED),
+}
 
 
-_order_property("price", lambda r: r.price_tick * r.tick_size)
-_order_property("exec_price", lambda r: r.exec_price_tick * r.tick_size)
-_order_property("cancellable", lambda r: (r.status == NEW or r.status == PARTIALLY_FILLED) and r.req == 0)
-_order_property("active", lambda r: r.status == NEW or r.status == PARTIALLY_FILLED)
+@infer_getattr
+class _OrderRecordAttributes(AttributeTemplate):
+    """Typing of the properties; declines (None) for every other record so their own fields keep working."""
+
+    key = types.Record
+
+    def generic_resolve(self, typ, attr):
+        if attr in _ORDER_PROPERTIES and typ.dtype == _ORDER_DTYPE:
+            return _ORDER_PROPERTIES[attr][0]
+        return None
+
+
+def _lower_order_property(name):
+    restype, fn = _ORDER_PROPERTIES[name]
+
+    @lower_getattr(types.Record, name)
+    def _lower(context, builder, typ, value):
+        if typ.dtype != _ORDER_DTYPE:  # a user record with a real field of that name (e.g. record_dtype.price)
+            return record_getattr(context, builder, typ, value, name)
+        return context.compile_internal(builder, fn, restype(typ), [value])
+
+
+for _name in _ORDER_PROPERTIES:
+    _lower_order_property(_name)
 
 
 # --- Python-side objects --------------------------------------------------------------------------------------------
