@@ -307,6 +307,27 @@ def _top(keys, heap, sign):
 
 
 @njit(cache=True, nogil=True)
+def _set_level(keys, vals, n, heap, k, q, zero_qty, sign):
+    """Set one side's level k to q (removing it when q <= zero_qty); heap holds sign*key. Returns the table."""
+    i = _h_find(keys, k)
+    if q <= zero_qty:
+        if i >= 0:
+            _h_delete(keys, vals, i)
+            n -= 1
+    elif i >= 0:
+        vals[i] = q
+    else:
+        if 2 * (n + 1) > len(keys):
+            keys, vals, n = _h_rebuild(keys, vals, 2 * len(keys), _EMPTY, -_EMPTY - 1)
+            i = _h_find(keys, k)
+        keys[-1 - i] = k
+        vals[-1 - i] = q
+        n += 1
+        heapq.heappush(heap, sign * k)
+    return keys, vals, n
+
+
+@njit(cache=True, nogil=True)
 def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty, only_local, max_report):
     """Apply depth/clear/snapshot rows to a price-keyed book, message by message.
 
@@ -347,37 +368,9 @@ def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty
                 touched = True
                 q = qty[r]
                 if is_bid:
-                    i = _h_find(bk, k)
-                    if q <= zero_qty:
-                        if i >= 0:
-                            _h_delete(bk, bv, i)
-                            nb -= 1
-                    elif i >= 0:
-                        bv[i] = q
-                    else:
-                        if 2 * (nb + 1) > len(bk):
-                            bk, bv, nb = _h_rebuild(bk, bv, 2 * len(bk), _EMPTY, -_EMPTY - 1)
-                            i = _h_find(bk, k)
-                        bk[-1 - i] = k
-                        bv[-1 - i] = q
-                        nb += 1
-                        heapq.heappush(bheap, -k)
+                    bk, bv, nb = _set_level(bk, bv, nb, bheap, k, q, zero_qty, -1)
                 elif is_ask:
-                    i = _h_find(ak, k)
-                    if q <= zero_qty:
-                        if i >= 0:
-                            _h_delete(ak, av, i)
-                            na -= 1
-                    elif i >= 0:
-                        av[i] = q
-                    else:
-                        if 2 * (na + 1) > len(ak):
-                            ak, av, na = _h_rebuild(ak, av, 2 * len(ak), _EMPTY, -_EMPTY - 1)
-                            i = _h_find(ak, k)
-                        ak[-1 - i] = k
-                        av[-1 - i] = q
-                        na += 1
-                        heapq.heappush(aheap, k)
+                    ak, av, na = _set_level(ak, av, na, aheap, k, q, zero_qty, 1)
             elif kind == DEPTH_CLEAR_EVENT:
                 touched = True
                 whole = full_clear or np.isnan(key[r])
