@@ -18,12 +18,17 @@ from numba.core import types
 from numba.experimental import structref
 from numba.extending import overload_method
 
+from ._cache_salt import SALT
 from .errors import ConfigError
 from .types import record_dtype
 
 
 @structref.register
 class RecorderStateType(types.StructRef):
+    def __init__(self, fields):
+        super().__init__(fields)
+        self.name = f"{self.name}.{SALT}"  # a changed package recompiles users' cached code (see _cache_salt)
+
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
@@ -139,7 +144,9 @@ class Recorder:
         if int(num_assets) <= 0 or int(record_size) <= 0:
             raise ConfigError(f"Recorder needs num_assets > 0 and record_size > 0, got {num_assets}, {record_size}")
         words = np.zeros((int(record_size), int(num_assets), _WORDS), np.int64)
-        self._state = _new_state(words, bool(grow))
+        state = _new_state(words, bool(grow))
+        # boxed as this process's (salted) type: the cached constructor returns the type current when it was cached
+        self._state = RecorderState._numba_box_(_STATE_TYPE, state._meminfo)
 
     @property
     def recorder(self) -> RecorderState:

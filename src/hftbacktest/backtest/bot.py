@@ -46,7 +46,9 @@ from ..kernels.abi import (
     struct_from_ptr,
     struct_ptr,
 )
-from ..kernels.state import EngineType, asset_state_type, new_asset_list, new_asset_state, new_engine
+from ..kernels.state import (
+    EngineType, asset_state_type, engine_type, new_asset_list, new_asset_state, new_engine,
+)
 from ..types import BUY, NEW, PARTIALLY_FILLED, SELL, order_dtype
 from .asset import AssetConfig, BacktestAsset
 from .reader import AssetFeed, Source, as_kernel_array, check_source
@@ -805,7 +807,9 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
 
     loop.FEEDS[key] = Feed(feeds)
     engine = new_engine(states, key, address())
-    obj = cls._numba_box_(engine._type, engine._meminfo)
+    # Boxed as this process's `engine_type`, whose name carries the cache salt (see _cache_salt): `new_engine`'s
+    # cached return type is whatever type was current when it was cached.
+    obj = cls._numba_box_(engine_type, engine._meminfo)
     weakref.finalize(obj, loop.FEEDS.pop, key, None)
     return obj
 
