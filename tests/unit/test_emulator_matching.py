@@ -165,6 +165,44 @@ def test_modify_requeues_on_price_change_and_cancel(venue):
     assert [u[0] for u in updates(venue, "m")] == ["NEW", "AMENDMENT", "CANCELED"]
 
 
+def _amend(v, cid, price, qty, side="BUY"):
+    return v.modify_order(v.accounts["a"], {"symbol": "BTCUSDT", "origClientOrderId": cid, "side": side,
+                                            "quantity": qty, "price": price})
+
+
+def test_amend_follows_binance_rules(venue):
+    # Binance USD-M "Modify Order": amended orders are re-queued; an unchanged amendment is refused (-5027);
+    # a filter violation leaves the order as it was; GTX that would cross, or qty <= executed, cancels it.
+    order = place(venue, side="BUY", price="60000.0", quantity="0.003", newClientOrderId="q")
+    assert order.front == 5
+    venue.on_level(venue.markets["BTCUSDT"], BID, 600_000, 2)  # the order advanced: 2 lots ahead of it
+    assert order.front == 2
+    with pytest.raises(ApiError) as err:
+        _amend(venue, "q", "60000.0", "0.003")
+    assert err.value.code == -5027
+    _amend(venue, "q", "60000.0", "0.002")  # even a smaller quantity loses the place in the queue
+    assert order.front == 5 and order.qty == 2  # behind everything the book shows at the price
+    venue.markets["BTCUSDT"].book.set(BID, 600_000, 9)
+    _amend(venue, "q", "60000.0", "0.001")
+    assert order.front == 9
+    with pytest.raises(ApiError) as err:
+        _amend(venue, "q", "60000.05", "0.001")
+    assert err.value.code == -4014 and order.price_tick == 600_000 and order.status == "NEW"
+
+    gtx = place(venue, side="BUY", price="59999.9", quantity="0.002", timeInForce="GTX", newClientOrderId="g")
+    body = _amend(venue, "g", "60000.1", "0.002")  # would take the best ask
+    assert body["status"] == "CANCELED" and gtx.status == "CANCELED"
+    assert [u[0] for u in updates(venue, "g")] == ["NEW", "CANCELED"]
+
+    part = place(venue, side="SELL", price="60000.1", quantity="0.004", newClientOrderId="p")
+    venue.on_trade(venue.markets["BTCUSDT"], 600_001, 3, False)  # 2 lots ahead, 3 traded: 1 lot filled
+    assert part.status == "PARTIALLY_FILLED" and part.executed == 1
+    body = _amend(venue, "p", "60000.1", "0.001", side="SELL")
+    assert body["status"] == "CANCELED"
+    assert [u[0] for u in updates(venue, "p")] == ["NEW", "TRADE", "CANCELED"]
+    assert venue.counters["amendments"] == 4  # refused amendments do not count
+
+
 def test_fault_spec_parsing(tmp_path):
     assert parse_fault_spec("depth_gap:every=100;rest_5xx:when=after,status=503") == [
         ("depth_gap", {"every": 100}), ("rest_5xx", {"when": "after", "status": 503})]

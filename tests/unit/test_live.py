@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hftbacktest.live import (
 )
 from hftbacktest.live.ipc import TO_ALL, ConnectorChannel
 from hftbacktest.live.ipc import codec as c
-from hftbacktest.types import BUY, CANCELED, EXPIRED, GTX, LIMIT, NEW, NONE
+from hftbacktest.types import BUY, CANCELED, EXPIRED, GTX, LIMIT, NEW, NONE, REPLACED
 
 BID = 1 | (1 << 29) | (1 << 30)
 ASK = 1 | (1 << 28) | (1 << 30)
@@ -148,3 +149,98 @@ def test_latency_log_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"req_ts": 1, "exch_ts": 2, "resp_ts": 3}\n{"req_ts": 1}\n')
     with pytest.raises(DataError, match="bad.jsonl:2"):
         latency_log_to_npz(tmp_path / "bad.jsonl", tmp_path / "x.npz")
+
+
+def _rig_bot(name, errors, **options):
+    b = LiveBotBuilder().register(Instrument(name, "btcusdt", 0.1, 0.001)).error_handler(errors.append).id(44)
+    if "hook" in options:
+        b = b.order_recv_hook(options["hook"])
+    if "timeout" in options:
+        b = b.request_timeout(options["timeout"])
+    return b.build()
+
+
+def _ack(con, req, **changes):
+    order = req.order._replace(req=NONE, status=NEW, exch_timestamp=req.order.local_timestamp + 1000, **changes)
+    con.send(44, c.OrderUpdate("btcusdt", order))
+    return order
+
+
+def test_modify_goes_to_the_connector_and_answers_like_the_backtest(rig):
+    con, _, _ = rig
+    errors, seen = [], []
+    hbt = _rig_bot(con.ch.name, errors, hook=lambda prev, new: seen.append((prev.req, new.req, prev.price_tick,
+                                                                             new.price_tick)))
+    try:
+        con.requests()
+        assert hbt.modify(0, 5, 100.0, 0.002, False) == 12  # unknown order
+        assert hbt.modify(3, 5, 100.0, 0.002, False) == 16  # unknown asset
+        assert hbt.submit_buy_order(0, 5, 100.0, 0.002, GTX, LIMIT, False) == 0
+        assert hbt.modify(0, 5, 100.1, 0.002, False) == 11  # the submission is still pending
+        (_, req), = con.requests()
+        ack = _ack(con, req)
+        assert hbt.wait_order_response(0, 5, 1_000_000_000) == 3
+        assert seen == [(NEW, NONE, 1000, 1000)]  # the hook saw the local order before the update
+
+        assert hbt.modify(0, 5, 100.3, 0.004, False) == 0
+        o = hbt.orders(0).get(5)
+        assert (o.price_tick, o.qty, o.req) == (1003, 0.004, REPLACED)  # as in the backtest until answered
+        (_, mreq), = con.requests()
+        assert (mreq.order.req, mreq.order.price_tick, mreq.order.qty) == (REPLACED, 1003, 0.004)
+        amended = ack._replace(price_tick=1003, qty=0.004, leaves_qty=0.004, exch_timestamp=ack.exch_timestamp + 1)
+        con.send(44, c.OrderUpdate("btcusdt", amended))
+        assert hbt.wait_order_response(0, 5, 1_000_000_000) == 3
+        o = hbt.orders(0).get(5)
+        assert (o.price_tick, o.qty, o.req, o.status) == (1003, 0.004, NONE, NEW)
+        assert seen[-1] == (REPLACED, NONE, 1003, 1003)
+
+        # refused (-5027 "No need to modify the order."): the connector sends the order as the exchange has it
+        assert hbt.modify(0, 5, 100.5, 0.004, False) == 0
+        con.requests()
+        con.send(44, c.OrderUpdate("btcusdt", amended))
+        con.send(44, c.Error(ErrorKind.OrderError, {"code": -5027, "msg": "No need to modify the order."}))
+        assert hbt.wait_order_response(0, 5, 1_000_000_000) == 3
+        o = hbt.orders(0).get(5)
+        assert (o.price_tick, o.req) == (1003, NONE)
+        hbt.elapse(0)
+        assert errors[-1].value["code"] == -5027
+    finally:
+        hbt.close()
+
+
+def test_order_recv_hook_that_raises_stops_the_wait(rig):
+    con, _, _ = rig
+    errors = []
+
+    def hook(prev, new):
+        raise BotError("unexpected fill")
+
+    hbt = _rig_bot(con.ch.name, errors, hook=hook)
+    try:
+        con.requests()
+        hbt.submit_buy_order(0, 9, 100.0, 0.002, GTX, LIMIT, False)
+        (_, req), = con.requests()
+        _ack(con, req)
+        assert hbt.wait_order_response(0, 9, 1_000_000_000) == 19
+    finally:
+        hbt.close()
+
+
+def test_unanswered_request_is_reported_as_custom_1006(rig):
+    con, _, _ = rig
+    errors = []
+    hbt = _rig_bot(con.ch.name, errors, timeout=0.2)
+    try:
+        con.requests()
+        assert hbt.submit_buy_order(0, 11, 100.0, 0.002, GTX, LIMIT, False) == 0
+        assert con.requests()  # the request left; nobody answers it
+        deadline = time.monotonic() + 10
+        while not any(e.kind == ErrorKind.Custom and e.code == 1006 for e in errors):
+            assert time.monotonic() < deadline, errors
+            hbt.elapse(10_000_000)
+        err = next(e for e in errors if e.code == 1006)
+        assert err.value["order_id"] == 11 and err.value["req"] == NEW and err.value["waited_s"] >= 0.2
+        assert hbt.orders(0).get(11).req == NONE  # given up locally: the order can be cancelled again
+        assert hbt.cancel(0, 11, False) == 0
+    finally:
+        hbt.close()

@@ -14,7 +14,7 @@ import orjson
 from ..live.ipc import TO_ALL, ConnectorChannel
 from ..live.ipc import codec
 from ..live.ipc.codec import ErrorKind
-from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE
+from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE, REPLACED
 from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
 from .orders import ORDER_TYPE_NAME, SIDE_NAME, TIF_NAME, ManagedOrder, OrderManager
@@ -234,6 +234,8 @@ class BinanceFuturesConnector:
                 self.spawn(self._submit(bot_id, req.symbol.lower(), req.order))
             elif req.order.req == CANCELED:
                 self.spawn(self._cancel(bot_id, req.symbol.lower(), req.order))
+            elif req.order.req == REPLACED:
+                self.spawn(self._modify(bot_id, req.symbol.lower(), req.order))
             else:
                 log.error("bot %d sent an order request with invalid req=%d; ignored", bot_id, req.order.req)
 
@@ -345,6 +347,40 @@ class BinanceFuturesConnector:
             await self._resolve(rec, False)
         else:
             log.error("cancel %s refused: %s %s", rec.client_id, reply.code, reply.msg)
+            self._fail(rec, False, reply.error_value())
+
+    async def _modify(self, bot_id: int, symbol: str, order) -> None:
+        """Amend price and quantity (`PUT /fapi/v1/order`). A refusal leaves the order as it was: the bot gets the
+        exchange-confirmed price/qty back with `req=NONE`, then the OrderError."""
+        rec = self.orders.find_live(symbol, order.order_id)
+        if rec is None:
+            self.send(bot_id, codec.OrderUpdate(symbol, order._replace(req=NONE)))
+            self.error(ErrorKind.OrderError, {"code": -2013, "msg": "Order does not exist."}, bot_id=bot_id)
+            return
+        self.orders.mark_request(rec, REPLACED, order.local_timestamp)
+        tick, lot = self.symbol_info.get(symbol, (order.tick_size, 0.0))
+        params = {
+            "symbol": symbol.upper(),
+            "origClientOrderId": rec.client_id,
+            "side": SIDE_NAME.get(rec.order.side, "BUY"),
+            "quantity": format_step(order.qty, lot) if lot else repr(order.qty),
+            "price": format_step(order.price_tick * order.tick_size, order.tick_size),
+        }
+        try:
+            reply = await self.rest.request("PUT", "/fapi/v1/order", params, signed=True)
+        except RateLimited as exc:
+            self._fail(rec, False, {"code": -1003, "msg": str(exc)})
+            return
+        self._after_reply(reply)
+        if reply.ok:
+            fwd = self.orders.on_rest_order(rec, reply.data)
+            if fwd is not None:
+                self.publish_order(rec, fwd)
+        elif reply.code == -2013 or reply.unknown:
+            await self._resolve(rec, False)  # gone meanwhile, or outcome unknown: ask for its real state
+        else:
+            level = logging.INFO if reply.code == -5027 else logging.ERROR
+            log.log(level, "modify %s refused: %s %s", rec.client_id, reply.code, reply.msg)
             self._fail(rec, False, reply.error_value())
 
     async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:

@@ -103,11 +103,14 @@ class OrderManager:
         o = rec.order
         if exch_ts >= o.exch_timestamp:
             qty = float(body.get("origQty") or o.qty)
+            price = float(body.get("price") or 0.0)
             o = o._replace(
                 qty=qty,
                 leaves_qty=qty - float(body.get("executedQty") or 0.0),
                 status=status,
                 exch_timestamp=exch_ts,
+                # a modify reply carries the amended price (MARKET orders show "0": keep ours)
+                price_tick=round(price / o.tick_size) if price > 0 and o.tick_size else o.price_tick,
             )
         # Any reply ends the pending request, even a stale one. Fills reach bots only from the user stream
         # (`executedQty` is cumulative), so a REST-derived update carries no execution.

@@ -24,6 +24,7 @@ SIDES = {"BUY": BID, "SELL": ASK}
 SIDE_NAMES = {BID: "BUY", ASK: "SELL"}
 TIFS = ("GTC", "IOC", "FOK", "GTX")
 ACTIVE = ("NEW", "PARTIALLY_FILLED")
+MAX_AMENDMENTS = 10_000  # per order (Binance)
 
 
 class ApiError(Exception):
@@ -59,6 +60,7 @@ class Order:
     cum_quote: float = 0.0
     status: str = "NEW"
     front: int = 0  # lots ahead in the queue
+    amendments: int = 0
 
     @property
     def leaves(self) -> int:
@@ -173,7 +175,7 @@ class Venue:
         self._auto_client_ids = itertools.count(1)
         # fault injection: returns the parameters of `kind` when that fault fires now (order_reject, unknown_enum)
         self.fault_hook: Callable[[str], dict | None] = lambda kind: None
-        self.counters = {"orders": 0, "fills": 0, "rejections": 0, "cancels": 0}
+        self.counters = {"orders": 0, "fills": 0, "rejections": 0, "cancels": 0, "amendments": 0}
 
     # -- accounts -------------------------------------------------------------------------------------------
     def add_account(self, api_key: str, secret: str, balance: float = 10_000.0, maker_fee: float = 0.0002,
@@ -472,6 +474,10 @@ class Venue:
         return self.find_order(account, params, ApiError(-2013, "Order does not exist.")).rest_body(with_time=True)
 
     def modify_order(self, account: Account, params: dict) -> dict:
+        """Binance USD-M amend: LIMIT only, both price and quantity required. A filter violation rejects the
+        amendment and leaves the order as it was; an amendment that would make a GTX order take liquidity, or
+        that lowers a partially filled order's quantity to its executed quantity or below, cancels the order.
+        An amended order goes to the back of the queue at its (new) price."""
         order = self.find_order(account, params, ApiError(-2013, "Order does not exist."))
         spec = order.spec
         if order.status not in ACTIVE:
@@ -484,18 +490,24 @@ class Venue:
                         ApiError(-4023, "Quantity not increased by step size."), spec.qty_decimals)
         price_tick = _to_steps(_param(params, "price"), spec.tick_size, "price",
                                ApiError(-4014, "Price not increased by tick size."), spec.price_decimals)
-        if qty <= order.executed:
+        if qty <= 0:
             raise ApiError(-4003, "Quantity less than or equal to zero.")
+        if price_tick == order.price_tick and qty == order.qty:
+            raise ApiError(-5027, "No need to modify the order.")
+        if order.amendments >= MAX_AMENDMENTS:
+            raise ApiError(-5026, "Exceed maximum modify order limit.")
         book = self.markets[spec.symbol].book
         crosses = (book.best_ask is not None and price_tick >= book.best_ask) if order.side == BID else \
                   (book.best_bid is not None and price_tick <= book.best_bid)
-        if crosses and order.tif == "GTX":
-            raise ApiError(-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected. The order will not be recorded in the order history")
-        requeue = price_tick != order.price_tick or qty > order.qty
+        order.amendments += 1
+        self.counters["amendments"] += 1
+        if qty <= order.executed or (crosses and order.tif == "GTX"):
+            self.counters["cancels"] += 1
+            self._finish(order, "CANCELED")
+            return order.rest_body()
         order.price_tick, order.qty = price_tick, qty
         order.update_time = self.now_ms()
-        if requeue:
-            order.front = book.qty(order.side, price_tick)
+        order.front = book.qty(order.side, price_tick)  # back of the queue
         self._record(account, order, "AMENDMENT")
         self._order_update(order, "AMENDMENT")
         if crosses:

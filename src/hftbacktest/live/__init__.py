@@ -74,6 +74,8 @@ class LiveBotBuilder:
         self._order_recorder = None
         self._id: int | None = None
         self._idle_sleep = True
+        self._order_recv_hook: Callable | None = None
+        self._request_timeout_s = 60.0
 
     def register(self, instrument: Instrument) -> "LiveBotBuilder":
         self._instruments.append(instrument)
@@ -86,6 +88,20 @@ class LiveBotBuilder:
     def order_recorder(self, recorder) -> "LiveBotBuilder":
         """Anything with `record(req_ts, exch_ts, resp_ts, req)`, e.g. `OrderLatencyLogger(path)`."""
         self._order_recorder = recorder
+        return self
+
+    def order_recv_hook(self, fn: Callable[[Any, Any], Any]) -> "LiveBotBuilder":
+        """`fn(prev, new)`, called for every order update of an order the bot knows, before the bot's state is
+        updated (`prev` is the bot's copy, `new` what arrived). Raising stops the running wait with code 19."""
+        self._order_recv_hook = fn
+        return self
+
+    def request_timeout(self, seconds: float) -> "LiveBotBuilder":
+        """A request unanswered this long is given up: the order's `req` is cleared and the error handler gets
+        `Custom(1006)` (default 60 s). Also the longest wait of `submit_*/modify/cancel(..., wait=True)`."""
+        if not seconds > 0:
+            raise ConfigError(f"LiveBotBuilder.request_timeout must be positive, got {seconds!r}")
+        self._request_timeout_s = float(seconds)
         return self
 
     def id(self, bot_id: int) -> "LiveBotBuilder":
@@ -120,7 +136,8 @@ class LiveBotBuilder:
             depth = inst.depth or HashMapMarketDepth(inst.tick_size, inst.lot_size)
             roi = (depth.roi_lb, depth.roi_ub) if isinstance(depth, ROIVectorMarketDepth) else (0.0, 0.0)
             depth_modes.append((depth._mode, *roi))
-        rt = LiveRuntime(normalised, bot_id, self._error_handler, self._order_recorder, self._idle_sleep)
+        rt = LiveRuntime(normalised, bot_id, self._error_handler, self._order_recorder, self._idle_sleep,
+                         self._order_recv_hook, self._request_timeout_s)
         try:
             return new_live_bot(normalised, depth_modes, rt)
         except Exception:

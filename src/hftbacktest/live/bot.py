@@ -24,9 +24,9 @@ from ..kernels.exchange import apply_fill
 from ..kernels.state import asset_state_type, event_array_type, new_asset_state
 from ..kernels.orders import order_array_type
 from ..types import (
-    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, SELL, event_dtype,
+    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, REPLACED, SELL, event_dtype,
 )
-from .runtime import ST_HANDLER_FAILED, ST_INTERRUPTED, ST_MORE, runtime
+from .runtime import ST_CHECK_PENDING, ST_HANDLER_FAILED, ST_INTERRUPTED, ST_MORE, runtime
 
 # return codes (same values as the backtest bot; the live-only ones follow the reference's live bot)
 OK = 0
@@ -41,7 +41,7 @@ TIMEOUT = 17
 INTERRUPTED = 18
 CUSTOM = 19
 
-REQUEST_TIMEOUT_NS = 60_000_000_000  # `wait=True` on submit/cancel waits at most this long
+REQUEST_TIMEOUT_NS = 60_000_000_000  # default: a request unanswered this long is given up (`Custom(1006)`)
 
 # wait modes
 _W_ELAPSE = 0
@@ -75,7 +75,8 @@ live_bot_type = LiveBotType(
         ("st_latency", types.int64[:, ::1]),
         ("st_n_latency", types.int64[::1]),
         ("st_replayed", types.uint8[::1]),
-        ("modify_supported", types.boolean),
+        ("request_timeout", types.int64),  # ns; also the longest `wait=True` of an order request
+        ("has_hook", types.boolean),  # an order_recv_hook is installed
     ]
 )
 
@@ -110,7 +111,7 @@ class LiveBot(structref.StructRefProxy):
         _clear_last_trades(self, asset_no)
 
     def modify(self, asset_no, order_id, price, qty, wait):
-        return CUSTOM
+        return int(_modify(self, asset_no, np.int64(np.uint64(order_id)), float(price), float(qty), wait))
 
     def depth(self, asset_no):
         return _depth(self, asset_no)
@@ -147,7 +148,7 @@ structref.define_boxing(LiveBotType, LiveBot)
 
 @njit(cache=True)
 def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_asset, orders, order_asset, position,
-             position_set, counts, latency, n_latency, replayed, entry):
+             position_set, counts, latency, n_latency, replayed, entry, request_timeout, has_hook):
     """Per instrument, an engine asset state used only on its local side (no latency model, no fees, no data)."""
     assets = List.empty_list(asset_state_type)
     no_data = np.zeros(0, event_dtype)
@@ -173,7 +174,8 @@ def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_ass
     b.st_latency = latency
     b.st_n_latency = n_latency
     b.st_replayed = replayed
-    b.modify_supported = False
+    b.request_timeout = request_timeout
+    b.has_hook = has_hook
     return b
 
 
@@ -186,7 +188,7 @@ def new_live_bot(instruments: list, depth_modes: list[tuple[int, float, float]],
     record_trades = np.array([1 if i.last_trades_capacity > 0 else 0 for i in instruments], np.int64)
     return _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, rt.key, rt.feed, rt.feed_asset, rt.orders,
                     rt.order_asset, rt.position, rt.position_set, rt.counts, rt.latency, rt.n_latency,
-                    rt.replayed, entry_address())
+                    rt.replayed, entry_address(), rt.request_timeout_ns, rt.order_recv_hook is not None)
 
 
 # --- the Python side, reached from objmode ----------------------------------------------------------------------
@@ -210,6 +212,15 @@ def _py_now():
     return time.time_ns()
 
 
+def _py_order_hook(key, asset, local, slot, staged, k):
+    """Call the order_recv_hook with copies of the local order and the received update; 1 if it raised."""
+    return runtime(key).call_order_hook(asset, local[slot].copy(), staged[k].copy())
+
+
+def _py_request_timed_out(key, asset, orders, slot):
+    return runtime(key).report_request_timeout(asset, orders[slot].copy())
+
+
 def _py_close(key):
     runtime(key).close()
 
@@ -226,17 +237,27 @@ def _now():
 
 @njit(cache=True)
 def _apply_orders(bot, n, now, wait_asset, wait_id, match_any):
-    """Merge staged order updates into the local tables; True if one answers the awaited order."""
+    """Merge staged order updates into the local tables. Returns (one answers the awaited order, the
+    order_recv_hook raised)."""
     found = False
+    hook_failed = False
+    key = bot.key
     for k in range(n):
         a = bot.st_order_asset[k]
         s = bot.assets[a]
         r = bot.st_orders[k]
         t = s.ord_l
         slot = ob.find(t, r.order_id)
+        if slot >= 0 and bot.has_hook:
+            local = t.rec
+            staged = bot.st_orders
+            with objmode(failed="int64"):
+                failed = _py_order_hook(key, a, local, slot, staged, k)
+            if failed:
+                hook_failed = True
         if slot >= 0:
             o = t.rec[slot]
-            if (o.req == NEW or o.req == CANCELED) and r.req == NONE:
+            if (o.req == NEW or o.req == CANCELED or o.req == REPLACED) and r.req == NONE:
                 i = bot.st_n_latency[0]
                 if i < bot.st_latency.shape[0]:
                     bot.st_latency[i, 0] = o.local_timestamp
@@ -271,7 +292,30 @@ def _apply_orders(bot, n, now, wait_asset, wait_id, match_any):
             s.has_ord_lat = True
         if match_any or (a == wait_asset and np.int64(r.order_id) == wait_id):
             found = True
-    return found
+    return found, hook_failed
+
+
+@njit(cache=True)
+def _expire_pending_requests(bot, now):
+    """Give up on requests unanswered for longer than `request_timeout`: the order's `req` is cleared locally
+    and the error handler hears `Custom(1006)`. Returns True if the handler raised."""
+    failed = False
+    key = bot.key
+    for a in range(bot.num_assets):
+        t = bot.assets[a].ord_l
+        for slot in range(t.top):
+            if t.used[slot] == 0:
+                continue
+            o = t.rec[slot]
+            if o.req == NONE or now - o.local_timestamp <= bot.request_timeout:
+                continue
+            orders = t.rec
+            with objmode(rc="int64"):
+                rc = _py_request_timed_out(key, a, orders, slot)
+            o.req = NONE
+            if rc:
+                failed = True
+    return failed
 
 
 @njit(cache=True)
@@ -302,6 +346,7 @@ def _wait(bot, timeout, mode, wait_asset, wait_id):
     key = bot.key
     deadline = -1
     result = OK
+    hook_or_handler_failed = False
     while True:
         with objmode(st="int64", now="int64"):
             st, now = _py_poll(key)
@@ -315,19 +360,24 @@ def _wait(bot, timeout, mode, wait_asset, wait_id):
                 bot.assets[a].sv_l[0].position = bot.st_position[a]
                 bot.st_position_set[a] = 0
         n_ord = bot.st_counts[1]
+        failed = False
         if n_ord > 0:
-            answered = _apply_orders(bot, n_ord, now, wait_asset, wait_id, mode == _W_FEED_OR_ORDER)
+            answered, failed = _apply_orders(bot, n_ord, now, wait_asset, wait_id, mode == _W_FEED_OR_ORDER)
             if result == OK and answered and (mode == _W_ORDER or mode == _W_FEED_OR_ORDER):
                 result = ORDER_RESPONSE
+        if st & ST_CHECK_PENDING and _expire_pending_requests(bot, now):
+            failed = True
         if result == OK and n_feed > 0 and (mode == _W_FEED or mode == _W_FEED_OR_ORDER):
             result = MARKET_FEED
         for a in range(bot.num_assets):
             if bot.st_replayed[a]:
                 _forget_unreplayed(bot, a, n_ord)
                 bot.st_replayed[a] = 0
+        if failed:
+            hook_or_handler_failed = True
         if st & ST_MORE:
             continue  # never return in the middle of a batch
-        if st & ST_HANDLER_FAILED:
+        if st & ST_HANDLER_FAILED or hook_or_handler_failed:
             return CUSTOM
         if st & ST_INTERRUPTED:
             return END_OF_DATA
@@ -362,7 +412,30 @@ def _submit_impl(bot, asset_no, order_id, side, price, qty, tif, order_type, wai
         ob.remove(s.ord_l, slot)
         return CUSTOM
     if wait:
-        return _wait(bot, REQUEST_TIMEOUT_NS, _W_ORDER, asset_no, np.int64(order_id))
+        return _wait(bot, bot.request_timeout, _W_ORDER, asset_no, np.int64(order_id))
+    return OK
+
+
+@njit(cache=True)
+def _modify_impl(bot, asset_no, order_id, price, qty, wait):
+    """Amend a resting order's price and quantity (Binance `PUT /fapi/v1/order`). Like the backtest, the local
+    order shows the new price/qty with `req=REPLACED` until the answer; a refusal restores the old ones."""
+    if asset_no < 0 or asset_no >= bot.num_assets:
+        return INSTRUMENT_NOT_FOUND
+    s = bot.assets[asset_no]
+    rc = lc.modify(s, _now(), order_id, price, qty)
+    if rc != OK:
+        return rc
+    s.to_exch.head = 0  # sent over IPC below, not through the simulated bus
+    s.to_exch.tail = 0
+    s.to_local.head = 0
+    s.to_local.tail = 0
+    slot = ob.find(s.ord_l, order_id)
+    if _send_request(bot, asset_no, slot) != OK:
+        s.ord_l.rec[slot].req = NONE
+        return CUSTOM
+    if wait:
+        return _wait(bot, bot.request_timeout, _W_ORDER, asset_no, np.int64(order_id))
     return OK
 
 
@@ -381,7 +454,7 @@ def _cancel_impl(bot, asset_no, order_id, wait):
         s.ord_l.rec[slot].req = NONE
         return CUSTOM
     if wait:
-        return _wait(bot, REQUEST_TIMEOUT_NS, _W_ORDER, asset_no, np.int64(order_id))
+        return _wait(bot, bot.request_timeout, _W_ORDER, asset_no, np.int64(order_id))
     return OK
 
 
@@ -451,6 +524,11 @@ def _submit(bot, asset_no, order_id, side, price, qty, tif, order_type, wait):
 @njit(cache=True)
 def _cancel(bot, asset_no, order_id, wait):
     return _cancel_impl(bot, asset_no, order_id, wait)
+
+
+@njit(cache=True)
+def _modify(bot, asset_no, order_id, price, qty, wait):
+    return _modify_impl(bot, asset_no, order_id, price, qty, wait)
 
 
 @njit(cache=True)
@@ -525,8 +603,9 @@ def _ov_cancel(bot, asset_no, order_id, wait):
 
 @overload_method(LiveBotType, "modify")
 def _ov_modify(bot, asset_no, order_id, price, qty, wait):
-    # Binance modify is not wired through the connector yet (the reference live bot has none either).
-    return lambda bot, asset_no, order_id, price, qty, wait: CUSTOM
+    def impl(bot, asset_no, order_id, price, qty, wait):
+        return _modify_impl(bot, asset_no, _oid(order_id), np.float64(price), np.float64(qty), wait)
+    return impl
 
 
 @overload_method(LiveBotType, "clear_inactive_orders")

@@ -31,6 +31,9 @@ ST_INTERRUPTED = 1
 ST_HANDLER_FAILED = 2
 ST_CLOSED = 4
 ST_MORE = 8
+ST_CHECK_PENDING = 16  # time to look for requests nobody answered
+
+PENDING_CHECK_S = 0.1
 
 SILENCE_S = 5.0
 BATCH_TIMEOUT_S = 1.0  # a batch cut short by a dead connector must not hang the bot
@@ -66,11 +69,15 @@ def runtime(key: int) -> "LiveRuntime":
 
 class LiveRuntime:
     def __init__(self, instruments: list, bot_id: int, error_handler: Callable | None,
-                 order_recorder: Any = None, idle_sleep: bool = True):
+                 order_recorder: Any = None, idle_sleep: bool = True, order_recv_hook: Callable | None = None,
+                 request_timeout_s: float = 60.0):
         self.bot_id = bot_id
         self.instruments = instruments
         self.error_handler = error_handler
         self.order_recorder = order_recorder
+        self.order_recv_hook = order_recv_hook
+        self.request_timeout_ns = int(request_timeout_s * 1e9)
+        self._next_pending_check = 0.0
         self.idle_sleep = idle_sleep
         self.connectors: list[str] = []
         for inst in instruments:
@@ -110,7 +117,7 @@ class LiveRuntime:
         self._n_feed = self._n_orders = 0
         self._feed_cap, self._order_cap = _FEED_CAP, _ORDER_CAP
         self._staged = False
-        self._idle_polls = 0
+        self._polls = 0
         self.batch_started = [0.0] * len(self.connectors)
         self.interrupted = False
         self.closed = False
@@ -223,21 +230,23 @@ class LiveRuntime:
             self.counts[0] = self._n_feed
             self.counts[1] = self._n_orders
             self._staged = True
-            self._idle_polls = 0
-        else:
-            self._idle_polls += 1
-            if self._idle_polls & 1023 == 0:
-                status |= self._housekeeping()
+        self._polls += 1
+        if self._polls & 1023 == 0:
+            status |= self._housekeeping(got)
         if self.interrupted:
             status |= ST_INTERRUPTED
         if self.handler_error is not None:
             status |= ST_HANDLER_FAILED
         return status
 
-    def _housekeeping(self) -> int:
-        """Every ~1000 idle polls: silent connectors, dropped samples, latency rows, CPU politeness."""
+    def _housekeeping(self, busy: bool) -> int:
+        """Every ~1000 polls: silent connectors, dropped samples, latency rows, unanswered requests, and CPU
+        politeness when idle."""
         status = 0
         now = time.monotonic()
+        if now >= self._next_pending_check:
+            self._next_pending_check = now + PENDING_CHECK_S
+            status |= ST_CHECK_PENDING
         for ci, ch in enumerate(self.channels):
             if ch.lost:
                 log.warning("%d IPC messages from %s were dropped (bot too slow); re-registering", ch.lost,
@@ -249,7 +258,7 @@ class LiveRuntime:
                 status |= self._on_error(ci, LiveError(ErrorKind.CriticalConnectionError, "connector silent"))
         if self.n_latency[0]:
             self._drain_latency()
-        if self.idle_sleep:
+        if self.idle_sleep and not busy:
             os.sched_yield()  # quiet for a while: let other processes on this core run
         return status
 
@@ -303,6 +312,29 @@ class LiveRuntime:
             self.handler_error = exc
             return ST_HANDLER_FAILED
         return 0
+
+    def call_order_hook(self, asset: int, prev, new) -> int:
+        """order_recv_hook(prev, new) for an update of a known order, before the bot merges it; 1 if it raised."""
+        from ..backtest.bot import Order
+
+        try:
+            self.order_recv_hook(Order(prev), Order(new))
+        except Exception as exc:  # BotError or a bug in the hook: stop the strategy's wait, like the handler
+            log.error("order_recv_hook raised %r", exc)
+            self.handler_error = exc
+            return 1
+        return 0
+
+    def report_request_timeout(self, asset: int, order) -> int:
+        """A request got no answer within the timeout: tell the handler (`Custom(1006)`); 1 if it raised."""
+        inst = self.instruments[asset]
+        ci = self.connectors.index(inst.connector_name)
+        waited_s = (time.time_ns() - int(order["local_timestamp"])) / 1e9
+        value = {"symbol": inst.symbol, "order_id": int(order["order_id"]), "req": int(order["req"]),
+                 "waited_s": round(waited_s, 3)}
+        log.warning("no answer to request %s on %s order %d after %.1f s", value["req"], inst.symbol,
+                    value["order_id"], waited_s)
+        return 1 if self._on_error(ci, LiveError(ErrorKind.Custom, value, codec.CUSTOM_REQUEST_TIMEOUT)) else 0
 
     def _drain_latency(self) -> None:
         n = int(self.n_latency[0])
