@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hftbacktest.data.utils.binancefutures import _Converter
+from hftbacktest.types import event_dtype
 
 EV = {"depth_b": (1 << 29) | 1, "depth_a": (1 << 28) | 1, "trade_b": (1 << 29) | 2, "trade_s": (1 << 28) | 2}
 
@@ -115,10 +116,9 @@ def test_mutated_lines_match_reference_semantics_or_are_skipped(corpus, tmp_path
     conv = _Converter(str(path), opt, True, "ns", False, "T")
     with contextlib.redirect_stdout(io.StringIO()):
         conv.run()
-    t = conv.t
-    rows = t.records(0, t.nrow)
-    msg_line, msg_row = t.msgs[0][: t.nmsg].tolist(), t.msgs[7][: t.nmsg].tolist()
-    ends = msg_row[1:] + [t.nrow]
+    rows = conv.rows.reshape(-1).view(event_dtype)
+    msg_line, msg_row = conv.msgs[:, 0].tolist(), conv.msgs[:, 7].tolist()
+    ends = msg_row[1:] + [len(rows)]
     by_line = {ln: (a, b) for ln, a, b in zip(msg_line, msg_row, ends)}
     malformed = {n for n, _ in conv.report.malformed}
     assert conv.report.lines == len(lines)

@@ -550,11 +550,12 @@ def _fill(ru, ri, n0, n1, code, x, ts):
 
 @njit(cache=True, nogil=True)
 def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_m, opt_t, mark_use_e, sym,
-                ru, ri, rf, nrow, m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg):
+                ru, ri, rf, nrow, margin, row_base, m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg):
     """Convert complete lines of buf[pos:end] until one needs the slow path or a table fills up.
 
     Rows go to an (n, 8) table seen as uint64/int64/float64 (`ru`/`ri`/`rf`, the same memory), whose rows
-    are `event_dtype` records. `sym` holds the expected symbol as a quoted JSON string; another symbol goes to
+    are `event_dtype` records; `margin` rows are kept free before each line and `row_base` is added to the row
+    numbers recorded per message. `sym` holds the expected symbol as a quoted JSON string; another symbol goes to
     the slow path so it can be reported. Returns (status, pos, line_no, nrow, nmsg); line_no counts lines
     consumed (1-based).
     """
@@ -563,7 +564,7 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
     cap_rows = ru.shape[0]
     cap_msgs = len(m_line)
     while pos < end:
-        if nmsg >= cap_msgs or cap_rows - nrow < ROW_MARGIN:
+        if nmsg >= cap_msgs or cap_rows - nrow < margin:
             return ST_FULL, pos, line_no, nrow, nmsg
         # The JSON is scanned up to the chunk end (no separate newline pass); the line must end right after it.
         # Any failure looks for the newline: a line cut by the chunk end waits for more data, else slow path.
@@ -676,7 +677,7 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
         m_id0[nmsg] = id0
         m_id1[nmsg] = id1
         m_id2[nmsg] = id2
-        m_row[nmsg] = row0
+        m_row[nmsg] = row0 + row_base
         nmsg += 1
         pos = nl + 1
     return ST_DONE, pos, line_no, nrow, nmsg

@@ -2,7 +2,6 @@
 non-monotonic exchange time, negative feed latency, malformed lines. Line numbers are 1-based."""
 from __future__ import annotations
 
-import heapq
 import warnings
 from dataclasses import dataclass, field
 
@@ -132,111 +131,124 @@ def _first_problem_line(r: QualityReport) -> int | None:
 UNSYNCED, WAIT_BRIDGE, SYNCED = 0, 1, 2
 
 
-def check_depth_sequence(kind, line, local, U, u, pu, report: QualityReport, initial_last_u: int | None = None):
-    """Run the sync state machine over the message table in file order.
+class DepthSync:
+    """The sync state machine over depth diffs and snapshots, fed the message table block by block in file order.
 
-    Returns `apply` (bool per message: the depth diff may be applied), `defer_to` (message index whose local time
-    a buffered bridging diff must wait for, or -1) and fills the report's gaps/sync/duplicate fields.
+    Fills `apply` (bool per message: the depth diff may be applied), `defer_to` ({message index: index of the
+    snapshot whose local time a buffered bridging diff must wait for}) and the report's gap/sync/duplicate
+    fields. A message is a tuple (index, line, local_ts, U, u, pu); a snapshot carries its lastUpdateId as U.
     """
-    n = len(kind)
-    apply = np.zeros(n, bool)
-    defer_to = np.full(n, -1, np.int64)
-    state = UNSYNCED
-    last_u = -1
-    last_pu = -1
-    if initial_last_u is not None:
-        state, last_u = SYNCED, int(initial_last_u)
-    buf: list[int] = []
-    snap_u = -1
-    snap_idx = -1
-    open_gap: Gap | None = None
-    duplicates = 0
 
-    def open_(i, kind_, details):
-        nonlocal open_gap
-        if open_gap is None:
-            open_gap = Gap(int(line[i]), int(local[i]), None, None, kind_, details)
-            report.gaps.append(open_gap)
+    def __init__(self, n_messages: int, report: QualityReport, initial_last_u: int | None = None):
+        self.apply = np.zeros(n_messages, bool)
+        self.defer_to: dict[int, int] = {}
+        self.report = report
+        self.state, self.last_u, self.last_pu = UNSYNCED, -1, -1
+        if initial_last_u is not None:
+            self.state, self.last_u = SYNCED, int(initial_last_u)
+        self.buf: list[tuple] = []
+        self.snap: tuple | None = None
+        self.open_gap: Gap | None = None
+        self.duplicates = 0
+        self.depth_seen = 0
+        self.last_depth: tuple | None = None
 
-    def synced_at(i):
-        nonlocal open_gap
-        report.sync_lines.append(int(line[i]))
-        if open_gap is not None:
-            open_gap.end_line, open_gap.end_local_ts = int(line[i]), int(local[i])
-            open_gap = None
+    def feed(self, offset: int, kind, line, local, U, u, pu) -> None:
+        """Messages offset .. offset+len(kind)-1 (column arrays of one block of the message table)."""
+        sel = np.nonzero((kind == KIND_DEPTH) | (kind == KIND_SNAPSHOT))[0]
+        is_snap = (kind[sel] == KIND_SNAPSHOT).tolist()
+        cols = [(sel + offset).tolist()] + [c[sel].tolist() for c in (line, local, U, u, pu)]
+        for snap, msg in zip(is_snap, zip(*cols)):
+            if snap:
+                self._snapshot(msg)
+            else:
+                self.depth_seen += 1
+                self.last_depth = msg
+                if self.state == SYNCED:
+                    self._synced(msg)
+                else:
+                    self.buf.append(msg)
+                    if self.state == WAIT_BRIDGE:
+                        self._try_bridge()
 
-    def feed_synced(i):
-        nonlocal state, last_u, last_pu, buf, duplicates
-        if U[i] <= last_u and u[i] == last_u and pu[i] == last_pu:
-            duplicates += 1
-            report.duplicate_lines.append(int(line[i]))
-        elif pu[i] == last_u:
-            apply[i] = True
-            last_u, last_pu = u[i], pu[i]
-        elif u[i] <= last_u:
-            duplicates += 1
-            report.duplicate_lines.append(int(line[i]))  # replayed old diff (e.g. after a reconnect)
+    def finish(self):
+        rep = self.report
+        if self.state != SYNCED:
+            if self.buf:
+                self._open(self.buf[0], "unsynced_at_eof", f"{len(self.buf)} depth message(s) never applied")
+            elif self.open_gap is None and self.last_depth is not None:
+                self._open(self.last_depth, "unsynced_at_eof", "no usable snapshot")
+        rep.buffered_unsynced = self.depth_seen - int(np.count_nonzero(self.apply)) - self.duplicates \
+            - rep.stale_dropped
+        return self.apply, self.defer_to
+
+    def _open(self, msg, kind_, details):
+        if self.open_gap is None:
+            self.open_gap = Gap(msg[1], msg[2], None, None, kind_, details)
+            self.report.gaps.append(self.open_gap)
+
+    def _synced_at(self, msg):
+        self.report.sync_lines.append(msg[1])
+        if self.open_gap is not None:
+            self.open_gap.end_line, self.open_gap.end_local_ts = msg[1], msg[2]
+            self.open_gap = None
+
+    def _duplicate(self, msg):
+        self.duplicates += 1
+        self.report.duplicate_lines.append(msg[1])
+
+    def _synced(self, msg):
+        i, _, _, U, u, pu = msg
+        if U <= self.last_u and u == self.last_u and pu == self.last_pu:
+            self._duplicate(msg)
+        elif pu == self.last_u:
+            self.apply[i] = True
+            self.last_u, self.last_pu = u, pu
+        elif u <= self.last_u:
+            self._duplicate(msg)  # replayed old diff (e.g. after a reconnect)
         else:
-            open_(i, "pu_mismatch", f"expected pu={last_u}, got pu={pu[i]}")
-            state = UNSYNCED
-            buf = [i]
+            self._open(msg, "pu_mismatch", f"expected pu={self.last_u}, got pu={pu}")
+            self.state = UNSYNCED
+            self.buf = [msg]
 
-    def try_bridge():
-        nonlocal state, last_u, last_pu, buf, snap_u
-        while buf and u[buf[0]] < snap_u:
-            report.stale_dropped += 1
+    def _snapshot(self, msg):
+        if self.state == SYNCED:
+            if msg[3] <= self.last_u:
+                return  # redundant snapshot: we are already in sync
+            self._open(msg, "snapshot_ahead", f"lastUpdateId {msg[3]} > last applied u {self.last_u}")
+            self.buf = []
+        self.snap = msg
+        self.state = WAIT_BRIDGE
+        self._try_bridge()
+
+    def _try_bridge(self):
+        snap_i, snap_u = self.snap[0], self.snap[3]
+        buf = self.buf
+        while buf and buf[0][4] < snap_u:
+            self.report.stale_dropped += 1
             buf.pop(0)
         if not buf:
             return
         first = buf[0]
-        if U[first] <= snap_u <= u[first]:
-            apply[first] = True
-            if snap_idx > first:
-                defer_to[first] = snap_idx
-            last_u, last_pu = u[first], pu[first]
-            state = SYNCED
-            synced_at(snap_idx)
-            rest, buf = buf[1:], []
+        if first[3] <= snap_u <= first[4]:
+            self.apply[first[0]] = True
+            if snap_i > first[0]:
+                self.defer_to[first[0]] = snap_i
+            self.last_u, self.last_pu = first[4], first[5]
+            self.state = SYNCED
+            self._synced_at(self.snap)
+            rest, self.buf = buf[1:], []
             for m in rest:
-                if state == SYNCED:
-                    if snap_idx > m:
-                        defer_to[m] = snap_idx
-                    feed_synced(m)
+                if self.state == SYNCED:
+                    if snap_i > m[0]:
+                        self.defer_to[m[0]] = snap_i
+                    self._synced(m)
                 else:
-                    buf.append(m)
+                    self.buf.append(m)
         else:
-            open_(first, "snapshot_too_old", f"lastUpdateId {snap_u} < first buffered U {U[first]}")
-            state = UNSYNCED
-            snap_u = -1
-
-    line, local, U, u, pu = line.tolist(), local.tolist(), U.tolist(), u.tolist(), pu.tolist()
-    for i in np.nonzero((kind == KIND_DEPTH) | (kind == KIND_SNAPSHOT))[0].tolist():
-        k = kind[i]
-        if k == KIND_DEPTH:
-            if state == SYNCED:
-                feed_synced(i)
-            else:
-                buf.append(i)
-                if state == WAIT_BRIDGE:
-                    try_bridge()
-        elif k == KIND_SNAPSHOT:
-            if state == SYNCED:
-                if U[i] <= last_u:
-                    continue  # redundant snapshot: we are already in sync
-                open_(i, "snapshot_ahead", f"lastUpdateId {U[i]} > last applied u {last_u}")
-                buf = []
-            snap_u, snap_idx = int(U[i]), i
-            state = WAIT_BRIDGE
-            try_bridge()
-    if state != SYNCED:
-        if buf:
-            open_(buf[0], "unsynced_at_eof", f"{len(buf)} depth message(s) never applied")
-        elif open_gap is None and np.any(kind == KIND_DEPTH):
-            i = int(np.nonzero(kind == KIND_DEPTH)[0][-1])
-            open_(i, "unsynced_at_eof", "no usable snapshot")
-    report.buffered_unsynced = int(np.count_nonzero((kind == KIND_DEPTH) & ~apply)) - duplicates \
-        - report.stale_dropped
-    return apply, defer_to
+            self._open(first, "snapshot_too_old", f"lastUpdateId {snap_u} < first buffered U {first[3]}")
+            self.state = UNSYNCED
+            self.snap = (snap_i, 0, 0, -1, 0, 0)
 
 
 # --- book replay (crossed-book check and last snapshot) -------------------------------------------------
@@ -296,19 +308,66 @@ def _h_rebuild(keys, vals, cap, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _top(keys, heap, sign):
-    """Best key of a side: lazily drop heap entries whose level is gone (heap holds sign*key)."""
-    while len(heap) > 0:
-        k = sign * heap[0]
-        if _h_find(keys, k) >= 0:
-            return k
-        heapq.heappop(heap)
-    return _EMPTY if sign < 0 else -_EMPTY - 1
+def _heap_push(heap, size, v):
+    """Push v on a min-heap held in heap[:size]; returns the (possibly grown) array."""
+    if size == len(heap):
+        grown = np.empty(2 * len(heap), np.int64)
+        grown[:size] = heap[:size]
+        heap = grown
+    i = size
+    heap[i] = v
+    while i > 0:
+        p = (i - 1) // 2
+        if heap[p] <= heap[i]:
+            break
+        heap[p], heap[i] = heap[i], heap[p]
+        i = p
+    return heap
 
 
 @njit(cache=True, nogil=True)
-def _set_level(keys, vals, n, heap, k, q, zero_qty, sign):
-    """Set one side's level k to q (removing it when q <= zero_qty); heap holds sign*key. Returns the table."""
+def _heap_pop(heap, size):
+    size -= 1
+    heap[0] = heap[size]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and heap[c + 1] < heap[c]:
+            c += 1
+        if heap[i] <= heap[c]:
+            break
+        heap[i], heap[c] = heap[c], heap[i]
+        i = c
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _heap_compact(keys, heap, sign):
+    """Rebuild a side's heap from the levels present (drops the stale entries lazy deletion leaves behind)."""
+    size = 0
+    for k in keys:
+        if k != _EMPTY:
+            heap = _heap_push(heap, size, sign * k)
+            size += 1
+    return heap, size
+
+
+@njit(cache=True, nogil=True)
+def _top(keys, heap, size, sign):
+    """Best key of a side: lazily drop heap entries whose level is gone (heap holds sign*key)."""
+    while size > 0:
+        k = sign * heap[0]
+        if _h_find(keys, k) >= 0:
+            return k, size
+        size = _heap_pop(heap, size)
+    return (_EMPTY if sign < 0 else -_EMPTY - 1), size
+
+
+@njit(cache=True, nogil=True)
+def _set_level(keys, vals, n, heap, hsize, k, q, zero_qty, sign):
+    """Set one side's level k to q (removing it when q <= zero_qty); heap holds sign*key."""
     i = _h_find(keys, k)
     if q <= zero_qty:
         if i >= 0:
@@ -323,34 +382,35 @@ def _set_level(keys, vals, n, heap, k, q, zero_qty, sign):
         keys[-1 - i] = k
         vals[-1 - i] = q
         n += 1
-        heapq.heappush(heap, sign * k)
-    return keys, vals, n
+        if hsize > 4 * n + 1024:
+            heap, hsize = _heap_compact(keys, heap, sign)
+        else:
+            heap = _heap_push(heap, hsize, sign * k)
+            hsize += 1
+    return keys, vals, n, heap, hsize
 
 
 @njit(cache=True, nogil=True)
-def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty, only_local, max_report):
-    """Apply depth/clear/snapshot rows to a price-keyed book, message by message.
+def book_new():
+    """An empty book for `book_apply`: (bid keys, bid qty, ask keys, ask qty, bid heap, ask heap, counters)
+    with counters = [bid levels, ask levels, bid heap size, ask heap size, crossed messages]."""
+    cap = 1024
+    return (np.full(cap, _EMPTY, np.int64), np.zeros(cap, np.float64), np.full(cap, _EMPTY, np.int64),
+            np.zeros(cap, np.float64), np.empty(cap, np.int64), np.empty(cap, np.int64), np.zeros(5, np.int64))
+
+
+@njit(cache=True, nogil=True)
+def book_apply(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_end, msg_line, full_clear,
+               zero_qty, only_local, crossed_at):
+    """Apply messages to a book from `book_new` (resumable: pass the returned book to the next call).
 
     Message i is rows msg_start[i]:msg_end[i] (messages may be given in any order); after each message the
-    book is checked for best bid >= best ask. `full_clear` makes every clear row clear its whole side (as does
-    a NaN price). A row with `qty <= zero_qty` removes its level. Levels live in open-addressing hash tables
-    keyed by the price's int64 bit pattern (same order as the price for positive prices); the best of each
-    side comes from a heap with lazy deletion.
-    Returns (bid prices, bid qty, ask prices, ask qty, crossed count, line of the first `max_report` crossings).
+    book is checked for best bid >= best ask, and the lines of the first len(crossed_at) crossings are kept.
+    `full_clear` makes every clear row clear its whole side (as does a NaN price). A row with `qty <= zero_qty`
+    removes its level. Levels live in open-addressing hash tables keyed by the price's int64 bit pattern (same
+    order as the price for positive prices); the best of each side comes from a heap with lazy deletion.
     """
-    cap = 1024
-    bk = np.full(cap, _EMPTY, np.int64)
-    bv = np.zeros(cap, np.float64)
-    ak = np.full(cap, _EMPTY, np.int64)
-    av = np.zeros(cap, np.float64)
-    nb = 0
-    na = 0
-    bheap = [0]
-    aheap = [0]
-    bheap.pop()
-    aheap.pop()
-    crossed = 0
-    crossed_at = np.empty(max_report, np.int64)
+    nb, na, hb, ha, crossed = cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]
     fkey = np.empty(1, np.float64)
     ikey = fkey.view(np.int64)
     for m in range(len(msg_start)):
@@ -368,9 +428,9 @@ def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty
                 touched = True
                 q = qty[r]
                 if is_bid:
-                    bk, bv, nb = _set_level(bk, bv, nb, bheap, k, q, zero_qty, -1)
+                    bk, bv, nb, bheap, hb = _set_level(bk, bv, nb, bheap, hb, k, q, zero_qty, -1)
                 elif is_ask:
-                    ak, av, na = _set_level(ak, av, na, aheap, k, q, zero_qty, 1)
+                    ak, av, na, aheap, ha = _set_level(ak, av, na, aheap, ha, k, q, zero_qty, 1)
             elif kind == DEPTH_CLEAR_EVENT:
                 touched = True
                 whole = full_clear or np.isnan(key[r])
@@ -378,11 +438,33 @@ def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty
                     bk, bv, nb = _h_rebuild(bk, bv, len(bk), _EMPTY, _EMPTY if whole else k - 1)
                 elif is_ask:  # keep asks strictly above it
                     ak, av, na = _h_rebuild(ak, av, len(ak), -_EMPTY - 1 if whole else k + 1, -_EMPTY - 1)
-        if touched and nb > 0 and na > 0 and _top(bk, bheap, -1) >= _top(ak, aheap, 1):
-            if crossed < max_report:
-                crossed_at[crossed] = msg_line[m]
-            crossed += 1
-    return (_h_items(bk, bv, nb) + _h_items(ak, av, na)) + (crossed, crossed_at[:min(crossed, max_report)])
+        if touched and nb > 0 and na > 0:
+            best_bid, hb = _top(bk, bheap, hb, -1)
+            best_ask, ha = _top(ak, aheap, ha, 1)
+            if best_bid >= best_ask:
+                if crossed < len(crossed_at):
+                    crossed_at[crossed] = msg_line[m]
+                crossed += 1
+    cnt[0], cnt[1], cnt[2], cnt[3], cnt[4] = nb, na, hb, ha, crossed
+    return bk, bv, ak, av, bheap, aheap, cnt
+
+
+def book_levels(book):
+    """(bid prices, bid qty, ask prices, ask qty) of a book from `book_new`/`book_apply`."""
+    bk, bv, ak, av, _, _, cnt = book
+    return _h_items(bk, bv, cnt[0]) + _h_items(ak, av, cnt[1])
+
+
+def replay_book(ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty, only_local, max_report):
+    """Replay messages on an empty book (see `book_apply`).
+
+    Returns (bid prices, bid qty, ask prices, ask qty, crossed count, line of the first `max_report` crossings).
+    """
+    crossed_at = np.empty(max_report, np.int64)
+    book = book_apply(*book_new(), ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty, only_local,
+                      crossed_at)
+    crossed = int(book[-1][4])
+    return book_levels(book) + (crossed, crossed_at[:min(crossed, max_report)])
 
 
 @njit(cache=True, nogil=True)

@@ -17,8 +17,8 @@ from ...errors import DataError, DataQualityError
 from ...types import (BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, SELL_EVENT, TRADE_EVENT,
                       event_dtype)
 from .. import _parse as P
-from ..quality import QualityReport, check_depth_sequence, replay_book, warn_or_raise
-from ..validation import _is_sorted, _min_latency, correct_event_order, shift_local_timestamp, validate_event_order
+from .. import _spool as S
+from ..quality import DepthSync, QualityReport, book_apply, book_new, warn_or_raise
 
 try:  # ISA-L inflates about twice as fast as zlib; same API
     from isal import isal_zlib as _zlib
@@ -31,60 +31,27 @@ _DIGITS_TO_UNIT = {d: u for u, (d, _) in _TS_UNITS.items()}
 
 
 class _Tables:
-    """Growable column tables: rows (event fields) and one entry per event/snapshot line (for quality checks)."""
+    """The converter's two growing tables, each a `Spool` (in memory up to a block, then on disk): rows (event
+    records) and one entry per event/snapshot line for the quality checks: (line, kind, local_ts, exch_ts,
+    id0, id1, id2, first row)."""
 
-    def __init__(self, rows: int, msgs: int):
-        self.nrow = 0
-        self.nmsg = 0
-        self.rows = self._alloc_rows(rows)
-        self.msgs = self._alloc_msgs(msgs)
-
-    @staticmethod
-    def _alloc_rows(n):
-        return np.empty((n, 8), np.uint64)
-
-    @staticmethod
-    def _alloc_msgs(n):
-        return [np.empty(n, np.int64), np.empty(n, np.int8)] + [np.empty(n, np.int64) for _ in range(6)]
-
-    def reserve(self, rows: int, msgs: int) -> None:
-        if self.nrow + rows > len(self.rows):
-            cap = max(2 * len(self.rows), self.nrow + rows)
-            new = self._alloc_rows(cap)
-            new[: self.nrow] = self.rows[: self.nrow]
-            self.rows = new
-        if self.nmsg + msgs > len(self.msgs[0]):
-            cap = max(2 * len(self.msgs[0]), self.nmsg + msgs)
-            new = self._alloc_msgs(cap)
-            for a, b in zip(new, self.msgs):
-                a[: self.nmsg] = b[: self.nmsg]
-            self.msgs = new
+    def __init__(self, rows: int, msgs: int, mem_rows: int, tmp_dir):
+        self.rows = S.Spool(mem_rows, np.uint64, initial=rows, tmp_dir=tmp_dir)
+        self.msgs = S.Spool(mem_rows, np.int64, initial=msgs, tmp_dir=tmp_dir)
+        self.margin = max(8, min(P.ROW_MARGIN, mem_rows // 2))  # a trade/ticker/mark line needs <= 3 rows
 
     def add_rows(self, rows: list[tuple]) -> None:
-        self.reserve(len(rows), 0)
-        n = self.nrow
-        recs = self.records(n, n + len(rows))
-        for i, r in enumerate(rows):
-            recs[i] = (*r, 0, 0, 0.0)
-        self.nrow = n + len(rows)
+        if rows:
+            self.rows.append(np.array([(*r, 0, 0, 0.0) for r in rows], event_dtype))
 
-    def records(self, a: int, b: int) -> NDArray:
-        """Rows a:b as an `event_dtype` view (no copy)."""
-        return self.rows[a:b].reshape(-1).view(event_dtype)
-
-    def views(self):
-        return self.rows, self.rows.view(np.int64), self.rows.view(np.float64)
-
-    def add_msg(self, line, kind, local, exch, id0=-1, id1=-1, id2=-1, row=None):
-        self.reserve(0, 1)
-        vals = (line, kind, local, exch, id0, id1, id2, self.nrow if row is None else row)
-        for col, v in zip(self.msgs, vals):
-            col[self.nmsg] = v
-        self.nmsg += 1
+    def add_msg(self, line, kind, local, exch, id0=-1, id1=-1, id2=-1) -> None:
+        self.msgs.room(1)
+        self.msgs.buf[self.msgs.n] = (line, kind, local, exch, id0, id1, id2, self.rows.total)
+        self.msgs.n += 1
 
 
 class _Converter:
-    def __init__(self, path, opt, combined, ts_unit, strict, mark_price_time):
+    def __init__(self, path, opt, combined, ts_unit, strict, mark_price_time, mem_rows=0, tmp_dir=None):
         self.path = str(path)
         self.opt_m = "m" in opt
         self.opt_t = "t" in opt
@@ -98,7 +65,9 @@ class _Converter:
         self.symbol: Optional[str] = None
         self.sym_bytes = np.zeros(0, np.uint8)
         size = os.path.getsize(path)
-        self.t = _Tables(rows=max(1 << 16, size // 4), msgs=max(1 << 12, size // 16))
+        mem_rows = mem_rows or S.BLOCK_ROWS
+        self.mem_rows, self.tmp_dir = mem_rows, tmp_dir
+        self.t = _Tables(max(1 << 16, size // 4), max(1 << 12, size // 16), mem_rows, tmp_dir)
         self.line_no = 0
 
     # -- the slow path: exact reference semantics plus tolerant handling of odd lines ------------------
@@ -229,15 +198,18 @@ class _Converter:
     def feed(self, buf: np.ndarray, final: bool) -> int:
         """Consume complete lines of buf (all of it if final); return the number of bytes consumed."""
         pos, end = 0, len(buf)
-        t = self.t
+        rows, msgs, margin = self.t.rows, self.t.msgs, self.t.margin
         while pos < end:
-            status, pos, self.line_no, t.nrow, t.nmsg = P.parse_lines(
+            rows.room(margin)
+            msgs.room(1)
+            ru, mb = rows.buf, msgs.buf
+            status, pos, self.line_no, rows.n, msgs.n = P.parse_lines(
                 buf, pos, end, final, self.line_no, self.ts_digits, self.ts_mul, self.combined, self.opt_m,
-                self.opt_t, self.mark_use_e, self.sym_bytes, *t.views(), t.nrow, *t.msgs, t.nmsg)
+                self.opt_t, self.mark_use_e, self.sym_bytes, ru, ru.view(np.int64), ru.view(np.float64), rows.n,
+                margin, rows.base, *(mb[:, c] for c in range(8)), msgs.n)
             if status == P.ST_DONE:
                 break
             if status == P.ST_FULL:
-                t.reserve(max(1 << 16, len(t.rows)), max(1 << 12, len(t.msgs[0])))
                 continue
             line_end = P.line_end(buf, pos, end)
             self._slow_line(buf[pos:line_end].tobytes())
@@ -259,6 +231,7 @@ class _Converter:
             if pending:
                 self.feed(np.frombuffer(pending, np.uint8), final=True)
         self.report.lines = self.line_no
+        self.rows, self.msgs = self.t.rows.finish(), self.t.msgs.finish()
 
 
 def _decompressed_chunks(path: str, advance, report: QualityReport):
@@ -315,109 +288,175 @@ def _decompressed_chunks(path: str, advance, report: QualityReport):
                 worker.join(0.01)
 
 
-def _tmp_array(t: _Tables) -> NDArray:
-    return t.records(0, t.nrow)
+def _msg_blocks(m: NDArray, nrows: int, mem_rows: int):
+    """The message table in blocks: (offset, block, first row of the next block)."""
+    for a, b in S.blocks(len(m), max(1, mem_rows // 8)):
+        yield a, m[a:b], int(m[b, 7]) if b < len(m) else nrows
+        S.release(m)
 
 
 class _BookCheck:
     """Replays the depth stream as a synced consumer would (only applicable diffs, whole-book resets at each
     snapshot, bridging diffs after it) in a background thread, counting messages that leave the book crossed."""
 
-    def __init__(self, tmp, conv: _Converter, apply, defer_to):
+    def __init__(self, conv: _Converter, apply, defer_to):
         import threading
 
-        t = conv.t
-        kind, line, row = t.msgs[1][: t.nmsg], t.msgs[0][: t.nmsg], t.msgs[7][: t.nmsg]
-        ends = np.append(row[1:], t.nrow)
-        order: list[int] = []
-        deferred: dict[int, list[int]] = {}
-        for i in np.nonzero((kind == P.KIND_SNAPSHOT) | apply)[0].tolist():
-            if defer_to[i] >= 0:
-                deferred.setdefault(int(defer_to[i]), []).append(i)
-            else:
-                order.append(i)
-                order += deferred.pop(i, [])
-        idx = np.array(order, np.int64)
-        args = (tmp["ev"], tmp["px"], tmp["qty"], row[idx], ends[idx], line[idx], True, 0.0, False, 10)
-        self.report = conv.report
+        self.report, self.apply, self.defer_to = conv.report, apply, defer_to
+        self.rows, self.msgs, self.mem_rows = conv.rows, conv.msgs, conv.mem_rows  # before any resync
         self.result = None
-        self.thread = threading.Thread(target=self._run, args=args, daemon=True)
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _run(self, *args):
-        self.result = replay_book(*args)
+    def _run(self):
+        try:
+            rows = self.rows
+            ev, key, qty = rows[:, 0], rows.view(np.float64)[:, 3], rows.view(np.float64)[:, 4]
+            book, crossed_at = book_new(), np.empty(10, np.int64)
+            deferred: dict[int, list[tuple]] = {}
+            for a, m, next_row in _msg_blocks(self.msgs, len(rows), self.mem_rows):
+                kind, line, row = m[:, 1], m[:, 0], m[:, 7]
+                ends = np.append(row[1:], next_row)
+                spans = []
+                for j in np.nonzero((kind == P.KIND_SNAPSHOT) | self.apply[a: a + len(m)])[0].tolist():
+                    span = (int(row[j]), int(ends[j]), int(line[j]))
+                    if a + j in self.defer_to:
+                        deferred.setdefault(self.defer_to[a + j], []).append(span)
+                    else:
+                        spans.append(span)
+                        spans += deferred.pop(a + j, [])
+                if spans:
+                    st, en, ln = np.array(spans, np.int64).T.copy()
+                    book = book_apply(*book, ev, key, qty, st, en, ln, True, 0.0, False, crossed_at)
+                S.release(rows)
+            crossed = int(book[-1][4])
+            self.result = crossed, crossed_at[: min(crossed, len(crossed_at))]
+        except BaseException as exc:  # re-raised in join()
+            self.error = exc
 
     def join(self):
         self.thread.join()
-        _, _, _, _, crossed, lines = self.result
-        self.report.crossed_book_count, self.report.crossed_book_lines = int(crossed), lines.tolist()
+        if self.error is not None:
+            raise self.error
+        crossed, lines = self.result
+        self.report.crossed_book_count, self.report.crossed_book_lines = crossed, lines.tolist()
 
 
 def _fill_report(conv: _Converter, initial_last_u):
-    t, rep = conv.t, conv.report
-    line, kind, local, exch, id0, id1, id2, row = (c[: t.nmsg] for c in t.msgs)
+    """Message-level checks, block by block over the message table; returns the depth sync's (apply, defer_to)."""
+    rep = conv.report
     names = {P.KIND_DEPTH: "depthUpdate", P.KIND_TRADE: "trade", P.KIND_TICKER: "bookTicker",
              P.KIND_MARK: "markPriceUpdate", P.KIND_SNAPSHOT: "snapshot", P.KIND_ERROR: "rest_error",
              P.KIND_OTHER: "other"}
-    counts = np.bincount(kind.astype(np.int64) + 0, minlength=7)
+    counts = np.zeros(7, np.int64)
+    last_exch: dict[int, int] = {}
+    last_tid = None
+    min_lat, neg_lat = None, 0
+    sync = DepthSync(len(conv.msgs), rep, initial_last_u)
+    for a, m, _ in _msg_blocks(conv.msgs, len(conv.rows), conv.mem_rows):
+        line, kind, local, exch, id0, id1, id2 = (m[:, c] for c in range(7))
+        counts += np.bincount(kind, minlength=7)[:7]
+        rep.non_market_trades += line[(kind == P.KIND_TRADE) & (id1 == 1)].tolist()
+        has_ts = (exch >= 0) & (kind != P.KIND_ERROR) & (kind != P.KIND_OTHER)
+        if np.any(has_ts):
+            lat = local[has_ts] - exch[has_ts]
+            low = int(lat.min())
+            min_lat = low if min_lat is None else min(min_lat, low)
+            neg_lat += int(np.count_nonzero(lat < 0))
+        for k in (P.KIND_DEPTH, P.KIND_TRADE, P.KIND_TICKER, P.KIND_MARK):
+            sel = np.nonzero(kind == k)[0]
+            if not len(sel):
+                continue
+            x = exch[sel]
+            prev = np.r_[last_exch.get(k, x[0]), x[:-1]]
+            rep.non_monotonic_exch_lines += line[sel[x < prev]].tolist()
+            last_exch[k] = int(x[-1])
+            if k == P.KIND_TRADE:
+                tid = id0[sel]
+                prev = np.r_[tid[0] - 1 if last_tid is None else last_tid, tid[:-1]]
+                rep.duplicate_lines += line[sel[(tid <= prev) & (tid >= 0)]].tolist()
+                last_tid = int(tid[-1])
+        sync.feed(a, kind, line, local, id0, id1, id2)
     rep.messages = {names[k]: int(counts[k]) for k in names if counts[k]}
     rep.ignored_events = int(counts[P.KIND_OTHER])
-    rep.non_market_trades = line[(kind == P.KIND_TRADE) & (id1 == 1)].tolist()
-    has_ts = (exch >= 0) & (kind != P.KIND_ERROR) & (kind != P.KIND_OTHER)
-    if np.any(has_ts):
-        lat = local[has_ts] - exch[has_ts]
-        rep.min_latency_ns = int(lat.min())
-        rep.negative_latency_messages = int(np.count_nonzero(lat < 0))
-    for k in (P.KIND_DEPTH, P.KIND_TRADE, P.KIND_TICKER, P.KIND_MARK):
-        sel = kind == k
-        x = exch[sel]
-        bad = np.nonzero(x[1:] < x[:-1])[0] + 1
-        rep.non_monotonic_exch_lines += line[sel][bad].tolist()
-        if k == P.KIND_TRADE:
-            tid = id0[sel]
-            dup = np.nonzero((tid[1:] <= tid[:-1]) & (tid[1:] >= 0))[0] + 1
-            rep.duplicate_lines += line[sel][dup].tolist()
+    rep.min_latency_ns, rep.negative_latency_messages = min_lat, neg_lat
     rep.non_monotonic_exch_lines.sort()
-    apply, defer_to = check_depth_sequence(kind, line, local, id0, id1, id2, rep, initial_last_u)
+    apply, defer_to = sync.finish()
     rep.duplicate_lines.sort()
     return apply, defer_to
 
 
-def _resync(tmp, kind, local, row, apply, defer_to):
+def _resync(conv: _Converter, apply, defer_to):
     """Gap-aware rows: drop depth diffs that cannot be applied, replace each snapshot's partial clears by
     full-side clears (px=NaN), and move buffered bridging diffs to the snapshot's local time, after it."""
-    ends = np.append(row[1:], len(tmp))
-    keep = np.ones(len(tmp), bool)
-    deferred: dict[int, list[int]] = {}
-    for i in np.nonzero(kind == P.KIND_DEPTH)[0]:
-        if not apply[i]:
-            keep[row[i]:ends[i]] = False
-        elif defer_to[i] >= 0:
-            keep[row[i]:ends[i]] = False
-            deferred.setdefault(int(defer_to[i]), []).append(int(i))
-    pieces = []
-    start = 0
-    for s in np.nonzero(kind == P.KIND_SNAPSHOT)[0]:
-        a, b = row[s], ends[s]
-        pieces.append(tmp[start:a][keep[start:a]])
-        snap = tmp[a:b].copy()
-        clears = (snap["ev"] & 0xFF) == DEPTH_CLEAR_EVENT
-        snap["px"][clears] = np.nan
-        pieces.append(snap)
-        for i in deferred.get(int(s), []):
-            moved = tmp[row[i]:ends[i]].copy()
-            moved["local_ts"] = local[s]
-            pieces.append(moved)
-        start = b
-    pieces.append(tmp[start:][keep[start:]])
-    return np.concatenate(pieces) if pieces else tmp
+    rows = conv.rows
+    out = S.Spool(conv.mem_rows, np.uint64, initial=min(len(rows), conv.mem_rows), tmp_dir=conv.tmp_dir)
+
+    def copy(a, b, keep):  # rows a:b where keep (a bool slice of the same length), in bounded pieces
+        for c, d in S.blocks(b - a, conv.mem_rows):
+            out.append(rows[a + c: a + d][keep[c:d]])
+
+    deferred: dict[int, list[tuple]] = {}
+    for a, m, next_row in _msg_blocks(conv.msgs, len(rows), conv.mem_rows):
+        kind, local, row = m[:, 1], m[:, 2], m[:, 7]
+        ends = np.append(row[1:], next_row)
+        r0 = int(row[0])
+        keep = np.ones(next_row - r0, bool)
+        for j in np.nonzero(kind == P.KIND_DEPTH)[0].tolist():
+            if not apply[a + j] or a + j in defer_to:
+                keep[row[j] - r0: ends[j] - r0] = False
+                if apply[a + j]:
+                    deferred.setdefault(defer_to[a + j], []).append((int(row[j]), int(ends[j])))
+        start = r0
+        for j in np.nonzero(kind == P.KIND_SNAPSHOT)[0].tolist():
+            s0, s1 = int(row[j]), int(ends[j])
+            copy(start, s0, keep[start - r0: s0 - r0])
+            snap = np.array(rows[s0:s1])
+            clears = (snap[:, 0] & np.uint64(0xFF)) == DEPTH_CLEAR_EVENT
+            snap.view(np.float64)[clears, 3] = np.nan
+            out.append(snap)
+            for r, e in deferred.pop(a + j, []):
+                moved = np.array(rows[r:e])
+                moved.view(np.int64)[:, 2] = local[j]
+                out.append(moved)
+            start = s1
+        copy(start, next_row, keep[start - r0:])
+        S.release(rows)
+    conv.rows = out.finish()
 
 
-def _stable_argsort(x: NDArray) -> NDArray:
-    """np.argsort(kind='mergesort'); collector files are already in local-time order, so check that first."""
-    if _is_sorted(x):
-        return np.arange(len(x), dtype=np.int64)
-    return np.argsort(x, kind="mergesort")
+def _correct_latency(rows: NDArray, base_latency) -> None:
+    """The reference's correct_local_timestamp, block by block over (n, 8) rows."""
+    di = rows.view(np.int64)
+    min_lat = np.iinfo(np.int64).max
+    for a, b in S.blocks(len(rows)):
+        min_lat = S.min_latency(di, a, b, min_lat)
+        S.release(rows)
+    if len(rows) == 0 or min_lat >= 0:
+        return
+    print("local_timestamp is ahead of exch_timestamp by", -min_lat)
+    for a, b in S.blocks(len(rows)):
+        if isinstance(base_latency, (float, np.floating)):
+            S.shift_float(di, a, b, float(-min_lat) + float(base_latency))
+        else:
+            S.shift_exact(di, a, b, np.int64(-min_lat + int(base_latency)))
+        S.release(rows)
+
+
+def _save_npz(path: str, data: NDArray) -> None:
+    """np.savez_compressed(path, data=data), streaming a memory-mapped array in bounded pieces."""
+    if not isinstance(data, np.memmap):
+        np.savez_compressed(path, data=data)
+        return
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
+            zf.open("data.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_2_0(f, np.lib.format.header_data_from_array_1_0(data))
+        for a, b in S.blocks(len(data)):
+            f.write(memoryview(np.ascontiguousarray(data[a:b])).cast("B"))
+            S.release(data)
 
 
 def convert(
@@ -434,6 +473,7 @@ def convert(
     mark_price_time: Literal["T", "E"] = "T",
     initial_last_u: Optional[int] = None,
     return_report: bool = False,
+    tmp_dir: Optional[str] = None,
 ):
     """Convert a raw Binance USD-M feed file (gzip or plain text) into an `event_dtype` array.
 
@@ -448,39 +488,36 @@ def convert(
       mark_price_time='E': use the event time of markPriceUpdate (T is the next funding time).
       initial_last_u: last `u` of the previous file, so its first diff continues the sequence.
       return_report: return `(data, QualityReport)` instead of `data`.
+      tmp_dir: where inputs larger than memory blocks spill (default: the system temp dir). The result is then
+        a memory map of an unlinked temporary file.
     """
     del buffer_size  # kept for signature compatibility; storage grows on demand
     if gap_policy not in ("none", "resync"):
         raise ValueError(f"gap_policy must be 'none' or 'resync', not {gap_policy!r}")
     if not os.path.exists(input_filename):
         raise FileNotFoundError(input_filename)
-    conv = _Converter(input_filename, opt, combined_stream, ts_unit, strict, mark_price_time)
+    conv = _Converter(input_filename, opt, combined_stream, ts_unit, strict, mark_price_time, tmp_dir=tmp_dir)
     conv.run()
-    tmp = _tmp_array(conv.t)
     apply, defer_to = _fill_report(conv, initial_last_u)
-    book_check = _BookCheck(tmp, conv, apply, defer_to)  # runs in a thread (nogil) while the rest proceeds
+    book_check = _BookCheck(conv, apply, defer_to)  # runs in a thread (nogil) while the rest proceeds
     if gap_policy == "resync":
-        t = conv.t
-        tmp = _resync(tmp, t.msgs[1][: t.nmsg], t.msgs[2][: t.nmsg], t.msgs[7][: t.nmsg], apply, defer_to)
+        _resync(conv, apply, defer_to)
     if strict:
         book_check.join()
         warn_or_raise(conv.report, strict)
 
     print("Correcting the latency")
-    if len(tmp):
-        min_lat = int(_min_latency(tmp["exch_ts"], tmp["local_ts"]))
-        if min_lat < 0:
-            print("local_timestamp is ahead of exch_timestamp by", -min_lat)
-            shift_local_timestamp(tmp, min_lat, base_latency)
+    rows = conv.rows
+    _correct_latency(rows, base_latency)
     print("Correcting the event order")
-    data = correct_event_order(tmp, _stable_argsort(tmp["exch_ts"]), _stable_argsort(tmp["local_ts"]))
-    validate_event_order(data)
+    out = S.event_order(rows, conv.mem_rows, conv.tmp_dir)
+    data = out.reshape(-1).view(event_dtype)
     if not strict:
         book_check.join()
         warn_or_raise(conv.report, strict)
     if output_filename is not None:
         print("Saving to %s" % output_filename)
-        np.savez_compressed(output_filename, data=data)
+        _save_npz(output_filename, data)
     return (data, conv.report) if return_report else data
 
 
