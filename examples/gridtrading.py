@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, uint64
 from numba.typed import Dict
 
-from hftbacktest import BUY, GTX, LIMIT, SELL
+from hftbacktest import BUY, GTX, LIMIT, NEW, PARTIALLY_FILLED, SELL
 
 
 @njit(cache=True)
@@ -70,6 +70,26 @@ def gridtrading(hbt, recorder, max_steps, step_ns, grid_num, grid_interval_ticks
                 hbt.submit_sell_order(asset_no, order_id, price, order_qty, GTX, LIMIT, False)
         recorder.record(hbt)
     return steps
+
+
+def cancel_open_orders(hbt, asset_no, timeout_s=10.0) -> int:
+    """Orders outlive the bot at the exchange: cancel them before closing. An order whose request is still in
+    flight (code 11) is cancelled once its answer arrives. Returns how many are still open at the deadline."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        open_ids = []
+        it = hbt.orders(asset_no).values()
+        while it.has_next():
+            order = it.get()
+            if order.status in (NEW, PARTIALLY_FILLED):
+                open_ids.append(int(order.order_id))
+        if not open_ids or time.monotonic() > deadline:
+            return len(open_ids)
+        for order_id in open_ids:
+            hbt.cancel(asset_no, order_id, False)  # 11 while a request for it is in flight: retried below
+        hbt.wait_next_feed(True, 100_000_000)  # until an order response (or a feed event) arrives
 
 
 def _backtest(args) -> int:
@@ -137,7 +157,8 @@ def _live(args) -> int:
     try:
         steps = gridtrading(hbt, recorder.recorder, max_steps, args.step_ms * 1_000_000, args.grid_num,
                             args.interval, args.half_spread, args.qty, args.max_position)
-        print(f"live: {steps} steps, position {hbt.position(0):.6f}")
+        left = cancel_open_orders(hbt, 0)
+        print(f"live: {steps} steps, position {hbt.position(0):.6f}, {left} orders still open")
     finally:
         hbt.close()
     if args.out:

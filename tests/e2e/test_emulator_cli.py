@@ -9,7 +9,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from test_emulator_client import EmuClient, recv_until
+from test_emulator_client import EmuClient, isolate_child, kill_group, recv_until
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def test_cli_serves_until_interrupted(tmp_path):
            "--port", "0", "--ws-port", "0", "--speed", "2", "--account", "cli-key:cli-secret:2500",
            "--faults", str(faults)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=isolate_child)
     try:
         rest = proc.stdout.readline().split()
         ws = proc.stdout.readline().split()
@@ -41,7 +41,10 @@ def test_cli_serves_until_interrupted(tmp_path):
         asyncio.run(go())
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=20)
+        finally:
+            kill_group(proc)
     assert proc.returncode == 0, err
     assert "cli-secret" not in out + err  # secrets never logged
     assert "fault insurance_fund_trade fired" in err
@@ -50,5 +53,5 @@ def test_cli_serves_until_interrupted(tmp_path):
 def test_cli_rejects_bad_fault_spec(sample_data_dir):
     proc = subprocess.run([sys.executable, "-m", "hftbacktest.cli", "emulator", "--market",
                            str(sample_data_dir / "btcusdt_20240808.gz"), "--faults", "meteor_strike"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, preexec_fn=isolate_child)
     assert proc.returncode == 1 and "unknown fault kind 'meteor_strike'" in proc.stderr

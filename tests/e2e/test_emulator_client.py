@@ -5,13 +5,31 @@ Other emulator test modules import `EmuClient` from here; the tests below pin th
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import hmac
+import os
+import signal
 import time
 from urllib.parse import urlencode
 
 import aiohttp
 import orjson
+
+
+def isolate_child() -> None:
+    """`preexec_fn` for e2e child processes: their own process group (teardown kills the whole group) and
+    SIGKILL when the test process dies, even by a segfault, so no emulator or connector is left behind."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def kill_group(proc) -> None:
+    """Kill whatever is left of a child's process group (the child itself and anything it started)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def sign(secret: str, payload: str) -> str:

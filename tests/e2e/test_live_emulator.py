@@ -19,6 +19,10 @@ import numpy as np
 import orjson
 import pytest
 import urllib.request
+from numba import njit
+from test_emulator_client import isolate_child, kill_group
+
+from hftbacktest import GTX, LIMIT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -42,7 +46,7 @@ class Proc:
 
     def __init__(self, args, stream: str):
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=isolate_child)
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         for pipe in (self.p.stdout, self.p.stderr):
@@ -67,13 +71,16 @@ class Proc:
                 return line
 
     def stop(self, sig=None) -> int:
-        if self.p.poll() is None:
-            self.p.terminate() if sig is None else self.p.send_signal(sig)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(5)
+        try:
+            if self.p.poll() is None:
+                self.p.terminate() if sig is None else self.p.send_signal(sig)
+                try:
+                    self.p.wait(15)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            kill_group(self.p)  # the whole group, whatever state the child is in
+            self.p.wait(5)
         return self.p.returncode
 
 
@@ -147,9 +154,17 @@ def _open_orders(hbt) -> dict[int, tuple]:
     return out
 
 
-def _cancel_all(hbt):
-    for order_id in _open_orders(hbt):
-        hbt.cancel(0, order_id, False)
+def _cancel_all(hbt, seconds=10.0):
+    """Cancel every open order. One whose request is still in flight answers 11 (as in the backtest): it is
+    cancelled once its response arrived."""
+    deadline = time.monotonic() + seconds
+    while True:
+        codes = {order_id: hbt.cancel(0, order_id, False) for order_id in _open_orders(hbt)}
+        assert set(codes.values()) <= {0, 11}, codes
+        if 11 not in codes.values():
+            return
+        assert time.monotonic() < deadline, codes
+        hbt.wait_next_feed(True, 100_000_000)
 
 
 def _settle(hbt, venue, seconds=10.0):
@@ -283,3 +298,74 @@ def test_latency_log_drives_a_backtest_of_the_same_strategy(grid, tmp_path, samp
     assert steps == 600
     assert hbt.state_values(0)["num_trades"] > 0
     hbt.close()
+
+
+@njit(cache=True)
+def _amend_sequence(hbt, order_id, qty):
+    """Submit a post-only bid far from the market, amend it, repeat the amendment (refused), then amend it
+    across the spread (Binance cancels a GTX order that would take). Returns what the strategy saw at each step."""
+    while not np.isfinite(hbt.depth(0).best_bid) or not np.isfinite(hbt.depth(0).best_ask):
+        if hbt.elapse(50_000_000) != 0:
+            return np.zeros(10, np.int64)
+    tick = hbt.depth(0).tick_size
+    bid = hbt.depth(0).best_bid_tick - 300
+    out = np.zeros(10, np.int64)
+    out[0] = hbt.submit_buy_order(0, order_id, bid * tick, qty, GTX, LIMIT, True)
+    out[1] = hbt.modify(0, order_id, (bid - 1) * tick, 2 * qty, True)
+    o = hbt.orders(0).get(order_id)
+    out[2] = o.price_tick - bid
+    out[3] = round(o.qty / qty)
+    out[4] = o.req
+    out[5] = hbt.modify(0, order_id, (bid - 1) * tick, 2 * qty, True)  # nothing to change: -5027
+    out[6] = hbt.orders(0).get(order_id).price_tick - bid
+    out[7] = hbt.modify(0, order_id, (hbt.depth(0).best_ask_tick + 50) * tick, 2 * qty, True)
+    out[8] = hbt.orders(0).get(order_id).status
+    out[9] = hbt.orders(0).get(order_id).req
+    return out
+
+
+def test_modify_inside_njit_follows_the_exchange(venue):
+    from hftbacktest.live import ErrorKind
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        seen = _amend_sequence(hbt, 77, 0.002)
+    finally:
+        hbt.close()
+    assert seen[0] == 3 and seen[1] == 3  # answered, like wait=True in the backtest
+    assert (seen[2], seen[3], seen[4]) == (-1, 2, 0)  # new price and qty confirmed, no request pending
+    assert seen[5] == 3 and seen[6] == -1  # refused: unchanged
+    assert [e.value["code"] for e in errors if e.kind == ErrorKind.OrderError] == [-5027]
+    assert (seen[7], seen[8], seen[9]) == (3, 4, 0)  # CANCELED by the amendment, nothing pending
+    ours = [e for e in venue.ledger() if e.get("event") == "AMENDMENT" and e["clientOrderId"].startswith(PREFIX)]
+    assert len(ours) == 1 and ours[0]["qty"] == 0.004
+    cid = ours[0]["clientOrderId"]
+    assert [e["event"] for e in venue.ledger() if e.get("clientOrderId") == cid] == ["NEW", "AMENDMENT", "CANCELED"]
+
+
+def _run_example(args, timeout=180):
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=isolate_child)
+    return proc
+
+
+def test_live_order_error_handling_example(venue):
+    """The example's error policy counts Binance's rejections and stops the strategy (code 19) at the limit."""
+    venue.post("/_emu/fault", {"kind": "order_reject", "code": -2019, "msg": "Margin is insufficient.",
+                               "count": 3})
+    proc = _run_example(["examples/live_order_error_handling.py", "--connector", venue.name, "--symbol", "btcusdt",
+                         "--seconds", "60", "--max-rejections", "3"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finished with code 19; 3 rejections" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert proc.stderr.count("order rejected (-2019)") == 3, proc.stderr[-3000:]
+    assert "3 rejections: stopping" in proc.stderr
+
+
+def test_gridtrading_example_live_mode(venue):
+    proc = _run_example(["examples/gridtrading.py", "live", "--connector", venue.name, "--symbol", "btcusdt",
+                         "--seconds", "3", "--grid-num", "2", "--interval", "1", "--half-spread", "1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "live: 30 steps" in proc.stdout and "0 orders still open" in proc.stdout, proc.stdout
+    open_orders = [o for o in venue.account()["open_orders"] if o["clientOrderId"].startswith(PREFIX)]
+    assert open_orders == []  # the example cancelled what it had placed before exiting
