@@ -77,7 +77,7 @@ class Spool:
         if self.n:
             self.spill()
         self.file.flush()
-        self.buf = self.buf[:0]
+        self.buf = np.empty((0, 8), self.dtype)  # frees the memory buffer
         if self.base == 0:
             return np.zeros((0, 8), self.dtype)
         return np.memmap(self.file, self.dtype, "r+", shape=(self.base, 8))
@@ -140,13 +140,15 @@ def sorted_runs(rows: np.ndarray, col: int, tmp_dir, mem_rows: int):
     n = len(rows)
     if _sorted_blockwise(rows, col):
         return rows, np.array([0, n], np.int64)
-    out = Spool(mem_rows, np.uint64, initial=min(n, mem_rows), tmp_dir=tmp_dir)
+    # a run is one block; the output goes through a buffer of an eighth of that once it spills
+    out = Spool(mem_rows if n <= mem_rows else mem_rows // 8, np.uint64, initial=min(n, mem_rows), tmp_dir=tmp_dir)
     bounds = [0]
     for a, b in blocks(n, mem_rows):
         perm = np.argsort(di[a:b, col], kind="stable")
-        out.room(b - a)
-        gather(rows, a, perm, out.buf, out.n)
-        out.n += b - a
+        for c, d in blocks(b - a, out.mem_rows):
+            out.room(d - c)
+            gather(rows, a, perm[c:d], out.buf, out.n)
+            out.n += d - c
         release(rows)
         bounds.append(b)
     return out.finish(), np.array(bounds, np.int64)
@@ -288,7 +290,7 @@ def event_order(rows: np.ndarray, mem_rows: int, tmp_dir=None) -> np.ndarray:
         out = np.empty((2 * n, 8), np.uint64)
         out = out[: merge_event_order(*args, out, 0)]
     else:
-        sink = Spool(mem_rows, np.uint64, initial=mem_rows, tmp_dir=tmp_dir)
+        sink = Spool(mem_rows // 8, np.uint64, initial=mem_rows // 8, tmp_dir=tmp_dir)
         while state[0] > 0 or state[1] > 0:
             sink.room(1)
             sink.n = merge_event_order(*args, sink.buf, sink.n)

@@ -25,7 +25,7 @@ try:  # ISA-L inflates about twice as fast as zlib; same API
 except ImportError:  # pragma: no cover
     import zlib as _zlib
 
-_CHUNK = 4 << 20  # compressed bytes read per step
+_CHUNK = 1 << 20  # compressed bytes read per step (≈ 7 MB of text: bounds the memory of the read-ahead)
 _TS_UNITS = {"ns": (19, 1), "us": (16, 1_000), "ms": (13, 1_000_000)}
 _DIGITS_TO_UNIT = {d: u for u, (d, _) in _TS_UNITS.items()}
 
@@ -37,7 +37,7 @@ class _Tables:
 
     def __init__(self, rows: int, msgs: int, mem_rows: int, tmp_dir):
         self.rows = S.Spool(mem_rows, np.uint64, initial=rows, tmp_dir=tmp_dir)
-        self.msgs = S.Spool(mem_rows, np.int64, initial=msgs, tmp_dir=tmp_dir)
+        self.msgs = S.Spool(max(mem_rows // 4, 1), np.int64, initial=msgs, tmp_dir=tmp_dir)
         self.margin = max(8, min(P.ROW_MARGIN, mem_rows // 2))  # a trade/ticker/mark line needs <= 3 rows
 
     def add_rows(self, rows: list[tuple]) -> None:
