@@ -114,7 +114,9 @@ def venue(tmp_path_factory):
     ws = emu.wait_for("WS ", start=True).split()[1]
     cfg = tmp / "connector.toml"
     cfg.write_text(f'stream_url = "{ws}"\napi_url = "{rest}"\norder_prefix = "{PREFIX}"\n'
-                   f'api_key = "{KEY}"\nsecret = "{SECRET}"\nbackoff_max_s = 1.0\n')
+                   f'api_key = "{KEY}"\nsecret = "{SECRET}"\nbackoff_max_s = 1.0\n'
+                   # short enough for test_stalled_market_stream_resyncs_the_book; the synthetic book moves often
+                   'max_book_age_s = 3.0\nstream_idle_timeout_s = 6.0\n')
     cfg.chmod(0o600)
     name = f"e2e{os.getpid()}"
     con = Proc([sys.executable, "-m", "hftbacktest.connector", "--name", name, "--connector", "binancefutures",
@@ -266,6 +268,38 @@ def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
         top = venue.get("/_emu/state")["books"]["BTCUSDT"]
         assert abs(book[0] - top["best_bid"]) <= 20 and abs(book[1] - top["best_ask"]) <= 20
         assert book[0] < book[1]
+    finally:
+        hbt.close()
+
+
+def _wait_until(hbt, condition, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        hbt.wait_next_feed(True, 100_000_000)
+
+
+def test_stalled_market_stream_resyncs_the_book(venue):
+    """A market connection that stays open but goes silent: the book is resynced by age (max_book_age_s), then
+    the connection is replaced (stream_idle_timeout_s), and the bot's book follows the exchange again."""
+    from hftbacktest.live import ErrorKind
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        venue.post("/_emu/fault", {"kind": "ws_half_open", "channel": "market"})
+        interrupted = lambda text: any(e.kind == ErrorKind.ConnectionInterrupted and text in str(e.value)
+                                       for e in errors)
+        _wait_until(hbt, lambda: interrupted("btcusdt book unchanged"), 20, "the stale-book resync")
+        _wait_until(hbt, lambda: interrupted("market stream: no data"), 20, "the idle-stream reconnect")
+        def follows_the_exchange():
+            top = venue.get("/_emu/state")["books"]["BTCUSDT"]
+            bid, ask = _bbo(hbt)
+            return abs(bid - top["best_bid"]) <= 20 and abs(ask - top["best_ask"]) <= 20 and bid < ask
+
+        _wait_until(hbt, follows_the_exchange, 20, "the book to follow the exchange again")
+        assert not [e for e in errors if e.kind == ErrorKind.CriticalConnectionError]
     finally:
         hbt.close()
 

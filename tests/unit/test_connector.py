@@ -72,6 +72,16 @@ def test_depth_bootstrap_drops_old_diffs_and_publishes_clear_then_levels():
         book.on_depth(diff(112, 115, 111), 1)
 
 
+def test_book_age_counts_from_the_last_applied_change():
+    book = SymbolBook("btcusdt")
+    assert not book.is_stale(10**12, 10.0)  # syncing: the snapshot task owns it
+    book.on_snapshot({"lastUpdateId": 100, "bids": [["10.0", "1"]], "asks": []}, 1_000_000_000)
+    assert not book.is_stale(10_000_000_000, 10.0) and book.is_stale(11_000_000_001, 10.0)
+    book.on_depth(diff(101, 101, 100, b=[("10.0", "2")]), 5_000_000_000)
+    assert not book.is_stale(11_000_000_001, 10.0)
+    assert book.on_depth(diff(90, 95, 89), 9_000_000_000) == [] and book.updated_ns == 5_000_000_000  # dropped
+
+
 def test_stale_snapshot_is_detected():
     book = SymbolBook("btcusdt")
     book.on_depth(diff(200, 210, 199), 1)

@@ -128,7 +128,8 @@ class BinanceFuturesConnector:
                 log.error("the account is in hedge mode; positions assume one-way mode")
         self.error(ErrorKind.Custom, "connector started", codec.CUSTOM_CONNECTOR_RESTARTED)
         log.info("connector %r up (%s, %s)", self.name, self.cfg.api_url, self.cfg.stream_url)
-        for coro in (self._ipc_loop(), self._heartbeat_loop(), self._market_loop(), self._clock_loop()):
+        for coro in (self._ipc_loop(), self._heartbeat_loop(), self._market_loop(), self._clock_loop(),
+                     self._book_age_loop()):
             self.spawn(coro)
         if self.cfg.has_credentials:
             self.spawn(self._user_loop())
@@ -455,6 +456,26 @@ class BinanceFuturesConnector:
             delay = min(delay * 2, 5.0)
         self.error(ErrorKind.ConnectionInterrupted, f"could not sync the {symbol} book")
         raise StreamClosed(f"{symbol}: no usable depth snapshot after 8 attempts")
+
+    async def _book_age_loop(self) -> None:
+        max_age = self.cfg.max_book_age_s
+        while True:
+            await asyncio.sleep(min(1.0, max_age / 4))
+            self.check_book_ages(now_ns())
+
+    def check_book_ages(self, now: int) -> list[str]:
+        """Resync books that did not change for `max_book_age_s` while the market stream is up (a stalled
+        subscription does not always close the connection). Returns the symbols being resynced."""
+        if self._md_ws is None or self._md_ws.closed:
+            return []  # the market loop rebuilds every book when it reconnects
+        stale = [symbol for symbol, book in self.books.items() if book.is_stale(now, self.cfg.max_book_age_s)]
+        for symbol in stale:
+            msg = f"{symbol} book unchanged for {self.cfg.max_book_age_s:g} s; resyncing"
+            log.warning("%s", msg)
+            self.error(ErrorKind.ConnectionInterrupted, msg)
+            self.books[symbol].resync()
+            self._start_snapshot(symbol)
+        return stale
 
     async def _market_loop(self) -> None:
         backoff = Backoff(self.cfg)

@@ -41,6 +41,7 @@ class SymbolBook:
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
         self.exch_ts = 0
+        self.updated_ns = 0  # local time of the last snapshot or applied diff
         self.resync()
 
     def resync(self) -> None:
@@ -83,6 +84,7 @@ class SymbolBook:
         self.bids = {float(p): float(q) for p, q in snap["bids"] if float(q) > 0}
         self.asks = {float(p): float(q) for p, q in snap["asks"] if float(q) > 0}
         self.exch_ts = ts
+        self.updated_ns = local_ts
         out = [_ev(LOCAL_DEPTH_CLEAR, ts, local_ts, 0.0, 0.0)]
         out += [_ev(LOCAL_BID_DEPTH, ts, local_ts, p, q) for p, q in self.bids.items()]
         out += [_ev(LOCAL_ASK_DEPTH, ts, local_ts, p, q) for p, q in self.asks.items()]
@@ -97,6 +99,7 @@ class SymbolBook:
     def _apply(self, msg: dict, local_ts: int) -> list[tuple]:
         ts = int(msg.get("T") or msg["E"]) * 1_000_000
         self.exch_ts = ts
+        self.updated_ns = local_ts
         out = []
         for side, book, kind in ((msg["b"], self.bids, LOCAL_BID_DEPTH), (msg["a"], self.asks, LOCAL_ASK_DEPTH)):
             for p, q in side:
@@ -107,6 +110,10 @@ class SymbolBook:
                     book.pop(px, None)
                 out.append(_ev(kind, ts, local_ts, px, qty))
         return out
+
+    def is_stale(self, now_ns: int, max_age_s: float) -> bool:
+        """A live book that has not changed for `max_age_s`: its stream may have stalled without closing."""
+        return self.state == LIVE and now_ns - self.updated_ns > max_age_s * 1e9
 
     def snapshot_events(self, local_ts: int) -> list[tuple]:
         """The whole book as clear + levels (bids then asks), for a bot that registers late."""
