@@ -403,3 +403,54 @@ def test_gridtrading_example_live_mode(venue):
     assert "live: 30 steps" in proc.stdout and "0 orders still open" in proc.stdout, proc.stdout
     open_orders = [o for o in venue.account()["open_orders"] if o["clientOrderId"].startswith(PREFIX)]
     assert open_orders == []  # the example cancelled what it had placed before exiting
+
+
+_CRASHING_BOT = """
+import os, signal, sys
+from hftbacktest import GTX, LIMIT
+from hftbacktest.live import Instrument, LiveBotBuilder
+hbt = LiveBotBuilder().register(Instrument(sys.argv[1], "btcusdt", 0.1, 0.001)).build()
+while hbt.wait_next_feed(False, 1_000_000_000) != 2 or hbt.depth(0).best_bid_tick <= 0:
+    pass
+price = (hbt.depth(0).best_bid_tick - 400) * 0.1
+assert hbt.submit_buy_order(0, 4242, price, 0.002, GTX, LIMIT, True) == 3
+assert hbt.orders(0).get(4242).status == 1
+print("placed", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close(), no goodbye
+"""
+
+
+def _adopted(hbt, order_id, seconds=10.0):
+    _wait_until(hbt, lambda: order_id in _open_orders(hbt), seconds, f"order {order_id} to be handed over")
+    return hbt.orders(0).get(order_id)
+
+
+def test_open_orders_of_a_departed_bot_are_handed_to_the_next_one(venue):
+    """A bot that closes (goodbye) or dies (kill -9) leaves orders at the exchange; the next bot registering the
+    symbol gets them in its registration replay and can manage them: nothing lost, nothing duplicated."""
+    errors = []
+    first = _bot(venue, errors)
+    try:
+        _wait_until(first, lambda: np.isfinite(first.depth(0).best_bid), 30, "a book")
+        price = (first.depth(0).best_bid_tick - 400) * 0.1
+        assert first.submit_buy_order(0, 4141, price, 0.002, GTX, LIMIT, True) == 3
+    finally:
+        first.close()
+    proc = _run_example(["-c", _CRASHING_BOT, venue.name], timeout=120)
+    assert proc.returncode == -9 and "placed" in proc.stdout, proc.stderr[-3000:]
+    heir = _bot(venue, errors)
+    try:
+        assert hbt_order_state(_adopted(heir, 4141)) == (1, 0)  # NEW, no request pending
+        assert hbt_order_state(_adopted(heir, 4242)) == (1, 0)
+        _cancel_all(heir)
+        pos, exch_open, bot_open = _settle(heir, venue)
+        assert not bot_open and bot_open == exch_open
+    finally:
+        heir.close()
+    log = "".join(venue.connector.log)
+    assert "adopts btcusdt order 4141" in log and "adopts btcusdt order 4242" in log
+    _check_ledger(venue.ledger())
+
+
+def hbt_order_state(order):
+    return int(order.status), int(order.req)

@@ -39,7 +39,8 @@ live_events = st.one_of(
     st.builds(c.Error, st.sampled_from(list(c.ErrorKind)[:3]), values, st.just(0)),
     st.builds(c.Error, st.just(c.ErrorKind.Custom), values, i64),
 )
-requests = st.one_of(st.builds(c.OrderRequest, symbols, orders), st.builds(c.RegisterInstrument, symbols, f64, f64))
+requests = st.one_of(st.builds(c.OrderRequest, symbols, orders), st.builds(c.RegisterInstrument, symbols, f64, f64),
+                     st.builds(c.BotHello, st.integers(1, 2**31)), st.just(c.BotGoodbye()))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -58,7 +58,7 @@ def feed(ev, px, qty, ts=1_000):
 def test_registration_feed_orders_and_position_flow_through_compiled_code(rig):
     con, hbt, errors = rig
     reqs = con.requests()
-    assert reqs == [(42, c.RegisterInstrument("btcusdt", 0.1, 0.001))]  # symbol lowercased for Binance
+    assert reqs == [(42, c.BotHello(os.getpid())), (42, c.RegisterInstrument("btcusdt", 0.1, 0.001))]  # lowercased
     con.batch(42, feed(CLEAR, 0.0, 0.0), feed(BID, 100.0, 2.0), feed(ASK, 100.1, 3.0))
     con.send(TO_ALL, c.Position("btcusdt", 0.5, 7), c.Position("ethusdt", 9.0, 7), c.Error(ErrorKind.Custom, None, 0))
     assert hbt.wait_next_feed(False, 1_000_000_000) == 2

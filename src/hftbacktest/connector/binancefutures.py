@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
 import time
@@ -72,6 +73,8 @@ class BinanceFuturesConnector:
         self._last_rate_notice = 0.0
         self._session: aiohttp.ClientSession | None = None
         self._signals = 0
+        self.bot_pids: dict[int, int] = {}  # bot id -> process id (from BotHello)
+        self.departed: set[int] = set()  # bots that said goodbye
 
     # --- publishing -----------------------------------------------------------------------------
     def send(self, bot_id: int, msg: Any) -> None:
@@ -231,6 +234,12 @@ class BinanceFuturesConnector:
                 continue
             if isinstance(req, codec.RegisterInstrument):
                 self._register(bot_id, req)
+            elif isinstance(req, codec.BotHello):
+                self.bot_pids[bot_id] = req.pid
+                self.departed.discard(bot_id)
+            elif isinstance(req, codec.BotGoodbye):
+                self.departed.add(bot_id)
+                log.info("bot %d left", bot_id)
             elif req.order.req == NEW:
                 self.spawn(self._submit(bot_id, req.symbol.lower(), req.order))
             elif req.order.req == CANCELED:
@@ -252,9 +261,16 @@ class BinanceFuturesConnector:
                         req.lot_size, *exch)
         is_new = symbol not in self.symbol_info
         self.symbol_info.setdefault(symbol, (req.tick_size, req.lot_size))
-        # The replay lists the bot's own live orders (a re-registering bot gets its state back); orders of other
-        # bots stay theirs, since their updates are addressed to them.
-        msgs: list = [codec.OrderUpdate(symbol, r.order) for r in self.orders.open_orders(symbol) if r.bot_id == bot_id]
+        # The replay lists the bot's own live orders (a re-registering bot gets its state back) and adopts those a
+        # departed bot left open; orders of running bots stay theirs, since their updates are addressed to them.
+        msgs: list = []
+        for r in self.orders.open_orders(symbol):
+            if r.bot_id != bot_id and self.bot_gone(r.bot_id):
+                log.info("bot %d adopts %s order %d (%s) of departed bot %d", bot_id, symbol, r.order.order_id,
+                         r.client_id, r.bot_id)
+                r.bot_id = bot_id
+            if r.bot_id == bot_id:
+                msgs.append(codec.OrderUpdate(symbol, r.order))
         if symbol in self.positions:
             qty, ts = self.positions[symbol]
             msgs.append(codec.Position(symbol, qty, ts))
@@ -268,6 +284,21 @@ class BinanceFuturesConnector:
             if self.cfg.has_credentials and self._user_connected_once:
                 self.spawn(self._prepare_symbol(symbol))
         log.info("bot %d registered %s", bot_id, symbol)
+
+    def bot_gone(self, bot_id: int) -> bool:
+        """The bot said goodbye or its process no longer exists (bots run on this host: shared memory)."""
+        if bot_id in self.departed:
+            return True
+        pid = self.bot_pids.get(bot_id)
+        if pid is None:
+            return False  # never introduced itself: assume it is running
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # exists, owned by another user
+        return False
 
     def _order_params(self, symbol: str, rec: ManagedOrder) -> dict:
         o = rec.order

@@ -144,6 +144,7 @@ class LiveRuntime:
 
     def register(self, ci: int) -> None:
         """(Re-)register this connector's instruments; each answer is a replay batch: live orders, position, book."""
+        self.channels[ci].send(codec.encode_request(codec.BotHello(os.getpid())))
         for symbol, asset in self.asset_of[ci].items():
             self._pending_replay[ci].append(asset)
             inst = self.instruments[asset]
@@ -154,6 +155,10 @@ class LiveRuntime:
             return
         self.closed = True
         for ch in self.channels:
+            try:
+                ch.send(codec.encode_request(codec.BotGoodbye()))  # our open orders go to the next bot
+            except Exception as exc:
+                log.warning("could not say goodbye to connector %s: %s", ch.name, exc)
             ch.close()
         for sig, old in self._old_handlers.items():
             signal.signal(sig, old)

@@ -26,6 +26,8 @@ TAG_ERROR = 6
 # LiveRequest tags (bot -> connector)
 TAG_REQ_ORDER = 1
 TAG_REQ_REGISTER = 2
+TAG_REQ_HELLO = 3
+TAG_REQ_GOODBYE = 4
 
 _PREFIX = struct.Struct("<BB")
 _STR_LEN = struct.Struct("<H")
@@ -108,6 +110,16 @@ class Error(NamedTuple):
 class OrderRequest(NamedTuple):
     symbol: str
     order: WireOrder
+
+
+class BotHello(NamedTuple):
+    """Sent before a bot's registrations: its process id lets the connector tell when the bot is gone (same host),
+    so a later bot can adopt the orders it left open."""
+    pid: int
+
+
+class BotGoodbye(NamedTuple):
+    """Sent by `close()`: the bot's open orders go to the next bot that registers their symbol."""
 
 
 class RegisterInstrument(NamedTuple):
@@ -280,6 +292,11 @@ def encode_request(msg: Any) -> bytes:
         out = bytearray(_PREFIX.pack(VERSION, TAG_REQ_REGISTER))
         _put_str(out, msg.symbol)
         out += _REGISTER.pack(msg.tick_size, msg.lot_size)
+    elif cls is BotHello:
+        out = bytearray(_PREFIX.pack(VERSION, TAG_REQ_HELLO))
+        out += _I64.pack(msg.pid)
+    elif cls is BotGoodbye:
+        out = bytearray(_PREFIX.pack(VERSION, TAG_REQ_GOODBYE))
     else:
         raise IpcError(f"not a bot->connector message: {cls.__name__}")
     return _finish(out)
@@ -298,6 +315,10 @@ def decode_request(buf: bytes) -> Any:
             symbol, pos = _get_str(buf, 2)
             tick, lot = _REGISTER.unpack_from(buf, pos)
             return RegisterInstrument(symbol, tick, lot)
+        if tag == TAG_REQ_HELLO:
+            return BotHello(_I64.unpack_from(buf, 2)[0])
+        if tag == TAG_REQ_GOODBYE:
+            return BotGoodbye()
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise IpcError(f"malformed IPC request (tag {tag}): {exc}") from exc
     raise IpcError(f"unknown IPC request tag {tag}")
