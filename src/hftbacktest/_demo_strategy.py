@@ -4,14 +4,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .types import GTX, LIMIT
+from .types import BUY, GTX, LIMIT, SELL
 
 RECORD_EVERY = 10  # strategy steps (10 ms each) per recorded row
 
 
 @njit(cache=True)
-def market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_value):
-    """The documentation's market maker: quote around the mid, skewed by inventory, re-quoting every 10 ms."""
+def market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position):
+    """The documentation's market maker: every 10 ms quote one bid and one ask around the mid, skewed against the
+    inventory, cancel quotes at other prices, and stop adding to a side once |position| reaches `max_position`."""
     asset_no = 0
     tick_size = hbt.depth(asset_no).tick_size
     lot_size = hbt.depth(asset_no).lot_size
@@ -31,7 +32,19 @@ def market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_
         new_bid_tick = min(np.round((reservation_price - half_spread) / tick_size), depth.best_bid_tick)
         new_ask_tick = max(np.round((reservation_price + half_spread) / tick_size), depth.best_ask_tick)
         order_qty = np.round(order_value / mid_price / lot_size) * lot_size
-        # order id = price tick: re-quoting an unchanged price is refused as a duplicate, which keeps queue position
-        hbt.submit_buy_order(asset_no, new_bid_tick, new_bid_tick * tick_size, order_qty, GTX, LIMIT, False)
-        hbt.submit_sell_order(asset_no, new_ask_tick, new_ask_tick * tick_size, order_qty, GTX, LIMIT, False)
+
+        orders = hbt.orders(asset_no)
+        values = orders.values()
+        while values.has_next():
+            order = values.get()
+            if order.cancellable and (
+                (order.side == BUY and (order.price_tick != new_bid_tick or position >= max_position))
+                or (order.side == SELL and (order.price_tick != new_ask_tick or position <= -max_position))
+            ):
+                hbt.cancel(asset_no, order.order_id, False)
+        # order id = price tick: an unchanged quote keeps its queue position
+        if position < max_position and int(new_bid_tick) not in orders:
+            hbt.submit_buy_order(asset_no, new_bid_tick, new_bid_tick * tick_size, order_qty, GTX, LIMIT, False)
+        if position > -max_position and int(new_ask_tick) not in orders:
+            hbt.submit_sell_order(asset_no, new_ask_tick, new_ask_tick * tick_size, order_qty, GTX, LIMIT, False)
     return True

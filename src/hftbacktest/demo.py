@@ -100,7 +100,7 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
     events = steps.run(f"converted → {events_path}", convert)
     start_ns = int(feed.cfg.start_ms) * 1_000_000
     latency = order_latency_table(start_ns, start_ns + int(minutes * 60e9), seed)
-    strategy = dict(half_spread_bps=0.1, skew_per_position=5.0, order_value=500.0)
+    strategy = dict(half_spread_bps=0.1, skew_per_position=5.0, order_value=500.0, max_position=0.5)
     config = {
         "title": f"hftbacktest demo · synthetic {SYMBOL}, {minutes:g} min, seed {seed}",
         "data": f"{feed_path.name}: {len(events):,} events",
@@ -130,7 +130,7 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
         hbt = HashMapMarketDepthBacktest([asset])
         recorder = Recorder(1, int(minutes * 60 * 100 / RECORD_EVERY) + 1000, grow=True)
         market_making_algo(hbt, recorder.recorder, strategy["half_spread_bps"], strategy["skew_per_position"],
-                           strategy["order_value"])
+                           strategy["order_value"], strategy["max_position"])
         hbt.close()
         return recorder
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import itertools
 
+import numpy as np
 import orjson
 
 from hftbacktest.data.synthetic import FeedConfig, SyntheticFeed, generate
@@ -71,3 +72,30 @@ def test_other_symbol_and_tick_size():
     line = next(ln for ln in _lines(symbol="ETHUSDT", tick_size=0.01, initial_price=2600.0) if "trade" in ln)
     data = orjson.loads(line.partition(" ")[2])["data"]
     assert data["s"] == "ETHUSDT" and len(data["p"].split(".")[1]) == 2
+
+
+def _flow_and_mid_changes(feed: SyntheticFeed, interval_ms: int):
+    """Signed traded quantity per interval (buyer-initiated positive) and the mid change over each interval."""
+    trades, tops = [], []
+    for _, msg in feed.messages():
+        data = msg.get("data", {})
+        if data.get("e") == "trade":
+            trades.append((data["T"], -float(data["q"]) if data["m"] else float(data["q"])))
+        elif data.get("e") == "bookTicker":
+            tops.append((data["T"], (float(data["b"]) + float(data["a"])) / 2.0))
+    t_trade, signed = np.array(trades).T
+    t_top, mid = np.array(tops).T
+    edges = np.arange(t_top[0] + 1000, t_top[-1], interval_ms)
+    flow = np.histogram(t_trade, bins=edges, weights=signed)[0]
+    mid_at_edges = mid[np.searchsorted(t_top, edges, side="left") - 1]  # last top of book before each edge
+    return flow, np.diff(mid_at_edges)
+
+
+def test_mid_moves_with_aggressive_flow_adverse_selection():
+    # The model's point: aggressive buying lifts the mid (impact, sweeps of stale quotes) and informed flow keeps
+    # pushing it afterwards, so a resting order tends to be filled just before the price moves through it.
+    flow, dmid = _flow_and_mid_changes(SyntheticFeed(FeedConfig(minutes=2, seed=11)), interval_ms=250)
+    same = np.corrcoef(flow, dmid)[0, 1]
+    following = np.corrcoef(flow[:-1], dmid[1:])[0, 1]
+    assert same > 0.5, same
+    assert following > 0.2, following

@@ -1,13 +1,24 @@
 """Synthetic Binance USD-M raw feed in the collector's exact format, deterministic for a seed.
 
-Model (documented in docs/data.md):
-* An order book on a tick grid, 1000+ levels a side, quantities in lots drawn from a log-normal.
-* Market orders arrive as a Hawkes process (intensity mu + sum alpha*exp(-beta*age), simulated by thinning);
-  each trade takes liquidity at the best opposite level; emptying the best level moves the price, so the mid
-  is a random walk driven by order flow. Buy/sell is a coin flip biased towards the previous side (clustering).
-* Every `depth_interval_ms` a diff-depth message reports the changed levels: levels hit by trades plus
-  random churn (new quantities and cancellations at geometric distance from the top, refills inside the spread)
-  with update ids U/u/pu chained as on Binance futures (`pu` = previous `u`, `U` jumps).
+Price model (the book follows a price it does not know, so resting orders are adversely selected):
+* A latent value V moves as a Brownian motion (`daily_volatility`, relative) plus jumps (Poisson,
+  `jump_rate_per_min`, exponential size of mean `jump_bps`, random sign). Informed traders know V.
+* The fair price F that liquidity providers quote around discovers V gradually (it closes the fraction
+  `discovery_rate` of the gap per second) and takes the permanent impact of every noise or informed trade:
+  `impact_bps` x sqrt(size / median size) in the aggressor's direction.
+* An order book on a tick grid, 1000+ levels a side, quantities in lots drawn from a log-normal (`level_size`).
+* Market orders arrive as a Hawkes process (intensity mu + sum alpha*exp(-beta*age), simulated by thinning)
+  plus two state-dependent parts: informed flow at `informed_rate` per tick between V and the mid (it buys
+  below V, sells above, takes part of the best level), and arbitrage at `arbitrage_rate` per tick that F lies
+  beyond the touch (it sweeps every stale level, one trade message per level as on Binance). The rest is
+  noise: buy/sell biased towards the previous side (clustering), size lognormal x `trade_size`.
+* So the mid moves in the direction of aggressive trades, and keeps moving after informed ones: a passive
+  order is filled mostly when the price is about to move through it. With the demo's maker rebate the
+  documentation's market maker ends near break-even, sign and size depending on the seed.
+* Every `depth_interval_ms` a diff-depth message reports the changed levels: levels hit by trades, liquidity
+  providers re-quoting around F (stale levels cancelled with probability `stale_cancel_prob`, the spread
+  refilled from the side away from F) and random churn (new quantities and cancellations at geometric distance
+  from the top), with update ids U/u/pu chained as on Binance futures (`pu` = previous `u`, `U` jumps).
 * bookTicker after every change of the top of the book, markPriceUpdate every second.
 * Local receive time = exchange time + latency (base + exponential jitter) + clock offset; lines are written
   in receive order, as the collector does. The file starts like a real recording: diffs first, then the REST
@@ -44,6 +55,16 @@ class FeedConfig:
     trade_alpha: float = 30.0  # jump of the intensity after each trade (1/s)
     trade_beta: float = 60.0  # decay rate (1/s); alpha/beta < 1 keeps it stationary
     churn_per_update: float = 12.0  # mean number of random level changes per diff
+    level_size: float = 1.0  # a level holds lognormal(3, 1.3) x level_size lots (median 20 at 1.0)
+    trade_size: float = 0.3  # a noise trade takes lognormal(3, 1.3) x trade_size lots (capped by the level)
+    daily_volatility: float = 0.03  # of the latent fair price (relative, per sqrt(day))
+    impact_bps: float = 0.02  # permanent fair-price move of a median-size trade, in the aggressor's direction
+    jump_rate_per_min: float = 0.5
+    jump_bps: float = 2.0  # mean absolute jump of the fair price
+    discovery_rate: float = 2.0  # 1/s: the quoted fair price closes this fraction of its gap to the value per second
+    informed_rate: float = 0.5  # informed trades/s per tick between the value and the mid
+    arbitrage_rate: float = 20.0  # extra trades/s per tick the fair price lies beyond the touch
+    stale_cancel_prob: float = 0.4  # chance per diff that a quote on the wrong side of the fair price is pulled
     latency_ms: float = 3.0
     latency_jitter_ms: float = 2.0
     clock_offset_ms: float = 0.0  # local clock minus exchange clock (negative: local is behind)
@@ -102,10 +123,18 @@ class SyntheticFeed:
                 self.asks[mid + i] = self._lots()
         self.best_bid = mid - 1
         self.best_ask = mid
+        self.value = self.fair = mid - 0.5  # latent value and the fair price quoted around, in ticks
+        ticks_per_bp = c.initial_price * 1e-4 / c.tick_size
+        self._sigma = c.daily_volatility * 1e4 * ticks_per_bp / math.sqrt(86_400.0)  # ticks per sqrt(second)
+        self._impact = c.impact_bps * ticks_per_bp
+        self._jump = c.jump_bps * ticks_per_bp
+        self._median_trade_lots = math.exp(3.0) * c.trade_size
         self._changed_b: dict[int, int] = {}
         self._changed_a: dict[int, int] = {}
 
-    def _lots(self, scale: float = 1.0) -> int:
+    def _lots(self, scale: float | None = None) -> int:
+        """A level's quantity (scale `level_size`) or, with a scale, an order's."""
+        scale = self.cfg.level_size if scale is None else scale
         return max(1, int(self.rng.lognormal(3.0, 1.3) * scale))
 
     def _set(self, side_bid: bool, tick: int, lots: int):
@@ -170,20 +199,41 @@ class SyntheticFeed:
                 "asks": [[self._px(t), self._qty(self.asks[t])] for t in asks]}
 
     # -- simulation ----------------------------------------------------------------------------------
-    def _trade(self, out, t_ms: float, buy: bool):
-        book = self.asks if buy else self.bids
-        tick = self.best_ask if buy else self.best_bid
-        avail = book.get(tick, 0)
-        lots = min(self._lots(0.3), avail) if avail else 0
-        if lots <= 0:
-            return
-        self._set(not buy, tick, avail - lots)
-        self._refresh_best()
-        self._trade_id += 1
+    def _mispricing(self) -> float:
+        """How far (ticks) the fair price lies beyond the touch; 0 while it is inside the spread."""
+        return max(0.0, self.fair - self.best_ask, self.best_bid - self.fair)
+
+    def _advance(self, dt_ms: float):
+        """The value diffuses; the quoted fair price discovers it gradually."""
+        if dt_ms > 0:
+            self.value += self._sigma * math.sqrt(dt_ms / 1000.0) * self.rng.standard_normal()
+            self.fair += (self.value - self.fair) * -math.expm1(-self.cfg.discovery_rate * dt_ms / 1000.0)
+
+    def _trade(self, out, t_ms: float, buy: bool, kind: int):
+        """A market order. An arbitrage one (kind 2) sweeps every level on the wrong side of the fair price (up to
+        20); noise (0) and informed (1) ones take part of the best level and move the fair price (impact).
+        One trade message per level, as Binance's trade stream does."""
         T = int(t_ms)
-        data = {"e": "trade", "E": T + int(self.rng.integers(0, 3)), "T": T, "s": self.cfg.symbol,
-                "t": self._trade_id, "p": self._px(tick), "q": self._qty(lots), "X": "MARKET", "m": not buy}
-        self._push(out, self._local_ns(T, "trade"), self._envelope("trade", data))
+        for _ in range(20 if kind == 2 else 1):
+            book = self.asks if buy else self.bids
+            tick = self.best_ask if buy else self.best_bid
+            avail = book.get(tick, 0)
+            if kind == 2:
+                if avail <= 0 or (tick >= self.fair if buy else tick <= self.fair):
+                    break
+                lots = avail
+            else:
+                lots = min(self._lots(self.cfg.trade_size * (1 + 2 * kind)), avail) if avail else 0
+                if lots <= 0:
+                    break
+            self._set(not buy, tick, avail - lots)
+            self._refresh_best()
+            if kind != 2:  # arbitrage only aligns the book with the fair price; other flow moves it
+                self.fair += (1.0 if buy else -1.0) * self._impact * math.sqrt(lots / self._median_trade_lots)
+            self._trade_id += 1
+            data = {"e": "trade", "E": T + int(self.rng.integers(0, 3)), "T": T, "s": self.cfg.symbol,
+                    "t": self._trade_id, "p": self._px(tick), "q": self._qty(lots), "X": "MARKET", "m": not buy}
+            self._push(out, self._local_ns(T, "trade"), self._envelope("trade", data))
 
     def _churn(self):
         rng, c = self.rng, self.cfg
@@ -200,17 +250,33 @@ class SyntheticFeed:
                     continue
             r = rng.random()
             self._set(bid, tick, 0 if r < 0.3 else self._lots())
-        # refill inside a wide spread so the book stays tight
-        while self.best_ask - self.best_bid > 1 and rng.random() < 0.7:
-            if rng.random() < 0.5:
-                self._set(True, self.best_bid + 1, self._lots())
-            else:
-                self._set(False, self.best_ask - 1, self._lots())
-            self._refresh_best()
+        self._requote()
         if not self.bids:
             self._set(True, self.best_ask - 1, self._lots())
         if not self.asks:
             self._set(False, self.best_bid + 1, self._lots())
+        self._refresh_best()
+
+    def _requote(self):
+        """Liquidity providers follow the fair price: pull some stale quotes, then quote the tick below the fair
+        price (bid) and the tick above it (ask) when that improves the touch, with some levels behind."""
+        rng, fair = self.rng, self.fair
+        for tick in range(self.best_ask, min(math.ceil(fair), self.best_ask + 4 * self.cfg.levels)):
+            if tick in self.asks and rng.random() < self.cfg.stale_cancel_prob:
+                self._set(False, tick, 0)
+        for tick in range(self.best_bid, max(math.floor(fair), self.best_bid - 4 * self.cfg.levels), -1):
+            if tick in self.bids and rng.random() < self.cfg.stale_cancel_prob:
+                self._set(True, tick, 0)
+        self._refresh_best()
+        new_bid = min(math.floor(fair), self.best_ask - 1)
+        for tick in range(new_bid, self.best_bid, -1):  # the new touch always, the levels behind it sometimes
+            if tick == new_bid or rng.random() < 0.5:
+                self._set(True, tick, self._lots())
+        self._refresh_best()
+        new_ask = max(math.floor(fair) + 1, self.best_bid + 1)
+        for tick in range(new_ask, self.best_ask):
+            if tick == new_ask or rng.random() < 0.5:
+                self._set(False, tick, self._lots())
         self._refresh_best()
 
     def _depth_msg(self, T: int, first_id: int, extra_b=None) -> dict:
@@ -236,6 +302,10 @@ class SyntheticFeed:
                 "B": self._qty(top[1]), "a": self._px(top[2]), "A": self._qty(top[3]), "T": T, "E": T + 1}
         self._push(out, self._local_ns(T, "ticker"), self._envelope("bookTicker", data))
 
+    def _next_jump_gap(self) -> float:
+        rate = self.cfg.jump_rate_per_min
+        return self.rng.exponential(60_000.0 / rate) if rate > 0 else math.inf
+
     def _fault_times(self, kind: str, n: int, t0: float, t1: float) -> list[float]:
         # faults start after the first resync window and are spread over the rest of the file
         return sorted(float(x) for x in self.rng.uniform(t0 + 0.1 * (t1 - t0), t1 - 0.05 * (t1 - t0), n))
@@ -257,24 +327,40 @@ class SyntheticFeed:
         crossed_withdraw: dict[int, int] | None = None
         gap_fault: Fault | None = None
         t = t0
+        next_jump = t0 + self._next_jump_gap()
         while t < t1:
-            # next trade by thinning the Hawkes intensity (upper bound = current intensity, it only decays)
+            # next trade by thinning: the Hawkes part only decays until the next trade and the informed part is
+            # held at its value from the last event (piecewise constant), so lam_bar bounds the intensity
             lam_excess *= math.exp(-c.trade_beta * (t - last_t) / 1000.0)
             last_t = t
-            lam_bar = c.trade_mu + lam_excess  # the intensity only decays until the next trade: a valid bound
+            lam_arb = min(c.arbitrage_rate * self._mispricing(), 50.0 * c.arbitrage_rate)
+            mid = (self.best_bid + self.best_ask) / 2.0
+            lam_informed = min(c.informed_rate * max(0.0, abs(self.value - mid) - 0.5), 200.0)
+            lam_bar = c.trade_mu + lam_excess + lam_arb + lam_informed
             t_trade = t + rng.exponential(1000.0 / lam_bar)
-            t = min(t_trade, next_depth, next_mark)
+            t_prev = t
+            t = min(t_trade, next_depth, next_mark, next_jump)
             if t >= t1:
                 break
+            self._advance(t - t_prev)
             if t == t_trade:
                 lam_excess *= math.exp(-c.trade_beta * (t - last_t) / 1000.0)
                 last_t = t
-                if rng.random() * lam_bar <= c.trade_mu + lam_excess:
-                    buy = rng.random() < (0.7 if last_buy else 0.3)
+                u = rng.random() * lam_bar
+                if u <= c.trade_mu + lam_excess + lam_arb + lam_informed:
+                    if u <= c.trade_mu + lam_excess:
+                        buy, kind = rng.random() < (0.7 if last_buy else 0.3), 0
+                    elif u <= c.trade_mu + lam_excess + lam_arb:
+                        buy, kind = self.fair > self.best_ask, 2
+                    else:
+                        buy, kind = self.value > mid, 1
                     last_buy = buy
                     lam_excess += c.trade_alpha
-                    self._trade(out, t, buy)
+                    self._trade(out, t, buy, kind)
                     self._book_ticker(out, int(t))
+            elif t == next_jump:
+                next_jump += self._next_jump_gap()
+                self.value += rng.exponential(self._jump) * (1.0 if rng.random() < 0.5 else -1.0)
             elif t == next_depth:
                 next_depth += c.depth_interval_ms * (0.5 + rng.random())
                 T = int(t)
