@@ -48,14 +48,14 @@ def _ws(c):
     return c == 32 or c == 9 or c == 13
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _skip_ws(buf, p, e):
     while p < e and _ws(buf[p]):
         p += 1
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _value_end(buf, p, e):
     """Index just past the JSON value starting at p, or -1 (escapes and bad nesting go to the slow path)."""
     if p >= e:
@@ -103,7 +103,7 @@ def _value_end(buf, p, e):
     return q if q > p else -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _key_id(buf, a, b):
     n = b - a
     c = buf[a]
@@ -195,7 +195,7 @@ def _scan_object(buf, p, e, ks, ke):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _parse_int(buf, a, b):
     """A JSON integer (non-negative, ≤ 18 digits) or -1."""
     if a < 0 or b - a < 1 or b - a > 18:
@@ -209,7 +209,7 @@ def _parse_int(buf, a, b):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _parse_decimal(buf, a, b):
     """Digits of a plain decimal number in buf[a:b] → (ok, value), equal to Python float() when ok."""
     if a >= b:
@@ -272,14 +272,14 @@ def _parse_decimal(buf, a, b):
     return True, -v if neg else v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _parse_str_float(buf, a, b):
     if a < 0 or b - a < 3 or buf[a] != QUOTE or buf[b - 1] != QUOTE:
         return False, 0.0
     return _parse_decimal(buf, a + 1, b - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _quoted_decimal(buf, p, e):
     """Parse `"123.45"` at p in one pass → (ok, value, index after the closing quote).
 
@@ -318,7 +318,7 @@ def _quoted_decimal(buf, p, e):
     return True, -v if neg else v, q + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _bytes_eq(buf, a, b, lit):
     if b - a != len(lit):
         return False
@@ -497,7 +497,7 @@ def _envelope_end(buf, p, e):
 ROW_MARGIN = 1 << 16  # rows kept free before each line (a diff line of n levels is > 10*n bytes long)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _digits(buf, a, b):
     v = 0
     for q in range(a, b):
@@ -537,7 +537,7 @@ def _parse_one(buf, pos, end, ts_digits, combined, ks, ke, rf, nrow):
     return e, b0, b1, a0, a1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fill(ru, ri, n0, n1, code, x, ts):
     for r in range(n0, n1):
         ru[r, 0] = code

@@ -215,12 +215,13 @@ def _pop(heap, size, cur, end, di, col):
 
 
 @njit(cache=True, nogil=True)
-def merge_event_order(xu, xcur, xend, xheap, lu, lcur, lend, lheap, state, out, k):
+def merge_event_order(xu, xcur, xend, xheap, xidx, lu, lcur, lend, lheap, lidx, state, out, k):
     """Merge the exchange-sorted rows (runs of xu) and the local-sorted rows (runs of lu) into out[k:].
 
     Same rule as the reference's correct_event_order: a row at the head of both orders (equal exch_ts and
     local_ts) is written once with EXCH|LOCAL, otherwise the smaller head (by exch_ts, then local_ts) is written
     with only its own flag. state = [x heap size, l heap size, last EXCH exch_ts, last LOCAL local_ts, order ok].
+    A non-empty xidx/lidx maps positions to rows (a sorting permutation; then that side must be a single run).
     Stops when out is full; returns the new k.
     """
     xi64 = xu.view(np.int64)
@@ -236,6 +237,10 @@ def merge_event_order(xu, xcur, xend, xheap, lu, lcur, lend, lheap, state, out, 
     while (sx > 0 or sl > 0) and k < cap:
         xi = xcur[xheap[0]] if sx > 0 else -1
         li = lcur[lheap[0]] if sl > 0 else -1
+        if xi >= 0 and len(xidx):
+            xi = xidx[xi]
+        if li >= 0 and len(lidx):
+            li = lidx[li]
         if xi >= 0 and li >= 0 and xi64[xi, 1] == li64[li, 1] and xi64[xi, 2] == li64[li, 2]:
             assert xu[xi, 0] == lu[li, 0]
             assert xf[xi, 3] == lf[li, 3] or (np.isnan(xf[xi, 3]) and np.isnan(lf[li, 3]))
@@ -278,15 +283,26 @@ def event_order(rows: np.ndarray, mem_rows: int, tmp_dir=None) -> np.ndarray:
     In memory when 2n rows fit in `mem_rows`, else through sorted runs on disk and output written in chunks
     to a temporary file (returned as a memory map)."""
     n = len(rows)
-    xs, xb = sorted_runs(rows, 1, tmp_dir, mem_rows)
-    ls, lb = sorted_runs(rows, 2, tmp_dir, mem_rows)
+    in_memory = 2 * n <= mem_rows
+    xidx = lidx = np.zeros(0, np.int64)
+    if in_memory:  # sorting permutations instead of sorted copies
+        xs = ls = rows
+        xb = lb = np.array([0, n], np.int64)
+        di = rows.view(np.int64)
+        if not sorted_from(di, 0, n, 1, np.iinfo(np.int64).min):
+            xidx = np.argsort(di[:, 1], kind="stable")
+        if not sorted_from(di, 0, n, 2, np.iinfo(np.int64).min):
+            lidx = np.argsort(di[:, 2], kind="stable")
+    else:
+        xs, xb = sorted_runs(rows, 1, tmp_dir, mem_rows)
+        ls, lb = sorted_runs(rows, 2, tmp_dir, mem_rows)
     xcur, xend, lcur, lend = xb[:-1].copy(), xb[1:].copy(), lb[:-1].copy(), lb[1:].copy()
     xheap, lheap = np.empty(len(xcur), np.int64), np.empty(len(lcur), np.int64)
     lo = np.iinfo(np.int64).min
     state = np.array([heap_init(xheap, xcur, xend, xs.view(np.int64), 1),
                       heap_init(lheap, lcur, lend, ls.view(np.int64), 2), lo, lo, 1], np.int64)
-    args = (xs, xcur, xend, xheap, ls, lcur, lend, lheap, state)
-    if 2 * n <= mem_rows:
+    args = (xs, xcur, xend, xheap, xidx, ls, lcur, lend, lheap, lidx, state)
+    if in_memory:
         out = np.empty((2 * n, 8), np.uint64)
         out = out[: merge_event_order(*args, out, 0)]
     else:

@@ -262,7 +262,7 @@ def _slot(k, mask):
     return np.int64(h >> np.uint64(40)) & mask
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _h_find(keys, k):
     mask = len(keys) - 1
     i = _slot(k, mask)
@@ -307,7 +307,7 @@ def _h_rebuild(keys, vals, cap, lo, hi):
     return nk, nv, n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _heap_push(heap, size, v):
     """Push v on a min-heap held in heap[:size]; returns the (possibly grown) array."""
     if size == len(heap):
@@ -325,7 +325,7 @@ def _heap_push(heap, size, v):
     return heap
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _heap_pop(heap, size):
     size -= 1
     heap[0] = heap[size]
@@ -365,7 +365,7 @@ def _top(keys, heap, size, sign):
     return (_EMPTY if sign < 0 else -_EMPTY - 1), size
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _set_level(keys, vals, n, heap, hsize, k, q, zero_qty, sign):
     """Set one side's level k to q (removing it when q <= zero_qty); heap holds sign*key."""
     i = _h_find(keys, k)
