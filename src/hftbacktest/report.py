@@ -1,12 +1,15 @@
 """Self-contained HTML report of a recorded backtest; `hftbacktest report RECORD.npz -o report.html`.
 
-One file, plotly.js inlined (works offline): run configuration, summary metrics (hftbacktest.stats), and per asset
-price with fills, equity with and without fees, drawdown, position, a fee breakdown and, when order latencies were
-saved with the record, their histogram.
+One file that works offline: run configuration, summary metrics (hftbacktest.stats), and per asset price with
+fills, equity with and without fees, drawdown, position, a fee breakdown and, when order latencies were saved with
+the record, their histogram. Charts are interactive plotly (plotly.js inlined, ~5 MB) or, with
+`charts="images"` / `--images`, matplotlib PNGs embedded in the page (a few hundred kB, e.g. for e-mail or CI).
 """
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,19 +73,28 @@ def load_record(path: str | Path) -> RunRecord:
     return RunRecord(assets, config, str(path))
 
 
-def render(run: RunRecord, *, book_size: float | None = None, resample: str = "10s", title: str | None = None) -> str:
-    """The report as one HTML string."""
-    import plotly.offline
+def render(run: RunRecord, *, book_size: float | None = None, resample: str = "10s", title: str | None = None,
+           charts: str = "plotly") -> str:
+    """The report as one HTML string; `charts` is "plotly" (interactive) or "images" (matplotlib PNGs)."""
+    from .errors import ConfigError
 
+    if charts not in ("plotly", "images"):
+        raise ConfigError(f"charts must be 'plotly' or 'images', got {charts!r}")
     title = title or run.config.get("title") or "Backtest report"
     sections = [_config_section(run, book_size, resample)]
     for asset_no, asset in enumerate(run.assets):
-        sections.append(_asset_section(asset_no, asset, book_size, resample))
+        sections.append(_asset_section(asset_no, asset, book_size, resample, charts))
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if charts == "plotly":
+        import plotly.offline
+
+        script = '<script type="text/javascript">' + plotly.offline.get_plotlyjs() + "</script>"
+    else:
+        script = ""
     return _PAGE.format(
         title=html.escape(title),
         subtitle=html.escape(f"{run.source or 'in-memory record'} · generated {generated}"),
-        plotlyjs=plotly.offline.get_plotlyjs(),
+        script=script,
         body="\n".join(sections),
     )
 
@@ -111,7 +123,7 @@ def _plain(v: Any) -> str:
     return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
 
 
-def _asset_section(asset_no: int, asset: AssetView, book_size: float | None, resample: str) -> str:
+def _asset_section(asset_no: int, asset: AssetView, book_size: float | None, resample: str, charts: str) -> str:
     from .stats import (
         AnnualRet, InverseAssetRecord, LinearAssetRecord, MaxLeverage, MeanPositionValue, NumberOfTrades,
         TradingValue, TradingVolume,
@@ -131,10 +143,17 @@ def _asset_section(asset_no: int, asset: AssetView, book_size: float | None, res
     frame = kind(recs).contract_size(asset.contract_size).resample(_plot_interval(recs)).prepared()
 
     parts = [f"<section><h2>{html.escape(label)}</h2>", _summary_table(stats.splits[-1])]
-    parts.append(_figure_html(_main_figure(frame, recs, asset)))
-    parts.append(_figure_html(_fee_figure(frame)))
-    if asset.order_latency is not None and len(asset.order_latency):
-        parts.append(_figure_html(_latency_figure(asset.order_latency)))
+    has_latency = asset.order_latency is not None and len(asset.order_latency)
+    if charts == "plotly":
+        parts.append(_figure_html(_main_figure(frame, recs, asset)))
+        parts.append(_figure_html(_fee_figure(frame)))
+        if has_latency:
+            parts.append(_figure_html(_latency_figure(asset.order_latency)))
+    else:
+        parts.append(_image_html(_main_image(frame, recs, asset), "price and fills, equity, drawdown, position"))
+        parts.append(_image_html(_fee_image(frame), "PnL breakdown and cumulative fees"))
+        if has_latency:
+            parts.append(_image_html(_latency_image(asset.order_latency), "order latency histogram"))
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -219,9 +238,7 @@ def _fee_figure(frame):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    equity_wo_fee = frame["equity_wo_fee"].drop_nans().drop_nulls()
-    gross = float(equity_wo_fee[-1] - equity_wo_fee[0]) if len(equity_wo_fee) else float("nan")
-    fees = float(frame["fee"][-1] - frame["fee"][0])
+    gross, fees = _fee_breakdown(frame)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
                         subplot_titles=("PnL breakdown", "Cumulative fees (negative = rebates earned)"))
     fig.add_trace(go.Waterfall(
@@ -238,19 +255,108 @@ def _fee_figure(frame):
 def _latency_figure(rows: np.ndarray):
     import plotly.graph_objects as go
 
-    ok = rows[(rows["exch_ts"] > 0) & (rows["resp_ts"] > 0)]
-    entry = (ok["exch_ts"] - ok["req_ts"]) / 1e6
-    response = (ok["resp_ts"] - ok["exch_ts"]) / 1e6
+    entry, response = _latency_ms(rows)
     fig = go.Figure()
     fig.add_trace(go.Histogram(x=entry, name="entry (request → exchange)", opacity=0.7, marker_color="#4393c3"))
     fig.add_trace(go.Histogram(x=response, name="response (exchange → local)", opacity=0.7, marker_color="#f4a582"))
     # the axis covers 99.5 % of the samples; rare spikes stay in the data (zoom out to see them)
-    upper = float(np.percentile(np.concatenate([entry, response]), 99.5)) * 1.15 if len(ok) else 1.0
-    fig.update_layout(title=f"Order latency ({len(ok)} samples; median entry {np.median(entry):.2f} ms, "
-                            f"response {np.median(response):.2f} ms)" if len(ok) else "Order latency (no samples)",
+    upper = float(np.percentile(np.concatenate([entry, response]), 99.5)) * 1.15 if len(entry) else 1.0
+    fig.update_layout(title=f"Order latency ({len(entry)} samples; median entry {np.median(entry):.2f} ms, "
+                            f"response {np.median(response):.2f} ms)" if len(entry) else "Order latency (no samples)",
                       barmode="overlay", height=330, xaxis=dict(title="milliseconds", range=[0, upper]),
                       yaxis_title="samples", template="plotly_white", margin=dict(l=70, r=30, t=50, b=40))
     return fig
+
+
+def _fee_breakdown(frame) -> tuple[float, float]:
+    equity_wo_fee = frame["equity_wo_fee"].drop_nans().drop_nulls()
+    gross = float(equity_wo_fee[-1] - equity_wo_fee[0]) if len(equity_wo_fee) else float("nan")
+    return gross, float(frame["fee"][-1] - frame["fee"][0])
+
+
+def _latency_ms(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = rows[(rows["exch_ts"] > 0) & (rows["resp_ts"] > 0)]
+    return (ok["exch_ts"] - ok["req_ts"]) / 1e6, (ok["resp_ts"] - ok["exch_ts"]) / 1e6
+
+
+# matplotlib twins of the plotly figures, for `charts="images"` (Figure objects: no pyplot state, no GUI)
+
+def _main_image(frame, recs: np.ndarray, asset: AssetView):
+    from matplotlib.figure import Figure
+
+    ts = frame["timestamp"].to_numpy()
+    equity = (frame["equity_wo_fee"] - frame["fee"]).to_numpy()
+    drawdown = equity - np.fmax.accumulate(np.nan_to_num(equity, nan=-np.inf))
+    fig = Figure(figsize=(12, 10), layout="constrained")
+    ax_px, ax_eq, ax_dd, ax_pos = fig.subplots(4, 1, sharex=True, height_ratios=[0.34, 0.26, 0.16, 0.24])
+    ax_px.plot(ts, frame["price"].to_numpy(), color="#555", lw=1, label="mid price")
+    idx, dpos, fill_ts = _fills(recs)
+    price = recs["price"][idx]
+    for mask, name, color, marker in ((dpos > 0, "buy fills", "#1a9850", "^"), (dpos < 0, "sell fills", "#d73027", "v"),
+                                      (dpos == 0, "round trips", "#7570b3", "o")):
+        if mask.any():
+            ax_px.scatter(fill_ts[mask], price[mask], s=14, color=color, marker=marker, label=name, zorder=3)
+    ax_eq.plot(ts, equity, color="#2166ac", label="equity")
+    ax_eq.plot(ts, frame["equity_wo_fee"].to_numpy(), color="#92c5de", ls=":", label="equity w/o fee")
+    ax_dd.fill_between(ts, drawdown, 0.0, color="#d6604d", alpha=0.6, label="drawdown")
+    ax_pos.step(ts, frame["position"].to_numpy(), where="post", color="#762a83", label="position")
+    unit = "coin" if asset.inverse else "quote"
+    for ax, title, ylabel in ((ax_px, "Price and fills", "price"), (ax_eq, "Equity", f"equity ({unit})"),
+                              (ax_dd, "Drawdown", "drawdown"), (ax_pos, "Position", "position (qty)")):
+        ax.set_title(title, loc="left", fontsize=11)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def _fee_image(frame):
+    from matplotlib.figure import Figure
+
+    gross, fees = _fee_breakdown(frame)
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    ax_bar, ax_fee = fig.subplots(1, 2, width_ratios=[0.35, 0.65])
+    net = gross - fees
+    ax_bar.bar(["gross PnL", "fees / rebates", "net PnL"], [gross, -fees, net], bottom=[0.0, gross, 0.0],
+               color=["#1a9850" if gross >= 0 else "#d73027", "#1a9850" if fees <= 0 else "#d73027", "#2166ac"])
+    ax_bar.axhline(0.0, color="black", lw=0.8)
+    ax_bar.set_title("PnL breakdown", loc="left", fontsize=11)
+    ts = frame["timestamp"].to_numpy()
+    ax_fee.fill_between(ts, frame["fee"].to_numpy(), 0.0, color="#b2182b", alpha=0.5)
+    ax_fee.set_title("Cumulative fees (negative = rebates earned)", loc="left", fontsize=11)
+    for ax in (ax_bar, ax_fee):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _latency_image(rows: np.ndarray):
+    from matplotlib.figure import Figure
+
+    entry, response = _latency_ms(rows)
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    ax = fig.subplots()
+    if len(entry):
+        upper = float(np.percentile(np.concatenate([entry, response]), 99.5)) * 1.15
+        bins = np.linspace(0.0, upper, 80)
+        ax.hist(entry, bins=bins, alpha=0.7, color="#4393c3", label="entry (request → exchange)")
+        ax.hist(response, bins=bins, alpha=0.7, color="#f4a582", label="response (exchange → local)")
+        ax.legend()
+        title = (f"Order latency ({len(entry)} samples; median entry {np.median(entry):.2f} ms, "
+                 f"response {np.median(response):.2f} ms)")
+    else:
+        title = "Order latency (no samples)"
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.set_xlabel("milliseconds")
+    ax.set_ylabel("samples")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _image_html(fig, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<div class="chart"><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></div>'
 
 
 def _figure_html(fig) -> str:
@@ -273,9 +379,9 @@ font-weight:500;vertical-align:top}} table.kv td{{padding:3px 0;font-family:ui-m
 .summary{{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:8px;margin-bottom:8px}}
 .metric{{background:#f5f6f8;border-radius:6px;padding:8px 10px}} .metric .name{{font-size:12px;color:#5b6475}}
 .metric .value{{font-size:16px;font-weight:600;font-variant-numeric:tabular-nums}}
-.chart{{margin-top:8px}}
+.chart{{margin-top:8px}} .chart img{{max-width:100%;height:auto}}
 </style>
-<script type="text/javascript">{plotlyjs}</script>
+{script}
 </head><body>
 <header><h1>{title}</h1><p>{subtitle}</p></header>
 <main>
@@ -299,7 +405,17 @@ def register(subparsers) -> None:
     p.add_argument("--inverse", action="store_true", help="value every asset as an inverse (coin-margined) contract")
     p.add_argument("--contract-size", type=float, default=None, help="contract size of every asset")
     p.add_argument("--title", default=None, help="page title")
+    p.add_argument("--images", action="store_true",
+                   help="embed matplotlib PNG charts instead of interactive plotly (smaller file; needs matplotlib)")
     p.set_defaults(func=_run)
+
+
+def _require_matplotlib() -> None:
+    from .errors import ConfigError
+    from .stats.plot import has_matplotlib
+
+    if not has_matplotlib():
+        raise ConfigError("--images needs matplotlib: pip install 'hftbacktest-py[plot]' (or drop --images)")
 
 
 def _run(args) -> int:
@@ -309,6 +425,9 @@ def _run(args) -> int:
             asset.inverse = True
         if args.contract_size is not None:
             asset.contract_size = args.contract_size
-    out = write_report(run, args.output, book_size=args.book_size, resample=args.resample, title=args.title)
+    if args.images:
+        _require_matplotlib()
+    out = write_report(run, args.output, book_size=args.book_size, resample=args.resample, title=args.title,
+                       charts="images" if args.images else "plotly")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

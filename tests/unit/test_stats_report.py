@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hftbacktest.cli import main
-from hftbacktest.errors import DataError
+from hftbacktest.errors import ConfigError, DataError
 from hftbacktest.report import AssetView, RunRecord, load_record, render
 from hftbacktest.types import order_latency_dtype, record_dtype
 
@@ -75,3 +75,59 @@ def test_cli_writes_report_and_reports_bad_files(tmp_path, capsys):
     garbage.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="garbage.npz"):
         load_record(garbage)
+
+
+def test_stats_plot_matplotlib_mirrors_the_reference_layout(tmp_path):
+    pytest.importorskip("matplotlib")
+    from hftbacktest.stats import LinearAssetRecord
+
+    stats = LinearAssetRecord(small_record()).resample("1s").stats(book_size=1000.0)
+    fig = stats.plot(backend="matplotlib")
+    # equity and position panels, each with the price on a twin axis (as hftbacktest 2.x draws it)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["Cumulative Returns (%)", "Position (Qty)", "Price", "Price"]
+    top = fig.axes[0]
+    assert [line.get_label() for line in top.get_lines()] == ["Equity", "Equity w/o fee"]
+    equity = top.get_lines()[0].get_ydata()
+    frame = stats.entire
+    expected = ((frame["equity_wo_fee"] - frame["fee"]) / 1000.0 * 100.0).to_numpy()
+    assert np.allclose(equity, expected)
+    out = tmp_path / "plot.png"
+    fig.savefig(out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # price as returns: the price shares the equity axis, no twin on top
+    fig = stats.plot(price_as_ret=True, backend="matplotlib")
+    assert len(fig.axes) == 3 and [ln.get_label() for ln in fig.axes[0].get_lines()][-1] == "Price"
+    with pytest.raises(ValueError, match="unsupported"):
+        stats.plot(backend="bokeh")
+
+
+def test_report_with_embedded_images_needs_no_javascript(tmp_path):
+    pytest.importorskip("matplotlib")
+    import base64
+    import re
+
+    rec = small_record()
+    lat = np.zeros(50, order_latency_dtype)
+    lat["req_ts"] = rec["timestamp"][:50]
+    lat["exch_ts"] = lat["req_ts"] + 3_000_000
+    lat["resp_ts"] = lat["exch_ts"] + 2_000_000
+    page = render(RunRecord([AssetView(rec, "BTCUSDT", order_latency=lat)]), book_size=1000.0, resample="1s",
+                  charts="images")
+    assert "<script" not in page and "plotly-graph-div" not in page
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)">', page)
+    assert [alt for alt, _ in images] == ["price and fills, equity, drawdown, position",
+                                          "PnL breakdown and cumulative fees", "order latency histogram"]
+    for _, data in images:
+        png = base64.b64decode(data)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width == 1200 and height >= 360
+    assert "MaxLeverage" in page and "Asset 0 · BTCUSDT" in page  # the summary is the same as the plotly page
+
+    good = tmp_path / "ok.npz"
+    np.savez_compressed(good, **{"0": rec})
+    out = tmp_path / "img.html"
+    assert main(["report", str(good), "-o", str(out), "--images"]) == 0
+    assert 20_000 < out.stat().st_size < 1_000_000  # no plotly.js inlined
+    with pytest.raises(ConfigError, match="charts must be"):
+        render(RunRecord([AssetView(rec)]), charts="svg")

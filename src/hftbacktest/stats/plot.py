@@ -48,25 +48,43 @@ def plotly_figure(df: pl.DataFrame, book_size: float | None, price_as_ret: bool 
 
 
 def matplotlib_figure(df: pl.DataFrame, book_size: float | None, price_as_ret: bool = False):
-    from matplotlib import pyplot as plt
+    """The reference's layout: equity (and price) on top, position (and price) below, prices on twin axes."""
+    from matplotlib.figure import Figure
 
     equity, equity_wo_fee, price, label, price_shared = _series(df, book_size, price_as_ret)
     ts = df["timestamp"].to_numpy()
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    fig = Figure(figsize=(10, 6))  # not pyplot: no global state, no GUI backend needed
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
     fig.subplots_adjust(hspace=0)
     ax1.plot(ts, equity.to_numpy(), label="Equity")
     ax1.plot(ts, equity_wo_fee.to_numpy(), label="Equity w/o fee")
-    price_ax = ax1 if price_shared else ax1.twinx()
-    price_ax.plot(ts, price.to_numpy(), "black", alpha=0.2, label="Price")
+    if price_shared:
+        ax1.plot(ts, price.to_numpy(), "black", alpha=0.2, label="Price")
+        ax1.legend(loc="best")
+    else:
+        ax1_price = ax1.twinx()
+        ax1_price.plot(ts, price.to_numpy(), "black", alpha=0.2, label="Price")
+        ax1_price.set_ylabel("Price")
+        _legend(ax1, ax1_price)
     ax1.set_ylabel(label)
-    ax1.legend(loc="best")
     ax1.grid()
     ax2.plot(ts, df["position"].to_numpy(), label="Position")
-    ax2.twinx().plot(ts, df["price"].to_numpy(), "black", alpha=0.2, label="Price")
+    ax2_price = ax2.twinx()
+    ax2_price.plot(ts, df["price"].to_numpy(), "black", alpha=0.2, label="Price")
     ax2.set_ylabel("Position (Qty)")
+    ax2_price.set_ylabel("Price")
+    _legend(ax2, ax2_price)
     ax2.grid()
-    plt.close(fig)
     return fig
+
+
+def _legend(ax, twin) -> None:
+    handles, labels = [], []
+    for a in (ax, twin):
+        h, lab = a.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    ax.legend(handles, labels, loc="best")
 
 
 def holoviews_layout(df: pl.DataFrame, book_size: float | None, price_as_ret: bool = False):
