@@ -19,14 +19,14 @@ import os
 from pathlib import Path
 
 _ROOT = Path(__file__).parent
-_FILES = ("backtest/bot.py", "recorder.py", "live/bot.py", "types.py")
+_FILES = ("backtest/bot.py", "backtest/views.py", "recorder.py", "live/bot.py", "types.py")
 
 
-def digest() -> str:
+def digest(root: Path = _ROOT) -> str:
     """Hex digest over the sources compiled into user code (kernels, bot views, recorder, live bot, dtypes)."""
     h = hashlib.blake2b(digest_size=6)
-    for path in sorted(_ROOT.glob("kernels/**/*.py")) + [_ROOT / name for name in _FILES]:
-        h.update(path.relative_to(_ROOT).as_posix().encode())
+    for path in sorted(root.glob("kernels/**/*.py")) + [root / name for name in _FILES]:
+        h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
     return h.hexdigest()
 

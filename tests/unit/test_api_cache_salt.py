@@ -3,25 +3,27 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numba
 
+import hftbacktest
 from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
 from hftbacktest._cache_salt import SALT, digest
 from hftbacktest.recorder import Recorder
 
 from _engine_data import ask, bid, rows
 
-# The user's module: one cached function over the engine type, one over a recorder. Compiling against
-# `engine_type` by signature avoids building the engine (its kernels would compile from scratch in the
-# temporary cache directory).
+# The user's module: one cached function over the bot type, one over a recorder. Compiling against `bot_type` by
+# signature avoids building the engine (its kernels would compile from scratch in the temporary cache directory).
 _USER_MODULE = """
 import json
 from numba import njit
-from hftbacktest.kernels.state import engine_type
+from hftbacktest.backtest.views import bot_type
 from hftbacktest.recorder import Recorder
 
 @njit(cache=True)
@@ -32,7 +34,7 @@ def strategy(hbt):
 def count_records(recorder):
     return recorder.i
 
-strategy.compile((engine_type,))
+strategy.compile((bot_type,))
 count_records(Recorder(1, 4).recorder)
 print(json.dumps({f.__name__: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
                   for f in (strategy, count_records)}))
@@ -58,11 +60,23 @@ def test_cached_user_function_recompiles_when_the_salt_changes(tmp_path):
     assert changed == {"strategy": [0, 1], "count_records": [0, 1]}  # package changed: recompiled
 
 
-def test_salt_is_a_stable_digest_of_the_sources():
-    assert digest() == digest()
-    assert len(digest()) == 12 and int(digest(), 16) >= 0
-    if "HFTBACKTEST_CACHE_SALT" not in os.environ:
-        assert SALT == digest()
+def test_salt_digests_the_sources_compiled_into_user_code(tmp_path):
+    package = Path(hftbacktest.__file__).parent
+    for name in ("kernels/loop.py", "kernels/state.py", "backtest/bot.py", "backtest/asset.py", "types.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(package / name, tmp_path / name)
+    before = digest(tmp_path)
+    assert len(before) == 12 and digest(tmp_path) == before
+    with open(tmp_path / "backtest/asset.py", "a") as fh:  # not compiled into user code: same salt
+        fh.write("\n# edit\n")
+    assert digest(tmp_path) == before
+    for name in ("kernels/loop.py", "backtest/bot.py", "types.py"):
+        with open(tmp_path / name, "a") as fh:
+            fh.write("\n# edit\n")
+        assert digest(tmp_path) != before
+        before = digest(tmp_path)
+    (tmp_path / "kernels/new_kernel.py").write_text("x = 1\n")  # kernel files are found by pattern
+    assert digest(tmp_path) != before
 
 
 def test_objects_handed_to_user_code_carry_the_salt():

@@ -42,8 +42,7 @@ class BacktestAsset:
 
     `reference_compatible(True)` reproduces known reference bugs that change results: partial fills not applied
     to the local state (#316), an exact queue fill leaving a zombie order that later raises error 14 (#312),
-    modify re-queueing with a stale leaves_qty (PR #317), `Order.tick_size` returning the price tick and ROI
-    `best_bid_qty/best_ask_qty` returning prices. The default is the corrected behaviour; both are identical for
+    modify re-queueing with a stale leaves_qty (PR #317) and ROI `best_bid_qty/best_ask_qty` returning prices. The default is the corrected behaviour; both are identical for
     the no-partial-fill exchange without modify.
     """
 
@@ -204,13 +203,24 @@ class BacktestAsset:
             raise ConfigError(f"{where}: l3_fifo_queue_model is not supported by this engine yet")
         if self._asset[1] <= 0 or not np.isfinite(self._asset[1]):
             raise ConfigError(f"{where}: contract_size must be > 0 (got {self._asset[1]})")
+        for name, value in (("maker_fee", self._fee[1]), ("taker_fee", self._fee[2]), ("queue model n", self._queue[1])):
+            if not np.isfinite(value):
+                raise ConfigError(f"{where}: {name} must be a finite number (got {value})")
+        if self._queue[0] in (m.QUEUE_POWER, m.QUEUE_POWER2, m.QUEUE_POWER3) and self._queue[1] <= 0:
+            raise ConfigError(f"{where}: the power queue model needs n > 0 (got {self._queue[1]})")
+        if self._latency[0] == m.LATENCY_CONSTANT and min(self._latency[1], self._latency[2]) < 0:
+            raise ConfigError(f"{where}: constant_order_latency needs latencies >= 0 "
+                              f"(got entry {self._latency[1]}, response {self._latency[2]})")
         for src in self._sources:
             try:
                 check_source(src)
             except DataError as exc:
                 raise DataError(f"{where}: {exc}") from None
         if self._snapshot is not None:
-            check_source(self._snapshot)
+            try:
+                check_source(self._snapshot)
+            except DataError as exc:
+                raise DataError(f"{where}: initial_snapshot: {exc}") from None
         code, entry, resp, lat_data, lat_offset = self._latency
         table = np.zeros((1, 4), np.int64)
         if code == m.LATENCY_INTP:
@@ -266,10 +276,17 @@ def _load_latency(data, offset: int, where: str) -> np.ndarray:
             tab[:, :3] = arr[:, :3]
         else:
             raise DataError(f"{where}: {name}: expected order_latency_dtype rows (req_ts, exch_ts, resp_ts)")
-        parts.append(tab.astype(np.int64))
-    table = np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros((0, 4), np.int64)
+        parts.append((name, tab.astype(np.int64)))
+    table = np.ascontiguousarray(np.concatenate([tab for _, tab in parts])) if parts else np.zeros((0, 4), np.int64)
     if table.shape[0] == 0:
         raise DataError(f"{where}: intp_order_latency got no rows")
+    back = np.flatnonzero(table[1:, 0] < table[:-1, 0])
+    if back.size:  # the interpolation searches req_ts: unsorted rows would give silently wrong latencies
+        row = int(back[0]) + 1
+        starts = np.cumsum([0] + [len(tab) for _, tab in parts])
+        part = int(np.searchsorted(starts, row, side="right")) - 1
+        raise DataError(f"{where}: {parts[part][0]}: row {row - starts[part]}: req_ts goes backwards "
+                        f"({table[row - 1, 0]} -> {table[row, 0]})")
     if offset:
         table[:, 1] += offset
         table[:, 2] += 2 * offset

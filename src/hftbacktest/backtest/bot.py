@@ -1,37 +1,40 @@
 """The bot object users' `@njit` strategies receive, and its plain-Python twin.
 
-`Backtest` is a numba StructRef proxy over `kernels.state.EngineType`. Inside `@njit` code, its methods are
-`@overload_method`s whose bodies are one call into a cached kernel (`kernels.loop` etc.), so compiling a user
-strategy stays fast and the heavy loop always comes from numba's on-disk cache. From plain Python the same
+`Backtest` is a numba StructRef proxy over the engine (`kernels.state.engine_type`), typed as `BotType`, a view of
+it whose name carries the cache salt (see views.py). Inside `@njit` code, its methods are
+overloads whose bodies read engine fields or make one call through the cached engine entry point, so compiling a
+user strategy stays fast and the heavy loop always comes from numba's on-disk cache. From plain Python the same
 methods call the same kernels (handy for debugging).
 
 Views handed out (all live, none allocated per call):
-* `hbt.depth(a)` -> the asset's local `Depth` StructRef (best_bid, best_ask, *_tick, *_qty, tick_size, ...);
-* `hbt.orders(a)` -> the asset's local `OrderTable` StructRef (get, values, `in`, len);
+* `hbt.depth(a)` -> the asset's local depth (`DepthViewType`; best_bid, best_ask, *_tick, *_qty, tick_size, ...);
+* `hbt.orders(a)` -> the asset's local order table (`OrdersViewType`; get, values, `in`, len);
 * `hbt.state_values(a)` -> a record view of `state_values_dtype`;
 * orders are record views of `order_dtype` with extra properties price, exec_price, cancellable.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import weakref
 
 import numpy as np
 from numba import njit, types
-from numba.core.extending import overload, overload_attribute, overload_method
-from numba.core.imputils import lower_getattr
+from numba.core import cgutils
+from numba.core.extending import (
+    intrinsic, make_attribute_wrapper, models, overload, overload_attribute, overload_method, register_model,
+)
+from numba.core.imputils import impl_ret_borrowed, lower_getattr
 from numba.core.typing.templates import AttributeTemplate, infer_getattr
 from numba.np.arrayobj import record_getattr
 from numba.experimental import structref
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, HftBacktestError
 from ..kernels import depth as dp
 from ..kernels import loop
-from ..kernels import orders as ob
-from ..kernels.depth import DepthType
-from ..kernels.orders import OrderTableType, table_type
-from ..kernels.structbase import CompactStructRef
+from ..kernels.depth import DepthType, depth_type
+from ..kernels.orders import OrderTableType
 from ..kernels.abi import (
     FN_CANCEL,
     FN_CLEAR_INACTIVE,
@@ -46,12 +49,15 @@ from ..kernels.abi import (
     struct_from_ptr,
     struct_ptr,
 )
-from ..kernels.state import (
-    EngineType, asset_state_type, engine_type, new_asset_list, new_asset_state, new_engine,
-)
+from ..kernels.state import asset_state_type, engine_type, new_asset_list, new_asset_state, new_engine
 from ..types import BUY, NEW, PARTIALLY_FILLED, SELL, order_dtype
 from .asset import AssetConfig, BacktestAsset
+from .views import BotType, DepthViewType, OrdersViewType, bot_type, depth_view_type, orders_view_type, recast
 from .reader import AssetFeed, Source, as_kernel_array, check_source
+
+class AssetNumberError(HftBacktestError, IndexError):
+    """An asset number outside 0 .. num_assets - 1 was passed to the bot (also an IndexError, as before)."""
+
 
 # --- kernels the overloads and the Python proxies share ---------------------------------------------------------------
 
@@ -59,19 +65,19 @@ from .reader import AssetFeed, Source, as_kernel_array, check_source
 @njit(cache=True, error_model="numpy")
 def _check_asset(e, asset):
     if asset < 0 or asset >= e.num_assets:
-        raise IndexError("asset number out of range")
+        raise AssetNumberError("asset number out of range: valid numbers are 0 .. hbt.num_assets - 1")
 
 
 @njit(cache=True, error_model="numpy")
 def _depth(e, asset):
     _check_asset(e, asset)
-    return e.assets[asset].depth_l
+    return recast(e.assets[asset].depth_l, depth_view_type)
 
 
 @njit(cache=True, error_model="numpy")
 def _orders(e, asset):
     _check_asset(e, asset)
-    return e.assets[asset].ord_l
+    return recast(e.assets[asset].ord_l, orders_view_type)
 
 
 @njit(cache=True, error_model="numpy")
@@ -105,7 +111,7 @@ def _order_latency(e, asset):
 def _clear_last_trades(e, asset):
     if asset >= 0:
         _check_asset(e, asset)
-    loop.clear_last_trades(e, asset)
+    loop.clear_last_trades(recast(e, engine_type), asset)
 
 
 @njit(cache=True, error_model="numpy")
@@ -139,13 +145,33 @@ def _depth_arrays(d):
 
 
 @njit(cache=True, error_model="numpy")
+def _depth_best(d):
+    k = recast(d, depth_type)
+    return dp.best_bid(k), dp.best_ask(k), dp.best_bid_qty(k), dp.best_ask_qty(k)
+
+
+@njit(cache=True, error_model="numpy")
+def _depth_qty_at(d, bid_side, tick):
+    k = recast(d, depth_type)
+    return dp.bid_qty_at(k, tick) if bid_side else dp.ask_qty_at(k, tick)
+
+
+@njit(cache=True, error_model="numpy")
+def _depth_snapshot(d):
+    return dp.snapshot(recast(d, depth_type))
+
+
+@njit(cache=True, error_model="numpy")
 def _apply_snapshot(d, data):
     dp.apply_snapshot(d, data)
 
 
 # --- numba-side API ---------------------------------------------------------------------------------------------------
 # Overload bodies are compiled into every user strategy: they only read engine fields or call a cached entry point
-# through its address (kernels/abi.py), never a jitted kernel directly.
+# through its address (kernels/abi.py), never the engine's kernels directly. Inlined bodies (inline="always") are
+# straight-line code: numba's inliner gives a value merged from two branches (`a if c else b`, a loop variable) a
+# name that its SSA check then reports as NumbaIRAssumptionWarning "variable ... not in scope", so whatever
+# branches lives in a small plain @njit helper below.
 
 _I64_MIN = -9223372036854775808
 _I64_MAX = 9223372036854775807
@@ -159,307 +185,235 @@ def _oid(order_id):
 @njit(inline="always")
 def _asset(e, asset_no):
     if asset_no < 0 or asset_no >= e.num_assets:
-        raise IndexError("asset number out of range")
+        raise AssetNumberError("asset number out of range: valid numbers are 0 .. hbt.num_assets - 1")
     return struct_from_ptr(e.aptr[asset_no], asset_state_type)
 
 
-@overload_attribute(EngineType, "current_timestamp", inline="always")
-def _ov_current_timestamp(e):
-    return lambda e: e.cur_ts
+@njit(inline="always")
+def _call(e, op, i1, i2, i3, i4, i5, f1, f2):
+    return call_entry(e.entry, op, struct_ptr(e), i1, i2, i3, i4, i5, f1, f2)
 
 
-@overload_method(EngineType, "depth", inline="always")
-def _ov_depth(e, asset_no):
-    return lambda e, asset_no: _asset(e, asset_no).depth_l
+@njit(cache=True)
+def _price(tick, empty, tick_size):
+    return np.nan if tick == empty else tick * tick_size
 
 
-@overload_method(EngineType, "orders", inline="always")
-def _ov_orders(e, asset_no):
-    return lambda e, asset_no: _asset(e, asset_no).ord_l
+@njit(cache=True)
+def _clear_trades(e, asset_no):
+    if asset_no < 0:
+        for a in range(e.num_assets):
+            _asset(e, a).ntrades = 0
+    else:
+        _asset(e, asset_no).ntrades = 0
 
 
-@overload_method(EngineType, "state_values", inline="always")
-def _ov_state_values(e, asset_no):
-    return lambda e, asset_no: _asset(e, asset_no).sv_l[0]
+@njit(cache=True)
+def _feed_latency_of(s):
+    return (s.feed_lat[0], s.feed_lat[1]) if s.has_feed_lat else None
 
 
-@overload_method(EngineType, "position", inline="always")
-def _ov_position(e, asset_no):
-    return lambda e, asset_no: _asset(e, asset_no).sv_l[0].position
+@njit(cache=True)
+def _order_latency_of(s):
+    return (s.ord_lat[0], s.ord_lat[1], s.ord_lat[2]) if s.has_ord_lat else None
 
 
-@overload_method(EngineType, "last_trades", inline="always")
-def _ov_last_trades(e, asset_no):
-    def impl(e, asset_no):
-        s = _asset(e, asset_no)
-        return s.trades[: s.ntrades]
-
-    return impl
+@njit(inline="always")
+def _trades(s):
+    return s.trades[: s.ntrades]
 
 
-@overload_method(EngineType, "clear_last_trades", inline="always")
-def _ov_clear_last_trades(e, asset_no):
-    def impl(e, asset_no):
-        if asset_no < 0:
-            for a in range(e.num_assets):
-                _asset(e, a).ntrades = 0
-        else:
-            _asset(e, asset_no).ntrades = 0
-
-    return impl
+@njit(cache=True)
+def _find(t, order_id):
+    slot = call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), _oid(order_id), 0, 0, 0, 0, 0.0, 0.0)
+    return None if slot < 0 else t.rec[slot]
 
 
-@overload_method(EngineType, "clear_inactive_orders", inline="always")
-def _ov_clear_inactive_orders(e, asset_no):
-    def impl(e, asset_no):
-        if asset_no >= 0:
-            _asset(e, asset_no)
-        call_entry(e.entry, FN_CLEAR_INACTIVE, struct_ptr(e), asset_no, 0, 0, 0, 0, 0.0, 0.0)
+def _register(kind, typs, impls):
+    """Registers each `name: implementation` of `impls` as an inlined attribute or method of each type of `typs`."""
+    for typ in typs:
+        for name, impl in impls.items():
+            # numba checks that the typing function's parameters match the implementation's: give it impl's
+            typer = functools.wraps(impl)(lambda *args, _impl=impl: _impl)
+            kind(typ, name, inline="always")(typer)
 
-    return impl
 
-
-@overload_method(EngineType, "submit_buy_order", inline="always")
-def _ov_submit_buy(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-    def impl(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+def _submitter(side):
+    def submit(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
         _asset(e, asset_no)
-        return call_entry(e.entry, FN_SUBMIT, struct_ptr(e), asset_no, _oid(order_id), 1,
-                          time_in_force | (order_type << 8), 1 if wait else 0, price, qty)
+        return _call(e, FN_SUBMIT, asset_no, _oid(order_id), side, time_in_force | (order_type << 8),
+                     np.int64(wait != 0), price, qty)
+
+    return submit
+
+
+def _modify(e, asset_no, order_id, price, qty, wait):
+    _asset(e, asset_no)
+    return _call(e, FN_MODIFY, asset_no, _oid(order_id), np.int64(wait != 0), 0, 0, price, qty)
+
+
+def _cancel(e, asset_no, order_id, wait):
+    _asset(e, asset_no)
+    return _call(e, FN_CANCEL, asset_no, _oid(order_id), np.int64(wait != 0), 0, 0, 0.0, 0.0)
+
+
+def _wait_order_response(e, asset_no, order_id, timeout):
+    _asset(e, asset_no)
+    return _call(e, FN_WAIT_ORDER_RESPONSE, asset_no, _oid(order_id), timeout, 0, 0, 0.0, 0.0)
+
+
+def _clear_inactive_orders(e, asset_no):
+    if asset_no >= 0:
+        _asset(e, asset_no)  # range check
+    _call(e, FN_CLEAR_INACTIVE, asset_no, 0, 0, 0, 0, 0.0, 0.0)
+
+
+_register(overload_attribute, [BotType], {
+    "current_timestamp": lambda e: e.cur_ts,
+})
+_register(overload_method, [BotType], {
+    "depth": lambda e, asset_no: recast(_asset(e, asset_no).depth_l, depth_view_type),
+    "orders": lambda e, asset_no: recast(_asset(e, asset_no).ord_l, orders_view_type),
+    "state_values": lambda e, asset_no: _asset(e, asset_no).sv_l[0],
+    "position": lambda e, asset_no: _asset(e, asset_no).sv_l[0].position,
+    "last_trades": lambda e, asset_no: _trades(_asset(e, asset_no)),
+    "clear_last_trades": lambda e, asset_no: _clear_trades(e, asset_no),
+    "clear_inactive_orders": _clear_inactive_orders,
+    "submit_buy_order": _submitter(BUY),
+    "submit_sell_order": _submitter(SELL),
+    "modify": _modify,
+    "cancel": _cancel,
+    "elapse": lambda e, duration: _call(e, FN_ELAPSE, duration, 0, 0, 0, 0, 0.0, 0.0),
+    "elapse_bt": lambda e, duration: _call(e, FN_ELAPSE, duration, 0, 0, 0, 0, 0.0, 0.0),
+    "wait_next_feed": lambda e, include_order_resp, timeout: _call(
+        e, FN_WAIT_NEXT_FEED, np.int64(include_order_resp != 0), timeout, 0, 0, 0, 0.0, 0.0),
+    "wait_order_response": _wait_order_response,
+    "feed_latency": lambda e, asset_no: _feed_latency_of(_asset(e, asset_no)),
+    "order_latency": lambda e, asset_no: _order_latency_of(_asset(e, asset_no)),
+    "close": lambda e: 0,
+    "_goto_end": lambda e: _call(e, FN_GOTO_END, 0, 0, 0, 0, 0, 0.0, 0.0),
+})
+
+# depth view (also over the engine's type: the live bot hands out the engine's depth)
+_register(overload_attribute, [DepthType, DepthViewType], {
+    "best_bid_tick": lambda d: d.bb,
+    "best_ask_tick": lambda d: d.ba,
+    "best_bid": lambda d: _price(d.bb, _I64_MIN, d.tick),
+    "best_ask": lambda d: _price(d.ba, _I64_MAX, d.tick),
+    "best_bid_qty": lambda d: dp.best_bid_qty(recast(d, depth_type)),
+    "best_ask_qty": lambda d: dp.best_ask_qty(recast(d, depth_type)),
+    "tick_size": lambda d: d.tick,
+    "lot_size": lambda d: d.lot,
+    "roi_lb_tick": lambda d: d.lb,
+    "roi_ub_tick": lambda d: d.ub,
+    "bid_depth": lambda d: d.bid,
+    "ask_depth": lambda d: d.ask,
+})
+_register(overload_method, [DepthType, DepthViewType], {
+    "bid_qty_at_tick": lambda d, price_tick: dp.level(recast(d, depth_type), True, np.int64(price_tick)),
+    "ask_qty_at_tick": lambda d, price_tick: dp.level(recast(d, depth_type), False, np.int64(price_tick)),
+    "snapshot": lambda d: dp.snapshot(recast(d, depth_type)),  # rare call: linking the snapshot kernel is cheap
+    "snapshot_free": lambda d, arr: None,
+})
+
+
+# order dict view: `values()` returns an iterator value holding the table and a pointer to its own cursor, an int64
+# on the stack of the function that called `values()` (numba's own list/range iterators work the same way): nested
+# or interleaved iterations are independent and no call allocates. Like numba's iterators, one must not be returned
+# from the function that created it.
+class OrderIterType(types.Type):
+    def __init__(self, table):
+        self.table = table
+        super().__init__(name=f"OrderValues[{table.name}]")
+
+
+@register_model(OrderIterType)
+class _OrderIterModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, [("table", fe_type.table), ("cursor", types.CPointer(types.int64))])
+
+
+make_attribute_wrapper(OrderIterType, "table", "table")
+
+
+@intrinsic
+def _new_order_iter(typingctx, table):
+    def codegen(context, builder, sig, args):
+        it = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+        it.table = args[0]
+        it.cursor = cgutils.alloca_once_value(builder, context.get_constant(types.int64, -1))
+        return impl_ret_borrowed(context, builder, sig.return_type, it._getvalue())
 
-    return impl
+    return OrderIterType(table)(table), codegen
 
 
-@overload_method(EngineType, "submit_sell_order", inline="always")
-def _ov_submit_sell(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-    def impl(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        _asset(e, asset_no)
-        return call_entry(e.entry, FN_SUBMIT, struct_ptr(e), asset_no, _oid(order_id), -1,
-                          time_in_force | (order_type << 8), 1 if wait else 0, price, qty)
+@intrinsic
+def _cursor(typingctx, it):
+    def codegen(context, builder, sig, args):
+        return builder.load(cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0]).cursor)
 
-    return impl
+    return types.int64(it), codegen
 
 
-@overload_method(EngineType, "modify", inline="always")
-def _ov_modify(e, asset_no, order_id, price, qty, wait):
-    def impl(e, asset_no, order_id, price, qty, wait):
-        _asset(e, asset_no)
-        return call_entry(e.entry, FN_MODIFY, struct_ptr(e), asset_no, _oid(order_id), 1 if wait else 0, 0, 0, price, qty)
+@intrinsic
+def _set_cursor(typingctx, it, i):
+    def codegen(context, builder, sig, args):
+        builder.store(args[1], cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0]).cursor)
+        return context.get_dummy_value()
 
-    return impl
+    return types.void(it, types.int64), codegen
 
 
-@overload_method(EngineType, "cancel", inline="always")
-def _ov_cancel(e, asset_no, order_id, wait):
-    def impl(e, asset_no, order_id, wait):
-        _asset(e, asset_no)
-        return call_entry(e.entry, FN_CANCEL, struct_ptr(e), asset_no, _oid(order_id), 1 if wait else 0, 0, 0, 0.0, 0.0)
+_DONE = -2  # cursor of an exhausted iterator: stays exhausted, like the reference's
 
-    return impl
 
-
-@overload_method(EngineType, "elapse", inline="always")
-def _ov_elapse(e, duration):
-    return lambda e, duration: call_entry(e.entry, FN_ELAPSE, struct_ptr(e), duration, 0, 0, 0, 0, 0.0, 0.0)
-
-
-@overload_method(EngineType, "elapse_bt", inline="always")
-def _ov_elapse_bt(e, duration):
-    return lambda e, duration: call_entry(e.entry, FN_ELAPSE, struct_ptr(e), duration, 0, 0, 0, 0, 0.0, 0.0)
-
-
-@overload_method(EngineType, "wait_next_feed", inline="always")
-def _ov_wait_next_feed(e, include_order_resp, timeout):
-    def impl(e, include_order_resp, timeout):
-        return call_entry(e.entry, FN_WAIT_NEXT_FEED, struct_ptr(e), 1 if include_order_resp else 0, timeout, 0, 0, 0,
-                          0.0, 0.0)
-
-    return impl
-
-
-@overload_method(EngineType, "wait_order_response", inline="always")
-def _ov_wait_order_response(e, asset_no, order_id, timeout):
-    def impl(e, asset_no, order_id, timeout):
-        _asset(e, asset_no)
-        return call_entry(e.entry, FN_WAIT_ORDER_RESPONSE, struct_ptr(e), asset_no, _oid(order_id), timeout, 0, 0,
-                          0.0, 0.0)
-
-    return impl
-
-
-@overload_method(EngineType, "feed_latency", inline="always")
-def _ov_feed_latency(e, asset_no):
-    def impl(e, asset_no):
-        s = _asset(e, asset_no)
-        if s.has_feed_lat:
-            return (s.feed_lat[0], s.feed_lat[1])
-        return None
-
-    return impl
-
-
-@overload_method(EngineType, "order_latency", inline="always")
-def _ov_order_latency(e, asset_no):
-    def impl(e, asset_no):
-        s = _asset(e, asset_no)
-        if s.has_ord_lat:
-            return (s.ord_lat[0], s.ord_lat[1], s.ord_lat[2])
-        return None
-
-    return impl
-
-
-@overload_method(EngineType, "close", inline="always")
-def _ov_close(e):
-    return lambda e: 0
-
-
-@overload_method(EngineType, "_goto_end", inline="always")
-def _ov_goto_end(e):
-    return lambda e: call_entry(e.entry, FN_GOTO_END, struct_ptr(e), 0, 0, 0, 0, 0, 0.0, 0.0)
-
-
-# depth view
-@overload_attribute(DepthType, "best_bid_tick", inline="always")
-def _ov_bbt(d):
-    return lambda d: d.bb
-
-
-@overload_attribute(DepthType, "best_ask_tick", inline="always")
-def _ov_bat(d):
-    return lambda d: d.ba
-
-
-@overload_attribute(DepthType, "best_bid", inline="always")
-def _ov_bb(d):
-    return lambda d: np.nan if d.bb == _I64_MIN else d.bb * d.tick
-
-
-@overload_attribute(DepthType, "best_ask", inline="always")
-def _ov_ba(d):
-    return lambda d: np.nan if d.ba == _I64_MAX else d.ba * d.tick
-
-
-@overload_attribute(DepthType, "best_bid_qty", inline="always")
-def _ov_bbq(d):
-    return lambda d: dp.best_bid_qty(d)
-
-
-@overload_attribute(DepthType, "best_ask_qty", inline="always")
-def _ov_baq(d):
-    return lambda d: dp.best_ask_qty(d)
-
-
-@overload_attribute(DepthType, "tick_size", inline="always")
-def _ov_tick_size(d):
-    return lambda d: d.tick
-
-
-@overload_attribute(DepthType, "lot_size", inline="always")
-def _ov_lot_size(d):
-    return lambda d: d.lot
-
-
-@overload_attribute(DepthType, "roi_lb_tick", inline="always")
-def _ov_roi_lb_tick(d):
-    return lambda d: d.lb
-
-
-@overload_attribute(DepthType, "roi_ub_tick", inline="always")
-def _ov_roi_ub_tick(d):
-    return lambda d: d.ub
-
-
-@overload_attribute(DepthType, "bid_depth", inline="always")
-def _ov_bid_depth(d):
-    return lambda d: d.bid
-
-
-@overload_attribute(DepthType, "ask_depth", inline="always")
-def _ov_ask_depth(d):
-    return lambda d: d.ask
-
-
-@overload_method(DepthType, "bid_qty_at_tick", inline="always")
-def _ov_bid_qty_at_tick(d, price_tick):
-    return lambda d, price_tick: dp.level(d, True, np.int64(price_tick))
-
-
-@overload_method(DepthType, "ask_qty_at_tick", inline="always")
-def _ov_ask_qty_at_tick(d, price_tick):
-    return lambda d, price_tick: dp.level(d, False, np.int64(price_tick))
-
-
-@overload_method(DepthType, "snapshot")
-def _ov_snapshot(d):
-    return lambda d: dp.snapshot(d)  # rare call: linking the snapshot kernel is cheap
-
-
-@overload_method(DepthType, "snapshot_free", inline="always")
-def _ov_snapshot_free(d, arr):
-    return lambda d, arr: None
-
-
-# order dict view: `values()` resets the table's own cursor and returns the table, which also serves as the iterator
-@njit
-def _advance(t):
-    i = t.cursor + 1
-    while i < t.top:
-        if t.used[i] == 1:
-            t.cursor = i
-            return True
+@njit(cache=True)
+def _advance(it):
+    t = it.table
+    i = _cursor(it)
+    if i == _DONE:
+        return False
+    i += 1
+    while i < t.top and t.used[i] != 1:
         i += 1
-    t.cursor = t.top
-    return False
+    _set_cursor(it, i if i < t.top else _DONE)
+    return i < t.top
 
 
-@overload_method(OrderTableType, "values", inline="always")
-def _ov_values(t):
-    def impl(t):
-        t.cursor = -1
-        return t
-
-    return impl
-
-
-@overload_method(OrderTableType, "has_next", inline="always")
-def _ov_has_next(t):
-    return lambda t: _advance(t)
+@njit(cache=True)
+def _current(it):
+    i = _cursor(it)
+    if i < 0:
+        raise RuntimeError("values().get(): no current order (has_next() was not called or returned False)")
+    return it.table.rec[i]
 
 
-@overload_method(OrderTableType, "next", inline="always")
-def _ov_next(t):
-    def impl(t):
-        if _advance(t):
-            return t.rec[t.cursor]
-        return None
-
-    return impl
+@njit(cache=True)
+def _next(it):
+    return it.table.rec[_cursor(it)] if _advance(it) else None
 
 
-@overload_method(OrderTableType, "get", inline="always")
-def _ov_get(t, order_id=None):
-    if order_id is None or isinstance(order_id, (types.NoneType, types.Omitted)):
-        return lambda t, order_id=None: t.rec[t.cursor]  # iterator form: current order
-
-    def impl(t, order_id=None):
-        slot = call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), _oid(order_id), 0, 0, 0, 0, 0.0, 0.0)
-        if slot < 0:
-            return None
-        return t.rec[slot]
-
-    return impl
+_register(overload_method, [OrderTableType, OrdersViewType], {
+    "values": lambda t: _new_order_iter(t),  # inlined: the cursor must live in the caller's frame
+    "get": lambda t, order_id: _find(t, order_id),
+})
+_register(overload_method, [OrderIterType], {
+    "has_next": lambda it: _advance(it),
+    "get": lambda it: _current(it),
+    "next": lambda it: _next(it),
+})
 
 
 @overload(operator.contains, inline="always")
 def _ov_contains(t, order_id):
-    if isinstance(t, OrderTableType):
+    if isinstance(t, (OrderTableType, OrdersViewType)):
         return lambda t, order_id: call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), _oid(order_id), 0, 0, 0, 0, 0.0, 0.0) >= 0
     return None
 
 
 @overload(len, inline="always")
 def _ov_len(t):
-    if isinstance(t, OrderTableType):
+    if isinstance(t, (OrderTableType, OrdersViewType)):
         return lambda t: t.n
     return None
 
@@ -508,48 +462,21 @@ for _name in _ORDER_PROPERTIES:
 class Depth(structref.StructRefProxy):
     """Live view of an asset's local market depth (plain-Python twin of the numba view)."""
 
-    def _s(self):
-        return _depth_scalars(self)
-
-    @property
-    def best_bid_tick(self):
-        return int(self._s()[0])
-
-    @property
-    def best_ask_tick(self):
-        return int(self._s()[1])
-
     @property
     def best_bid(self):
-        return float(dp.best_bid(self))
+        return float(_depth_best(self)[0])
 
     @property
     def best_ask(self):
-        return float(dp.best_ask(self))
+        return float(_depth_best(self)[1])
 
     @property
     def best_bid_qty(self):
-        return float(dp.best_bid_qty(self))
+        return float(_depth_best(self)[2])
 
     @property
     def best_ask_qty(self):
-        return float(dp.best_ask_qty(self))
-
-    @property
-    def tick_size(self):
-        return float(self._s()[2])
-
-    @property
-    def lot_size(self):
-        return float(self._s()[3])
-
-    @property
-    def roi_lb_tick(self):
-        return int(self._s()[5])
-
-    @property
-    def roi_ub_tick(self):
-        return int(self._s()[6])
+        return float(_depth_best(self)[3])
 
     @property
     def bid_depth(self):
@@ -560,19 +487,27 @@ class Depth(structref.StructRefProxy):
         return _depth_arrays(self)[1]
 
     def bid_qty_at_tick(self, price_tick):
-        return float(dp.bid_qty_at(self, int(price_tick)))
+        return float(_depth_qty_at(self, True, int(price_tick)))
 
     def ask_qty_at_tick(self, price_tick):
-        return float(dp.ask_qty_at(self, int(price_tick)))
+        return float(_depth_qty_at(self, False, int(price_tick)))
 
     def snapshot(self):
-        return dp.snapshot(self)
+        return _depth_snapshot(self)
 
     def snapshot_free(self, arr):
         return None
 
 
-structref.define_boxing(DepthType, Depth)
+# the scalar properties, by position in `_depth_scalars`
+for _i, (_name, _conv) in enumerate([("best_bid_tick", int), ("best_ask_tick", int), ("tick_size", float),
+                                     ("lot_size", float), (None, None), ("roi_lb_tick", int), ("roi_ub_tick", int)]):
+    if _name is not None:
+        setattr(Depth, _name, property(lambda self, _i=_i, _conv=_conv: _conv(_depth_scalars(self)[_i])))
+
+
+structref.define_boxing(DepthViewType, Depth)
+structref.define_boxing(DepthType, Depth)  # the engine's own depth (kernel tests, live bot)
 
 
 class Order:
@@ -635,6 +570,7 @@ class OrderDict(structref.StructRefProxy):
         return iter(o.order_id for o in self._orders())
 
 
+structref.define_boxing(OrdersViewType, OrderDict)
 structref.define_boxing(OrderTableType, OrderDict)
 
 
@@ -644,10 +580,12 @@ class _PyOrderIter:
         self._i = -1
 
     def has_next(self):
-        self._i += 1
+        self._i = min(self._i + 1, len(self._items))
         return self._i < len(self._items)
 
     def get(self):
+        if not 0 <= self._i < len(self._items):
+            raise RuntimeError("values().get(): no current order (has_next() was not called or returned False)")
         return self._items[self._i]
 
     def next(self):
@@ -677,20 +615,20 @@ class Backtest(structref.StructRefProxy):
         return int(_engine_scalars(self)[1])
 
     def depth(self, asset_no):
-        return _depth(self, asset_no)
+        return _depth(self, self._checked(asset_no))
 
     def orders(self, asset_no):
-        return _orders(self, asset_no)
+        return _orders(self, self._checked(asset_no))
 
     def state_values(self, asset_no):
         # np.record: attribute access (`.position`) like the reference, still a live view of the engine state
-        return _state(self, asset_no).view(np.recarray)[0]
+        return _state(self, self._checked(asset_no)).view(np.recarray)[0]
 
     def position(self, asset_no):
-        return float(_state(self, asset_no)[0]["position"])
+        return float(_state(self, self._checked(asset_no))[0]["position"])
 
     def last_trades(self, asset_no):
-        return _last_trades(self, asset_no)
+        return _last_trades(self, self._checked(asset_no))
 
     def clear_last_trades(self, asset_no):
         _clear_last_trades(self, asset_no)
@@ -703,7 +641,7 @@ class Backtest(structref.StructRefProxy):
 
     def _checked(self, asset_no):
         if not 0 <= asset_no < self.num_assets:
-            raise IndexError(f"asset number {asset_no} out of range (0..{self.num_assets - 1})")
+            raise AssetNumberError(f"asset number {asset_no} out of range: valid numbers are 0 .. {self.num_assets - 1}")
         return asset_no
 
     def clear_inactive_orders(self, asset_no):
@@ -739,10 +677,12 @@ class Backtest(structref.StructRefProxy):
         return self._call(FN_WAIT_ORDER_RESPONSE, self._checked(asset_no), _py_oid(order_id), int(timeout))
 
     def feed_latency(self, asset_no):
+        self._checked(asset_no)
         ok, a, b = _feed_latency(self, asset_no)
         return (int(a), int(b)) if ok else None
 
     def order_latency(self, asset_no):
+        self._checked(asset_no)
         ok, a, b, c = _order_latency(self, asset_no)
         return (int(a), int(b), int(c)) if ok else None
 
@@ -753,7 +693,7 @@ class Backtest(structref.StructRefProxy):
         return self._call(FN_GOTO_END)
 
 
-structref.define_boxing(EngineType, Backtest)
+structref.define_boxing(BotType, Backtest)
 
 # Imported only now: compiling (or loading) the entry point compiles kernels whose Python wrappers must already
 # know how to box/unbox every proxy type registered above.
@@ -807,9 +747,7 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
 
     loop.FEEDS[key] = Feed(feeds)
     engine = new_engine(states, key, address())
-    # Boxed as this process's `engine_type`, whose name carries the cache salt (see _cache_salt): `new_engine`'s
-    # cached return type is whatever type was current when it was cached.
-    obj = cls._numba_box_(engine_type, engine._meminfo)
+    obj = cls._numba_box_(bot_type, engine._meminfo)
     weakref.finalize(obj, loop.FEEDS.pop, key, None)
     return obj
 

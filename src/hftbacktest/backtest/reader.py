@@ -80,25 +80,37 @@ def check_source(src: Source) -> None:
         raise DataError(f"{path}: unsupported data file (expected .npz or .npy)")
 
 
-def validate_rows(arr: np.ndarray, where: str) -> None:
-    """Timestamps must be non-decreasing per processor (EXCH rows by exch_ts, LOCAL rows by local_ts) and depth/trade
-    rows need a finite price."""
+_CLOCKS = ((EXCH_EVENT, "exch_ts"), (LOCAL_EVENT, "local_ts"))
+
+
+def validate_rows(arr: np.ndarray, where: str, after: tuple = (None, None)) -> tuple:
+    """Timestamps must be non-decreasing per processor (EXCH rows by exch_ts, LOCAL rows by local_ts), also across
+    chunks (`after`: the previous chunk's last exch_ts / local_ts, None if unknown), and depth/trade rows need a
+    finite price. Returns this chunk's last (exch_ts, local_ts) for the next one."""
     if arr.shape[0] == 0:
-        return
+        return after
     ev = arr["ev"]
-    for bit, field in ((EXCH_EVENT, "exch_ts"), (LOCAL_EVENT, "local_ts")):
+    last = []
+    for (bit, field), prev in zip(_CLOCKS, after):
         idx = np.flatnonzero(ev & bit)
-        if idx.size > 1:
-            ts = arr[field][idx]
-            bad = np.flatnonzero(ts[1:] < ts[:-1])
-            if bad.size:
-                row = int(idx[bad[0] + 1])
-                raise DataError(f"{where}: row {row}: {field} goes backwards ({int(ts[bad[0]])} -> {int(ts[bad[0] + 1])})")
+        if idx.size == 0:
+            last.append(prev)
+            continue
+        ts = arr[field][idx]
+        if prev is not None and ts[0] < prev:
+            raise DataError(f"{where}: row {int(idx[0])}: {field} goes backwards from the previous file or chunk "
+                            f"({prev} -> {int(ts[0])})")
+        bad = np.flatnonzero(ts[1:] < ts[:-1])
+        if bad.size:
+            row = int(idx[bad[0] + 1])
+            raise DataError(f"{where}: row {row}: {field} goes backwards ({int(ts[bad[0]])} -> {int(ts[bad[0] + 1])})")
+        last.append(int(ts[-1]))
     kind = ev & 0xFF
     priced = (kind == DEPTH_EVENT) | (kind == TRADE_EVENT) | (kind == DEPTH_SNAPSHOT_EVENT)
     bad = np.flatnonzero(priced & ~np.isfinite(arr["px"]))
     if bad.size:
         raise DataError(f"{where}: row {int(bad[0])}: price is NaN or infinite")
+    return tuple(last)
 
 
 def _apply_latency_offset(arr: np.ndarray, offset: int, where: str) -> np.ndarray:
@@ -137,6 +149,7 @@ class AssetFeed:
         self._mmaps: dict[str, np.memmap] = {}
         self._cache: dict[int, np.ndarray] = {}
         self._at = [-1, -1]
+        self._last_ts: dict[int, tuple] = {}  # piece index -> its last (exch_ts, local_ts), for the next piece
 
     def __len__(self) -> int:
         return len(self.pieces)
@@ -170,7 +183,7 @@ class AssetFeed:
                 raise DataError(f"{src.path}: cannot load ({exc})") from exc
             _check_dtype(arr.dtype, src.path)
         if self.validate:
-            validate_rows(arr, where)
+            self._last_ts[index] = validate_rows(arr, where, self._last_ts.get(index - 1, (None, None)))
         if self.latency_offset:
             arr = _apply_latency_offset(arr, self.latency_offset, where)
         return as_kernel_array(arr)
