@@ -114,3 +114,17 @@ def test_iterator_edges_like_the_reference():
     assert it.has_next() and it.get().order_id == 4 and not it.has_next() and not it.has_next()
     with pytest.raises(RuntimeError):
         it.get()
+
+
+@njit
+def _tick_size_of(hbt, order_id):
+    o = hbt.orders(0).get(order_id)
+    return o.tick_size, o.price_tick, o.price
+
+
+def test_order_tick_size_is_the_tick_size_not_the_price_tick():
+    """The reference's Order.tick_size returns price_tick (a bug against its own docstring); ours the tick size."""
+    hbt = _bot_with_orders([3])
+    assert _tick_size_of(hbt, 3) == (1.0, 87, 87.0)
+    order = hbt.orders(0).get(3)
+    assert (order.tick_size, order.price_tick, order.price) == (1.0, 87, 87.0)

@@ -55,6 +55,7 @@ from .asset import AssetConfig, BacktestAsset
 from .views import BotType, DepthViewType, OrdersViewType, bot_type, depth_view_type, orders_view_type, recast
 from .reader import AssetFeed, Source, as_kernel_array, check_source
 
+
 class AssetNumberError(HftBacktestError, IndexError):
     """An asset number outside 0 .. num_assets - 1 was passed to the bot (also an IndexError, as before)."""
 

@@ -4,7 +4,11 @@ A view has the same fields and memory as the engine's type (kernels.state / dept
 the cache salt (`_cache_salt.SALT`). A user's cached strategy takes views as arguments, so a changed package
 changes its signature and numba recompiles it instead of loading machine code built against other overloads or
 layouts. The engine's own types stay unsalted: the kernels' caches, and the types their cached constructors
-return, do not depend on the salt. `recast` converts between a view and its engine type (no copy).
+return, do not depend on the salt. `recast` converts between a view and its engine type (no copy); other bots
+(the live bot) can hand out the same depth/order views with `recast(asset.depth_l, depth_view_type)`.
+
+A proxy must be boxed as the view type itself (`Proxy._numba_box_(bot_type, meminfo)`): a cached constructor
+returns the type that was current when it was cached, whatever the salt is now.
 
 This module compiles nothing at import (the cache tests import it without building the engine).
 """
