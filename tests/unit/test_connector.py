@@ -17,7 +17,7 @@ from hftbacktest.connector.orders import OrderManager
 from hftbacktest.connector.rest import BinanceRest, format_step
 from hftbacktest.errors import ConfigError
 from hftbacktest.live.ipc.codec import WireOrder
-from hftbacktest.types import BUY, CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, NONE, PARTIALLY_FILLED
+from hftbacktest.types import BUY, CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, NONE, PARTIALLY_FILLED, REPLACED
 
 BASE = {"stream_url": "ws://127.0.0.1:1/ws", "api_url": "http://127.0.0.1:2"}
 
@@ -161,6 +161,19 @@ def test_late_fill_after_cancel_is_still_forwarded_and_req_always_clears():
     fill = om.on_ws_update(ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=1450, L="60000.0"), 1450)
     assert fill is not None and fill.order.exec_qty == 0.004 and fill.order.exec_price_tick == 600000
     assert om.on_ws_update(ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=1450), 1450) is None
+
+
+def test_user_stream_echo_of_a_rest_reply_is_not_forwarded():
+    om = OrderManager("")
+    rec = om.submit(1, "btcusdt", order())
+    ack = om.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000,
+                                 "price": "60000.0"})
+    assert ack is not None and ack.req == NONE
+    om.mark_request(rec, REPLACED, 99)  # the bot asked for a modify meanwhile
+    assert om.on_ws_update({**ws(rec.client_id, "NEW", "NEW", 0, T=1000), "m": False}, 1000) is None
+    assert rec.order.req == REPLACED  # still pending: only the modify's own answer ends it
+    amended = om.on_ws_update({**ws(rec.client_id, "AMENDMENT", "NEW", 0, T=1100), "p": "60000.5", "m": False}, 1100)
+    assert amended.order.price_tick == 600005 and amended.order.req == REPLACED
 
 
 def test_rejected_submit_expires_and_unknown_enum_is_kept():

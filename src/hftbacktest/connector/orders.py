@@ -178,6 +178,10 @@ class OrderManager:
             if is_terminal(status):
                 self._terminal(rec, "removed_by_ws")
             return None
+        if upd == cur and not is_new_fill:
+            # The REST reply already told the bot exactly this. Forwarding it again could end a request the bot
+            # sent meanwhile (e.g. a modify) with the old state, before its real answer arrives.
+            return None
         if is_new_fill:
             rec.cum_qty = cum
             log.debug("fill %s %s l=%s L=%s n=%s %s rp=%s", rec.symbol, rec.client_id, o.get("l"), o.get("L"),
