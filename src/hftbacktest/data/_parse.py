@@ -494,6 +494,215 @@ def _envelope_end(buf, p, e):
     return -1
 
 
+# --- fixed-layout fast path: the exact key order Binance sends (any deviation falls back to the scanner) ---
+
+_FX_ENV = np.frombuffer(b'{"stream":"', np.uint8)
+_FX_DATA = np.frombuffer(b'","data":{"e":"', np.uint8)
+_FX_TICKER = np.frombuffer(b'bookTicker","u":', np.uint8)
+_FX_TRADE = np.frombuffer(b'trade","E":', np.uint8)
+_FX_DEPTH = np.frombuffer(b'depthUpdate","E":', np.uint8)
+_FX_T = np.frombuffer(b',"T":', np.uint8)
+_FX_E = np.frombuffer(b',"E":', np.uint8)
+_FX_S = np.frombuffer(b',"s":', np.uint8)
+_FX_B = np.frombuffer(b',"b":', np.uint8)
+_FX_BQ = np.frombuffer(b',"B":', np.uint8)
+_FX_A = np.frombuffer(b',"a":', np.uint8)
+_FX_AQ = np.frombuffer(b',"A":', np.uint8)
+_FX_TID = np.frombuffer(b',"t":', np.uint8)
+_FX_P = np.frombuffer(b',"p":', np.uint8)
+_FX_Q = np.frombuffer(b',"q":', np.uint8)
+_FX_UU = np.frombuffer(b',"U":', np.uint8)
+_FX_U = np.frombuffer(b',"u":', np.uint8)
+_FX_PU = np.frombuffer(b',"pu":', np.uint8)
+_FX_MARKET = np.frombuffer(b',"X":"MARKET","m":', np.uint8)
+_FX_END = np.frombuffer(b'}}', np.uint8)
+
+
+@njit(cache=True, inline="always")
+def _lit(buf, p, e, lit):
+    """p + len(lit) if buf[p:] starts with lit, else -1 (p may already be -1)."""
+    if p < 0 or p + len(lit) > e:
+        return -1
+    for q in range(len(lit)):
+        if buf[p + q] != lit[q]:
+            return -1
+    return p + len(lit)
+
+
+@njit(cache=True, inline="always")
+def _uint(buf, p, e):
+    """(value, index after) of 1-18 digits at p, or (-1, -1)."""
+    if p < 0:
+        return -1, -1
+    v = 0
+    q = p
+    while q < e and 48 <= buf[q] <= 57:
+        v = v * 10 + (buf[q] - 48)
+        q += 1
+    if q == p or q - p > 18:
+        return -1, -1
+    return v, q
+
+
+
+
+@njit(cache=True, inline="always")
+def _udec(buf, q, e):
+    """Digits with one optional '.' up to a closing quote at q → (mantissa, fraction digits, index after the
+    quote); mantissa -1 when it is not such a plain decimal below 2**53 (then the caller falls back)."""
+    mant = 0
+    frac = -1
+    nd = 0
+    while q < e:
+        c = buf[q]
+        if 48 <= c <= 57:
+            mant = mant * 10 + (c - 48)
+            nd += 1
+            if frac >= 0:
+                frac += 1
+        elif c == 46 and frac < 0:
+            frac = 0
+        elif c == QUOTE:
+            if nd == 0 or nd > 17 or mant > _MAX_EXACT:
+                return -1, 0, -1
+            return mant, max(frac, 0), q + 1
+        else:
+            return -1, 0, -1
+        q += 1
+    return -1, 0, -1
+
+
+@njit(cache=True, inline="always")
+def _qdec(buf, p, e):
+    """A quoted unsigned plain decimal at p → (ok, value, index after it); p may be -1."""
+    if p < 0 or p >= e or buf[p] != QUOTE:
+        return False, 0.0, -1
+    m, f, q = _udec(buf, p + 1, e)
+    if m < 0:
+        return False, 0.0, -1
+    return True, m / _P10[f], q
+
+
+@njit(cache=True, nogil=True)
+def _levels_fixed(buf, p, e, rf, n):
+    """`[["px","qty"],...]` without whitespace or signs at p into rf[n:, 3:5] → (end, new n) or (-1, n)."""
+    if p >= e or buf[p] != LBRACK:
+        return -1, n
+    p += 1
+    if p < e and buf[p] == RBRACK:
+        return p + 1, n
+    cap = rf.shape[0]
+    while p + 2 < e and buf[p] == LBRACK and buf[p + 1] == QUOTE and n < cap:
+        m1, f1, p = _udec(buf, p + 2, e)
+        if m1 < 0 or p + 1 >= e or buf[p] != COMMA or buf[p + 1] != QUOTE:
+            return -1, n
+        m2, f2, p = _udec(buf, p + 2, e)
+        if m2 < 0 or p + 1 >= e or buf[p] != RBRACK:
+            return -1, n
+        rf[n, 3] = m1 / _P10[f1]
+        rf[n, 4] = m2 / _P10[f2]
+        n += 1
+        c = buf[p + 1]
+        p += 2
+        if c == RBRACK:
+            return p, n
+        if c != COMMA:
+            return -1, n
+    return -1, n
+
+
+@njit(cache=True, nogil=True)
+def _fixed_line(buf, p, e, sym, opt_t, ru, ri, rf, nrow, ts, out):
+    """Parse the JSON of a combined-stream bookTicker/trade/depthUpdate line laid out exactly as Binance sends it,
+    writing its rows from nrow on. Returns the index just after the JSON (-1: not this layout; nothing is
+    recorded and the generic scanner takes the line). out <- (kind, exch ms, id0, id1, id2, new nrow)."""
+    p = _lit(buf, p, e, _FX_ENV)
+    if p < 0:
+        return -1
+    while p < e and buf[p] != QUOTE:
+        if buf[p] == BACKSLASH or buf[p] == 10:
+            return -1
+        p += 1
+    p = _lit(buf, p, e, _FX_DATA)
+    if p < 0:
+        return -1
+    q = _lit(buf, p, e, _FX_TICKER)
+    if q >= 0:
+        u, q = _uint(buf, q, e)
+        q = _lit(buf, _lit(buf, q, e, _FX_S), e, sym)
+        ok1, vb, q = _qdec(buf, _lit(buf, q, e, _FX_B), e)
+        ok2, vbq, q = _qdec(buf, _lit(buf, q, e, _FX_BQ), e)
+        ok3, va, q = _qdec(buf, _lit(buf, q, e, _FX_A), e)
+        ok4, vaq, q = _qdec(buf, _lit(buf, q, e, _FX_AQ), e)
+        t_ms, q = _uint(buf, _lit(buf, q, e, _FX_T), e)
+        _, q = _uint(buf, _lit(buf, q, e, _FX_E), e)
+        q = _lit(buf, q, e, _FX_END)
+        if q < 0 or u < 0 or t_ms > _MAX_MS or not (ok1 and ok2 and ok3 and ok4):
+            return -1
+        if opt_t:
+            x = t_ms * 1_000_000
+            _fill(ru, ri, nrow, nrow + 1, np.uint64(103), x, ts)
+            _fill(ru, ri, nrow + 1, nrow + 2, np.uint64(104), x, ts)
+            rf[nrow, 3] = vb
+            rf[nrow, 4] = vbq
+            rf[nrow + 1, 3] = va
+            rf[nrow + 1, 4] = vaq
+            nrow += 2
+        out[0], out[1], out[2], out[3], out[4], out[5] = KIND_TICKER, t_ms, u, -1, -1, nrow
+        return q
+    q = _lit(buf, p, e, _FX_TRADE)
+    if q >= 0:
+        _, q = _uint(buf, q, e)
+        t_ms, q = _uint(buf, _lit(buf, q, e, _FX_T), e)
+        q = _lit(buf, _lit(buf, q, e, _FX_S), e, sym)
+        tid, q = _uint(buf, _lit(buf, q, e, _FX_TID), e)
+        ok1, vp, q = _qdec(buf, _lit(buf, q, e, _FX_P), e)
+        ok2, vq, q = _qdec(buf, _lit(buf, q, e, _FX_Q), e)
+        q = _lit(buf, q, e, _FX_MARKET)
+        if q < 0 or tid < 0 or t_ms > _MAX_MS or not (ok1 and ok2):
+            return -1
+        q2 = _lit(buf, q, e, _LIT_TRUE)
+        if q2 >= 0:
+            code = TRADE_SELL
+        else:
+            q2 = _lit(buf, q, e, _LIT_FALSE)
+            code = TRADE_BUY
+        q = _lit(buf, q2, e, _FX_END)
+        if q < 0:
+            return -1
+        _fill(ru, ri, nrow, nrow + 1, code, t_ms * 1_000_000, ts)
+        rf[nrow, 3] = vp
+        rf[nrow, 4] = vq
+        out[0], out[1], out[2], out[3], out[4], out[5] = KIND_TRADE, t_ms, tid, -1, -1, nrow + 1
+        return q
+    q = _lit(buf, p, e, _FX_DEPTH)
+    if q >= 0:
+        _, q = _uint(buf, q, e)
+        t_ms, q = _uint(buf, _lit(buf, q, e, _FX_T), e)
+        q = _lit(buf, _lit(buf, q, e, _FX_S), e, sym)
+        first, q = _uint(buf, _lit(buf, q, e, _FX_UU), e)
+        last, q = _uint(buf, _lit(buf, q, e, _FX_U), e)
+        prev, q = _uint(buf, _lit(buf, q, e, _FX_PU), e)
+        q = _lit(buf, q, e, _FX_B)
+        if q < 0 or first < 0 or last < 0 or prev < 0 or t_ms > _MAX_MS:
+            return -1
+        b0 = nrow
+        q, b1 = _levels_fixed(buf, q, e, rf, nrow)
+        q = _lit(buf, q, e, _FX_A)
+        if q < 0:
+            return -1
+        q, a1 = _levels_fixed(buf, q, e, rf, b1)
+        q = _lit(buf, q, e, _FX_END)
+        if q < 0:
+            return -1
+        x = t_ms * 1_000_000
+        _fill(ru, ri, b0, b1, DEPTH_BUY, x, ts)
+        _fill(ru, ri, b1, a1, DEPTH_SELL, x, ts)
+        out[0], out[1], out[2], out[3], out[4], out[5] = KIND_DEPTH, t_ms, first, last, prev, a1
+        return q
+    return -1
+
+
 ROW_MARGIN = 1 << 16  # rows kept free before each line (a diff line of n levels is > 10*n bytes long)
 
 
@@ -561,11 +770,33 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
     """
     ks = np.empty(N_KEYS, np.int64)
     ke = np.empty(N_KEYS, np.int64)
+    fx = np.empty(6, np.int64)
     cap_rows = ru.shape[0]
     cap_msgs = len(m_line)
     while pos < end:
         if nmsg >= cap_msgs or cap_rows - nrow < margin:
             return ST_FULL, pos, line_no, nrow, nmsg
+        # Fixed Binance layouts first: one pass, no key table.
+        q = pos
+        while q < end and 48 <= buf[q] <= 57:
+            q += 1
+        if combined and q - pos == ts_digits and q < end and buf[q] == 32 and len(sym) > 0:
+            ts = _digits(buf, pos, q) * ts_mul
+            q = _fixed_line(buf, q + 1, end, sym, opt_t, ru, ri, rf, nrow, ts, fx)
+            if q >= 0 and (q < end and buf[q] == 10 or q >= end and final):
+                line_no += 1
+                m_line[nmsg] = line_no
+                m_kind[nmsg] = fx[0]
+                m_local[nmsg] = ts
+                m_exch[nmsg] = fx[1] * 1_000_000
+                m_id0[nmsg] = fx[2]
+                m_id1[nmsg] = fx[3]
+                m_id2[nmsg] = fx[4]
+                m_row[nmsg] = nrow + row_base
+                nmsg += 1
+                nrow = fx[5]
+                pos = q + 1
+                continue
         # The JSON is scanned up to the chunk end (no separate newline pass); the line must end right after it.
         # Any failure looks for the newline: a line cut by the chunk end waits for more data, else slow path.
         nl, b0, b1, a0, a1 = _parse_one(buf, pos, end, ts_digits, combined, ks, ke, rf, nrow)
