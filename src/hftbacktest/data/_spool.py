@@ -175,7 +175,7 @@ def _before(di, cur, col, r1, r2):
     return a < b or (a == b and r1 < r2)  # ties: the earlier run (earlier in the file) first, so stable
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sift_down(heap, size, di, cur, col, i):
     while True:
         c = 2 * i + 1
@@ -202,7 +202,7 @@ def heap_init(heap, cur, end, di, col):
     return size
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _pop(heap, size, cur, end, di, col):
     r = heap[0]
     cur[r] += 1
@@ -234,6 +234,9 @@ def merge_event_order(xu, xcur, xend, xheap, xidx, lu, lcur, lend, lheap, lidx, 
     exch_only = np.uint64(EXCH_EVENT)
     local_only = np.uint64(LOCAL_EVENT)
     cap = out.shape[0]
+    last_x = state[2]
+    last_l = state[3]
+    ok = state[4]
     while (sx > 0 or sl > 0) and k < cap:
         xi = xcur[xheap[0]] if sx > 0 else -1
         li = lcur[lheap[0]] if sl > 0 else -1
@@ -245,33 +248,40 @@ def merge_event_order(xu, xcur, xend, xheap, xidx, lu, lcur, lend, lheap, lidx, 
             assert xu[xi, 0] == lu[li, 0]
             assert xf[xi, 3] == lf[li, 3] or (np.isnan(xf[xi, 3]) and np.isnan(lf[li, 3]))
             assert xf[xi, 4] == lf[li, 4]
-            src = xu[xi]
+            use_x = True
             flag = both
             sx = _pop(xheap, sx, xcur, xend, xi64, 1)
             sl = _pop(lheap, sl, lcur, lend, li64, 2)
         elif xi >= 0 and (li < 0 or xi64[xi, 1] < li64[li, 1]
                           or (xi64[xi, 1] == li64[li, 1] and xi64[xi, 2] < li64[li, 2])):
-            src = xu[xi]
+            use_x = True
             flag = exch_only
             sx = _pop(xheap, sx, xcur, xend, xi64, 1)
         else:
-            src = lu[li]
+            use_x = False
             flag = local_only
             sl = _pop(lheap, sl, lcur, lend, li64, 2)
-        out[k, 0] = src[0] | flag
-        for c in range(1, 8):
-            out[k, c] = src[c]
-        ts = np.int64(src[1])
+        if use_x:
+            for c in range(8):
+                out[k, c] = xu[xi, c]
+        else:
+            for c in range(8):
+                out[k, c] = lu[li, c]
+        out[k, 0] |= flag
         if flag & exch_only:
-            if ts < state[2]:
-                state[4] = 0
-            state[2] = ts
+            ts = np.int64(out[k, 1])
+            if ts < last_x:
+                ok = 0
+            last_x = ts
         if flag & local_only:
-            ts = np.int64(src[2])
-            if ts < state[3]:
-                state[4] = 0
-            state[3] = ts
+            ts = np.int64(out[k, 2])
+            if ts < last_l:
+                ok = 0
+            last_l = ts
         k += 1
+    state[2] = last_x
+    state[3] = last_l
+    state[4] = ok
     state[0] = sx
     state[1] = sl
     return k
