@@ -12,6 +12,7 @@ _COMMAND_MODULES = (
     "hftbacktest.backtest.cli",
     "hftbacktest.report",
     "hftbacktest.emulator.cli",
+    "hftbacktest.sweep",
 )
 
 

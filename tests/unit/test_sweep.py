@@ -1,0 +1,121 @@
+"""`hftbacktest sweep`: grid expansion, bad sweep files, and a 2x2 sweep in worker processes equal to single runs."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import polars as pl
+import pytest
+
+from hftbacktest.cli import main
+from hftbacktest.errors import ConfigError
+from hftbacktest.sweep import load_sweep, run_one, run_sweep
+
+STRATEGY = "hftbacktest._demo_strategy:market_making_algo"
+
+ASSET = """
+[[asset]]
+name = "BTCUSDT"
+data = ["feed.npz"]
+tick_size = 0.1
+lot_size = 0.001
+latency = { model = "constant", entry = 2_000_000, response = 2_000_000 }
+queue = { model = "power_prob", n = 2.0 }
+fee = { model = "trading_value", maker = -0.00005, taker = 0.0007 }
+"""
+
+PARAMS = """
+[params]
+skew_per_position = 5.0
+order_value = 500.0
+max_position = 0.5
+"""
+
+
+def write(tmp_path, text, name="sweep.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def feed_dir(tmp_path_factory):
+    from hftbacktest.data import synthetic
+    from hftbacktest.data.utils import binancefutures
+
+    d = tmp_path_factory.mktemp("sweep")
+    synthetic.generate(str(d / "feed.gz"), minutes=0.4, seed=4)
+    with contextlib.redirect_stdout(io.StringIO()):
+        binancefutures.convert(str(d / "feed.gz"), output_filename=str(d / "feed.npz"))
+    return d
+
+
+def test_grid_expands_in_order_into_strategy_arguments_and_asset_settings(tmp_path):
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = [0.1, 0.5]
+"asset.queue" = [{ model = "power_prob", n = 3.0 }, { model = "log_prob" }]
+"asset.0.latency.entry" = [1_000_000, 9_000_000]
+""")
+    runs = load_sweep(path)
+    assert len(runs) == 8 and [r.index for r in runs] == list(range(8))
+    last = runs[-1]
+    assert last.params == {"skew_per_position": 5.0, "order_value": 500.0, "max_position": 0.5,
+                           "half_spread_bps": 0.5}
+    asset = last.config["asset"][0]
+    assert asset["queue"] == {"model": "log_prob"}
+    assert asset["latency"] == {"model": "constant", "entry": 9_000_000, "response": 2_000_000}  # only entry
+    assert runs[0].config["asset"][0]["latency"]["entry"] == 1_000_000
+    assert "grid" not in last.config and "params" not in last.config
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("", "needs a \\[grid\\] table"),
+    ("[grid]\nhalf_spread_bps = 0.1\n", "must be a non-empty list"),
+    ('[grid]\n"asset.queue_model" = [1]\n', "queue_model is not an \\[\\[asset\\]\\] key"),
+    ('[grid]\n"asset.3.tick_size" = [1]\n', "only 1 \\[\\[asset\\]\\] tables"),
+    ('[grid]\n"asset.queue" = [{ model = "fifo" }]\n', "queue.model must be one of"),
+    ('[grid]\n"what.ever" = [1]\n', "expected a strategy argument"),
+])
+def test_bad_sweep_files_name_the_problem(tmp_path, extra, message):
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(path)
+
+
+def test_ray_backend_is_opt_in_with_a_clear_error(tmp_path):
+    try:  # Ray is not a dependency; when it is installed there is nothing to check here
+        import ray  # noqa: F401
+        pytest.skip("ray is installed")
+    except ImportError:
+        pass
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\nhalf_spread_bps = [0.1]\n")
+    with pytest.raises(ConfigError, match=r"pip install 'hftbacktest-py\[ray\]'"):
+        run_sweep(load_sweep(path), backend="ray", progress=False)
+
+
+def test_sweep_in_workers_equals_each_run_alone(feed_dir, capsys):
+    path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = [0.1, 0.5]
+"asset.queue" = [{ model = "power_prob", n = 2.0 }, { model = "log_prob" }]
+""")
+    runs = load_sweep(path, book_size=10_000.0, resample="1s")
+    # single runs in this process first: they compile (or load) the strategy, so the workers find it cached
+    alone = pl.DataFrame([row for spec in runs for row in run_one(spec)], infer_schema_length=None)
+
+    out = feed_dir / "results.csv"
+    assert main(["sweep", str(path), "--workers", "2", "--book-size", "10000", "--resample", "1s",
+                 "-o", str(out), "--top", "3"]) == 0
+    printed = capsys.readouterr().out
+    swept = pl.read_csv(out)
+
+    assert swept["run"].to_list() == [0, 1, 2, 3]
+    assert swept["half_spread_bps"].to_list() == [0.1, 0.1, 0.5, 0.5]
+    assert swept["asset.queue"].to_list() == ["model=power_prob, n=2.0", "model=log_prob"] * 2
+    metrics = [c for c in alone.columns if c not in ("run", "asset", "asset.queue", "half_spread_bps", "elapsed_s")]
+    assert {"SR", "Return", "MaxDrawdown", "DailyNumberOfTrades", "final_position", "fee"} <= set(metrics)
+    for column in metrics:
+        assert swept[column].to_list() == pytest.approx(alone[column].to_list(), rel=1e-12, nan_ok=True), column
+    assert alone["final_position"].n_unique() > 1 or alone["fee"].n_unique() > 1  # the grid changed the runs
+    assert "4 result rows" in printed and "top 3 by SR" in printed and f"wrote {out}" in printed
