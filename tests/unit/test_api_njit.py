@@ -71,3 +71,21 @@ def test_roi_views():
     compat = ROIVectorMarketDepthBacktest([asset.reference_compatible(True)])
     compat.elapse(1)
     assert compat.depth(0).best_ask_qty == 101.0  # reference binding bug reproduced on request
+
+
+@njit
+def _touch(hbt):
+    d = hbt.depth(0)
+    return d.best_bid, d.best_ask, d.best_bid_tick, d.best_ask_tick
+
+
+def test_empty_book_prices_are_nan():
+    data = rows(bid(1000, 99.0, 2.0), bid(2000, 99.0, 0.0))  # the only level is deleted at 2000
+    hbt = HashMapMarketDepthBacktest([BacktestAsset().data(data).tick_size(0.5).lot_size(1.0)])
+    hbt.elapse(500)  # the clock starts at the first row (1000)
+    bb, ba, bbt, _ = _touch(hbt)
+    assert (bb, bbt) == (99.0, 198) and np.isnan(ba)
+    hbt.elapse(1000)
+    bb, ba, bbt, bat = _touch(hbt)
+    assert np.isnan(bb) and np.isnan(ba) and (bbt, bat) == (-2**63, 2**63 - 1)
+    assert np.isnan(hbt.depth(0).best_bid) and np.isnan(hbt.depth(0).best_ask)

@@ -195,9 +195,14 @@ def _call(e, op, i1, i2, i3, i4, i5, f1, f2):
     return call_entry(e.entry, op, struct_ptr(e), i1, i2, i3, i4, i5, f1, f2)
 
 
-@njit(cache=True)
-def _price(tick, empty, tick_size):
-    return np.nan if tick == empty else tick * tick_size
+@intrinsic
+def _select(typingctx, cond, if_true, if_false):
+    """`if_true if cond else if_false` for floats as straight-line code (an LLVM select), so it can be inlined."""
+
+    def codegen(context, builder, sig, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return types.float64(types.boolean, types.float64, types.float64), codegen
 
 
 @njit(cache=True)
@@ -299,8 +304,8 @@ _register(overload_method, [BotType], {
 _register(overload_attribute, [DepthType, DepthViewType], {
     "best_bid_tick": lambda d: d.bb,
     "best_ask_tick": lambda d: d.ba,
-    "best_bid": lambda d: _price(d.bb, _I64_MIN, d.tick),
-    "best_ask": lambda d: _price(d.ba, _I64_MAX, d.tick),
+    "best_bid": lambda d: _select(d.bb == _I64_MIN, np.nan, d.bb * d.tick),
+    "best_ask": lambda d: _select(d.ba == _I64_MAX, np.nan, d.ba * d.tick),
     "best_bid_qty": lambda d: dp.best_bid_qty(recast(d, depth_type)),
     "best_ask_qty": lambda d: dp.best_ask_qty(recast(d, depth_type)),
     "tick_size": lambda d: d.tick,
