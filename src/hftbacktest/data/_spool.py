@@ -215,13 +215,12 @@ def _pop(heap, size, cur, end, di, col):
 
 
 @njit(cache=True, nogil=True)
-def merge_event_order(xu, xcur, xend, xheap, xidx, lu, lcur, lend, lheap, lidx, state, out, k):
+def merge_event_order(xu, xcur, xend, xheap, lu, lcur, lend, lheap, state, out, k):
     """Merge the exchange-sorted rows (runs of xu) and the local-sorted rows (runs of lu) into out[k:].
 
     Same rule as the reference's correct_event_order: a row at the head of both orders (equal exch_ts and
     local_ts) is written once with EXCH|LOCAL, otherwise the smaller head (by exch_ts, then local_ts) is written
     with only its own flag. state = [x heap size, l heap size, last EXCH exch_ts, last LOCAL local_ts, order ok].
-    A non-empty xidx/lidx maps positions to rows (a sorting permutation; then that side must be a single run).
     Stops when out is full; returns the new k.
     """
     xi64 = xu.view(np.int64)
@@ -240,10 +239,6 @@ def merge_event_order(xu, xcur, xend, xheap, xidx, lu, lcur, lend, lheap, lidx, 
     while (sx > 0 or sl > 0) and k < cap:
         xi = xcur[xheap[0]] if sx > 0 else -1
         li = lcur[lheap[0]] if sl > 0 else -1
-        if xi >= 0 and len(xidx):
-            xi = xidx[xi]
-        if li >= 0 and len(lidx):
-            li = lidx[li]
         if xi >= 0 and li >= 0 and xi64[xi, 1] == li64[li, 1] and xi64[xi, 2] == li64[li, 2]:
             assert xu[xi, 0] == lu[li, 0]
             assert xf[xi, 3] == lf[li, 3] or (np.isnan(xf[xi, 3]) and np.isnan(lf[li, 3]))
@@ -287,39 +282,89 @@ def merge_event_order(xu, xcur, xend, xheap, xidx, lu, lcur, lend, lheap, lidx, 
     return k
 
 
+@njit(cache=True, nogil=True)
+def merge_flat(u, xidx, lidx, out, state):
+    """merge_event_order for in-memory rows with one run per side: xidx/lidx are the sorting permutations
+    (empty = already sorted), so the loop is a plain two-pointer merge."""
+    i64 = u.view(np.int64)
+    f64 = u.view(np.float64)
+    n = u.shape[0]
+    both = np.uint64(EXCH_EVENT | LOCAL_EVENT)
+    exch_only = np.uint64(EXCH_EVENT)
+    local_only = np.uint64(LOCAL_EVENT)
+    has_xidx = len(xidx) > 0
+    has_lidx = len(lidx) > 0
+    i = 0
+    j = 0
+    k = 0
+    last_x = state[2]
+    last_l = state[3]
+    ok = state[4]
+    while i < n or j < n:
+        xi = (xidx[i] if has_xidx else i) if i < n else -1
+        li = (lidx[j] if has_lidx else j) if j < n else -1
+        if xi >= 0 and li >= 0 and i64[xi, 1] == i64[li, 1] and i64[xi, 2] == i64[li, 2]:
+            assert u[xi, 0] == u[li, 0]
+            assert f64[xi, 3] == f64[li, 3] or (np.isnan(f64[xi, 3]) and np.isnan(f64[li, 3]))
+            assert f64[xi, 4] == f64[li, 4]
+            src = xi
+            flag = both
+            i += 1
+            j += 1
+        elif xi >= 0 and (li < 0 or i64[xi, 1] < i64[li, 1]
+                          or (i64[xi, 1] == i64[li, 1] and i64[xi, 2] < i64[li, 2])):
+            src = xi
+            flag = exch_only
+            i += 1
+        else:
+            src = li
+            flag = local_only
+            j += 1
+        out[k, 0] = u[src, 0] | flag
+        for c in range(1, 8):
+            out[k, c] = u[src, c]
+        if flag & exch_only:
+            if i64[src, 1] < last_x:
+                ok = 0
+            last_x = i64[src, 1]
+        if flag & local_only:
+            if i64[src, 2] < last_l:
+                ok = 0
+            last_l = i64[src, 2]
+        k += 1
+    state[0] = 0
+    state[1] = 0
+    state[2] = last_x
+    state[3] = last_l
+    state[4] = ok
+    return k
+
+
 def event_order(rows: np.ndarray, mem_rows: int, tmp_dir=None) -> np.ndarray:
     """The reference's correct_event_order + validate_event_order over (n, 8) rows → (m, 8) rows.
 
     In memory when 2n rows fit in `mem_rows`, else through sorted runs on disk and output written in chunks
     to a temporary file (returned as a memory map)."""
     n = len(rows)
-    in_memory = 2 * n <= mem_rows
-    xidx = lidx = np.zeros(0, np.int64)
-    if in_memory:  # sorting permutations instead of sorted copies
-        xs = ls = rows
-        xb = lb = np.array([0, n], np.int64)
+    lo = np.iinfo(np.int64).min
+    state = np.array([0, 0, lo, lo, 1], np.int64)
+    if 2 * n <= mem_rows:  # one run per side: sorting permutations instead of sorted copies
         di = rows.view(np.int64)
-        if not sorted_from(di, 0, n, 1, np.iinfo(np.int64).min):
-            xidx = np.argsort(di[:, 1], kind="stable")
-        if not sorted_from(di, 0, n, 2, np.iinfo(np.int64).min):
-            lidx = np.argsort(di[:, 2], kind="stable")
+        xidx, lidx = (np.zeros(0, np.int64) if sorted_from(di, 0, n, col, lo) else np.argsort(di[:, col], kind="stable")
+                      for col in (1, 2))
+        out = np.empty((2 * n, 8), np.uint64)
+        out = out[: merge_flat(rows, xidx, lidx, out, state)]
     else:
         xs, xb = sorted_runs(rows, 1, tmp_dir, mem_rows)
         ls, lb = sorted_runs(rows, 2, tmp_dir, mem_rows)
-    xcur, xend, lcur, lend = xb[:-1].copy(), xb[1:].copy(), lb[:-1].copy(), lb[1:].copy()
-    xheap, lheap = np.empty(len(xcur), np.int64), np.empty(len(lcur), np.int64)
-    lo = np.iinfo(np.int64).min
-    state = np.array([heap_init(xheap, xcur, xend, xs.view(np.int64), 1),
-                      heap_init(lheap, lcur, lend, ls.view(np.int64), 2), lo, lo, 1], np.int64)
-    args = (xs, xcur, xend, xheap, xidx, ls, lcur, lend, lheap, lidx, state)
-    if in_memory:
-        out = np.empty((2 * n, 8), np.uint64)
-        out = out[: merge_event_order(*args, out, 0)]
-    else:
+        xcur, xend, lcur, lend = xb[:-1].copy(), xb[1:].copy(), lb[:-1].copy(), lb[1:].copy()
+        xheap, lheap = np.empty(len(xcur), np.int64), np.empty(len(lcur), np.int64)
+        state[0] = heap_init(xheap, xcur, xend, xs.view(np.int64), 1)
+        state[1] = heap_init(lheap, lcur, lend, ls.view(np.int64), 2)
         sink = Spool(mem_rows // 8, np.uint64, initial=mem_rows // 8, tmp_dir=tmp_dir)
         while state[0] > 0 or state[1] > 0:
             sink.room(1)
-            sink.n = merge_event_order(*args, sink.buf, sink.n)
+            sink.n = merge_event_order(xs, xcur, xend, xheap, ls, lcur, lend, lheap, state, sink.buf, sink.n)
             for a in (xs, ls, rows):
                 release(a)
         out = sink.finish()
