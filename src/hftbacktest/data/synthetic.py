@@ -92,13 +92,60 @@ class _Out:
     fault: Fault | None = field(compare=False, default=None)
 
 
+class _Draws:
+    """Scalar draws from a seeded numpy Generator, taken from pre-drawn blocks: numpy's scalar calls cost
+    microseconds each and the simulation makes hundreds of thousands of them. Array draws go straight through."""
+
+    _BLOCK = 8192
+
+    def __init__(self, seed: int):
+        self.gen = np.random.default_rng(seed)
+        self._u: list[float] = []
+        self._n: list[float] = []
+
+    def random(self) -> float:
+        if not self._u:
+            self._u = self.gen.random(self._BLOCK).tolist()
+        return self._u.pop()
+
+    def standard_normal(self) -> float:
+        if not self._n:
+            self._n = self.gen.standard_normal(self._BLOCK).tolist()
+        return self._n.pop()
+
+    def integers(self, low: int, high: int, size=None):
+        if size is not None:
+            return self.gen.integers(low, high, size)
+        return low + int(self.random() * (high - low))
+
+    def exponential(self, scale: float) -> float:
+        return -scale * math.log(1.0 - self.random())
+
+    def lognormal(self, mean: float, sigma: float) -> float:
+        return math.exp(mean + sigma * self.standard_normal())
+
+    def normal(self, loc: float, scale: float) -> float:
+        return loc + scale * self.standard_normal()
+
+    def geometric(self, p: float) -> int:
+        return max(1, math.ceil(math.log(1.0 - self.random()) / math.log(1.0 - p)))
+
+    def uniform(self, low: float, high: float, size=None):
+        if size is not None:
+            return self.gen.uniform(low, high, size)
+        return low + (high - low) * self.random()
+
+    def poisson(self, lam: float) -> int:
+        return int(self.gen.poisson(lam))
+
+
 class SyntheticFeed:
     """Generates the feed incrementally: iterate `lines()` or `messages()`, or call `write(path)`."""
 
     def __init__(self, config: FeedConfig | None = None, **kwargs):
         self.cfg = config or FeedConfig(**kwargs)
         c = self.cfg
-        self.rng = np.random.default_rng(c.seed)
+        self.rng = _Draws(c.seed)
         self.dec_px = max(0, -int(math.floor(math.log10(c.tick_size) + 1e-9)))
         self.dec_qty = max(0, -int(math.floor(math.log10(c.lot_size) + 1e-9)))
         self.sym_l = c.symbol.lower()
@@ -151,10 +198,21 @@ class SyntheticFeed:
         self._uid += int(self.rng.integers(1, 40))
 
     def _refresh_best(self):
+        # walk outwards from the old best (the next level is almost always a few ticks away); scan if far
         if self.best_bid not in self.bids:
-            self.best_bid = max(self.bids) if self.bids else self.best_ask - 1
+            for tick in range(self.best_bid - 1, self.best_bid - 64, -1):
+                if tick in self.bids:
+                    break
+            else:
+                tick = max(self.bids) if self.bids else self.best_ask - 1
+            self.best_bid = tick
         if self.best_ask not in self.asks:
-            self.best_ask = min(self.asks) if self.asks else self.best_bid + 1
+            for tick in range(self.best_ask + 1, self.best_ask + 64):
+                if tick in self.asks:
+                    break
+            else:
+                tick = min(self.asks) if self.asks else self.best_bid + 1
+            self.best_ask = tick
 
     def _trim(self):
         """Keep `levels` levels a side (drop far levels silently, like levels leaving the 1000-level view)."""
