@@ -88,6 +88,10 @@ class Venue:
     def __init__(self, rest: str, ws: str, name: str, connector: Proc, emulator: Proc):
         self.rest, self.ws, self.name, self.connector, self.emulator = rest, ws, name, connector, emulator
 
+    def start_connector(self) -> None:
+        self.connector = Proc(self.connector_args, "stderr")
+        self.connector.wait_for(f"connector {self.name!r} up")
+
     def get(self, path: str):
         with urllib.request.urlopen(self.rest + path, timeout=10) as resp:
             return orjson.loads(resp.read())
@@ -119,13 +123,16 @@ def venue(tmp_path_factory):
                    'max_book_age_s = 3.0\nstream_idle_timeout_s = 6.0\n')
     cfg.chmod(0o600)
     name = f"e2e{os.getpid()}"
-    con = Proc([sys.executable, "-m", "hftbacktest.connector", "--name", name, "--connector", "binancefutures",
-                "--config", str(cfg)], "stderr")
-    con.wait_for(f"connector {name!r} up")
-    v = Venue(rest, ws, name, con, emu)
-    yield v
-    rc = con.stop()
-    emu.stop()
+    v = Venue(rest, ws, name, None, emu)
+    v.connector_args = [sys.executable, "-m", "hftbacktest.connector", "--name", name, "--connector",
+                        "binancefutures", "--config", str(cfg)]
+    v.start_connector()
+    try:
+        yield v
+    finally:
+        con = v.connector
+        rc = con.stop()
+        emu.stop()
     assert rc == 0, "".join(con.log[-30:])  # SIGTERM is a graceful shutdown
     assert not any(KEY in line and "api_key" in line for line in con.log)
 
@@ -454,3 +461,39 @@ def test_open_orders_of_a_departed_bot_are_handed_to_the_next_one(venue):
 
 def hbt_order_state(order):
     return int(order.status), int(order.req)
+
+
+def test_bot_rebuilds_its_state_when_a_killed_connector_comes_back(venue):
+    """kill -9 the connector: the bot hears 'connector silent'; a new connector announces itself (Custom 1004),
+    the bot re-registers and replaces its orders, position and book from the new connector's replay. With
+    cancel_on_start (the default) the exchange's orders are cancelled, so the bot's order is gone on both sides."""
+    from hftbacktest.live import ErrorKind
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        price = (hbt.depth(0).best_bid_tick - 400) * 0.1
+        assert hbt.submit_buy_order(0, 4343, price, 0.002, GTX, LIMIT, True) == 3
+        old = venue.connector
+        old.p.kill()
+        old.stop()
+        has = lambda kind, code=0: any(e.kind == kind and e.code == code for e in errors)
+        _wait_until(hbt, lambda: has(ErrorKind.CriticalConnectionError), 15, "'connector silent'")
+        venue.start_connector()
+        _wait_until(hbt, lambda: has(ErrorKind.Custom, 1004), 15, "the connector's announcement")
+        pos, exch_open, bot_open = _settle(hbt, venue, 15.0)
+        assert 4343 not in _open_orders(hbt) and not exch_open and bot_open == exch_open
+        assert abs(hbt.position(0) - pos) < 1e-9
+
+        def follows_the_exchange():
+            top = venue.get("/_emu/state")["books"]["BTCUSDT"]
+            bid, ask = _bbo(hbt)
+            return abs(bid - top["best_bid"]) <= 20 and abs(ask - top["best_ask"]) <= 20 and bid < ask
+
+        _wait_until(hbt, follows_the_exchange, 20, "the book to follow the exchange again")
+        assert hbt.submit_buy_order(0, 4344, price, 0.002, GTX, LIMIT, True) == 3  # trading resumes
+        assert hbt.orders(0).get(4344).status == 1
+        _cancel_all(hbt)
+    finally:
+        hbt.close()

@@ -244,3 +244,21 @@ def test_unanswered_request_is_reported_as_custom_1006(rig):
         assert hbt.cancel(0, 11, False) == 0
     finally:
         hbt.close()
+
+
+def test_live_bot_type_name_carries_the_cache_salt(rig):
+    """A cached strategy compiled against another package version must not match the live bot's type."""
+    import subprocess
+    import sys
+
+    import numba
+
+    from hftbacktest._cache_salt import SALT
+
+    _, hbt, _ = rig
+    assert numba.typeof(hbt).name == f"hftbacktest.LiveBotType.{SALT}"
+    show = "from hftbacktest.live.bot import live_bot_type; print(live_bot_type.name)"
+    names = {salt: subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True,
+                                  env={**os.environ, "HFTBACKTEST_CACHE_SALT": salt}).stdout.strip()
+             for salt in ("aaaa", "bbbb")}
+    assert names == {"aaaa": "hftbacktest.LiveBotType.aaaa", "bbbb": "hftbacktest.LiveBotType.bbbb"}

@@ -7,14 +7,18 @@ writes the IPC channel (`runtime.LiveRuntime`); depth and order reads stay compi
 """
 from __future__ import annotations
 
+import ctypes
 import time
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, objmode, types
-from numba.core.extending import overload_attribute, overload_method
+from numba.core import cgutils
+from numba.core.extending import intrinsic, overload_attribute, overload_method
 from numba.experimental import structref
 from numba.typed import List
 
+from .._cache_salt import SALT
 from ..backtest import bot as _views  # noqa: F401  (registers the depth/order/state views the strategy reads)
 from ..kernels import depth as dp
 from ..kernels.entry import address as entry_address
@@ -50,14 +54,18 @@ _W_FEED_OR_ORDER = 2
 _W_ORDER = 3
 
 
-class _StructRef(types.StructRef):
+@structref.register
+class LiveBotType(types.StructRef):
+    """Named after the class and the package's cache salt (`_cache_salt.SALT`), not its field list: a user's
+    `@njit(cache=True)` strategy compiled against another version of this package has another signature, so numba
+    recompiles it instead of loading machine code built for other fields or overloads."""
+
+    def __init__(self, fields):
+        super().__init__(fields)
+        self.name = f"hftbacktest.LiveBotType.{SALT}"
+
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-@structref.register
-class LiveBotType(_StructRef):
-    pass
 
 
 live_bot_type = LiveBotType(
@@ -75,6 +83,8 @@ live_bot_type = LiveBotType(
         ("st_latency", types.int64[:, ::1]),
         ("st_n_latency", types.int64[::1]),
         ("st_replayed", types.uint8[::1]),
+        ("poll_fn", types.int64),  # address of the runtime's poll callback: int64 poll(int64 key)
+        ("clock_fn", types.int64),  # address of libc clock_gettime
         ("request_timeout", types.int64),  # ns; also the longest `wait=True` of an order request
         ("has_hook", types.boolean),  # an order_recv_hook is installed
     ]
@@ -148,7 +158,7 @@ structref.define_boxing(LiveBotType, LiveBot)
 
 @njit(cache=True)
 def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_asset, orders, order_asset, position,
-             position_set, counts, latency, n_latency, replayed, entry, request_timeout, has_hook):
+             position_set, counts, latency, n_latency, replayed, entry, poll_fn, clock_fn, request_timeout, has_hook):
     """Per instrument, an engine asset state used only on its local side (no latency model, no fees, no data)."""
     assets = List.empty_list(asset_state_type)
     no_data = np.zeros(0, event_dtype)
@@ -174,6 +184,8 @@ def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_ass
     b.st_latency = latency
     b.st_n_latency = n_latency
     b.st_replayed = replayed
+    b.poll_fn = poll_fn
+    b.clock_fn = clock_fn
     b.request_timeout = request_timeout
     b.has_hook = has_hook
     return b
@@ -188,14 +200,48 @@ def new_live_bot(instruments: list, depth_modes: list[tuple[int, float, float]],
     record_trades = np.array([1 if i.last_trades_capacity > 0 else 0 for i in instruments], np.int64)
     return _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, rt.key, rt.feed, rt.feed_asset, rt.orders,
                     rt.order_asset, rt.position, rt.position_set, rt.counts, rt.latency, rt.n_latency,
-                    rt.replayed, entry_address(), rt.request_timeout_ns, rt.order_recv_hook is not None)
+                    rt.replayed, entry_address(), rt.poll_address, _CLOCK_ADDRESS, rt.request_timeout_ns,
+                    rt.order_recv_hook is not None)
+
+
+# --- native calls: the hot path of every wait avoids objmode ------------------------------------------------------
+# `elapse(0)` polls the IPC channels once. Through objmode that costs a few µs of boxing and frame setup; instead
+# the compiled code calls the runtime's poll as a C function pointer (a ctypes callback, stored in the bot) and
+# reads the wall clock straight from libc. Addresses are run-time data, so the compiled code stays cacheable.
+
+_CLOCK_ADDRESS = ctypes.cast(ctypes.CDLL(None).clock_gettime, ctypes.c_void_p).value
+_CLOCK_REALTIME = 0
+
+
+@intrinsic
+def _call_poll(typingctx, fn, key):
+    """`int64 fn(int64 key)` through its address."""
+
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64)])
+        return builder.call(builder.inttoptr(args[0], fnty.as_pointer()), [args[1]])
+
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
+def _clock_ns(typingctx, fn):
+    """Wall-clock nanoseconds from libc `clock_gettime(CLOCK_REALTIME, &ts)` through its address."""
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        ts = cgutils.alloca_once(builder, ir.ArrayType(i64, 2))
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ts.type])
+        builder.call(builder.inttoptr(args[0], fnty.as_pointer()), [ir.Constant(ir.IntType(32), _CLOCK_REALTIME), ts])
+        zero = ir.Constant(ir.IntType(32), 0)
+        sec = builder.load(builder.gep(ts, [zero, zero]))
+        nsec = builder.load(builder.gep(ts, [zero, ir.Constant(ir.IntType(32), 1)]))
+        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+
+    return types.int64(types.int64), codegen
 
 
 # --- the Python side, reached from objmode ----------------------------------------------------------------------
-
-
-def _py_poll(key):
-    return runtime(key).poll(), time.time_ns()
 
 
 def _py_send(key, asset, orders, slot):
@@ -206,10 +252,6 @@ def _py_send(key, asset, orders, slot):
         rt.log_send_failure(exc)
         return 1
     return 0
-
-
-def _py_now():
-    return time.time_ns()
 
 
 def _py_order_hook(key, asset, local, slot, staged, k):
@@ -229,10 +271,8 @@ def _py_close(key):
 
 
 @njit(cache=True)
-def _now():
-    with objmode(t="int64"):
-        t = _py_now()
-    return t
+def _now(bot):
+    return _clock_ns(bot.clock_fn)
 
 
 @njit(cache=True)
@@ -348,8 +388,8 @@ def _wait(bot, timeout, mode, wait_asset, wait_id):
     result = OK
     hook_or_handler_failed = False
     while True:
-        with objmode(st="int64", now="int64"):
-            st, now = _py_poll(key)
+        st = _call_poll(bot.poll_fn, key)
+        now = _clock_ns(bot.clock_fn)
         if deadline < 0:
             deadline = now + timeout
         n_feed = bot.st_counts[0]
@@ -399,7 +439,7 @@ def _submit_impl(bot, asset_no, order_id, side, price, qty, tif, order_type, wai
     if asset_no < 0 or asset_no >= bot.num_assets:
         return INSTRUMENT_NOT_FOUND
     s = bot.assets[asset_no]
-    now = _now()
+    now = _now(bot)
     rc = lc.submit(s, now, order_id, side, price, qty, tif, order_type)
     if rc != OK:
         return rc
@@ -423,7 +463,7 @@ def _modify_impl(bot, asset_no, order_id, price, qty, wait):
     if asset_no < 0 or asset_no >= bot.num_assets:
         return INSTRUMENT_NOT_FOUND
     s = bot.assets[asset_no]
-    rc = lc.modify(s, _now(), order_id, price, qty)
+    rc = lc.modify(s, _now(bot), order_id, price, qty)
     if rc != OK:
         return rc
     s.to_exch.head = 0  # sent over IPC below, not through the simulated bus
@@ -444,7 +484,7 @@ def _cancel_impl(bot, asset_no, order_id, wait):
     if asset_no < 0 or asset_no >= bot.num_assets:
         return INSTRUMENT_NOT_FOUND
     s = bot.assets[asset_no]
-    rc = lc.cancel(s, _now(), order_id)
+    rc = lc.cancel(s, _now(bot), order_id)
     if rc != OK:
         return rc
     s.to_exch.head = 0  # sent over IPC below, not through the simulated bus
@@ -579,7 +619,7 @@ def _ov_wait_order_response(bot, asset_no, order_id, timeout):
 
 @overload_attribute(LiveBotType, "current_timestamp")
 def _ov_current_timestamp(bot):
-    return lambda bot: _now()
+    return lambda bot: _now(bot)
 
 
 @overload_method(LiveBotType, "submit_buy_order")

@@ -6,6 +6,7 @@ backtest engine's kernels; nothing else crosses the boundary.
 """
 from __future__ import annotations
 
+import ctypes
 import itertools
 from collections import deque
 import logging
@@ -61,6 +62,10 @@ class BotError(Exception):
 
 _REGISTRY: dict[int, "LiveRuntime"] = {}
 _KEYS = itertools.count(1)
+_POLL_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
+# Poll callbacks live as long as the process: compiled code holds their addresses, and a bot used after `close()`
+# must still find a callback (which answers ST_CLOSED) rather than freed memory.
+_CALLBACKS: list = []
 
 
 def runtime(key: int) -> "LiveRuntime":
@@ -125,6 +130,9 @@ class LiveRuntime:
         self._old_handlers: dict[int, Any] = {}
         self.key = next(_KEYS)
         _REGISTRY[self.key] = self
+        callback = _POLL_FN(self._native_poll)
+        _CALLBACKS.append(callback)
+        self.poll_address = ctypes.cast(callback, ctypes.c_void_p).value
         self._install_signals()
         for ci in range(len(self.connectors)):
             self.register(ci)
@@ -135,8 +143,9 @@ class LiveRuntime:
             return
 
         def on_signal(signum, frame):
-            if self.interrupted:  # second signal: give up waiting politely
-                raise KeyboardInterrupt
+            if self.interrupted:  # second signal: the strategy did not stop on code 1; die as the signal says
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
             self.interrupted = True
 
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,6 +192,15 @@ class LiveRuntime:
         log.error("order request not sent: %s", exc)
 
     # --- incoming ---------------------------------------------------------------------------------
+    def _native_poll(self, key: int) -> int:
+        """`poll` as the compiled bot calls it (a C callback: nothing may propagate, so failures become bits)."""
+        try:
+            return self.poll()
+        except BaseException as exc:
+            log.exception("IPC poll failed")
+            self.handler_error = exc
+            return ST_HANDLER_FAILED
+
     def poll(self) -> int:
         """Read what is waiting into the staging arrays; returns status bits.
 
