@@ -49,6 +49,32 @@ def order_latency_table(start_ns: int, end_ns: int, seed: int) -> np.ndarray:
     return rows
 
 
+def engine_cached(dispatcher, args) -> bool | None:
+    """Whether `dispatcher` (an @njit(cache=True) function) is compiled for `args` in this process or in numba's
+    on-disk cache; None when numba's cache layout cannot be inspected (the caller then just says it may compile)."""
+    from numba import typeof
+
+    try:
+        sig = tuple(typeof(a) for a in args)
+        if sig in dispatcher.overloads:
+            return True
+        cache = dispatcher._cache
+        return cache._index_key(sig, dispatcher.targetctx.codegen()) in cache._cache_file._load_index()
+    except Exception:  # private numba API: never let the progress message break the demo
+        return None
+
+
+def _compile(dispatcher, args) -> None:
+    import warnings
+
+    from numba import typeof
+    from numba.core.errors import NumbaIRAssumptionWarning
+
+    with warnings.catch_warnings():  # numba's internal SSA self-check on the engine's order iterator: harmless
+        warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
+        dispatcher.compile(tuple(typeof(a) for a in args))
+
+
 class _Steps:
     """Prints each step with its duration; a spinner only when attached to a terminal outside CI."""
 
@@ -56,14 +82,18 @@ class _Steps:
         self.console = console
         self.live = console.is_terminal and not os.environ.get("CI")
 
-    def run(self, label: str, fn, *args, **kwargs):
+    def run(self, label: str, fn, *args, announce: bool = False, done: str | None = None, **kwargs):
+        """`announce`: also print the label before a long step when there is no spinner (CI logs); `done`: the
+        line printed after it (default: the label)."""
         t0 = time.perf_counter()
         if self.live:
             with self.console.status(label + " ..."):
                 result = fn(*args, **kwargs)
         else:
+            if announce:
+                self.console.print(f"… {label}", soft_wrap=True)
             result = fn(*args, **kwargs)
-        self.console.print(f"[green]✓[/green] {label} [dim]({time.perf_counter() - t0:.1f} s)[/dim]")
+        self.console.print(f"[green]✓[/green] {done or label} [dim]({time.perf_counter() - t0:.1f} s)[/dim]", soft_wrap=True)
         return result
 
 
@@ -115,26 +145,33 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
                     "lot_size": LOT_SIZE}],
     }
 
-    def backtest():
-        asset = (
-            BacktestAsset()
-            .data([str(events_path)])
-            .linear_asset(1.0)
-            .intp_order_latency(latency)
-            .power_prob_queue_model(2.0)
-            .no_partial_fill_exchange()
-            .trading_value_fee_model(MAKER_FEE, TAKER_FEE)
-            .tick_size(TICK_SIZE)
-            .lot_size(LOT_SIZE)
-        )
-        hbt = HashMapMarketDepthBacktest([asset])
-        recorder = Recorder(1, int(minutes * 60 * 100 / RECORD_EVERY) + 1000, grow=True)
-        market_making_algo(hbt, recorder.recorder, strategy["half_spread_bps"], strategy["skew_per_position"],
-                           strategy["order_value"], strategy["max_position"])
-        hbt.close()
-        return recorder
+    asset = (
+        BacktestAsset()
+        .data([str(events_path)])
+        .linear_asset(1.0)
+        .intp_order_latency(latency)
+        .power_prob_queue_model(2.0)
+        .no_partial_fill_exchange()
+        .trading_value_fee_model(MAKER_FEE, TAKER_FEE)
+        .tick_size(TICK_SIZE)
+        .lot_size(LOT_SIZE)
+    )
+    hbt = HashMapMarketDepthBacktest([asset])
+    recorder = Recorder(1, int(minutes * 60 * 100 / RECORD_EVERY) + 1000, grow=True)
+    args = (hbt, recorder.recorder, strategy["half_spread_bps"], strategy["skew_per_position"],
+            strategy["order_value"], strategy["max_position"])
+    cached = engine_cached(market_making_algo, args)
+    if not cached:
+        what = "compiling the engine into the strategy (first run only, cached afterwards; about a minute)"
+        if cached is None:
+            what = "loading the compiled engine (the first run compiles it: about a minute, cached afterwards)"
+        steps.run(what, _compile, market_making_algo, args, announce=True, done="engine compiled and cached")
 
-    recorder = steps.run(f"backtest: {len(events):,} events, market maker, power-prob queue, order latency", backtest)
+    def backtest():
+        market_making_algo(*args)
+        hbt.close()
+
+    steps.run(f"backtest: {len(events):,} events, market maker, power-prob queue, order latency", backtest)
     recorder.to_npz(str(record_path), config=config, order_latency=latency)
     record = recorder.get(0)
     metrics = list(LinearAssetRecord.DEFAULT_METRICS) + [AnnualRet, NumberOfTrades, TradingVolume, MaxLeverage]

@@ -1,6 +1,7 @@
 """`hftbacktest demo` as a new user runs it: the real command in a subprocess, offline, with a short feed."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -45,3 +46,30 @@ def test_demo_runs_end_to_end(tmp_path):
     html = (out / "report.html").read_text()
     assert "<script src=" not in html  # plotly.js is inlined: the report works offline
     assert html.count('class="plotly-graph-div"') == 3  # main chart, fee breakdown, latency histogram
+
+
+def test_demo_compiles_only_when_the_cache_misses(tmp_path):
+    # The demo asks numba's on-disk cache whether the strategy is compiled for its argument types; only when it
+    # is not does it show the "compiling the engine (first run only...)" step. After any run it is cached.
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+    from hftbacktest._demo_strategy import market_making_algo
+    from hftbacktest.demo import engine_cached, run_demo
+    from hftbacktest.recorder import Recorder
+    from hftbacktest.types import event_dtype
+    from rich.console import Console
+
+    asset = (BacktestAsset().data([np.zeros(1, event_dtype)]).linear_asset(1.0).constant_order_latency(1, 1)
+             .power_prob_queue_model(2.0).no_partial_fill_exchange().trading_value_fee_model(0.0, 0.0)
+             .tick_size(0.1).lot_size(0.001))
+    hbt = HashMapMarketDepthBacktest([asset])
+    args = (hbt, Recorder(1, 10).recorder, 0.1, 5.0, 500.0, 0.5)
+    cached_before = engine_cached(market_making_algo, args)
+    assert cached_before is not None  # numba's cache layout is still the one we inspect
+
+    console = Console(file=io.StringIO(), width=200)
+    run_demo(tmp_path / "d", 0.2, 5, console)
+    text = console.file.getvalue()
+    assert ("compiling the engine into the strategy (first run only" in text) == (not cached_before), text
+    assert engine_cached(market_making_algo, args) is True
+    assert engine_cached(market_making_algo, args[:2] + (1, 2, 3, 4)) is False  # int arguments: never compiled
+    hbt.close()
