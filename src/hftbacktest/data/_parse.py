@@ -583,6 +583,19 @@ def _qdec(buf, p, e):
     return True, m / _P10[f], q
 
 
+@njit(cache=True, inline="always")
+def _skip_str(buf, p, e):
+    """Index after a JSON string without escapes at p (p may be -1), or -1."""
+    if p < 0 or p >= e or buf[p] != QUOTE:
+        return -1
+    p += 1
+    while p < e and buf[p] != QUOTE:
+        if buf[p] == BACKSLASH or buf[p] == 10:
+            return -1
+        p += 1
+    return p + 1 if p < e else -1
+
+
 @njit(cache=True, nogil=True)
 def _levels_fixed(buf, p, e, rf, n):
     """`[["px","qty"],...]` without whitespace or signs at p into rf[n:, 3:5] → (end, new n) or (-1, n)."""
@@ -630,10 +643,18 @@ def _fixed_line(buf, p, e, sym, opt_t, ru, ri, rf, nrow, ts, out):
     if q >= 0:
         u, q = _uint(buf, q, e)
         q = _lit(buf, _lit(buf, q, e, _FX_S), e, sym)
-        ok1, vb, q = _qdec(buf, _lit(buf, q, e, _FX_B), e)
-        ok2, vbq, q = _qdec(buf, _lit(buf, q, e, _FX_BQ), e)
-        ok3, va, q = _qdec(buf, _lit(buf, q, e, _FX_A), e)
-        ok4, vaq, q = _qdec(buf, _lit(buf, q, e, _FX_AQ), e)
+        if opt_t:
+            ok1, vb, q = _qdec(buf, _lit(buf, q, e, _FX_B), e)
+            ok2, vbq, q = _qdec(buf, _lit(buf, q, e, _FX_BQ), e)
+            ok3, va, q = _qdec(buf, _lit(buf, q, e, _FX_A), e)
+            ok4, vaq, q = _qdec(buf, _lit(buf, q, e, _FX_AQ), e)
+        else:  # the values are not used: only their shape is checked (as the key scanner would)
+            vb = vbq = va = vaq = 0.0
+            q = _skip_str(buf, _lit(buf, q, e, _FX_B), e)
+            q = _skip_str(buf, _lit(buf, q, e, _FX_BQ), e)
+            q = _skip_str(buf, _lit(buf, q, e, _FX_A), e)
+            q = _skip_str(buf, _lit(buf, q, e, _FX_AQ), e)
+            ok1 = ok2 = ok3 = ok4 = q >= 0
         t_ms, q = _uint(buf, _lit(buf, q, e, _FX_T), e)
         _, q = _uint(buf, _lit(buf, q, e, _FX_E), e)
         q = _lit(buf, q, e, _FX_END)
