@@ -61,7 +61,7 @@ class FeedConfig:
     impact_bps: float = 0.02  # permanent fair-price move of a median-size trade, in the aggressor's direction
     jump_rate_per_min: float = 0.5
     jump_bps: float = 2.0  # mean absolute jump of the fair price
-    discovery_rate: float = 2.0  # 1/s: the quoted fair price closes this fraction of its gap to the value per second
+    discovery_rate: float = 1.0  # 1/s: the quoted fair price closes this fraction of its gap to the value per second
     informed_rate: float = 0.5  # informed trades/s per tick between the value and the mid
     arbitrage_rate: float = 20.0  # extra trades/s per tick the fair price lies beyond the touch
     stale_cancel_prob: float = 0.4  # chance per diff that a quote on the wrong side of the fair price is pulled
