@@ -57,6 +57,20 @@ def test_every_request_variant_round_trips(msg):
     assert c.decode_request(c.encode_request(msg)) == msg
 
 
+@given(symbols, orders)
+def test_order_request_from_record_bytes_equals_the_codec(symbol, order):
+    import numpy as np
+
+    from hftbacktest.types import order_dtype
+
+    rec = np.zeros(1, order_dtype)
+    for name, value in order._asdict().items():
+        rec[0][name] = value
+    rec[0]["_q1"] = rec[0]["_q2"] = 0xDEADBEEF  # local queue-model words never reach the wire
+    fast = c.encode_order_record(c.order_request_header(symbol), rec[0].tobytes())
+    assert fast == c.encode_request(c.OrderRequest(symbol, order))
+
+
 def test_long_error_message_is_truncated_under_the_limit():
     raw = c.encode_event(c.Error(c.ErrorKind.OrderError, {"code": -1111, "msg": "x" * 2000}))
     assert len(raw) <= c.MAX_PAYLOAD_SIZE

@@ -247,7 +247,7 @@ def _clock_ns(typingctx, fn):
 def _py_send(key, asset, orders, slot):
     rt = runtime(key)
     try:
-        rt.send_order(asset, orders[slot])
+        rt.send_order(asset, orders, slot)
     except Exception as exc:  # IPC failure: the request did not leave
         rt.log_send_failure(exc)
         return 1

@@ -96,6 +96,8 @@ class LiveRuntime:
             for ch in self.channels:
                 ch.close()
             raise
+        self._order_headers = [codec.order_request_header(inst.symbol) for inst in instruments]
+        self._order_senders = [self.channels[self.connectors.index(inst.connector_name)].send for inst in instruments]
         self.asset_of: list[dict[str, int]] = [{} for _ in self.connectors]
         for asset, inst in enumerate(instruments):
             self.asset_of[self.connectors.index(inst.connector_name)][inst.symbol] = asset
@@ -177,16 +179,9 @@ class LiveRuntime:
         _REGISTRY.pop(self.key, None)
 
     # --- outgoing ---------------------------------------------------------------------------------
-    def send_order(self, asset: int, rec) -> None:
-        inst = self.instruments[asset]
-        wire = codec.WireOrder(
-            float(rec["qty"]), float(rec["leaves_qty"]), float(rec["exec_qty"]), int(rec["exec_price_tick"]),
-            int(rec["price_tick"]), float(rec["tick_size"]), int(rec["exch_timestamp"]), int(rec["local_timestamp"]),
-            int(rec["order_id"]), bool(rec["maker"]), int(rec["order_type"]), int(rec["req"]), int(rec["status"]),
-            int(rec["side"]), int(rec["time_in_force"]),
-        )
-        ci = self.connectors.index(inst.connector_name)
-        self.channels[ci].send(codec.encode_request(codec.OrderRequest(inst.symbol, wire)))
+    def send_order(self, asset: int, orders: np.ndarray, slot: int) -> None:
+        """Send the order in `orders[slot]` (an `order_dtype` table) as a request, encoded from its bytes."""
+        self._order_senders[asset](codec.encode_order_record(self._order_headers[asset], orders[slot].tobytes()))
 
     def log_send_failure(self, exc: BaseException) -> None:
         log.error("order request not sent: %s", exc)

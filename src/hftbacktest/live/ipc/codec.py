@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from ...errors import IpcError
+from ...types import order_dtype
 
 VERSION = 1
 MAX_PAYLOAD_SIZE = 512
@@ -300,6 +301,34 @@ def encode_request(msg: Any) -> bytes:
     else:
         raise IpcError(f"not a bot->connector message: {cls.__name__}")
     return _finish(out)
+
+
+def order_request_header(symbol: str) -> bytes:
+    """The constant start of every `OrderRequest` for `symbol` (see `encode_order_record`)."""
+    out = bytearray(_PREFIX.pack(VERSION, TAG_REQ_ORDER))
+    _put_str(out, symbol)
+    return bytes(out)
+
+
+# Byte ranges of an `order_dtype` record that make up the wire order: the nine 8-byte fields, then the six
+# one-byte ones (the queue-model words in between stay local). Checked against the dtype at import.
+_REC_WIDE = slice(0, 72)
+_REC_NARROW = slice(88, 94)
+
+
+def encode_order_record(header: bytes, record: bytes) -> bytes:
+    """`encode_request(OrderRequest(symbol, order))` straight from an `order_dtype` record's bytes: the bot's
+    request path skips building a WireOrder."""
+    return header + record[_REC_WIDE] + record[_REC_NARROW]
+
+
+def _record_layout_matches() -> bool:
+    offsets = [order_dtype.fields[name][1] for name in WireOrder._fields]
+    return offsets == list(range(0, 72, 8)) + list(range(88, 94))
+
+
+if not _record_layout_matches():  # pragma: no cover - guards a change of types.order_dtype
+    raise ImportError("hftbacktest.types.order_dtype no longer matches the IPC order layout")
 
 
 def decode_request(buf: bytes) -> Any:
