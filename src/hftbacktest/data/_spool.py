@@ -102,12 +102,6 @@ def min_latency(di, a, b, cur):
 
 
 @njit(cache=True, nogil=True)
-def shift_exact(di, a, b, offset):
-    for i in range(a, b):
-        di[i, 2] += offset
-
-
-@njit(cache=True, nogil=True)
 def shift_float(di, a, b, offset):
     # numba semantics of `int64 + float64` stored back into int64: add in float64, truncate toward zero.
     for i in range(a, b):
@@ -215,7 +209,7 @@ def _pop(heap, size, cur, end, di, col):
 
 
 @njit(cache=True, nogil=True)
-def merge_event_order(xu, xcur, xend, xheap, lu, lcur, lend, lheap, state, out, k):
+def merge_event_order(xu, xcur, xend, xheap, lu, lcur, lend, lheap, state, out, k, shift):
     """Merge the exchange-sorted rows (runs of xu) and the local-sorted rows (runs of lu) into out[k:].
 
     Same rule as the reference's correct_event_order: a row at the head of both orders (equal exch_ts and
@@ -263,6 +257,7 @@ def merge_event_order(xu, xcur, xend, xheap, lu, lcur, lend, lheap, state, out, 
             for c in range(8):
                 out[k, c] = lu[li, c]
         out[k, 0] |= flag
+        out[k, 2] = np.uint64(np.int64(out[k, 2]) + shift)
         if flag & exch_only:
             ts = np.int64(out[k, 1])
             if ts < last_x:
@@ -283,7 +278,7 @@ def merge_event_order(xu, xcur, xend, xheap, lu, lcur, lend, lheap, state, out, 
 
 
 @njit(cache=True, nogil=True)
-def merge_flat(u, xidx, lidx, out, state):
+def merge_flat(u, xidx, lidx, out, state, shift):
     """merge_event_order for in-memory rows with one run per side: xidx/lidx are the sorting permutations
     (empty = already sorted), so the loop is a plain two-pointer merge."""
     i64 = u.view(np.int64)
@@ -323,6 +318,7 @@ def merge_flat(u, xidx, lidx, out, state):
         out[k, 0] = u[src, 0] | flag
         for c in range(1, 8):
             out[k, c] = u[src, c]
+        out[k, 2] = np.uint64(i64[src, 2] + shift)
         if flag & exch_only:
             if i64[src, 1] < last_x:
                 ok = 0
@@ -340,8 +336,9 @@ def merge_flat(u, xidx, lidx, out, state):
     return k
 
 
-def event_order(rows: np.ndarray, mem_rows: int, tmp_dir=None) -> np.ndarray:
-    """The reference's correct_event_order + validate_event_order over (n, 8) rows → (m, 8) rows.
+def event_order(rows: np.ndarray, mem_rows: int, tmp_dir=None, shift: int = 0) -> np.ndarray:
+    """The reference's correct_event_order + validate_event_order over (n, 8) rows → (m, 8) rows, adding
+    `shift` to every output local_ts (an exact shift keeps every comparison of the merge unchanged).
 
     In memory when 2n rows fit in `mem_rows`, else through sorted runs on disk and output written in chunks
     to a temporary file (returned as a memory map)."""
@@ -353,7 +350,7 @@ def event_order(rows: np.ndarray, mem_rows: int, tmp_dir=None) -> np.ndarray:
         xidx, lidx = (np.zeros(0, np.int64) if sorted_from(di, 0, n, col, lo) else np.argsort(di[:, col], kind="stable")
                       for col in (1, 2))
         out = np.empty((2 * n, 8), np.uint64)
-        out = out[: merge_flat(rows, xidx, lidx, out, state)]
+        out = out[: merge_flat(rows, xidx, lidx, out, state, shift)]
     else:
         xs, xb = sorted_runs(rows, 1, tmp_dir, mem_rows)
         ls, lb = sorted_runs(rows, 2, tmp_dir, mem_rows)
@@ -364,7 +361,7 @@ def event_order(rows: np.ndarray, mem_rows: int, tmp_dir=None) -> np.ndarray:
         sink = Spool(mem_rows // 8, np.uint64, initial=mem_rows // 8, tmp_dir=tmp_dir)
         while state[0] > 0 or state[1] > 0:
             sink.room(1)
-            sink.n = merge_event_order(xs, xcur, xend, xheap, ls, lcur, lend, lheap, state, sink.buf, sink.n)
+            sink.n = merge_event_order(xs, xcur, xend, xheap, ls, lcur, lend, lheap, state, sink.buf, sink.n, shift)
             for a in (xs, ls, rows):
                 release(a)
         out = sink.finish()

@@ -373,8 +373,12 @@ def _fill_report(conv: _Converter, initial_last_u):
     last_tid = None
     min_lat, neg_lat = None, 0
     sync = DepthSync(len(conv.msgs), rep, initial_last_u)
-    for a, m, _ in _msg_blocks(conv.msgs, len(conv.rows), conv.mem_rows):
-        line, kind, local, exch, id0, id1, id2 = (m[:, c] for c in range(7))
+    row_lat = np.iinfo(np.int64).max  # min(local_ts - exch_ts) over the rows: a message's rows share both
+    for a, m, next_row in _msg_blocks(conv.msgs, len(conv.rows), conv.mem_rows):
+        line, kind, local, exch, id0, id1, id2, row = (m[:, c] for c in range(8))
+        with_rows = np.diff(row, append=next_row) > 0
+        if np.any(with_rows):
+            row_lat = min(row_lat, int((local[with_rows] - exch[with_rows]).min()))
         counts += np.bincount(kind, minlength=7)[:7]
         rep.non_market_trades += line[(kind == P.KIND_TRADE) & (id1 == 1)].tolist()
         has_ts = (exch >= 0) & (kind != P.KIND_ERROR) & (kind != P.KIND_OTHER)
@@ -400,6 +404,7 @@ def _fill_report(conv: _Converter, initial_last_u):
     rep.messages = {names[k]: int(counts[k]) for k in names if counts[k]}
     rep.ignored_events = int(counts[P.KIND_OTHER])
     rep.min_latency_ns, rep.negative_latency_messages = min_lat, neg_lat
+    conv.row_min_latency = row_lat
     rep.non_monotonic_exch_lines.sort()
     apply, defer_to = sync.finish()
     rep.duplicate_lines.sort()
@@ -445,22 +450,25 @@ def _resync(conv: _Converter, apply, defer_to):
     conv.rows = out.finish()
 
 
-def _correct_latency(rows: NDArray, base_latency) -> None:
-    """The reference's correct_local_timestamp, block by block over (n, 8) rows."""
+def _correct_latency(rows: NDArray, base_latency, min_lat: int | None) -> int:
+    """The reference's correct_local_timestamp, block by block over (n, 8) rows (min_lat: the smallest
+    latency when known). A float shift is applied here; an exact int shift is returned for the event-order
+    merge to apply as it writes (the merge's comparisons do not change under it)."""
     di = rows.view(np.int64)
-    min_lat = np.iinfo(np.int64).max
-    for a, b in S.blocks(len(rows)):
-        min_lat = S.min_latency(di, a, b, min_lat)
-        S.release(rows)
+    if min_lat is None:
+        min_lat = np.iinfo(np.int64).max
+        for a, b in S.blocks(len(rows)):
+            min_lat = S.min_latency(di, a, b, min_lat)
+            S.release(rows)
     if len(rows) == 0 or min_lat >= 0:
-        return
+        return 0
     print("local_timestamp is ahead of exch_timestamp by", -min_lat)
+    if not isinstance(base_latency, (float, np.floating)):
+        return -min_lat + int(base_latency)
     for a, b in S.blocks(len(rows)):
-        if isinstance(base_latency, (float, np.floating)):
-            S.shift_float(di, a, b, float(-min_lat) + float(base_latency))
-        else:
-            S.shift_exact(di, a, b, np.int64(-min_lat + int(base_latency)))
+        S.shift_float(di, a, b, float(-min_lat) + float(base_latency))
         S.release(rows)
+    return 0
 
 
 def _save_npz(path: str, data: NDArray) -> None:
@@ -527,9 +535,9 @@ def convert(
 
     print("Correcting the latency")
     rows = conv.rows
-    _correct_latency(rows, base_latency)
+    shift = _correct_latency(rows, base_latency, conv.row_min_latency if gap_policy == "none" else None)
     print("Correcting the event order")
-    out = S.event_order(rows, conv.mem_rows, conv.tmp_dir)
+    out = S.event_order(rows, conv.mem_rows, conv.tmp_dir, shift)
     data = out.reshape(-1).view(event_dtype)
     if not strict:
         book_check.join()
