@@ -198,8 +198,10 @@ def _summary(stats, record: np.ndarray, book_size: float):
             table.add_row(key, format_value(value))
     last = record[-1]
     table.add_row("final position (BTC)", f"{last['position']:.3f}")
-    table.add_row("net PnL (USDT)", format_value(last["balance"] + last["position"] * last["price"] - last["fee"]))
+    gross = float(last["balance"] + last["position"] * last["price"])
+    table.add_row("gross PnL (USDT, before fees)", format_value(gross))
     table.add_row("fees (USDT, negative = rebate)", format_value(float(last["fee"])))
+    table.add_row("net PnL (USDT)", format_value(gross - float(last["fee"])))
     return table
 
 

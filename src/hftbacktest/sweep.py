@@ -20,6 +20,7 @@ Backends: "local" (concurrent.futures processes, default) or "ray" (opt-in, `pip
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import itertools
 import os
@@ -211,7 +212,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _progress(total: int, enabled: bool | None):
+def _progress(enabled: bool | None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if enabled is None:
@@ -219,7 +220,7 @@ def _progress(total: int, enabled: bool | None):
     return Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled)
 
 
-def _local(runs: Sequence[RunSpec], workers: int, progress) -> Iterable[list[dict[str, Any]]]:
+def _local(runs: Sequence[RunSpec], workers: int) -> Iterable[list[dict[str, Any]]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -230,7 +231,7 @@ def _local(runs: Sequence[RunSpec], workers: int, progress) -> Iterable[list[dic
             yield future.result()
 
 
-def _ray(runs: Sequence[RunSpec], workers: int, progress) -> Iterable[list[dict[str, Any]]]:
+def _ray(runs: Sequence[RunSpec], workers: int) -> Iterable[list[dict[str, Any]]]:
     try:
         import ray
     except ImportError:
@@ -251,25 +252,22 @@ def sweep(path: str | Path, strategy: str | None = None, *, workers: int | None 
           book_size: float | None = None, resample: str | None = "10s", progress: bool | None = None):
     """Runs every grid combination of the sweep TOML `path`; returns a polars DataFrame (one row per run and asset,
     ordered by run) with the grid values, the `hftbacktest.stats` summary, final position, fee and run time."""
-    import polars as pl
-
     runs = load_sweep(path, strategy, book_size=book_size, resample=resample)
-    return run_sweep(runs, workers=workers, backend=backend, progress=progress, pl=pl)
+    return run_sweep(runs, workers=workers, backend=backend, progress=progress)
 
 
 def run_sweep(runs: Sequence[RunSpec], *, workers: int | None = None, backend: str = "local",
-              progress: bool | None = None, pl=None):
+              progress: bool | None = None):
     """Runs already expanded `runs` (see `load_sweep`) on a backend; the result table like `sweep`."""
-    if pl is None:
-        import polars as pl
+    import polars as pl
     backends = {"local": _local, "ray": _ray}
     if backend not in backends:
         raise _error("sweep", f"backend must be one of {sorted(backends)}, got {backend!r}")
     workers = max(1, min(workers or os.cpu_count() or 1, len(runs)))
     rows: list[dict[str, Any]] = []
-    with _progress(len(runs), progress) as bar:
+    with _progress(progress) as bar:
         task = bar.add_task("runs", total=len(runs))
-        for result in backends[backend](runs, workers, bar):
+        for result in backends[backend](runs, workers):
             rows.extend(result)
             bar.advance(task)
     rows.sort(key=lambda r: r["run"])
@@ -283,7 +281,7 @@ def register(subparsers) -> None:
         "sweep",
         help="run a strategy over a grid of parameters in parallel processes",
         description=__doc__,
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", help="sweep TOML: an `hftbacktest backtest` config plus [grid] (and [params])")
     p.add_argument("--strategy", help="FILE.py:FUNCTION or MODULE:FUNCTION (overrides `strategy` in the TOML)")
