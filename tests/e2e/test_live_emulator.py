@@ -88,8 +88,16 @@ class Venue:
     def __init__(self, rest: str, ws: str, name: str, connector: Proc, emulator: Proc):
         self.rest, self.ws, self.name, self.connector, self.emulator = rest, ws, name, connector, emulator
 
-    def start_connector(self) -> None:
-        self.connector = Proc(self.connector_args, "stderr")
+    def start_connector(self, extra_config: str = "") -> None:
+        """(Re)start the connector; `extra_config` lines are appended to a copy of its TOML config."""
+        args = list(self.connector_args)
+        if extra_config:
+            cfg = Path(args[-1])
+            extra = cfg.with_name("extra-" + cfg.name)
+            extra.write_text(cfg.read_text() + extra_config)
+            extra.chmod(0o600)
+            args[-1] = str(extra)
+        self.connector = Proc(args, "stderr")
         self.connector.wait_for(f"connector {self.name!r} up")
 
     def get(self, path: str):
@@ -495,5 +503,31 @@ def test_bot_rebuilds_its_state_when_a_killed_connector_comes_back(venue):
         assert hbt.submit_buy_order(0, 4344, price, 0.002, GTX, LIMIT, True) == 3  # trading resumes
         assert hbt.orders(0).get(4344).status == 1
         _cancel_all(hbt)
+    finally:
+        hbt.close()
+
+
+def test_restarted_connector_with_adopt_orders_keeps_the_bots_orders(venue):
+    """adopt_orders = true: a connector restarted after a crash takes over our open orders at the exchange (the
+    client id carries the bot's order id) instead of cancelling them; the re-registering bot keeps them live."""
+    from hftbacktest.live import ErrorKind
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        price = (hbt.depth(0).best_bid_tick - 400) * 0.1
+        assert hbt.submit_buy_order(0, 4545, price, 0.002, GTX, LIMIT, True) == 3
+        venue.connector.p.kill()
+        venue.connector.stop()
+        venue.start_connector("adopt_orders = true\ncancel_on_start = false\n")
+        has_1004 = lambda: any(e.kind == ErrorKind.Custom and e.code == 1004 for e in errors)
+        _wait_until(hbt, has_1004, 15, "the connector's announcement")
+        venue.connector.wait_for("adopted btcusdt order 4545", 15)
+        pos, exch_open, bot_open = _settle(hbt, venue, 10.0)
+        assert bot_open == exch_open == {(round(price / 0.1), 1)}  # still live on both sides
+        assert hbt.cancel(0, 4545, True) == 3 and hbt.orders(0).get(4545).status == 4  # and manageable
+        pos, exch_open, bot_open = _settle(hbt, venue, 10.0)
+        assert not bot_open and not exch_open
     finally:
         hbt.close()

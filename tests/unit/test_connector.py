@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import asyncio
+import re
 from urllib.parse import parse_qsl
 
 import pytest
@@ -161,6 +162,22 @@ def test_late_fill_after_cancel_is_still_forwarded_and_req_always_clears():
     fill = om.on_ws_update(ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=1450, L="60000.0"), 1450)
     assert fill is not None and fill.order.exec_qty == 0.004 and fill.order.exec_price_tick == 600000
     assert om.on_ws_update(ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=1450), 1450) is None
+
+
+def test_client_ids_carry_the_bot_order_id_for_adoption():
+    om = OrderManager("grid.1-")
+    ids = {om.new_client_id(2**64 - 1) for _ in range(50)}
+    assert len(ids) == 50  # a reused order id still gets a fresh client id
+    for cid in ids:
+        assert len(cid) == 23 and om.order_id_of(cid) == 2**64 - 1
+        assert re.fullmatch(r"[\.A-Z\:/a-z0-9_-]{1,36}", cid)  # Binance's client id rule
+    assert om.order_id_of(om.new_client_id(600_123)) == 600_123
+    assert om.order_id_of("grid.1-short") is None and om.order_id_of("other-" + "0" * 16) is None
+    rec = om.adopt("btcusdt", om.new_client_id(5), order(5), 0)
+    assert rec is not None and om.find_live("btcusdt", 5) is rec
+    assert om.adopt("btcusdt", om.new_client_id(5), order(5), 0) is None  # the id is taken
+    with pytest.raises(ConfigError, match="adopt_orders"):
+        ConnectorConfig.from_mapping({"stream_url": "ws://x/ws", "api_url": "http://x", "adopt_orders": True})
 
 
 def test_user_stream_echo_of_a_rest_reply_is_not_forwarded():

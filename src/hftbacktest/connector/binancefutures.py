@@ -15,10 +15,10 @@ import orjson
 from ..live.ipc import TO_ALL, ConnectorChannel
 from ..live.ipc import codec
 from ..live.ipc.codec import ErrorKind
-from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE, REPLACED
+from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE, REPLACED, UNSUPPORTED
 from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
-from .orders import ORDER_TYPE_NAME, SIDE_NAME, TIF_NAME, ManagedOrder, OrderManager
+from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
 from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
 
 log = logging.getLogger("hftbacktest.connector")
@@ -75,6 +75,7 @@ class BinanceFuturesConnector:
         self._signals = 0
         self.bot_pids: dict[int, int] = {}  # bot id -> process id (from BotHello)
         self.departed: set[int] = set()  # bots that said goodbye
+        self._adoptions: dict[str, asyncio.Task] = {}  # symbol -> adoption of its exchange orders at first use
 
     # --- publishing -----------------------------------------------------------------------------
     def send(self, bot_id: int, msg: Any) -> None:
@@ -233,7 +234,14 @@ class BinanceFuturesConnector:
                 self.error(ErrorKind.Custom, str(exc), codec.CUSTOM_CODEC_MISMATCH, bot_id)
                 continue
             if isinstance(req, codec.RegisterInstrument):
-                self._register(bot_id, req)
+                symbol = req.symbol.lower()
+                adoption = self._adoptions.get(symbol)
+                if adoption is None and self.cfg.adopt_orders and self.cfg.has_credentials:
+                    adoption = self._adoptions[symbol] = self.spawn(self._adopt_open_orders(symbol, req.tick_size))
+                if adoption is not None and not adoption.done():
+                    self.spawn(self._register_after(adoption, bot_id, req))  # the replay must list adopted orders
+                else:
+                    self._register(bot_id, req)
             elif isinstance(req, codec.BotHello):
                 self.bot_pids[bot_id] = req.pid
                 self.departed.discard(bot_id)
@@ -265,7 +273,7 @@ class BinanceFuturesConnector:
         # departed bot left open; orders of running bots stay theirs, since their updates are addressed to them.
         msgs: list = []
         for r in self.orders.open_orders(symbol):
-            if r.bot_id != bot_id and self.bot_gone(r.bot_id):
+            if r.bot_id != bot_id and (r.bot_id == TO_ALL or self.bot_gone(r.bot_id)):
                 log.info("bot %d adopts %s order %d (%s) of departed bot %d", bot_id, symbol, r.order.order_id,
                          r.client_id, r.bot_id)
                 r.bot_id = bot_id
@@ -284,6 +292,38 @@ class BinanceFuturesConnector:
             if self.cfg.has_credentials and self._user_connected_once:
                 self.spawn(self._prepare_symbol(symbol))
         log.info("bot %d registered %s", bot_id, symbol)
+
+    async def _register_after(self, adoption: asyncio.Task, bot_id: int, req: codec.RegisterInstrument) -> None:
+        await asyncio.wait([adoption])
+        self._register(bot_id, req)
+
+    async def _adopt_open_orders(self, symbol: str, tick: float) -> None:
+        """adopt_orders: take over our prefixed orders open at the exchange that this connector does not know
+        (placed before it restarted). They belong to no bot until one registers the symbol."""
+        reply = await self._safe_request("GET", "/fapi/v1/openOrders", {"symbol": symbol.upper()}, signed=True)
+        if reply is None or not reply.ok:
+            log.error("%s: open orders unavailable; exchange orders placed before this start are not adopted", symbol)
+            return
+        for row in reply.data:
+            cid = row["clientOrderId"]
+            if cid in self.orders.by_client or not cid.startswith(self.cfg.order_prefix):
+                continue
+            order_id = self.orders.order_id_of(cid)
+            rec = None
+            if order_id is not None:
+                qty = float(row["origQty"])
+                order = codec.WireOrder(
+                    qty, qty - float(row["executedQty"]), 0.0, 0, round(float(row["price"]) / tick), tick,
+                    int(row.get("updateTime", 0)) * 1_000_000, 0, order_id, False,
+                    ORDER_TYPE.get(row.get("type", ""), UNSUPPORTED), NONE, STATUS.get(row["status"], UNSUPPORTED),
+                    SIDE.get(row.get("side", ""), 0), TIF.get(row.get("timeInForce", ""), UNSUPPORTED))
+                rec = self.orders.adopt(symbol, cid, order, TO_ALL)
+            if rec is None:
+                log.warning("open order %s cannot be adopted (not ours or its id is taken): cancelling", cid)
+                await self._safe_request("DELETE", "/fapi/v1/order",
+                                         {"symbol": symbol.upper(), "origClientOrderId": cid}, signed=True)
+            else:
+                log.info("adopted %s order %d (%s) left open before this start", symbol, order_id, cid)
 
     def bot_gone(self, bot_id: int) -> bool:
         """The bot said goodbye or its process no longer exists (bots run on this host: shared memory)."""
@@ -674,7 +714,7 @@ class BinanceFuturesConnector:
 
     async def _prepare_symbol(self, symbol: str) -> None:
         """First use of a symbol with credentials: optional cancel-all, then its position."""
-        if self.cfg.cancel_on_start and symbol not in self._cancelled_at_start:
+        if self.cfg.cancel_on_start and not self.cfg.adopt_orders and symbol not in self._cancelled_at_start:
             self._cancelled_at_start.add(symbol)
             await self._safe_request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol.upper()}, signed=True)
             for rec in self.orders.open_orders(symbol):
@@ -712,6 +752,7 @@ class BinanceFuturesConnector:
         if reply is None or not reply.ok:
             return
         listed = {row["clientOrderId"]: row for row in reply.data}
+        unknown_ours = False
         for cid, row in listed.items():
             rec = self.orders.by_client.get(cid)
             if rec is not None:
@@ -720,9 +761,14 @@ class BinanceFuturesConnector:
                 if fwd is not None and (fwd.status, fwd.leaves_qty) != before:
                     self.publish_order(rec, fwd)
             elif cid.startswith(self.cfg.order_prefix) and self.cfg.order_prefix:
+                if self.cfg.adopt_orders:
+                    unknown_ours = True
+                    continue
                 log.warning("open order %s unknown to this connector: cancelling", cid)
                 await self._safe_request("DELETE", "/fapi/v1/order",
                                          {"symbol": symbol.upper(), "origClientOrderId": cid}, signed=True)
+        if unknown_ours:
+            await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
         for rec in self.orders.open_orders(symbol):
             if rec.client_id not in listed:
                 await self._resolve(rec, False)

@@ -107,6 +107,8 @@ class ConnectorConfig:
                 f"{source}: key 'order_prefix' must match [.A-Za-z0-9:/_-]{{0,20}} (Binance client id rule), "
                 f"got {self.order_prefix!r}"
             )
+        if self.adopt_orders and not self.order_prefix:
+            raise ConfigError(f"{source}: key 'adopt_orders' needs an 'order_prefix' (it tells our orders from others')")
         if bool(self.api_key) != bool(self.secret):
             raise ConfigError(f"{source}: keys 'api_key' and 'secret' must be given together")
         if not 0 < self.recv_window_ms <= 60000:

@@ -35,7 +35,8 @@ ALIVE = (NEW, PARTIALLY_FILLED)
 
 def is_terminal(status: int) -> bool:
     return status not in ALIVE and status != UNSUPPORTED  # an unknown status is not proof of death
-_ALPHABET = string.ascii_letters + string.digits
+_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_ID_DIGITS = 11  # 62**11 > 2**64
 GC_AGE_S = 300.0
 
 
@@ -62,8 +63,37 @@ class OrderManager:
         self.by_client: dict[str, ManagedOrder] = {}
         self.live: dict[tuple[str, int], str] = {}  # (symbol, bot order id) -> client id
 
-    def new_client_id(self) -> str:
-        return self.prefix + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+    def new_client_id(self, order_id: int) -> str:
+        """prefix + the bot's order id (11 base-62 digits, so a restarted connector can adopt the order) + 5 random
+        characters (a reused order id still gets a new client id)."""
+        digits = []
+        for _ in range(_ID_DIGITS):
+            order_id, d = divmod(order_id, 62)
+            digits.append(_ALPHABET[d])
+        return self.prefix + "".join(reversed(digits)) + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+
+    def order_id_of(self, client_id: str) -> int | None:
+        """The bot order id inside one of our client ids, or None if it is not one."""
+        body = client_id[len(self.prefix):]
+        if not client_id.startswith(self.prefix) or len(body) != _ID_DIGITS + 5:
+            return None
+        value = 0
+        for ch in body[:_ID_DIGITS]:
+            d = _ALPHABET.find(ch)
+            if d < 0:
+                return None
+            value = value * 62 + d
+        return value if value < 1 << 64 else None
+
+    def adopt(self, symbol: str, client_id: str, order: WireOrder, bot_id: int) -> ManagedOrder | None:
+        """Take over an open order found at the exchange (placed before a restart); None if its id is taken."""
+        key = (symbol, order.order_id)
+        if key in self.live or client_id in self.by_client:
+            return None
+        rec = ManagedOrder(client_id, symbol, bot_id, order, cum_qty=order.qty - order.leaves_qty)
+        self.by_client[client_id] = rec
+        self.live[key] = client_id
+        return rec
 
     def owns(self, client_id: str) -> bool:
         return client_id.startswith(self.prefix) and client_id in self.by_client
@@ -74,7 +104,7 @@ class OrderManager:
         key = (symbol, order.order_id)
         if key in self.live:
             return None
-        rec = ManagedOrder(self.new_client_id(), symbol, bot_id, order._replace(status=NEW, req=NEW))
+        rec = ManagedOrder(self.new_client_id(order.order_id), symbol, bot_id, order._replace(status=NEW, req=NEW))
         self.by_client[rec.client_id] = rec
         self.live[key] = rec.client_id
         return rec

@@ -210,7 +210,8 @@ class BotChannel(_Endpoint):
             if got is None:
                 return None
             ident, seq, payload = got
-            if self._last >= 0 and seq != (self._last + 1) & 0xFFFFFFFF:
+            if self._last >= 0 and seq != (self._last + 1) & 0xFFFFFFFF and seq != 0:
+                # (seq 0 out of turn: a restarted connector counting from scratch, not a loss)
                 self.lost += (seq - self._last - 1) & 0xFFFFFFFF
             self._last = seq
             if ident == TO_ALL or ident == self.bot_id:
