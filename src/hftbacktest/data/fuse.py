@@ -5,7 +5,9 @@ Behaviour learned by experiment from hftbacktest 2.4.4's (Rust) FuseMarketDepth 
   an update older than its level is stale and dropped;
 * a depth/snapshot row better than the side's best level is dropped if that best is newer; a BBO row is dropped
   if any level of its side is newer;
-* any row that would cross a newer level of the other side is dropped; older crossed levels are removed;
+* a BBO row that would cross a newer level of the other side (or meet a newer one at its price) is dropped; a
+  depth row that would cross the other side is dropped if that side's best level is newer, otherwise every
+  crossed level is removed (even newer ones behind the best);
 * a BBO row sets its level (emitted as DEPTH_EVENT with the row's flags) and removes the older levels better
   than it; removals are emitted as `DEPTH_EVENT|side`, qty 0, px = tick * tick_size, with the row's
   timestamps and no EXCH/LOCAL flag (as the reference does), in ascending price order per side;
@@ -15,8 +17,10 @@ Behaviour learned by experiment from hftbacktest 2.4.4's (Rust) FuseMarketDepth 
 that rounds to 0 lots removes the level.
 
 Status: `benchmarks/parity_fuse.py` (random adversarial L1/L2 streams, 200 cases) gives byte-identical output
-for 143/200 cases; the remaining differences involve rows that cross several levels of the other side after
-earlier removals. Plain Python (not a jitclass): call it from Python, not from inside @njit code.
+for 147/200 cases. Known remaining differences: after a BBO removed the other side's best, the reference
+still treats the removed level as that side's best for later crossing checks; a BBO row is accepted although
+a better level of its side is newer (and then removes nothing); a DEPTH_CLEAR whose price lies beyond the best
+still resets the side's best for the next BBO check. Plain Python (not a jitclass): call it from Python, not from inside @njit code.
 """
 from __future__ import annotations
 
@@ -105,8 +109,11 @@ class FuseMarketDepth:
         lvl = book.get(t)
         crossed = self._crossed(bid, t)
         other = self._book[not bid]
-        if (t in other and other[t][1] > exch) or any(other[k][1] > exch for k in crossed):
-            return  # the other side at this price changed later (even if since removed), or a crossed live level did
+        if kind == DEPTH_BBO_EVENT:
+            if (t in other and other[t][1] > exch) or any(other[k][1] > exch for k in crossed):
+                return  # the other side at this price changed later (even if since removed), or a crossed level did
+        elif crossed and other[self._best(not bid)][1] > exch:
+            return  # an L2 row may cross the other side only if that side's best level is older
         if kind == DEPTH_BBO_EVENT:
             if any(x[1] > exch for x in book.values()):
                 return
