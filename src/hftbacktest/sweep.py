@@ -318,12 +318,17 @@ def _run(args) -> int:
     if args.output and Path(args.output).suffix not in (".csv", ".parquet"):
         raise _error(args.output, "output must end with .csv or .parquet")
     t0 = time.perf_counter()
-    df = sweep(args.config, args.strategy, workers=args.workers, backend=args.backend, book_size=args.book_size,
-               resample=args.resample)
+    runs = load_sweep(args.config, args.strategy, book_size=args.book_size, resample=args.resample)
+    df = run_sweep(runs, workers=args.workers, backend=args.backend)
     console = Console()
     if args.sort not in df.columns:
         raise _error("--sort", f"{args.sort!r} is not a column; columns: {', '.join(df.columns)}")
     top = df.sort(pl.col(args.sort).fill_nan(None), descending=True, nulls_last=True).head(args.top)
+    # the grid and a few headline metrics; the file has every column
+    shown = ["run"] + (["asset"] if df["asset"].n_unique() > 1 else []) + list(runs[0].grid_values)
+    shown += [c for c in (args.sort, "Return", "MaxDrawdown", "ReturnOverMDD", "DailyNumberOfTrades", "final_position")
+              if c in df.columns and c not in shown]
+    top = top.select(shown)
     table = Table(title=f"{len(df)} result rows in {time.perf_counter() - t0:.1f} s; top {len(top)} by {args.sort}",
                   title_justify="left")
     for name in top.columns:
