@@ -18,7 +18,7 @@ from numba.experimental import structref
 
 from ..types import BUY_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, LOCAL_EVENT, SELL_EVENT, event_dtype
 from .structbase import CompactStructRef
-from .numeric import I64_MAX, I64_MIN, rha
+from .numeric import I64_MAX, I64_MIN, resized, rha
 
 MODE_HASHMAP = 0
 MODE_ROI = 1
@@ -201,12 +201,8 @@ def _overflow_set(d, is_bid, t, q):
         if q == 0.0:
             return
         if n == ot.shape[0]:
-            nt = np.zeros(2 * n, np.int64)
-            nq = np.zeros(2 * n, np.float64)
-            nt[:n] = ot
-            nq[:n] = oq
-            ot = nt
-            oq = nq
+            ot = resized(ot, 2 * n, 0, n)
+            oq = resized(oq, 2 * n, 0, n)
             if is_bid:
                 d.obt = ot
                 d.obq = oq

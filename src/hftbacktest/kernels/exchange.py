@@ -55,7 +55,7 @@ ERR_INVALID_ORDER_REQUEST = 13
 ERR_INVALID_ORDER_STATUS = 14
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def response_latency(s, ts):
     if s.lat_model == LATENCY_INTP:
         lat, s.lat_cr = intp_response(s.lat_tab, s.lat_cr, ts)
@@ -143,7 +143,7 @@ def _queue_fill(s, slot, ts, qty):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _on_bid(s, px, qty, ts):
     t = s.ord_x
     tick, prev_best, new_best, prev_qty = dp.update_bid(s.depth_x, px, qty)
@@ -164,7 +164,7 @@ def _on_bid(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _on_ask(s, px, qty, ts):
     t = s.ord_x
     tick, prev_best, new_best, prev_qty = dp.update_ask(s.depth_x, px, qty)
@@ -185,7 +185,7 @@ def _on_ask(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _on_buy_trade(s, px, qty, ts):
     """Buyer-initiated trade: may fill resting sells at or below the trade price."""
     t = s.ord_x
@@ -221,7 +221,7 @@ def _on_buy_trade(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _on_sell_trade(s, px, qty, ts):
     """Seller-initiated trade: may fill resting buys at or above the trade price."""
     t = s.ord_x
@@ -257,7 +257,7 @@ def _on_sell_trade(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def process_data(s, ev, ts, px, qty):
     """One EXCH row (spec §1.4 dispatch order)."""
     kind = ev & 0xFF
@@ -286,7 +286,7 @@ def process_data(s, ev, ts, px, qty):
 # --- order entry ------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _rest(s, src, i, ts):
     o = src[i]
     o.status = NEW
@@ -332,7 +332,7 @@ def _taker_partial(s, src, i, ts, is_buy, start, stop, include_stop):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _ack_new_partial_cross(s, src, i, ts, is_buy):
     o = src[i]
     d = s.depth_x
@@ -414,7 +414,7 @@ def ack_new(s, src, i, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def ack_cancel(s, src, i, ts):
     o = src[i]
     t = s.ord_x
@@ -431,7 +431,7 @@ def ack_cancel(s, src, i, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def ack_modify(s, src, i, ts):
     o = src[i]
     t = s.ord_x
@@ -456,7 +456,7 @@ def ack_modify(s, src, i, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def process_requests(s, ts):
     """Handle every request that reaches the exchange at ts (each produces exactly one reply)."""
     b = s.to_exch

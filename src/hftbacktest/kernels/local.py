@@ -31,7 +31,7 @@ from . import depth as dp
 from . import orders as ob
 from .exchange import apply_fill
 from .models import LATENCY_INTP, intp_entry
-from .numeric import rha
+from .numeric import resized, rha
 
 OK = 0
 ERR_ORDER_ID_EXIST = 10
@@ -40,7 +40,7 @@ ERR_ORDER_NOT_FOUND = 12
 ERR_INVALID_ORDER_REQUEST = 13
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def process_data(s, data, k):
     """One LOCAL row data[k] (spec §1.4 local dispatch)."""
     r = data[k]
@@ -60,9 +60,7 @@ def process_data(s, data, k):
             dp.clear_all(s.depth_l)
     elif kind == TRADE_EVENT and s.record_trades:
         if s.ntrades == s.trades.shape[0]:
-            grown = np.zeros(2 * s.ntrades, s.trades.dtype)
-            grown[: s.ntrades] = s.trades
-            s.trades = grown
+            s.trades = resized(s.trades, 2 * s.ntrades, 0, s.ntrades)
         s.trades[s.ntrades] = r
         s.ntrades += 1
     s.feed_lat[0] = r.exch_ts
@@ -70,7 +68,7 @@ def process_data(s, data, k):
     s.has_feed_lat = True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def process_responses(s, ts, wait_id, match_id, match_any):
     """Apply every reply arriving at ts (spec §3.4). Returns True if one is for `wait_id` (when match_id) or,
     when match_any, if there was any reply."""
@@ -135,7 +133,7 @@ def _send(s, slot, now):
     return False
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def submit(s, now, oid, side, price, qty, tif, ord_type):
     t = s.ord_l
     if ob.find(t, oid) >= 0:
@@ -160,7 +158,7 @@ def submit(s, now, oid, side, price, qty, tif, ord_type):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def modify(s, now, oid, price, qty):
     t = s.ord_l
     slot = ob.find(t, oid)
@@ -183,7 +181,7 @@ def modify(s, now, oid, price, qty):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def cancel(s, now, oid):
     t = s.ord_l
     slot = ob.find(t, oid)

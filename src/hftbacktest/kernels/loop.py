@@ -15,8 +15,21 @@ from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
 from . import exchange as xp
 from . import local as lp
 from . import orders as ob
+from .abi import (
+    FN_CANCEL,
+    FN_CLEAR_INACTIVE,
+    FN_ELAPSE,
+    FN_GOTO_END,
+    FN_MODIFY,
+    FN_SUBMIT,
+    FN_TABLE_FIND,
+    FN_WAIT_NEXT_FEED,
+    FN_WAIT_ORDER_RESPONSE,
+    struct_from_ptr,
+)
 from .numeric import I64_MAX
-from .state import data_array_type
+from .orders import table_type
+from .state import data_array_type, engine_type
 
 OK = 0
 END_OF_DATA = 1
@@ -117,8 +130,89 @@ def initialize(e):
     return OK
 
 
+# --- public operations (the bot's methods reach them through the entry point's operation codes) -------------------
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def clear_inactive_orders(e, asset):
+    if asset < 0:
+        for a in range(e.num_assets):
+            ob.clear_inactive(e.assets[a].ord_l)
+    else:
+        ob.clear_inactive(e.assets[asset].ord_l)
+
+
 @njit(cache=True, error_model="numpy")
-def goto(e, target, wait_mode, wait_asset, wait_id, wait_next_feed):
+def clear_last_trades(e, asset):
+    if asset < 0:
+        for a in range(e.num_assets):
+            e.assets[a].ntrades = 0
+    else:
+        e.assets[asset].ntrades = 0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _prepare(e, op, i1, i2, i3, i4, i5, f1, f2):
+    """The part of operation `op` before time advances (FN_* codes, arguments as documented in abi.py).
+
+    Returns (done, rc, target, wait_mode, wait_asset, wait_id, wait_next_feed): when `done`, rc is the result;
+    otherwise the loop runs to `target` with those wait conditions."""
+    wait_next = False
+    mode = WAIT_NONE
+    asset = np.int64(0)
+    oid = np.int64(0)
+    target = I64_MAX
+    if op == FN_ELAPSE or op == FN_WAIT_NEXT_FEED or op == FN_GOTO_END:
+        if e.cur_ts == I64_MAX:
+            rc = initialize(e)
+            if rc != OK:
+                return True, rc, target, mode, asset, oid, wait_next
+        if op == FN_ELAPSE:
+            target = e.cur_ts + i1
+        elif op == FN_WAIT_NEXT_FEED:
+            target = e.cur_ts + i2
+            wait_next = True
+            if i1 != 0:
+                mode = WAIT_ANY
+    elif op == FN_WAIT_ORDER_RESPONSE:
+        target = e.cur_ts + i3
+        mode = WAIT_ID
+        asset = i1
+        oid = i2
+    else:
+        wait = False
+        if op == FN_SUBMIT:  # i4 packs time_in_force (low byte) and order type (next byte)
+            rc = lp.submit(e.assets[i1], e.cur_ts, i2, i3, f1, f2, i4 & 0xFF, (i4 >> 8) & 0xFF)
+            wait = i5 != 0
+        elif op == FN_MODIFY:
+            rc = lp.modify(e.assets[i1], e.cur_ts, i2, f1, f2)
+            wait = i3 != 0
+        elif op == FN_CANCEL:
+            rc = lp.cancel(e.assets[i1], e.cur_ts, i2)
+            wait = i3 != 0
+        else:
+            rc = np.int64(-1)
+        if rc != OK or not wait:
+            return True, rc, target, mode, asset, oid, wait_next
+        mode = WAIT_ID
+        asset = i1
+        oid = i2
+    return False, np.int64(OK), target, mode, asset, oid, wait_next
+
+
+def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
+    """The engine's single entry point, compiled once as a C-ABI `cfunc` by kernels/entry.py: `p` points to the
+    engine (or to an order table for FN_TABLE_FIND). The event loop is written out here rather than called, so
+    its code is compiled and optimised exactly once (a called kernel would be finalised again in every caller)."""
+    if op == FN_TABLE_FIND:
+        return ob.find(struct_from_ptr(p, table_type), i1)
+    e = struct_from_ptr(p, engine_type)
+    if op == FN_CLEAR_INACTIVE:
+        clear_inactive_orders(e, i1)
+        return np.int64(OK)
+    done, rc, target, wait_mode, wait_asset, wait_id, wait_next_feed = _prepare(e, op, i1, i2, i3, i4, i5, f1, f2)
+    if done:
+        return rc
     slots = e.slots
     nslots = slots.shape[0]
     for a in range(e.num_assets):
@@ -172,89 +266,3 @@ def goto(e, target, wait_mode, wait_asset, wait_id, wait_next_feed):
                 return rc
             slots[j] = ob.bus_head_ts(s.to_exch)
             slots[j - 2] = ob.bus_head_ts(s.to_local)
-
-
-# --- public operations (the bot's methods forward here) -------------------------------------------------------------
-# Inlined into the entry point: as separate kernels each would link and re-optimise the whole `goto` again.
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _run(e, target, wait_mode, wait_asset, wait_id, wait_next_feed):
-    """`goto` with run-time typed arguments: a constant argument would make numba compile (and link into the
-    entry point) one more full specialisation of the loop per distinct constant."""
-    return goto(e, np.int64(target), np.int64(wait_mode), np.int64(wait_asset), np.int64(wait_id),
-                np.bool_(wait_next_feed))
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def elapse(e, duration):
-    if e.cur_ts == I64_MAX:
-        rc = initialize(e)
-        if rc != OK:
-            return rc
-    return _run(e, e.cur_ts + duration, WAIT_NONE, 0, 0, False)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def wait_next_feed(e, include_order_resp, timeout):
-    if e.cur_ts == I64_MAX:
-        rc = initialize(e)
-        if rc != OK:
-            return rc
-    return _run(e, e.cur_ts + timeout, WAIT_ANY if include_order_resp else WAIT_NONE, 0, 0, True)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def wait_order_response(e, asset, order_id, timeout):
-    return _run(e, e.cur_ts + timeout, WAIT_ID, asset, order_id, False)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def goto_end(e):
-    if e.cur_ts == I64_MAX:
-        rc = initialize(e)
-        if rc != OK:
-            return rc
-    return _run(e, I64_MAX, WAIT_NONE, 0, 0, False)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def submit(e, asset, order_id, side, price, qty, tif, ord_type, wait):
-    rc = lp.submit(e.assets[asset], e.cur_ts, order_id, side, price, qty, tif, ord_type)
-    if rc != OK or not wait:
-        return rc
-    return _run(e, I64_MAX, WAIT_ID, asset, order_id, False)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def modify(e, asset, order_id, price, qty, wait):
-    rc = lp.modify(e.assets[asset], e.cur_ts, order_id, price, qty)
-    if rc != OK or not wait:
-        return rc
-    return _run(e, I64_MAX, WAIT_ID, asset, order_id, False)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def cancel(e, asset, order_id, wait):
-    rc = lp.cancel(e.assets[asset], e.cur_ts, order_id)
-    if rc != OK or not wait:
-        return rc
-    return _run(e, I64_MAX, WAIT_ID, asset, order_id, False)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def clear_inactive_orders(e, asset):
-    if asset < 0:
-        for a in range(e.num_assets):
-            ob.clear_inactive(e.assets[a].ord_l)
-    else:
-        ob.clear_inactive(e.assets[asset].ord_l)
-
-
-@njit(cache=True, error_model="numpy")
-def clear_last_trades(e, asset):
-    if asset < 0:
-        for a in range(e.num_assets):
-            e.assets[a].ntrades = 0
-    else:
-        e.assets[asset].ntrades = 0

@@ -40,3 +40,15 @@ def rmax(a, b):
     if b != b:
         return a
     return a if a > b else b
+
+
+@njit(cache=True, error_model="numpy")
+def resized(arr, n, start, stop):
+    """A new zeroed array of length n holding arr[start:stop] at its front.
+
+    An explicit loop on purpose: numba's slice-to-slice assignment drags in its shape-mismatch error path (string
+    formatting) and costs seconds of compile time per dtype."""
+    out = np.zeros(n, arr.dtype)
+    for k in range(stop - start):
+        out[k] = arr[start + k]
+    return out

@@ -15,7 +15,7 @@ from numba.np import numpy_support
 
 from ..types import BUY, CANCELED, EXPIRED, FILLED, order_dtype
 from .structbase import CompactStructRef
-from .numeric import I64_MAX, I64_MIN
+from .numeric import I64_MAX, I64_MIN, resized
 
 
 @structref.register
@@ -231,26 +231,17 @@ def find(t, oid):
 def _grow(t):
     cap = t.rec.shape[0]
     ncap = cap * 2
-    rec = np.zeros(ncap, order_dtype)
-    rec[:cap] = t.rec
-    t.rec = rec
-    used = np.zeros(ncap, np.uint8)
-    used[:cap] = t.used
-    t.used = used
-    free = np.zeros(ncap, np.int64)
-    free[:cap] = t.free
-    t.free = free
-    qf = np.zeros(ncap, np.float64)
-    qf[:cap] = t.qf
-    t.qf = qf
-    qc = np.zeros(ncap, np.float64)
-    qc[:cap] = t.qc
-    t.qc = qc
-    ln = np.full(ncap, -1, np.int64)
-    ln[:cap] = t.lnext
+    t.rec = resized(t.rec, ncap, 0, cap)
+    t.used = resized(t.used, ncap, 0, cap)
+    t.free = resized(t.free, ncap, 0, cap)
+    t.qf = resized(t.qf, ncap, 0, cap)
+    t.qc = resized(t.qc, ncap, 0, cap)
+    ln = resized(t.lnext, ncap, 0, cap)
+    lp = resized(t.lprev, ncap, 0, cap)
+    for k in range(cap, ncap):
+        ln[k] = -1
+        lp[k] = -1
     t.lnext = ln
-    lp = np.full(ncap, -1, np.int64)
-    lp[:cap] = t.lprev
     t.lprev = lp
 
 
@@ -397,16 +388,9 @@ def bus_append(b, src, i, ts):
         ts = b.ts[b.tail - 1]
     if b.tail == b.rec.shape[0]:
         n = b.tail - b.head
-        if n * 2 > b.rec.shape[0]:
-            rec = np.zeros(b.rec.shape[0] * 2, order_dtype)
-            tss = np.zeros(b.rec.shape[0] * 2, np.int64)
-            rec[:n] = b.rec[b.head:b.tail]
-            tss[:n] = b.ts[b.head:b.tail]
-            b.rec = rec
-            b.ts = tss
-        else:
-            b.rec[:n] = b.rec[b.head:b.tail]
-            b.ts[:n] = b.ts[b.head:b.tail]
+        cap = b.rec.shape[0] * 2 if n * 2 > b.rec.shape[0] else b.rec.shape[0]
+        b.rec = resized(b.rec, cap, b.head, b.tail)
+        b.ts = resized(b.ts, cap, b.head, b.tail)
         b.head = 0
         b.tail = n
     b.rec[b.tail] = src[i]
