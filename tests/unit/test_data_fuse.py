@@ -70,3 +70,39 @@ def test_add_false_updates_without_emitting():
 def test_trades_are_refused():
     with pytest.raises(ValueError):
         fuse([(XL | TRADE_EVENT | BUY_EVENT, 12, 22, 99.5, 1.0)])
+
+
+def _stream(n, seed):
+    rng = np.random.default_rng(seed)
+    a = np.zeros(n, event_dtype)
+    side = np.where(rng.random(n) < 0.5, BUY_EVENT, SELL_EVENT)
+    a["ev"] = XL | side | np.where(rng.random(n) < 0.4, B, D)
+    a["exch_ts"] = np.sort(rng.integers(0, n, n)) + rng.integers(-3, 4, n)
+    a["local_ts"] = a["exch_ts"] + 5
+    a["px"] = np.round((np.where(side == BUY_EVENT, 999, 1001) + rng.integers(-5, 6, n)) * 0.1, 1)
+    a["qty"] = np.where(rng.random(n) < 0.2, 0.0, np.round(rng.random(n) * 3, 3))
+    return a
+
+
+def test_batch_and_njit_kernel_match_the_per_row_api():
+    from numba import njit
+
+    from hftbacktest.data.fuse import fuse_events, new_fuse_book
+
+    a = _stream(400, 3)
+    adds = np.random.default_rng(4).random(len(a)) < 0.9
+    one = FuseMarketDepth(0.1, 0.001)
+    for i in range(len(a)):
+        one.process_event(a, i, bool(adds[i]))
+    batch = FuseMarketDepth(0.1, 0.001)
+    batch.process_events(a, adds)
+
+    @njit
+    def inside_njit(bids, asks, rows, adds):  # the kernel as part of a user's compiled pipeline
+        out = np.empty((4, 8), np.uint64)
+        out, n, bad = fuse_events(bids, asks, rows, adds, 0.1, 0.001, out, 0)
+        return out[:n], bad
+
+    out, bad = inside_njit(*new_fuse_book(), a.view(np.uint64).reshape(-1, 8), adds)
+    assert bad == -1 and len(one.fused_events) > 100
+    assert one.fused_events.tobytes() == batch.fused_events.tobytes() == out.tobytes()
