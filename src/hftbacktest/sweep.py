@@ -14,8 +14,8 @@ The sweep file is an `hftbacktest backtest` TOML (see `hftbacktest.backtest.cli`
     depth = ["hashmap", "roi"]            # a top-level key of the backtest TOML
 
 Each run is summarised by `hftbacktest.stats` (one row per asset); all rows form one polars DataFrame.
-Workers are separate processes that load the compiled engine and strategy from numba's cache, so only the first
-run on a machine compiles (run `hftbacktest backtest` once, or let the sweep's first run do it).
+Workers are separate processes that load the compiled engine and strategy from numba's cache. When the cache is
+cold, the first run happens in the main process (compiling once) before the workers start.
 Backends: "local" (concurrent.futures processes, default) or "ray" (opt-in, `pip install 'hftbacktest-py[ray]'`).
 """
 from __future__ import annotations
@@ -157,11 +157,12 @@ def _check_run(config: dict[str, Any], path: Path, where: str) -> None:
         raise _error(str(path), f"{where}: depth must be 'hashmap' or 'roi', got {config['depth']!r}")
 
 
-def run_one(spec: RunSpec) -> list[dict[str, Any]]:
-    """Runs one configuration in this process; one summary row per asset."""
+def _prepare(spec: RunSpec):
+    """The strategy and its positional arguments (bot, recorder, parameters) for one run."""
+    import inspect
+
     from .backtest.cli import _num_params, build_asset, load_strategy
     from .recorder import Recorder
-    from .stats import InverseAssetRecord, LinearAssetRecord
 
     strategy = load_strategy(spec.strategy)
     if _num_params(strategy) < 2:
@@ -175,11 +176,35 @@ def run_one(spec: RunSpec) -> list[dict[str, Any]]:
         from .backtest.bot import HashMapMarketDepthBacktest as make_bot
     else:
         raise _error(f"run {spec.index}", f"depth must be 'hashmap' or 'roi', got {depth!r}")
-    hbt = make_bot(assets)
     recorder = Recorder(len(assets), int(spec.config.get("record_size", 1_000_000)), grow=True)
+    hbt = make_bot(assets)
+    try:
+        bound = inspect.signature(getattr(strategy, "py_func", strategy)).bind(hbt, recorder.recorder, **spec.params)
+    except TypeError as exc:
+        hbt.close()
+        raise _error(spec.strategy, f"run {spec.index}: {exc} (strategy arguments come from [params] and [grid])")
+    return strategy, hbt, recorder, bound.args
+
+
+def _compiled(spec: RunSpec) -> bool:
+    """Whether the run's strategy is already compiled for its argument types (in numba's cache)."""
+    from .demo import engine_cached
+
+    strategy, hbt, _, args = _prepare(spec)
+    try:
+        return not hasattr(strategy, "overloads") or engine_cached(strategy, args) is not False
+    finally:
+        hbt.close()
+
+
+def run_one(spec: RunSpec) -> list[dict[str, Any]]:
+    """Runs one configuration in this process; one summary row per asset."""
+    from .stats import InverseAssetRecord, LinearAssetRecord
+
+    strategy, hbt, recorder, args = _prepare(spec)
     t0 = time.perf_counter()
     try:
-        strategy(hbt, recorder.recorder, **spec.params)
+        strategy(*args)
     finally:
         hbt.close()
     elapsed = time.perf_counter() - t0
@@ -267,7 +292,12 @@ def run_sweep(runs: Sequence[RunSpec], *, workers: int | None = None, backend: s
     rows: list[dict[str, Any]] = []
     with _progress(progress) as bar:
         task = bar.add_task("runs", total=len(runs))
-        for result in backends[backend](runs, workers):
+        pending = list(runs)
+        if backend == "local" and workers > 1 and len(runs) > 1 and not _compiled(runs[0]):
+            # cold cache: compile once here (the first run), then every worker loads it instead of compiling
+            rows.extend(run_one(pending.pop(0)))
+            bar.advance(task)
+        for result in backends[backend](pending, workers):
             rows.extend(result)
             bar.advance(task)
     rows.sort(key=lambda r: r["run"])

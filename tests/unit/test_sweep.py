@@ -9,6 +9,7 @@ import pytest
 
 from hftbacktest.cli import main
 from hftbacktest.errors import ConfigError
+import hftbacktest.sweep as sweep_module
 from hftbacktest.sweep import load_sweep, run_one, run_sweep
 
 STRATEGY = "hftbacktest._demo_strategy:market_making_algo"
@@ -94,7 +95,7 @@ def test_ray_backend_is_opt_in_with_a_clear_error(tmp_path):
         run_sweep(load_sweep(path), backend="ray", progress=False)
 
 
-def test_sweep_in_workers_equals_each_run_alone(feed_dir, capsys):
+def test_sweep_in_workers_equals_each_run_alone(feed_dir, capsys, monkeypatch):
     path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
 [grid]
 half_spread_bps = [0.1, 0.5]
@@ -104,11 +105,23 @@ half_spread_bps = [0.1, 0.5]
     # single runs in this process first: they compile (or load) the strategy, so the workers find it cached
     alone = pl.DataFrame([row for spec in runs for row in run_one(spec)], infer_schema_length=None)
 
+    assert sweep_module._compiled(runs[0])  # just compiled (or loaded) above: the workers will load it
+    # pretend the cache is cold: the first run then happens in this process (compiling once), the rest in workers
+    in_workers = []
+    local_backend = sweep_module._local
+
+    def spy(specs, workers):
+        in_workers.extend(spec.index for spec in specs)
+        yield from local_backend(specs, workers)
+
+    monkeypatch.setattr(sweep_module, "_compiled", lambda spec: False)
+    monkeypatch.setattr(sweep_module, "_local", spy)
     out = feed_dir / "results.csv"
     assert main(["sweep", str(path), "--workers", "2", "--book-size", "10000", "--resample", "1s",
                  "-o", str(out), "--top", "3"]) == 0
     printed = capsys.readouterr().out
     swept = pl.read_csv(out)
+    assert in_workers == [1, 2, 3]
 
     assert swept["run"].to_list() == [0, 1, 2, 3]
     assert swept["half_spread_bps"].to_list() == [0.1, 0.1, 0.5, 0.5]
