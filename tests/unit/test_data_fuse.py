@@ -98,9 +98,9 @@ def test_batch_and_njit_kernel_match_the_per_row_api():
     batch.process_events(a, adds)
 
     @njit
-    def inside_njit(bids, asks, rows, adds):  # the kernel as part of a user's compiled pipeline
+    def inside_njit(bids, asks, state, rows, adds):  # the kernel as part of a user's compiled pipeline
         out = np.empty((4, 8), np.uint64)
-        out, n, bad = fuse_events(bids, asks, rows, adds, 0.1, 0.001, out, 0)
+        out, n, bad = fuse_events(bids, asks, state, rows, adds, 0.1, 0.001, out, 0)
         return out[:n], bad
 
     out, bad = inside_njit(*new_fuse_book(), a.view(np.uint64).reshape(-1, 8), adds)
