@@ -30,13 +30,62 @@ def _kernel_sources(root: Path) -> list[Path]:
     return found
 
 
-def digest(root: Path = _ROOT) -> str:
-    """Hex digest over the sources compiled into user code (kernels, bot views, recorder, live bot, dtypes)."""
+def _digest(root: Path, paths: list[Path]) -> str:
     h = hashlib.blake2b(digest_size=6)
-    for path in _kernel_sources(root) + [root / name for name in _FILES]:
+    for path in paths:
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
     return h.hexdigest()
 
 
+def digest(root: Path = _ROOT) -> str:
+    """Hex digest over the sources compiled into user code (kernels, bot views, recorder, live bot, dtypes)."""
+    return _digest(root, _kernel_sources(root) + [root / name for name in _FILES])
+
+
 SALT = os.environ.get("HFTBACKTEST_CACHE_SALT") or digest()
+
+
+# cache directory -> the sources its cached code is built from, besides the kernels and dtypes
+_CACHE_DEPENDENCIES = {
+    "kernels": (),
+    "backtest": ("backtest/bot.py", "backtest/views.py"),
+    "live": ("live/bot.py", "backtest/views.py"),
+    ".": ("recorder.py", "backtest/bot.py", "backtest/views.py"),
+}
+
+
+def drop_stale_caches(root: Path = _ROOT) -> None:
+    """Delete numba's cached machine code of this package when the sources it was built from changed.
+
+    numba checks a cached function against its own file only, but the engine's functions are compiled against
+    StructRef layouts and callees in other files (a changed field in kernels/state.py leaves a stale cached
+    entry point in loop.py's cache: a segfault, also after a package upgrade). A marker file per cache directory
+    remembers the digest the cached code was built from; on a mismatch that directory's cache files are removed
+    before anything loads."""
+    try:
+        from numba.core.caching import FunctionCache
+    except ImportError:  # numba reorganised its internals: nothing we can safely clean
+        return
+    base = _kernel_sources(root) + [root / "types.py"]
+    for folder, extra in _CACHE_DEPENDENCIES.items():
+        current = _digest(root, base + [root / name for name in extra])
+        scope: dict = {}
+        exec(compile("def probe():\n    pass\n", str(root / folder / "__init__.py"), "exec"), scope)
+        try:
+            cache_dir = Path(FunctionCache(scope["probe"]).cache_path)
+        except Exception:  # no usable cache location: numba does not cache there either
+            continue
+        marker = cache_dir / "hftbacktest.digest"
+        try:
+            if marker.read_text() == current:
+                continue
+        except OSError:
+            pass
+        for stale in [*cache_dir.glob("*.nbi"), *cache_dir.glob("*.nbc")]:
+            stale.unlink(missing_ok=True)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            marker.write_text(current)
+        except OSError:
+            pass

@@ -35,6 +35,7 @@ class AssetConfig:
     last_trades_capacity: int
     latency_offset: int
     reference_compatible: bool
+    queue_prob: Any = field(default=None, repr=False)  # compiled C callback of custom_prob_queue_model
 
 
 class BacktestAsset:
@@ -55,6 +56,7 @@ class BacktestAsset:
         self._asset = (m.ASSET_LINEAR, 1.0)
         self._fee = (m.FEE_TRADING_VALUE, 0.0, 0.0)
         self._queue = (m.QUEUE_LOG2, 0.0)
+        self._queue_prob: Any = None
         self._exchange = m.EXCH_NO_PARTIAL_FILL
         self._latency: tuple[int, int, int, Any, int] = (m.LATENCY_CONSTANT, 0, 0, None, 0)
         self._last_trades_capacity = 0
@@ -150,6 +152,16 @@ class BacktestAsset:
         self._queue = (m.QUEUE_LOG2, 0.0)
         return self
 
+    def custom_prob_queue_model(self, prob):
+        """Probabilistic queue model with your own `prob(front, back) -> float`: when a level shrinks, the share of
+        the decrease assumed to happen behind the order (front/back = qty ahead of / behind it). `prob` is an
+        `@njit` function, a plain function numba can compile, or a numba `cfunc` of `float64(float64, float64)`;
+        the engine calls it through its C address, so the compiled engine is shared by every probability function
+        (the reference offers this in Rust only)."""
+        self._queue = (m.QUEUE_CUSTOM, 0.0)
+        self._queue_prob = prob
+        return self
+
     def l3_fifo_queue_model(self):
         self._queue = (m.QUEUE_L3_FIFO, 0.0)
         return self
@@ -221,6 +233,7 @@ class BacktestAsset:
                 check_source(self._snapshot)
             except DataError as exc:
                 raise DataError(f"{where}: initial_snapshot: {exc}") from None
+        queue_prob = _compile_queue_prob(self._queue_prob, where) if self._queue[0] == m.QUEUE_CUSTOM else None
         code, entry, resp, lat_data, lat_offset = self._latency
         table = np.zeros((1, 4), np.int64)
         if code == m.LATENCY_INTP:
@@ -247,6 +260,7 @@ class BacktestAsset:
             last_trades_capacity=self._last_trades_capacity,
             latency_offset=self._latency_offset,
             reference_compatible=self._compat,
+            queue_prob=queue_prob,
         )
 
 
@@ -292,3 +306,25 @@ def _load_latency(data, offset: int, where: str) -> np.ndarray:
         table[:, 2] += 2 * offset
     return table
 
+
+
+def _compile_queue_prob(prob, where):
+    """The C callback `double(double, double)` the engine calls for custom_prob_queue_model."""
+    from numba import cfunc, types
+    from numba.core.ccallback import CFunc
+
+    sig = types.float64(types.float64, types.float64)
+    if isinstance(prob, CFunc):
+        if prob._sig != sig:
+            raise ConfigError(f"{where}: custom_prob_queue_model needs a cfunc of {sig}, got {prob._sig}")
+        return prob
+    py_func = getattr(prob, "py_func", prob)
+    if not callable(py_func):
+        raise ConfigError(f"{where}: custom_prob_queue_model needs a function prob(front, back) -> float, "
+                          f"got {type(prob).__name__}")
+    try:
+        return cfunc(sig, error_model="numpy")(py_func)
+    except Exception as exc:  # numba's typing errors are long; keep the first lines
+        msg = str(exc).strip().splitlines()[:6]
+        raise ConfigError(f"{where}: custom_prob_queue_model: {getattr(py_func, '__name__', prob)!s} does not "
+                          f"compile as float64(float64, float64): " + " ".join(msg)) from None

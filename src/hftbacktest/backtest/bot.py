@@ -716,6 +716,11 @@ def _load_array(src: Source) -> np.ndarray:
         return as_kernel_array(npz["data"])
 
 
+def _release(key, keepalive):
+    loop.FEEDS.pop(key, None)
+    keepalive.clear()
+
+
 def _build(assets: list[BacktestAsset], roi: bool, cls):
     if isinstance(assets, BacktestAsset):
         assets = [assets]
@@ -723,6 +728,7 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
         raise ConfigError("at least one BacktestAsset is required")
     key = next(_KEYS)
     feeds = []
+    keepalive = []  # C callbacks the engine calls by address: alive as long as the bot
     states = new_asset_list()
     mode = dp.MODE_ROI if roi else dp.MODE_HASHMAP
     for no, asset in enumerate(assets):
@@ -745,7 +751,10 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
         cfg_f = np.array([cfg.tick_size, cfg.lot_size, cfg.contract_size, cfg.maker_fee, cfg.taker_fee, cfg.queue_n])
         cfg_i = np.array([cfg.asset_type, cfg.fee_model, cfg.queue_model, cfg.exchange_model, cfg.latency_model,
                           cfg.entry_latency, cfg.response_latency, int(cfg.reference_compatible),
-                          int(cfg.last_trades_capacity > 0)], np.int64)
+                          int(cfg.last_trades_capacity > 0),
+                          cfg.queue_prob.address if cfg.queue_prob is not None else 0], np.int64)
+        if cfg.queue_prob is not None:
+            keepalive.append(cfg.queue_prob)
         state = new_asset_state(cfg_f, cfg_i, cfg.latency_table, depths[0], depths[1], first, len(feed))
         _append_asset(states, state)
         feeds.append(feed)
@@ -754,7 +763,7 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
     loop.FEEDS[key] = Feed(feeds)
     engine = new_engine(states, key, address())
     obj = cls._numba_box_(bot_type, engine._meminfo)
-    weakref.finalize(obj, loop.FEEDS.pop, key, None)
+    weakref.finalize(obj, _release, key, keepalive)
     return obj
 
 

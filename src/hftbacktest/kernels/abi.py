@@ -73,3 +73,15 @@ def call_entry(typingctx, fn, op, p, i1, i2, i3, i4, i5, f1, f2):
         return builder.call(builder.inttoptr(args[0], fnty.as_pointer()), list(args[1:]))
 
     return I(I, *ENTRY_ARGS), codegen
+
+
+@intrinsic
+def call_prob(typingctx, fn, front, back):
+    """Call a user's queue probability function, compiled as a C-ABI `double(double, double)`, at address `fn`."""
+
+    def codegen(context, builder, sig, args):
+        dbl = ir.DoubleType()
+        fnty = ir.FunctionType(dbl, [dbl, dbl])
+        return builder.call(builder.inttoptr(args[0], fnty.as_pointer()), [args[1], args[2]])
+
+    return F(I, F, F), codegen

@@ -150,7 +150,7 @@ def _on_bid(s, px, qty, ts):
     if t.nbuy > 0 and tick <= t.max_buy:
         slot = ob.ladder_head(t, np.bool_(True), tick)
         while slot >= 0:
-            queue_depth(s.queue_model, s.queue_n, t.qf, t.qc, slot, prev_qty, qty)
+            queue_depth(s.queue_model, s.queue_n, t.qf, t.qc, slot, prev_qty, qty, s.queue_fn)
             slot = t.lnext[slot]
     if new_best > prev_best and t.nsell > 0 and t.min_sell <= new_best:
         every = prev_best == I64_MIN or t.n < new_best - prev_best
@@ -171,7 +171,7 @@ def _on_ask(s, px, qty, ts):
     if t.nsell > 0 and tick >= t.min_sell:
         slot = ob.ladder_head(t, np.bool_(False), tick)
         while slot >= 0:
-            queue_depth(s.queue_model, s.queue_n, t.qf, t.qc, slot, prev_qty, qty)
+            queue_depth(s.queue_model, s.queue_n, t.qf, t.qc, slot, prev_qty, qty, s.queue_fn)
             slot = t.lnext[slot]
     if new_best < prev_best and t.nbuy > 0 and t.max_buy >= new_best:
         every = prev_best == I64_MAX or t.n < prev_best - new_best

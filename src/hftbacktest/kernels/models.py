@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .abi import call_prob
 from .numeric import rha, rmin
 
 # queue model codes
@@ -14,6 +15,7 @@ QUEUE_POWER3 = 3
 QUEUE_LOG = 4
 QUEUE_LOG2 = 5
 QUEUE_L3_FIFO = 6  # accepted by the builder, not implemented by the engine
+QUEUE_CUSTOM = 7  # the user's own probability function, called through its C address
 
 # latency model codes
 LATENCY_CONSTANT = 0
@@ -37,7 +39,9 @@ EXCH_PARTIAL_FILL = 1
 
 
 @njit(cache=True, error_model="numpy")
-def queue_prob(code, n, front, back):
+def queue_prob(code, n, front, back, prob_fn):
+    if code == QUEUE_CUSTOM:
+        return call_prob(prob_fn, front, back)
     if code == QUEUE_POWER:
         bn = back**n
         return bn / (bn + front**n)
@@ -60,7 +64,9 @@ def queue_trade(code, qf, qc, slot, qty):
 
 
 @njit(cache=True, error_model="numpy")
-def queue_depth(code, n, qf, qc, slot, prev_qty, new_qty):
+def queue_depth(code, n, qf, qc, slot, prev_qty, new_qty, prob_fn=0):
+    """A level's qty changed from prev_qty to new_qty: move the order's queue-ahead estimate (spec §5).
+    `prob_fn` is the address of the user's probability function (QUEUE_CUSTOM only)."""
     if code == QUEUE_RISK_ADVERSE:
         qf[slot] = rmin(qf[slot], new_qty)
         return
@@ -71,7 +77,7 @@ def queue_depth(code, n, qf, qc, slot, prev_qty, new_qty):
         return
     front = qf[slot]
     back = prev_qty - front
-    p = queue_prob(code, n, front, back)
+    p = queue_prob(code, n, front, back, prob_fn)
     if np.isinf(p):
         p = 1.0
     est = front - (1.0 - p) * chg + rmin(back - p * chg, 0.0)

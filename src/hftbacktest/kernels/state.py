@@ -44,6 +44,7 @@ asset_fields = [
     ("taker_fee", types.float64),
     ("queue_model", types.int64),
     ("queue_n", types.float64),
+    ("queue_fn", types.int64),  # address of the user's probability function (QUEUE_CUSTOM)
     ("exch_model", types.int64),
     ("lat_model", types.int64),
     ("lat_entry", types.int64),
@@ -100,12 +101,23 @@ engine_fields = [
 engine_type = EngineType(engine_fields)
 
 
+class Engine(structref.StructRefProxy):
+    """Opaque Python handle on an engine as built by `new_engine`; the bot re-boxes it as its salted view type.
+
+    Registered here, next to the type, so the boxing code numba caches with `new_engine` never depends on which
+    module a process happened to import first."""
+
+
+structref.define_boxing(EngineType, Engine)
+
+
 @njit(cache=True, error_model="numpy")
 def new_asset_state(
     cfg_f, cfg_i, lat_tab, depth_l, depth_x, data_l, nfiles
 ):
     """cfg_f = [tick, lot, cs, maker_fee, taker_fee, queue_n];
-    cfg_i = [asset_type, fee_model, queue_model, exch_model, lat_model, lat_entry, lat_resp, compat, record_trades]."""
+    cfg_i = [asset_type, fee_model, queue_model, exch_model, lat_model, lat_entry, lat_resp, compat, record_trades,
+    queue_fn (optional)]."""
     s = structref.new(asset_state_type)
     s.tick = cfg_f[0]
     s.lot = cfg_f[1]
@@ -116,6 +128,7 @@ def new_asset_state(
     s.asset_type = cfg_i[0]
     s.fee_model = cfg_i[1]
     s.queue_model = cfg_i[2]
+    s.queue_fn = cfg_i[9] if cfg_i.shape[0] > 9 else 0
     s.exch_model = cfg_i[3]
     s.lat_model = cfg_i[4]
     s.lat_entry = cfg_i[5]
