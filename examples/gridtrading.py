@@ -3,7 +3,7 @@
     # backtest on a raw Binance USD-M file (converted on the fly) or an already converted .npz
     python examples/gridtrading.py backtest --data ../shared/data/binance-usdm/btcusdt_20240808.gz
 
-    # live: start the emulator and a connector named `bf` first (see docs/live.md), then
+    # live: start the emulator and a connector named `bf` first (see docs/live.md), then (`--live` works too)
     python examples/gridtrading.py live --connector bf --symbol btcusdt --seconds 60 --latency-log latency.jsonl
 
 The strategy keeps `grid_num` post-only orders per side, `grid_interval` ticks apart, starting `half_spread`
@@ -168,7 +168,8 @@ def _live(args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["backtest", "live"])
+    p.add_argument("mode", nargs="?", choices=["backtest", "live"], default="backtest")
+    p.add_argument("--live", action="store_true", help="same as the `live` mode")
     p.add_argument("--data", help="backtest: raw .gz or converted .npz")
     p.add_argument("--latency-npz", help="backtest: order latency file from `python -m hftbacktest.live.latency`")
     p.add_argument("--entry-latency-ns", type=int, default=10_000_000)
@@ -187,6 +188,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-position", type=float, default=0.02)
     p.add_argument("--out", help="save the recorder to this .npz (for hftbacktest.stats / `hftbacktest report`)")
     args = p.parse_args(argv)
+    if args.live:
+        args.mode = "live"
     if args.mode == "backtest":
         if not args.data:
             p.error("backtest needs --data")

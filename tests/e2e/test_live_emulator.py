@@ -412,7 +412,7 @@ def test_live_order_error_handling_example(venue):
 
 
 def test_gridtrading_example_live_mode(venue):
-    proc = _run_example(["examples/gridtrading.py", "live", "--connector", venue.name, "--symbol", "btcusdt",
+    proc = _run_example(["examples/gridtrading.py", "--live", "--connector", venue.name, "--symbol", "btcusdt",
                          "--seconds", "3", "--grid-num", "2", "--interval", "1", "--half-spread", "1"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "live: 30 steps" in proc.stdout and "0 orders still open" in proc.stdout, proc.stdout

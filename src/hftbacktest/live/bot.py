@@ -20,6 +20,7 @@ from numba.typed import List
 
 from .._cache_salt import SALT
 from ..backtest import bot as _views  # noqa: F401  (registers the depth/order/state views the strategy reads)
+from ..backtest.views import depth_view_type, orders_view_type, recast
 from ..kernels import depth as dp
 from ..kernels.entry import address as entry_address
 from ..kernels import local as lc
@@ -198,10 +199,12 @@ def new_live_bot(instruments: list, depth_modes: list[tuple[int, float, float]],
     roi_lb = np.array([m[1] for m in depth_modes], np.float64)
     roi_ub = np.array([m[2] for m in depth_modes], np.float64)
     record_trades = np.array([1 if i.last_trades_capacity > 0 else 0 for i in instruments], np.int64)
-    return _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, rt.key, rt.feed, rt.feed_asset, rt.orders,
+    bot = _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, rt.key, rt.feed, rt.feed_asset, rt.orders,
                     rt.order_asset, rt.position, rt.position_set, rt.counts, rt.latency, rt.n_latency,
                     rt.replayed, entry_address(), rt.poll_address, _CLOCK_ADDRESS, rt.request_timeout_ns,
                     rt.order_recv_hook is not None)
+    # Boxed as the current (salted) type: the cached constructor returns the type of the salt it was cached with.
+    return LiveBot._numba_box_(live_bot_type, bot._meminfo)
 
 
 # --- native calls: the hot path of every wait avoids objmode ------------------------------------------------------
@@ -525,7 +528,7 @@ def _wait_order_response(bot, asset_no, order_id, timeout):
 
 @njit(cache=True)
 def _depth(bot, asset_no):
-    return bot.assets[asset_no].depth_l
+    return recast(bot.assets[asset_no].depth_l, depth_view_type)
 
 
 @njit(cache=True)
@@ -540,7 +543,7 @@ def _position(bot, asset_no):
 
 @njit(cache=True)
 def _orders(bot, asset_no):
-    return bot.assets[asset_no].ord_l
+    return recast(bot.assets[asset_no].ord_l, orders_view_type)
 
 
 @njit(cache=True)
@@ -658,14 +661,15 @@ def _ov_close(bot):
     return lambda bot: _close(bot)
 
 
+# depth and orders are handed out as the backtest's salted views (same memory, see backtest.views)
 @overload_method(LiveBotType, "depth")
 def _ov_depth(bot, asset_no):
-    return lambda bot, asset_no: bot.assets[asset_no].depth_l
+    return lambda bot, asset_no: recast(bot.assets[asset_no].depth_l, depth_view_type)
 
 
 @overload_method(LiveBotType, "orders")
 def _ov_orders(bot, asset_no):
-    return lambda bot, asset_no: bot.assets[asset_no].ord_l
+    return lambda bot, asset_no: recast(bot.assets[asset_no].ord_l, orders_view_type)
 
 
 @overload_method(LiveBotType, "position")
