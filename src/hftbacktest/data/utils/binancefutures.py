@@ -235,18 +235,22 @@ class _Converter:
         size = os.path.getsize(self.path)
         with progress_bar(size, f"Reading {self.path}") as bar:
             pending = b""
-            for data in _decompressed_chunks(self.path, bar, self.report):
-                if pending:  # complete the line cut by the previous chunk without copying the whole chunk
-                    nl = data.find(b"\n") + 1
-                    if nl == 0:
-                        pending += data
-                        continue
-                    head = pending + data[:nl]
-                    self.feed(np.frombuffer(head, np.uint8), final=False)
-                    data = memoryview(data)[nl:]
-                buf = np.frombuffer(data, np.uint8)
-                used = self.feed(buf, final=False)
-                pending = bytes(buf[used:])
+            chunks = _decompressed_chunks(self.path, bar, self.report)
+            try:
+                for data in chunks:
+                    if pending:  # complete the line cut by the previous chunk without copying the whole chunk
+                        nl = data.find(b"\n") + 1
+                        if nl == 0:
+                            pending += data
+                            continue
+                        head = pending + data[:nl]
+                        self.feed(np.frombuffer(head, np.uint8), final=False)
+                        data = memoryview(data)[nl:]
+                    buf = np.frombuffer(data, np.uint8)
+                    used = self.feed(buf, final=False)
+                    pending = bytes(buf[used:])
+            finally:
+                chunks.close()  # also when leaving early: stops the reader thread now, not at garbage collection
             if self.report.truncated and self.strict:
                 raise DataQualityError("truncated gzip stream", path=self.path, line=self.line_no + 1)
             if pending:
