@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import itertools
 import os
 import time
@@ -123,6 +124,10 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, book_size: floa
         raise _error(source, "no strategy given (key `strategy` or --strategy)")
     if not strategy and target.split(":")[0].endswith(".py"):
         target = str(path.parent / target)
+    from .backtest.cli import load_strategy
+
+    strategy_fn = load_strategy(target)
+    signature = inspect.signature(getattr(strategy_fn, "py_func", strategy_fn))
     runs = []
     for index, combo in enumerate(itertools.product(*grid.values())):
         config = copy.deepcopy(raw)
@@ -131,6 +136,11 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, book_size: floa
         for key, value in values.items():
             apply_grid_value(config, key, value, run_params, source)
         _check_run(config, path, f"run {index} ({values})")
+        try:
+            signature.bind(None, None, **run_params)
+        except TypeError as exc:
+            raise _error(source, f"strategy {target}{signature}: {exc} (its arguments after (hbt, recorder) come "
+                                 "from [params] and [grid])") from None
         runs.append(RunSpec(index, config, str(path.parent), target, run_params, values, book_size, resample))
     return runs
 
@@ -159,8 +169,6 @@ def _check_run(config: dict[str, Any], path: Path, where: str) -> None:
 
 def _prepare(spec: RunSpec):
     """The strategy and its positional arguments (bot, recorder, parameters) for one run."""
-    import inspect
-
     from .backtest.cli import _num_params, build_asset, load_strategy
     from .recorder import Recorder
 
@@ -178,11 +186,7 @@ def _prepare(spec: RunSpec):
         raise _error(f"run {spec.index}", f"depth must be 'hashmap' or 'roi', got {depth!r}")
     recorder = Recorder(len(assets), int(spec.config.get("record_size", 1_000_000)), grow=True)
     hbt = make_bot(assets)
-    try:
-        bound = inspect.signature(getattr(strategy, "py_func", strategy)).bind(hbt, recorder.recorder, **spec.params)
-    except TypeError as exc:
-        hbt.close()
-        raise _error(spec.strategy, f"run {spec.index}: {exc} (strategy arguments come from [params] and [grid])")
+    bound = inspect.signature(getattr(strategy, "py_func", strategy)).bind(hbt, recorder.recorder, **spec.params)
     return strategy, hbt, recorder, bound.args
 
 

@@ -9,9 +9,13 @@ import pytest
 
 from hftbacktest.cli import main
 from hftbacktest.errors import ConfigError
+import hftbacktest.backtest.bot  # noqa: F401  (see below)
 import hftbacktest.sweep as sweep_module
 from hftbacktest.sweep import load_sweep, run_one, run_sweep
 
+# The bot module is imported before the feed fixture runs the converter: as of this commit, numba code compiled or
+# loaded before the order-view properties are registered makes `order.cancellable` untypable (KeyError) in
+# strategies compiled afterwards; an engine issue, reported to the lead, not something a sweep does.
 STRATEGY = "hftbacktest._demo_strategy:market_making_algo"
 
 ASSET = """
@@ -77,6 +81,7 @@ half_spread_bps = [0.1, 0.5]
     ('[grid]\n"asset.3.tick_size" = [1]\n', "only 1 \\[\\[asset\\]\\] tables"),
     ('[grid]\n"asset.queue" = [{ model = "fifo" }]\n', "queue.model must be one of"),
     ('[grid]\n"what.ever" = [1]\n', "expected a strategy argument"),
+    ("[grid]\nhalf_spread = [0.1]\n", "missing a required argument: 'half_spread_bps'"),
 ])
 def test_bad_sweep_files_name_the_problem(tmp_path, extra, message):
     path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + extra)
