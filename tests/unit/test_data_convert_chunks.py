@@ -62,3 +62,21 @@ def test_k_way_merge_is_stable_across_runs():
             got.append(int(xs[cur[heap[0]], 5]))
             size = _spool._pop(heap, size, cur, end, xs.view(np.int64), 1)
         assert got == want.tolist(), block
+
+
+def test_public_helpers_compose_to_convert(feed):
+    # the reference's recipe: correct_local_timestamp, then correct_event_order on stable argsorts, validated
+    from hftbacktest.data import correct_event_order, correct_local_timestamp, validate_event_order
+    from hftbacktest.data.utils.binancefutures import _Converter
+    from hftbacktest.types import event_dtype
+
+    conv = _Converter(str(feed), "t", True, "auto", False, "T")
+    with contextlib.redirect_stdout(io.StringIO()):
+        conv.run()
+        rows = correct_local_timestamp(conv.rows.copy().reshape(-1).view(event_dtype), 0)
+    assert (rows["local_ts"] - rows["exch_ts"]).min() == 0  # the feed's clock offset made it negative
+    data = correct_event_order(rows, np.argsort(rows["exch_ts"], kind="stable"),
+                               np.argsort(rows["local_ts"], kind="stable"))
+    validate_event_order(data)
+    converted, _ = _convert(feed, opt="t")
+    assert data.tobytes() == converted.tobytes()

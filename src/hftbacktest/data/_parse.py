@@ -150,51 +150,6 @@ def _key_id(buf, a, b):
     return -1
 
 
-@njit(cache=True)
-def _scan_object(buf, p, e, ks, ke):
-    """Record the value span of each known key of the object at p. Returns the end index or -1."""
-    for k in range(N_KEYS):
-        ks[k] = -1
-        ke[k] = -1
-    if p >= e or buf[p] != LBRACE:
-        return -1
-    p = _skip_ws(buf, p + 1, e)
-    if p < e and buf[p] == RBRACE:
-        return p + 1
-    while p < e:
-        if buf[p] != QUOTE:
-            return -1
-        k0 = p + 1
-        k1 = k0
-        while k1 < e and buf[k1] != QUOTE:
-            if buf[k1] == BACKSLASH or buf[k1] == 10:
-                return -1
-            k1 += 1
-        if k1 >= e or k1 == k0:
-            return -1
-        p = _skip_ws(buf, k1 + 1, e)
-        if p >= e or buf[p] != COLON:
-            return -1
-        p = _skip_ws(buf, p + 1, e)
-        v1 = _value_end(buf, p, e)
-        if v1 < 0:
-            return -1
-        kid = _key_id(buf, k0, k1)
-        if kid >= 0:
-            ks[kid] = p
-            ke[kid] = v1
-        p = _skip_ws(buf, v1, e)
-        if p >= e:
-            return -1
-        if buf[p] == COMMA:
-            p = _skip_ws(buf, p + 1, e)
-        elif buf[p] == RBRACE:
-            return p + 1
-        else:
-            return -1
-    return -1
-
-
 @njit(cache=True, inline="always")
 def _parse_int(buf, a, b):
     """A JSON integer (non-negative, ≤ 18 digits) or -1."""
@@ -368,7 +323,8 @@ def _levels(buf, a, e, rf, n):
 
 @njit(cache=True)
 def _scan_event(buf, p, e, ks, ke, rf, n):
-    """Like _scan_object for an event payload, but `[[px,qty],...]` values of b/a are parsed straight into
+    """Record the value span of each known key of the event object at p (ks/ke); `[[px,qty],...]` values of b/a
+    are parsed straight into
     rf[row, 3:5] from row n on (one pass over the bulk of a depth message). Returns (end, b0, b1, a0, a1)
     where b0:b1 / a0:a1 are the rows parsed for b / a (-1 when absent or not an array)."""
     for k in range(N_KEYS):
@@ -492,6 +448,18 @@ def _envelope_end(buf, p, e):
     if p < e and buf[p] == RBRACE:
         return p + 1
     return -1
+
+
+@njit(cache=True, inline="always")
+def _ticker_rows(ru, ri, rf, nrow, x, ts, bid, bid_qty, ask, ask_qty):
+    """bookTicker's rows with opt 't': custom events 103 (best bid) and 104 (best ask). Returns the new nrow."""
+    _fill(ru, ri, nrow, nrow + 1, np.uint64(103), x, ts)
+    _fill(ru, ri, nrow + 1, nrow + 2, np.uint64(104), x, ts)
+    rf[nrow, 3] = bid
+    rf[nrow, 4] = bid_qty
+    rf[nrow + 1, 3] = ask
+    rf[nrow + 1, 4] = ask_qty
+    return nrow + 2
 
 
 # --- fixed-layout fast path: the exact key order Binance sends (any deviation falls back to the scanner) ---
@@ -661,14 +629,7 @@ def _fixed_line(buf, p, e, sym, opt_t, ru, ri, rf, nrow, ts, out):
         if q < 0 or u < 0 or t_ms > _MAX_MS or not (ok1 and ok2 and ok3 and ok4):
             return -1
         if opt_t:
-            x = t_ms * 1_000_000
-            _fill(ru, ri, nrow, nrow + 1, np.uint64(103), x, ts)
-            _fill(ru, ri, nrow + 1, nrow + 2, np.uint64(104), x, ts)
-            rf[nrow, 3] = vb
-            rf[nrow, 4] = vbq
-            rf[nrow + 1, 3] = va
-            rf[nrow + 1, 4] = vaq
-            nrow += 2
+            nrow = _ticker_rows(ru, ri, rf, nrow, t_ms * 1_000_000, ts, vb, vbq, va, vaq)
         out[0], out[1], out[2], out[3], out[4], out[5] = KIND_TICKER, t_ms, u, -1, -1, nrow
         return q
     q = _lit(buf, p, e, _FX_TRADE)
@@ -894,14 +855,7 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
                 ok4, vaq = _parse_str_float(buf, ks[K_AQ], ke[K_AQ])
                 if not (ok1 and ok2 and ok3 and ok4):
                     return ST_FALLBACK, pos, line_no, nrow, nmsg
-                x = t_ms * 1_000_000
-                _fill(ru, ri, nrow, nrow + 1, np.uint64(103), x, ts)
-                _fill(ru, ri, nrow + 1, nrow + 2, np.uint64(104), x, ts)
-                rf[nrow, 3] = vb
-                rf[nrow, 4] = vbq
-                rf[nrow + 1, 3] = va
-                rf[nrow + 1, 4] = vaq
-                nrow += 2
+                nrow = _ticker_rows(ru, ri, rf, nrow, t_ms * 1_000_000, ts, vb, vbq, va, vaq)
         elif kind == KIND_MARK:
             if mark_use_e:
                 t_ms = _parse_int(buf, ks[K_E], ke[K_E])

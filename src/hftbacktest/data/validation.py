@@ -6,6 +6,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
+from ._spool import merge_flat
 
 
 @njit(cache=True)
@@ -68,45 +69,6 @@ def correct_local_timestamp(data: NDArray, base_latency: float) -> NDArray:
     return data
 
 
-@njit(cache=True)
-def _merge_orders(du, di, df, ex_idx, lo_idx, out):
-    """du/di/df: the input rows as (n, 8) uint64/int64/float64 views; out: (2n, 8) uint64."""
-    n = du.shape[0]
-    i = 0
-    j = 0
-    k = 0
-    both = np.uint64(EXCH_EVENT | LOCAL_EVENT)
-    exch_only = np.uint64(EXCH_EVENT)
-    local_only = np.uint64(LOCAL_EVENT)
-    while i < n or j < n:
-        has_x = i < n
-        has_l = j < n
-        xi = ex_idx[i] if has_x else 0
-        li = lo_idx[j] if has_l else 0
-        if has_x and has_l and di[xi, 1] == di[li, 1] and di[xi, 2] == di[li, 2]:
-            assert du[xi, 0] == du[li, 0]
-            assert df[xi, 3] == df[li, 3] or (np.isnan(df[xi, 3]) and np.isnan(df[li, 3]))
-            assert df[xi, 4] == df[li, 4]
-            src = xi
-            flag = both
-            i += 1
-            j += 1
-        elif has_x and (not has_l or di[xi, 1] < di[li, 1]
-                        or (di[xi, 1] == di[li, 1] and di[xi, 2] < di[li, 2])):
-            src = xi
-            flag = exch_only
-            i += 1
-        else:
-            src = li
-            flag = local_only
-            j += 1
-        out[k, 0] = du[src, 0] | flag
-        for c in range(1, 8):
-            out[k, c] = du[src, c]
-        k += 1
-    return k
-
-
 def _as_matrix(a: NDArray) -> NDArray:
     """An event_dtype array as an (n, 8) uint64 matrix over the same bytes (copied only if not contiguous)."""
     a = np.ascontiguousarray(a)
@@ -126,9 +88,10 @@ def correct_event_order(data: NDArray, sorted_exch_index: NDArray, sorted_local_
         raise TypeError(f"expected an array of event_dtype, got {data.dtype}")
     m = _as_matrix(data)
     out = np.zeros((2 * n, 8), np.uint64)
-    k = _merge_orders(m, m.view(np.int64), m.view(np.float64),
-                      np.ascontiguousarray(sorted_exch_index, dtype=np.int64),
-                      np.ascontiguousarray(sorted_local_index, dtype=np.int64), out)
+    lo = np.iinfo(np.int64).min
+    state = np.array([0, 0, lo, lo, 1], np.int64)  # order-check slots of merge_flat; validation is separate here
+    k = merge_flat(m, np.ascontiguousarray(sorted_exch_index, dtype=np.int64),
+                   np.ascontiguousarray(sorted_local_index, dtype=np.int64), out, state, 0)
     return out[:k].reshape(-1).view(event_dtype)
 
 
