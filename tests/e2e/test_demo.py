@@ -41,7 +41,8 @@ def test_demo_runs_end_to_end(tmp_path):
     # the printed summary is the record's: trades counted by the stats equal the recorder's running count
     printed = re.search(r"│ NumberOfTrades\s*│\s*([\d,]+)", text)
     assert printed and int(printed.group(1).replace(",", "")) == record["num_trades"][-1] - record["num_trades"][0]
-    assert "SR" in text and "Done in" in text and "\x1b[" not in text  # no terminal codes when not on a tty
+    assert "SR" in text and "gross PnL" in text and "Done in" in text
+    assert "\x1b[" not in text  # no terminal codes when not on a tty
 
     html = (out / "report.html").read_text()
     assert "<script src=" not in html  # plotly.js is inlined: the report works offline
