@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="resync: drop depth diffs that cannot be applied and clear the book at each snapshot")
     p.add_argument("--mark-price-time", default="T", choices=["T", "E"],
                    help="timestamp field of markPriceUpdate rows (T = next funding time, as the reference)")
+    p.add_argument("--tmp-dir", help="where inputs larger than memory blocks spill (default: the system temp dir)")
     p.set_defaults(func=_convert)
 
     p = subparsers.add_parser(
@@ -85,7 +86,8 @@ def _convert(args) -> int:
             data, report = convert(args.input, out, opt=args.opt, base_latency=args.base_latency,
                                    combined_stream=not args.plain_stream, ts_unit=args.ts_unit,
                                    strict=args.strict, gap_policy=args.gap_policy,
-                                   mark_price_time=args.mark_price_time, return_report=True)
+                                   mark_price_time=args.mark_price_time, tmp_dir=args.tmp_dir,
+                                   return_report=True)
     print(report.summary(), file=sys.stderr)
     print(f"wrote {len(data):,} events to {out}")
     return 0
