@@ -162,9 +162,9 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
             strategy["order_value"], strategy["max_position"])
     cached = engine_cached(market_making_algo, args)
     if not cached:
-        what = "compiling the engine into the strategy (first run only, cached afterwards; about a minute)"
+        what = "compiling the engine into the strategy (first run only, cached afterwards; up to a minute)"
         if cached is None:
-            what = "loading the compiled engine (the first run compiles it: about a minute, cached afterwards)"
+            what = "loading the compiled engine (the first run compiles it, up to a minute; cached afterwards)"
         steps.run(what, _compile, market_making_algo, args, announce=True, done="engine compiled and cached")
 
     def backtest():
