@@ -91,9 +91,13 @@ def apply_grid_value(config: dict[str, Any], key: str, value: Any, params: dict[
         _set_path(asset, path, value)
 
 
-def load_sweep(path: str | Path, strategy: str | None = None, *, book_size: float | None = None,
+def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[str, list] | None = None,
+               params: Mapping[str, Any] | None = None, book_size: float | None = None,
                resample: str | None = "10s") -> list[RunSpec]:
-    """Reads a sweep TOML and expands its grid into runs (in grid order: the last key varies fastest)."""
+    """Reads a sweep TOML and expands its grid into runs (in grid order: the last key varies fastest).
+
+    `grid` replaces the file's [grid]; `params` updates its [params] (so a plain `hftbacktest backtest` TOML works
+    from Python with both given here)."""
     import tomllib
 
     from .backtest.cli import _TOP_KEYS
@@ -107,8 +111,9 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, book_size: floa
         raise _error(source, "no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _error(source, f"invalid TOML ({exc})") from None
-    grid = raw.pop("grid", None)
-    params = raw.pop("params", {})
+    file_grid = raw.pop("grid", None)
+    grid = dict(grid) if grid is not None else file_grid
+    params = {**raw.pop("params", {}), **(params or {})}
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         raise _error(source, f"unknown key(s) {sorted(unknown)}; expected {sorted(_TOP_KEYS | _SWEEP_KEYS)}")
@@ -277,11 +282,13 @@ def _ray(runs: Sequence[RunSpec], workers: int) -> Iterable[list[dict[str, Any]]
         yield ray.get(done[0])
 
 
-def sweep(path: str | Path, strategy: str | None = None, *, workers: int | None = None, backend: str = "local",
+def sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[str, list] | None = None,
+          params: Mapping[str, Any] | None = None, workers: int | None = None, backend: str = "local",
           book_size: float | None = None, resample: str | None = "10s", progress: bool | None = None):
-    """Runs every grid combination of the sweep TOML `path`; returns a polars DataFrame (one row per run and asset,
-    ordered by run) with the grid values, the `hftbacktest.stats` summary, final position, fee and run time."""
-    runs = load_sweep(path, strategy, book_size=book_size, resample=resample)
+    """Runs every grid combination of the sweep TOML `path` (`grid`/`params` as in `load_sweep`); returns a polars
+    DataFrame (one row per run and asset, ordered by run) with the grid values, the `hftbacktest.stats` summary,
+    final position, fee and run time."""
+    runs = load_sweep(path, strategy, grid=grid, params=params, book_size=book_size, resample=resample)
     return run_sweep(runs, workers=workers, backend=backend, progress=progress)
 
 

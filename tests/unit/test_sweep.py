@@ -74,6 +74,14 @@ half_spread_bps = [0.1, 0.5]
     assert "grid" not in last.config and "params" not in last.config
 
 
+def test_grid_and_params_from_python_over_a_plain_backtest_file(tmp_path):
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET, name="backtest.toml")  # no [grid] / [params]
+    runs = load_sweep(path, grid={"half_spread_bps": [0.1, 0.2, 0.3], "depth": ["roi"]},
+                      params={"skew_per_position": 1.0, "order_value": 100.0, "max_position": 0.1})
+    assert [r.params["half_spread_bps"] for r in runs] == [0.1, 0.2, 0.3]
+    assert all(r.config["depth"] == "roi" and r.params["order_value"] == 100.0 for r in runs)
+
+
 @pytest.mark.parametrize("extra, message", [
     ("", "needs a \\[grid\\] table"),
     ("[grid]\nhalf_spread_bps = 0.1\n", "must be a non-empty list"),
