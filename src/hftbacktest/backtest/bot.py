@@ -34,7 +34,7 @@ from ..errors import ConfigError, DataError, HftBacktestError
 from ..kernels import depth as dp
 from ..kernels import loop
 from ..kernels.depth import DepthType, depth_type
-from ..kernels.orders import OrderTableType
+from ..kernels.orders import OrderTableType, order_record_type
 from ..kernels.abi import (
     FN_CANCEL,
     FN_CLEAR_INACTIVE,
@@ -438,13 +438,19 @@ _ORDER_PROPERTIES = {  # name -> (numba type, implementation over the order reco
 
 @infer_getattr
 class _OrderRecordAttributes(AttributeTemplate):
-    """Typing of the properties; declines (None) for every other record so their own fields keep working."""
+    """Typing of the order record's fields and extra properties.
 
-    key = types.Record
+    Keyed on the order record type itself: numba then consults only this template for it, whatever was compiled
+    before this module was imported (keyed on `types.Record`, numba's own record template could come first and
+    fail on 'cancellable', e.g. after a conversion ran numba code first). Other records are untouched."""
+
+    key = order_record_type
 
     def generic_resolve(self, typ, attr):
-        if attr in _ORDER_PROPERTIES and typ.dtype == _ORDER_DTYPE:
+        if attr in _ORDER_PROPERTIES:
             return _ORDER_PROPERTIES[attr][0]
+        if attr in typ.fields:
+            return typ.typeof(attr)
         return None
 
 
