@@ -42,20 +42,20 @@ RBRACE = 125
 BACKSLASH = 92
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ws(c):
     """Whitespace inside a line (a newline always ends the line: no scan may cross it)."""
     return c == 32 or c == 9 or c == 13
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _skip_ws(buf, p, e):
     while p < e and _ws(buf[p]):
         p += 1
     return p
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _value_end(buf, p, e):
     """Index just past the JSON value starting at p, or -1 (escapes and bad nesting go to the slow path)."""
     if p >= e:
@@ -103,7 +103,7 @@ def _value_end(buf, p, e):
     return q if q > p else -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _key_id(buf, a, b):
     n = b - a
     c = buf[a]
@@ -150,7 +150,7 @@ def _key_id(buf, a, b):
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _parse_int(buf, a, b):
     """A JSON integer (non-negative, ≤ 18 digits) or -1."""
     if a < 0 or b - a < 1 or b - a > 18:
@@ -164,7 +164,7 @@ def _parse_int(buf, a, b):
     return v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _parse_decimal(buf, a, b):
     """Digits of a plain decimal number in buf[a:b] → (ok, value), equal to Python float() when ok."""
     if a >= b:
@@ -227,14 +227,14 @@ def _parse_decimal(buf, a, b):
     return True, -v if neg else v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _parse_str_float(buf, a, b):
     if a < 0 or b - a < 3 or buf[a] != QUOTE or buf[b - 1] != QUOTE:
         return False, 0.0
     return _parse_decimal(buf, a + 1, b - 1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _quoted_decimal(buf, p, e):
     """Parse `"123.45"` at p in one pass → (ok, value, index after the closing quote).
 
@@ -273,7 +273,7 @@ def _quoted_decimal(buf, p, e):
     return True, -v if neg else v, q + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bytes_eq(buf, a, b, lit):
     if b - a != len(lit):
         return False
@@ -450,7 +450,7 @@ def _envelope_end(buf, p, e):
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ticker_rows(ru, ri, rf, nrow, x, ts, bid, bid_qty, ask, ask_qty):
     """bookTicker's rows with opt 't': custom events 103 (best bid) and 104 (best ask). Returns the new nrow."""
     _fill(ru, ri, nrow, nrow + 1, np.uint64(103), x, ts)
@@ -486,7 +486,7 @@ _FX_MARKET = np.frombuffer(b',"X":"MARKET","m":', np.uint8)
 _FX_END = np.frombuffer(b'}}', np.uint8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _lit(buf, p, e, lit):
     """p + len(lit) if buf[p:] starts with lit, else -1 (p may already be -1)."""
     if p < 0 or p + len(lit) > e:
@@ -497,7 +497,7 @@ def _lit(buf, p, e, lit):
     return p + len(lit)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _uint(buf, p, e):
     """(value, index after) of 1-18 digits at p, or (-1, -1)."""
     if p < 0:
@@ -514,7 +514,7 @@ def _uint(buf, p, e):
 
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _udec(buf, q, e):
     """Digits with one optional '.' up to a closing quote at q → (mantissa, fraction digits, index after the
     quote); mantissa -1 when it is not such a plain decimal below 2**53 (then the caller falls back)."""
@@ -540,7 +540,7 @@ def _udec(buf, q, e):
     return -1, 0, -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _qdec(buf, p, e):
     """A quoted unsigned plain decimal at p → (ok, value, index after it); p may be -1."""
     if p < 0 or p >= e or buf[p] != QUOTE:
@@ -551,7 +551,7 @@ def _qdec(buf, p, e):
     return True, m / _P10[f], q
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _skip_str(buf, p, e):
     """Index after a JSON string without escapes at p (p may be -1), or -1."""
     if p < 0 or p >= e or buf[p] != QUOTE:
@@ -688,7 +688,7 @@ def _fixed_line(buf, p, e, sym, opt_t, ru, ri, rf, nrow, ts, out):
 ROW_MARGIN = 1 << 16  # rows kept free before each line (a diff line of n levels is > 10*n bytes long)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _digits(buf, a, b):
     v = 0
     for q in range(a, b):
@@ -728,7 +728,7 @@ def _parse_one(buf, pos, end, ts_digits, combined, ks, ke, rf, nrow):
     return e, b0, b1, a0, a1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _fill(ru, ri, n0, n1, code, x, ts):
     for r in range(n0, n1):
         ru[r, 0] = code
