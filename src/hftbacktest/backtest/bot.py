@@ -235,13 +235,18 @@ def _find(t, order_id):
     return None if slot < 0 else t.rec[slot]
 
 
-def _register(kind, typs, impls):
-    """Registers each `name: implementation` of `impls` as an inlined attribute or method of each type of `typs`."""
+def _register(kind, typs, impls, inline="never"):
+    """Registers each `name: implementation` of `impls` as an attribute or method of each type of `typs`.
+
+    Compiled as small functions by default (LLVM inlines them; numba compiles each once per process): numba's own
+    IR inlining re-runs its front end at every call site and made a strategy with ~170 API calls take 12 s to
+    compile. `inline="always"` is kept where the result is a reference-counted object (a view, an array: returned
+    from a call its reference count costs two atomic operations per use) or must live in the caller's frame."""
     for typ in typs:
         for name, impl in impls.items():
             # numba checks that the typing function's parameters match the implementation's: give it impl's
             typer = functools.wraps(impl)(lambda *args, _impl=impl: _impl)
-            kind(typ, name, inline="always")(typer)
+            kind(typ, name, inline=inline)(typer)
 
 
 def _submitter(side):
@@ -276,13 +281,15 @@ def _clear_inactive_orders(e, asset_no):
 
 _register(overload_attribute, [BotType], {
     "current_timestamp": lambda e: e.cur_ts,
-})
+}, inline="always")
 _register(overload_method, [BotType], {
     "depth": lambda e, asset_no: recast(_asset(e, asset_no).depth_l, depth_view_type),
     "orders": lambda e, asset_no: recast(_asset(e, asset_no).ord_l, orders_view_type),
     "state_values": lambda e, asset_no: _asset(e, asset_no).sv_l[0],
-    "position": lambda e, asset_no: _asset(e, asset_no).sv_l[0].position,
     "last_trades": lambda e, asset_no: _trades(_asset(e, asset_no)),
+}, inline="always")
+_register(overload_method, [BotType], {
+    "position": lambda e, asset_no: _asset(e, asset_no).sv_l[0].position,
     "clear_last_trades": lambda e, asset_no: _clear_trades(e, asset_no),
     "clear_inactive_orders": _clear_inactive_orders,
     "submit_buy_order": _submitter(BUY),
@@ -312,9 +319,11 @@ _register(overload_attribute, [DepthType, DepthViewType], {
     "lot_size": lambda d: d.lot,
     "roi_lb_tick": lambda d: d.lb,
     "roi_ub_tick": lambda d: d.ub,
+})
+_register(overload_attribute, [DepthType, DepthViewType], {
     "bid_depth": lambda d: d.bid,
     "ask_depth": lambda d: d.ask,
-})
+}, inline="always")
 _register(overload_method, [DepthType, DepthViewType], {
     "bid_qty_at_tick": lambda d, price_tick: dp.level(recast(d, depth_type), True, np.int64(price_tick)),
     "ask_qty_at_tick": lambda d, price_tick: dp.level(recast(d, depth_type), False, np.int64(price_tick)),
@@ -401,6 +410,8 @@ def _next(it):
 
 _register(overload_method, [OrderTableType, OrdersViewType], {
     "values": lambda t: _new_order_iter(t),  # inlined: the cursor must live in the caller's frame
+}, inline="always")
+_register(overload_method, [OrderTableType, OrdersViewType], {
     "get": lambda t, order_id: _find(t, order_id),
 })
 _register(overload_method, [OrderIterType], {
