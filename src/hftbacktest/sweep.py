@@ -64,7 +64,7 @@ def _set_path(table: dict, keys: Sequence[str], value: Any) -> None:
 
 def apply_grid_value(config: dict[str, Any], key: str, value: Any, params: dict[str, Any], source: str) -> None:
     """Applies one grid entry to a run's config (asset.*, depth, record_size) or its strategy keyword arguments."""
-    from .backtest.cli import _ASSET_KEYS
+    from .backtest.cli import ASSET_KEYS
 
     parts = key.split(".")
     if parts[0] != "asset":
@@ -84,9 +84,9 @@ def apply_grid_value(config: dict[str, Any], key: str, value: Any, params: dict[
         targets, path = [assets[n]], parts[2:]
     else:
         targets, path = assets, parts[1:]
-    if not path or path[0] not in _ASSET_KEYS:
+    if not path or path[0] not in ASSET_KEYS:
         raise _error(source, f"grid key {key!r}: {'.'.join(path) or '(nothing)'} is not an [[asset]] key; "
-                             f"expected one of {sorted(_ASSET_KEYS)}")
+                             f"expected one of {sorted(ASSET_KEYS)}")
     for asset in targets:
         _set_path(asset, path, value)
 
@@ -100,7 +100,7 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[s
     from Python with both given here)."""
     import tomllib
 
-    from .backtest.cli import _TOP_KEYS
+    from .backtest.cli import TOP_KEYS
 
     path = Path(path)
     source = str(path)
@@ -114,9 +114,9 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[s
     file_grid = raw.pop("grid", None)
     grid = dict(grid) if grid is not None else file_grid
     params = {**raw.pop("params", {}), **(params or {})}
-    unknown = set(raw) - _TOP_KEYS
+    unknown = set(raw) - TOP_KEYS
     if unknown:
-        raise _error(source, f"unknown key(s) {sorted(unknown)}; expected {sorted(_TOP_KEYS | _SWEEP_KEYS)}")
+        raise _error(source, f"unknown key(s) {sorted(unknown)}; expected {sorted(TOP_KEYS | _SWEEP_KEYS)}")
     if not isinstance(grid, dict) or not grid:
         raise _error(source, "needs a [grid] table with at least one key (a list of values to try)")
     if not isinstance(params, dict):
@@ -152,13 +152,13 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[s
 
 def _check_run(config: dict[str, Any], path: Path, where: str) -> None:
     """The same checks as `hftbacktest backtest`, on one expanded run, before any worker starts."""
-    from .backtest.cli import _ASSET_KEYS, build_asset
+    from .backtest.cli import ASSET_KEYS, build_asset
 
     assets = config.get("asset")
     if not isinstance(assets, list) or not assets:
         raise _error(str(path), "needs at least one [[asset]] table")
     for i, spec in enumerate(assets):
-        unknown = set(spec) - _ASSET_KEYS
+        unknown = set(spec) - ASSET_KEYS
         if unknown:
             raise _error(str(path), f"{where}: asset[{i}]: unknown key(s) {sorted(unknown)}")
         missing = [k for k in ("data", "tick_size", "lot_size") if k not in spec]
@@ -174,11 +174,11 @@ def _check_run(config: dict[str, Any], path: Path, where: str) -> None:
 
 def _prepare(spec: RunSpec):
     """The strategy and its positional arguments (bot, recorder, parameters) for one run."""
-    from .backtest.cli import _num_params, build_asset, load_strategy
+    from .backtest.cli import num_params, build_asset, load_strategy
     from .recorder import Recorder
 
     strategy = load_strategy(spec.strategy)
-    if _num_params(strategy) < 2:
+    if num_params(strategy) < 2:
         raise _error(spec.strategy, "a swept strategy must take (hbt, recorder, ...) and call recorder.record(hbt)")
     base = Path(spec.base_dir)
     assets = [build_asset(a, base, f"asset[{i}]") for i, a in enumerate(spec.config["asset"])]

@@ -25,11 +25,11 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-_ASSET_KEYS = {
+ASSET_KEYS = {
     "name", "data", "tick_size", "lot_size", "asset_type", "contract_size", "latency", "queue", "exchange", "fee",
     "roi_lb", "roi_ub", "initial_snapshot", "last_trades_capacity", "latency_offset", "reference_compatible",
 }
-_TOP_KEYS = {"strategy", "depth", "record_size", "asset"}
+TOP_KEYS = {"strategy", "depth", "record_size", "asset"}
 _QUEUE_METHODS = {
     "risk_adverse": ("risk_adverse_queue_model", False),
     "power_prob": ("power_prob_queue_model", True),
@@ -78,14 +78,14 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
         raise _config_error(path, "no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _config_error(path, f"invalid TOML ({exc})") from None
-    unknown = set(cfg) - _TOP_KEYS
+    unknown = set(cfg) - TOP_KEYS
     if unknown:
-        raise _config_error(path, f"unknown key(s) {sorted(unknown)}; expected {sorted(_TOP_KEYS)}")
+        raise _config_error(path, f"unknown key(s) {sorted(unknown)}; expected {sorted(TOP_KEYS)}")
     assets = cfg.get("asset")
     if not isinstance(assets, list) or not assets:
         raise _config_error(path, "needs at least one [[asset]] table")
     for i, spec in enumerate(assets):
-        unknown = set(spec) - _ASSET_KEYS
+        unknown = set(spec) - ASSET_KEYS
         if unknown:
             raise _config_error(path, f"asset[{i}]: unknown key(s) {sorted(unknown)}")
         for key in ("data", "tick_size", "lot_size"):
@@ -173,7 +173,7 @@ def load_strategy(target: str):
     return fn
 
 
-def _num_params(fn) -> int:
+def num_params(fn) -> int:
     return len(inspect.signature(getattr(fn, "py_func", fn)).parameters)
 
 
@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.strategy and target.split(":")[0].endswith(".py"):
         target = str(config_path.parent / target)
     strategy = load_strategy(target)
-    n_params = _num_params(strategy)
+    n_params = num_params(strategy)
     if n_params not in (1, 2):
         raise ConfigError(f"strategy {target!r} must take (hbt) or (hbt, recorder), it takes {n_params} arguments")
     if args.record and n_params != 2:
