@@ -98,19 +98,11 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[s
 
     `grid` replaces the file's [grid]; `params` updates its [params] (so a plain `hftbacktest backtest` TOML works
     from Python with both given here)."""
-    import tomllib
-
-    from .backtest.cli import TOP_KEYS
+    from .backtest.cli import TOP_KEYS, read_toml
 
     path = Path(path)
     source = str(path)
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise _error(source, "no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise _error(source, f"invalid TOML ({exc})") from None
+    raw = read_toml(path)
     file_grid = raw.pop("grid", None)
     grid = dict(grid) if grid is not None else file_grid
     params = {**raw.pop("params", {}), **(params or {})}

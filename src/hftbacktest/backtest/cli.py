@@ -66,18 +66,24 @@ def _config_error(path: Path, message: str):
     return ConfigError(f"{path}: {message}")
 
 
-def load_run_config(path: str | Path) -> dict[str, Any]:
-    """Reads and checks the TOML; unknown keys are errors naming the key."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML file; a missing or invalid file is a ConfigError naming it."""
     import tomllib
 
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            cfg = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise _config_error(path, "no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _config_error(path, f"invalid TOML ({exc})") from None
+
+
+def load_run_config(path: str | Path) -> dict[str, Any]:
+    """Reads and checks the TOML; unknown keys are errors naming the key."""
+    path = Path(path)
+    cfg = read_toml(path)
     unknown = set(cfg) - TOP_KEYS
     if unknown:
         raise _config_error(path, f"unknown key(s) {sorted(unknown)}; expected {sorted(TOP_KEYS)}")

@@ -405,21 +405,7 @@ class BinanceFuturesConnector:
             return
         self.orders.mark_request(rec, CANCELED, order.local_timestamp)
         params = {"symbol": symbol.upper(), "origClientOrderId": rec.client_id}
-        try:
-            reply = await self.rest.request("DELETE", "/fapi/v1/order", params, signed=True)
-        except RateLimited as exc:
-            self._fail(rec, False, {"code": -1003, "msg": str(exc)})
-            return
-        self._after_reply(reply)
-        if reply.ok:
-            fwd = self.orders.on_rest_order(rec, reply.data)
-            if fwd is not None:
-                self.publish_order(rec, fwd)
-        elif reply.code == -2011 or reply.unknown:
-            await self._resolve(rec, False)
-        else:
-            log.error("cancel %s refused: %s %s", rec.client_id, reply.code, reply.msg)
-            self._fail(rec, False, reply.error_value())
+        await self._change_order(rec, "DELETE", params, gone_code=-2011, what="cancel")
 
     async def _modify(self, bot_id: int, symbol: str, order) -> None:
         """Amend price and quantity (`PUT /fapi/v1/order`). A refusal leaves the order as it was: the bot gets the
@@ -438,8 +424,12 @@ class BinanceFuturesConnector:
             "quantity": format_step(order.qty, lot) if lot else repr(order.qty),
             "price": format_step(order.price_tick * order.tick_size, order.tick_size),
         }
+        await self._change_order(rec, "PUT", params, gone_code=-2013, what="modify")
+
+    async def _change_order(self, rec: ManagedOrder, method: str, params: dict, *, gone_code: int, what: str) -> None:
+        """Send a cancel (DELETE) or amend (PUT) of a live order and apply the reply."""
         try:
-            reply = await self.rest.request("PUT", "/fapi/v1/order", params, signed=True)
+            reply = await self.rest.request(method, "/fapi/v1/order", params, signed=True)
         except RateLimited as exc:
             self._fail(rec, False, {"code": -1003, "msg": str(exc)})
             return
@@ -448,11 +438,11 @@ class BinanceFuturesConnector:
             fwd = self.orders.on_rest_order(rec, reply.data)
             if fwd is not None:
                 self.publish_order(rec, fwd)
-        elif reply.code == -2013 or reply.unknown:
+        elif reply.code == gone_code or reply.unknown:
             await self._resolve(rec, False)  # gone meanwhile, or outcome unknown: ask for its real state
         else:
-            level = logging.INFO if reply.code == -5027 else logging.ERROR
-            log.log(level, "modify %s refused: %s %s", rec.client_id, reply.code, reply.msg)
+            level = logging.INFO if reply.code == -5027 else logging.ERROR  # -5027: amend with nothing to change
+            log.log(level, "%s %s refused: %s %s", what, rec.client_id, reply.code, reply.msg)
             self._fail(rec, False, reply.error_value())
 
     async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
