@@ -460,6 +460,20 @@ def _submit_impl(bot, asset_no, order_id, side, price, qty, tif, order_type, wai
 
 
 @njit(cache=True)
+def _send_pending(bot, asset_no, order_id, wait):
+    """Send the request the local order table just recorded (modify/cancel) to the connector, then optionally wait
+    for its answer. A request that cannot be sent leaves the order as it was."""
+    s = bot.assets[asset_no]
+    slot = ob.find(s.ord_l, order_id)
+    if _send_request(bot, asset_no, slot) != OK:
+        s.ord_l.rec[slot].req = NONE
+        return CUSTOM
+    if wait:
+        return _wait(bot, bot.request_timeout, _W_ORDER, asset_no, np.int64(order_id))
+    return OK
+
+
+@njit(cache=True)
 def _modify_impl(bot, asset_no, order_id, price, qty, wait):
     """Amend a resting order's price and quantity (Binance `PUT /fapi/v1/order`). Like the backtest, the local
     order shows the new price/qty with `req=REPLACED` until the answer; a refusal restores the old ones."""
@@ -473,13 +487,7 @@ def _modify_impl(bot, asset_no, order_id, price, qty, wait):
     s.to_exch.tail = 0
     s.to_local.head = 0
     s.to_local.tail = 0
-    slot = ob.find(s.ord_l, order_id)
-    if _send_request(bot, asset_no, slot) != OK:
-        s.ord_l.rec[slot].req = NONE
-        return CUSTOM
-    if wait:
-        return _wait(bot, bot.request_timeout, _W_ORDER, asset_no, np.int64(order_id))
-    return OK
+    return _send_pending(bot, asset_no, order_id, wait)
 
 
 @njit(cache=True)
@@ -492,13 +500,7 @@ def _cancel_impl(bot, asset_no, order_id, wait):
         return rc
     s.to_exch.head = 0  # sent over IPC below, not through the simulated bus
     s.to_exch.tail = 0
-    slot = ob.find(s.ord_l, order_id)
-    if _send_request(bot, asset_no, slot) != OK:
-        s.ord_l.rec[slot].req = NONE
-        return CUSTOM
-    if wait:
-        return _wait(bot, bot.request_timeout, _W_ORDER, asset_no, np.int64(order_id))
-    return OK
+    return _send_pending(bot, asset_no, order_id, wait)
 
 
 # --- entry points usable from plain Python (the @njit strategy goes through the overloads below) ----------------
