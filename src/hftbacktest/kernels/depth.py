@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from .borrow import borrowed
 from ..types import BUY_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, LOCAL_EVENT, SELL_EVENT, event_dtype
 from .structbase import CompactStructRef
 from .numeric import I64_MAX, I64_MIN, resized, rha
@@ -92,7 +93,7 @@ def new_depth(mode, tick_size, lot_size, roi_lb, roi_ub, compat):
 # --- reads -------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _overflow_get(ot, oq, n, t):
     for k in range(n):
         if ot[k] == t:
@@ -100,7 +101,7 @@ def _overflow_get(ot, oq, n, t):
     return 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def level(d, is_bid, t):
     """Stored qty at tick t (HASHMAP: 0.0 if absent; ROI: NaN outside the ROI)."""
     arr = d.bid if is_bid else d.ask
@@ -116,17 +117,17 @@ def level(d, is_bid, t):
     return _overflow_get(d.oat, d.oaq, d.oan, t)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def bid_qty_at(d, t):
     return level(d, True, t)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def ask_qty_at(d, t):
     return level(d, False, t)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def depth_below(d, is_bid, start, end):
     """First tick with qty > 0 scanning start-1, start-2, ..., end; INVALID_MIN if none."""
     arr = d.bid if is_bid else d.ask
@@ -153,7 +154,7 @@ def depth_below(d, is_bid, start, end):
     return best
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def depth_above(d, is_bid, start, end):
     """First tick with qty > 0 scanning start+1, ..., end; INVALID_MAX if none."""
     arr = d.bid if is_bid else d.ask
@@ -184,6 +185,19 @@ def depth_above(d, is_bid, start, end):
 
 
 @njit(cache=True, error_model="numpy")
+def _overflow_grow(d, is_bid):
+    """Double one side's overflow list (owning: replaces the struct's arrays)."""
+    if is_bid:
+        n = d.obt.shape[0]
+        d.obt = resized(d.obt, 2 * n, 0, n)
+        d.obq = resized(d.obq, 2 * n, 0, n)
+    else:
+        n = d.oat.shape[0]
+        d.oat = resized(d.oat, 2 * n, 0, n)
+        d.oaq = resized(d.oaq, 2 * n, 0, n)
+
+
+@borrowed
 def _overflow_set(d, is_bid, t, q):
     ot = d.obt if is_bid else d.oat
     oq = d.obq if is_bid else d.oaq
@@ -201,14 +215,9 @@ def _overflow_set(d, is_bid, t, q):
         if q == 0.0:
             return
         if n == ot.shape[0]:
-            ot = resized(ot, 2 * n, 0, n)
-            oq = resized(oq, 2 * n, 0, n)
-            if is_bid:
-                d.obt = ot
-                d.obq = oq
-            else:
-                d.oat = ot
-                d.oaq = oq
+            _overflow_grow(d, is_bid)
+            ot = d.obt if is_bid else d.oat
+            oq = d.obq if is_bid else d.oaq
         ot[n] = t
         oq[n] = q
         n += 1
@@ -219,15 +228,21 @@ def _overflow_set(d, is_bid, t, q):
 
 
 @njit(cache=True, error_model="numpy")
+def _alloc_window(d, t):
+    """First level of a HASHMAP book: allocate the dense window around tick t (owning)."""
+    d.base = t - WINDOW // 2
+    d.bid = np.zeros(WINDOW, np.float64)
+    d.ask = np.zeros(WINDOW, np.float64)
+
+
+@borrowed
 def set_level(d, is_bid, t, q):
     """Store qty q at tick t (0.0 deletes in HASHMAP mode). ROI callers check the range first."""
     if d.mode == MODE_ROI:
         (d.bid if is_bid else d.ask)[t - d.lb] = q
         return
     if d.bid.shape[0] == 0:
-        d.base = t - WINDOW // 2
-        d.bid = np.zeros(WINDOW, np.float64)
-        d.ask = np.zeros(WINDOW, np.float64)
+        _alloc_window(d, t)
     i = t - d.base
     if 0 <= i < WINDOW:
         (d.bid if is_bid else d.ask)[i] = q
@@ -270,7 +285,7 @@ def _recenter(d, center):
         set_level(d, False, aticks[k], aqtys[k])
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _follow_touch(d):
     if d.mode == MODE_ROI or d.bid.shape[0] == 0:
         return
@@ -281,7 +296,7 @@ def _follow_touch(d):
         _recenter(d, d.ba)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def update_bid(d, px, qty):
     """Apply an L2 bid level. Returns (tick, prev_best_bid, new_best_bid, prev_qty)."""
     t = rha(px / d.tick)
@@ -310,7 +325,7 @@ def update_bid(d, px, qty):
     return t, prev_best, d.bb, prev_qty
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def update_ask(d, px, qty):
     """Apply an L2 ask level. Returns (tick, prev_best_ask, new_best_ask, prev_qty)."""
     t = rha(px / d.tick)
@@ -339,7 +354,7 @@ def update_ask(d, px, qty):
     return t, prev_best, d.ba, prev_qty
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def clear_all(d):
     d.bid[:] = 0.0
     d.ask[:] = 0.0
@@ -351,7 +366,7 @@ def clear_all(d):
     d.higha = I64_MIN
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _delete_range(d, is_bid, lo_t, hi_t):
     """HASHMAP mode: delete every level with lo_t <= tick <= hi_t."""
     arr = d.bid if is_bid else d.ask
@@ -368,7 +383,7 @@ def _delete_range(d, is_bid, lo_t, hi_t):
             k += 1
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def clear_bid(d, px):
     """Clear bids from px up to the best bid (reference semantics incl. the level-skip quirk of §8.3)."""
     if d.mode == MODE_ROI:
@@ -395,7 +410,7 @@ def clear_bid(d, px):
         d.lowb = I64_MAX
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def clear_ask(d, px):
     """Clear asks from the best ask up to px (ROI mode reproduces the reference's ask-clear bug, §8.5)."""
     if d.mode == MODE_ROI:
@@ -486,17 +501,17 @@ def snapshot(d):
     return out[:k]
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def best_bid(d):
     return np.nan if d.bb == I64_MIN else d.bb * d.tick
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def best_ask(d):
     return np.nan if d.ba == I64_MAX else d.ba * d.tick
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def best_bid_qty(d):
     if d.mode == MODE_ROI and d.compat:
         return best_bid(d)  # reference Python binding returns the price here
@@ -505,7 +520,7 @@ def best_bid_qty(d):
     return level(d, True, d.bb)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def best_ask_qty(d):
     if d.mode == MODE_ROI and d.compat:
         return best_ask(d)

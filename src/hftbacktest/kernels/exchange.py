@@ -11,8 +11,8 @@ Kernels return 0 or an error code (10 order id exists, 13 invalid request, 14 in
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from .borrow import borrowed
 from ..types import (
     BUY,
     BUY_EVENT,
@@ -55,7 +55,7 @@ ERR_INVALID_ORDER_REQUEST = 13
 ERR_INVALID_ORDER_STATUS = 14
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def response_latency(s, ts):
     if s.lat_model == LATENCY_INTP:
         lat, s.lat_cr = intp_response(s.lat_tab, s.lat_cr, ts)
@@ -63,14 +63,14 @@ def response_latency(s, ts):
     return s.lat_resp
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def respond(s, src, i):
     """Send a copy of order src[i] back to the local side (arrives after the response latency)."""
     ts = src[i].exch_timestamp
     ob.bus_append(s.to_local, src, i, ts + response_latency(s, ts))
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def apply_fill(s, sv, o):
     """Account one execution of order record `o` into state record array `sv` (spec §7.3)."""
     price = o.exec_price_tick * s.tick
@@ -86,7 +86,7 @@ def apply_fill(s, sv, o):
     st.trading_value += amount
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def fill(s, src, i, ts, maker, tick, exec_qty):
     """Execute exec_qty of order src[i] (maker at its own price, taker at `tick`); updates the exchange state."""
     o = src[i]
@@ -109,7 +109,7 @@ def fill(s, src, i, ts, maker, tick, exec_qty):
 # --- resting orders reached by the market -----------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _fill_resting_all(s, slot, ts):
     """Fill the whole remaining qty of a resting order as maker, reply, and remove it from the book."""
     t = s.ord_x
@@ -121,7 +121,7 @@ def _fill_resting_all(s, slot, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _queue_fill(s, slot, ts, qty):
     """A trade at exactly the order's price: advance the queue and fill what overran it."""
     t = s.ord_x
@@ -143,7 +143,7 @@ def _queue_fill(s, slot, ts, qty):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _on_bid(s, px, qty, ts):
     t = s.ord_x
     tick, prev_best, new_best, prev_qty = dp.update_bid(s.depth_x, px, qty)
@@ -164,7 +164,7 @@ def _on_bid(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _on_ask(s, px, qty, ts):
     t = s.ord_x
     tick, prev_best, new_best, prev_qty = dp.update_ask(s.depth_x, px, qty)
@@ -185,7 +185,7 @@ def _on_ask(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _on_buy_trade(s, px, qty, ts):
     """Buyer-initiated trade: may fill resting sells at or below the trade price."""
     t = s.ord_x
@@ -221,7 +221,7 @@ def _on_buy_trade(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _on_sell_trade(s, px, qty, ts):
     """Seller-initiated trade: may fill resting buys at or above the trade price."""
     t = s.ord_x
@@ -257,7 +257,7 @@ def _on_sell_trade(s, px, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def process_data(s, ev, ts, px, qty):
     """One EXCH row (spec §1.4 dispatch order)."""
     kind = ev & 0xFF
@@ -286,7 +286,7 @@ def process_data(s, ev, ts, px, qty):
 # --- order entry ------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _rest(s, src, i, ts):
     o = src[i]
     o.status = NEW
@@ -301,7 +301,7 @@ def _rest(s, src, i, ts):
     ob.ladder_add(t, slot)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _taker_partial(s, src, i, ts, is_buy, start, stop, include_stop):
     """Walk the opposite side from `start` towards `stop`, filling level by level (PartialFillExchange taker).
 
@@ -332,7 +332,7 @@ def _taker_partial(s, src, i, ts, is_buy, start, stop, include_stop):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _ack_new_partial_cross(s, src, i, ts, is_buy):
     o = src[i]
     d = s.depth_x
@@ -384,7 +384,7 @@ def _ack_new_partial_cross(s, src, i, ts, is_buy):
     return rc
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def ack_new(s, src, i, ts):
     """A new order arrives at the exchange: expire, fill as taker, or rest (spec §4.1/§4.3). Replies once."""
     o = src[i]
@@ -414,7 +414,7 @@ def ack_new(s, src, i, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def ack_cancel(s, src, i, ts):
     o = src[i]
     t = s.ord_x
@@ -431,7 +431,7 @@ def ack_cancel(s, src, i, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def ack_modify(s, src, i, ts):
     o = src[i]
     t = s.ord_x
@@ -456,7 +456,7 @@ def ack_modify(s, src, i, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def process_requests(s, ts):
     """Handle every request that reaches the exchange at ts (each produces exactly one reply)."""
     b = s.to_exch

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .borrow import borrowed
 from ..types import (
     BUY_EVENT,
     CANCELED,
@@ -25,7 +26,6 @@ from ..types import (
     REPLACED,
     SELL_EVENT,
     TRADE_EVENT,
-    order_dtype,
 )
 from . import depth as dp
 from . import orders as ob
@@ -40,7 +40,12 @@ ERR_ORDER_NOT_FOUND = 12
 ERR_INVALID_ORDER_REQUEST = 13
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
+def _grow_trades(s):
+    s.trades = resized(s.trades, 2 * s.ntrades, 0, s.ntrades)
+
+
+@borrowed(inline="always")
 def process_data(s, data, k):
     """One LOCAL row data[k] (spec §1.4 local dispatch)."""
     r = data[k]
@@ -60,7 +65,7 @@ def process_data(s, data, k):
             dp.clear_all(s.depth_l)
     elif kind == TRADE_EVENT and s.record_trades:
         if s.ntrades == s.trades.shape[0]:
-            s.trades = resized(s.trades, 2 * s.ntrades, 0, s.ntrades)
+            _grow_trades(s)
         s.trades[s.ntrades] = r
         s.ntrades += 1
     s.feed_lat[0] = r.exch_ts
@@ -68,7 +73,7 @@ def process_data(s, data, k):
     s.has_feed_lat = True
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def process_responses(s, ts, wait_id, match_id, match_any):
     """Apply every reply arriving at ts (spec §3.4). Returns True if one is for `wait_id` (when match_id) or,
     when match_any, if there was any reply."""
@@ -114,7 +119,7 @@ def process_responses(s, ts, wait_id, match_id, match_any):
     return found
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _send(s, slot, now):
     """Enqueue a copy of the local order as a request; returns True if it was rejected locally instead
     (negative entry latency from a recorded exchange rejection)."""
@@ -124,24 +129,25 @@ def _send(s, slot, now):
     else:
         lat = s.lat_entry
     if lat < 0:
-        tmp = np.empty(1, order_dtype)
-        tmp[0] = t.rec[slot]
-        tmp[0].req = REJECTED
-        ob.bus_append(s.to_local, tmp, np.int64(0), t.rec[slot].local_timestamp - lat)
+        sc = s.scratch
+        sc[0] = t.rec[slot]
+        sc[0].req = REJECTED
+        ob.bus_append(s.to_local, sc, np.int64(0), t.rec[slot].local_timestamp - lat)
         return True
     ob.bus_append(s.to_exch, t.rec, slot, t.rec[slot].local_timestamp + lat)
     return False
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def submit(s, now, oid, side, price, qty, tif, ord_type):
     t = s.ord_l
     if ob.find(t, oid) >= 0:
         return ERR_ORDER_ID_EXIST
     if not (tif == GTC or tif == GTX or tif == FOK or tif == IOC) or not (ord_type == LIMIT or ord_type == MARKET):
         return ERR_INVALID_ORDER_REQUEST
-    tmp = np.zeros(1, order_dtype)
-    o = tmp[0]
+    sc = s.scratch
+    sc[0] = sc[1]  # row 1 stays all zeros
+    o = sc[0]
     o.qty = qty
     o.leaves_qty = qty
     o.price_tick = rha(price / s.tick)
@@ -153,12 +159,12 @@ def submit(s, now, oid, side, price, qty, tif, ord_type):
     o.status = NONE
     o.side = side
     o.time_in_force = tif
-    slot = ob.insert(t, tmp, np.int64(0))
+    slot = ob.insert(t, sc, np.int64(0))
     _send(s, slot, now)
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def modify(s, now, oid, price, qty):
     t = s.ord_l
     slot = ob.find(t, oid)
@@ -181,7 +187,7 @@ def modify(s, now, oid, price, qty):
     return OK
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def cancel(s, now, oid):
     t = s.ord_l
     slot = ob.find(t, oid)

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 from numba import njit, objmode
 
+from .borrow import borrowed
 from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
 from . import exchange as xp
 from . import local as lp
@@ -29,7 +30,7 @@ from .abi import (
 )
 from .numeric import I64_MAX
 from .orders import table_type
-from .state import data_array_type, engine_type
+from .state import asset, data_array_type, engine_type
 
 OK = 0
 END_OF_DATA = 1
@@ -64,6 +65,28 @@ def _next_chunk(key, asset, which, index):
 
 
 @njit(cache=True, error_model="numpy")
+def _switch_chunk(e, a, s, which):
+    """Give processor `which` (0 local, 1 exchange) its next chunk; False at the end of the data or on a data
+    error (then e.error is set). Owning: it replaces s.data_l / s.data_x."""
+    index = (s.file_l if which == 0 else s.file_x) + 1
+    if index >= s.nfiles:
+        return False
+    arr, rc = _next_chunk(e.key, a, which, index)
+    if rc != 0:
+        e.error = rc
+        return False
+    if which == 0:
+        s.file_l = index
+        s.data_l = arr
+        s.pos_l = 0
+    else:
+        s.file_x = index
+        s.data_x = arr
+        s.pos_x = 0
+    return True
+
+
+@borrowed
 def _seek_local(e, a, s):
     """Position the local cursor on its next LOCAL row (from pos_l); returns that row's local_ts or I64_MAX."""
     while True:
@@ -76,18 +99,11 @@ def _seek_local(e, a, s):
                 return data[p].local_ts
             p += 1
         s.pos_l = p
-        if s.file_l + 1 >= s.nfiles:
+        if not _switch_chunk(e, a, s, np.int64(0)):
             return I64_MAX
-        arr, rc = _next_chunk(e.key, a, np.int64(0), s.file_l + 1)
-        if rc != 0:
-            e.error = rc
-            return I64_MAX
-        s.file_l += 1
-        s.data_l = arr
-        s.pos_l = 0
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _seek_exch(e, a, s):
     while True:
         data = s.data_x
@@ -99,23 +115,16 @@ def _seek_exch(e, a, s):
                 return data[p].exch_ts
             p += 1
         s.pos_x = p
-        if s.file_x + 1 >= s.nfiles:
+        if not _switch_chunk(e, a, s, np.int64(1)):
             return I64_MAX
-        arr, rc = _next_chunk(e.key, a, np.int64(1), s.file_x + 1)
-        if rc != 0:
-            e.error = rc
-            return I64_MAX
-        s.file_x += 1
-        s.data_x = arr
-        s.pos_x = 0
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def initialize(e):
     """First elapse/wait: place every cursor on its first row; cur_ts = the earliest timestamp."""
     slots = e.slots
     for a in range(e.num_assets):
-        s = e.assets[a]
+        s = asset(e, a)
         slots[4 * a] = _seek_local(e, a, s)
         slots[4 * a + 2] = _seek_exch(e, a, s)
         if e.error != 0:
@@ -133,25 +142,25 @@ def initialize(e):
 # --- public operations (the bot's methods reach them through the entry point's operation codes) -------------------
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def clear_inactive_orders(e, asset):
-    if asset < 0:
+@borrowed(inline="always")
+def clear_inactive_orders(e, asset_no):
+    if asset_no < 0:
         for a in range(e.num_assets):
-            ob.clear_inactive(e.assets[a].ord_l)
+            ob.clear_inactive(asset(e, a).ord_l)
     else:
-        ob.clear_inactive(e.assets[asset].ord_l)
+        ob.clear_inactive(asset(e, asset_no).ord_l)
 
 
-@njit(cache=True, error_model="numpy")
-def clear_last_trades(e, asset):
-    if asset < 0:
+@borrowed
+def clear_last_trades(e, asset_no):
+    if asset_no < 0:
         for a in range(e.num_assets):
-            e.assets[a].ntrades = 0
+            asset(e, a).ntrades = 0
     else:
-        e.assets[asset].ntrades = 0
+        asset(e, asset_no).ntrades = 0
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _prepare(e, op, i1, i2, i3, i4, i5, f1, f2):
     """The part of operation `op` before time advances (FN_* codes, arguments as documented in abi.py).
 
@@ -159,14 +168,14 @@ def _prepare(e, op, i1, i2, i3, i4, i5, f1, f2):
     otherwise the loop runs to `target` with those wait conditions."""
     wait_next = False
     mode = WAIT_NONE
-    asset = np.int64(0)
+    w_asset = np.int64(0)
     oid = np.int64(0)
     target = I64_MAX
     if op == FN_ELAPSE or op == FN_WAIT_NEXT_FEED or op == FN_GOTO_END:
         if e.cur_ts == I64_MAX:
             rc = initialize(e)
             if rc != OK:
-                return True, rc, target, mode, asset, oid, wait_next
+                return True, rc, target, mode, w_asset, oid, wait_next
         if op == FN_ELAPSE:
             target = e.cur_ts + i1
         elif op == FN_WAIT_NEXT_FEED:
@@ -177,29 +186,30 @@ def _prepare(e, op, i1, i2, i3, i4, i5, f1, f2):
     elif op == FN_WAIT_ORDER_RESPONSE:
         target = e.cur_ts + i3
         mode = WAIT_ID
-        asset = i1
+        w_asset = i1
         oid = i2
     else:
         wait = False
         if op == FN_SUBMIT:  # i4 packs time_in_force (low byte) and order type (next byte)
-            rc = lp.submit(e.assets[i1], e.cur_ts, i2, i3, f1, f2, i4 & 0xFF, (i4 >> 8) & 0xFF)
+            rc = lp.submit(asset(e, i1), e.cur_ts, i2, i3, f1, f2, i4 & 0xFF, (i4 >> 8) & 0xFF)
             wait = i5 != 0
         elif op == FN_MODIFY:
-            rc = lp.modify(e.assets[i1], e.cur_ts, i2, f1, f2)
+            rc = lp.modify(asset(e, i1), e.cur_ts, i2, f1, f2)
             wait = i3 != 0
         elif op == FN_CANCEL:
-            rc = lp.cancel(e.assets[i1], e.cur_ts, i2)
+            rc = lp.cancel(asset(e, i1), e.cur_ts, i2)
             wait = i3 != 0
         else:
             rc = np.int64(-1)
         if rc != OK or not wait:
-            return True, rc, target, mode, asset, oid, wait_next
+            return True, rc, target, mode, w_asset, oid, wait_next
         mode = WAIT_ID
-        asset = i1
+        w_asset = i1
         oid = i2
-    return False, np.int64(OK), target, mode, asset, oid, wait_next
+    return False, np.int64(OK), target, mode, w_asset, oid, wait_next
 
 
+@borrowed(jit=False)
 def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
     """The engine's single entry point, compiled once as a C-ABI `cfunc` by kernels/entry.py: `p` points to the
     engine (or to an order table for FN_TABLE_FIND). The event loop is written out here rather than called, so
@@ -216,12 +226,12 @@ def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
     slots = e.slots
     nslots = slots.shape[0]
     for a in range(e.num_assets):
-        s = e.assets[a]
+        s = asset(e, a)
         slots[4 * a + 1] = ob.bus_head_ts(s.to_local)
         slots[4 * a + 3] = ob.bus_head_ts(s.to_exch)
     result = OK
     cur = np.int64(0)
-    s = e.assets[0]
+    s = asset(e, 0)
     while True:
         ts = slots[0]
         j = 0
@@ -237,7 +247,7 @@ def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
         a = j >> 2
         kind = j & 3
         if a != cur:  # the typed list's getitem costs ~40 ns: fetch the asset only when it changes
-            s = e.assets[a]
+            s = asset(e, a)
             cur = a
         if kind == 0:
             lp.process_data(s, s.data_l, s.pos_l)

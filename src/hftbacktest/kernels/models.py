@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from .borrow import borrowed
 from .abi import call_prob
 from .numeric import rha, rmin
 
@@ -38,7 +38,7 @@ EXCH_PARTIAL_FILL = 1
 # --- queue position (spec §5) -----------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def queue_prob(code, n, front, back, prob_fn):
     if code == QUEUE_CUSTOM:
         return call_prob(prob_fn, front, back)
@@ -56,14 +56,14 @@ def queue_prob(code, n, front, back, prob_fn):
     return np.log(1.0 + back) / np.log(1.0 + back + front)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def queue_trade(code, qf, qc, slot, qty):
     qf[slot] -= qty
     if code != QUEUE_RISK_ADVERSE:
         qc[slot] += qty
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def queue_depth(code, n, qf, qc, slot, prev_qty, new_qty, prob_fn=0):
     """A level's qty changed from prev_qty to new_qty: move the order's queue-ahead estimate (spec §5).
     `prob_fn` is the address of the user's probability function (QUEUE_CUSTOM only)."""
@@ -84,7 +84,7 @@ def queue_depth(code, n, qf, qc, slot, prev_qty, new_qty, prob_fn=0):
     qf[slot] = rmin(est, new_qty)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def queue_is_filled(qf, slot, lot):
     """Lot-rounded qty by which trades overran the queue ahead (0 if not reached); resets the queue when filled."""
     k = rha(-qf[slot] / lot)
@@ -97,12 +97,12 @@ def queue_is_filled(qf, slot, lot):
 # --- order latency (spec §6) -----------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _intp(x, x1, y1, x2, y2):
     return np.int64((y2 - y1) / (x2 - x1) * (x - x1)) + y1
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def intp_entry(tab, cur, ts):
     """Entry latency at ts from a recorded table (req_ts, exch_ts, resp_ts, pad); returns (latency, new cursor)."""
     n = tab.shape[0]
@@ -119,7 +119,7 @@ def intp_entry(tab, cur, ts):
     return _intp(ts, r0[0], r0[1] - r0[0], r1[0], r1[1] - r1[0]), cur
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def intp_response(tab, cur, ts):
     n = tab.shape[0]
     if ts < tab[0, 1]:
@@ -136,14 +136,14 @@ def intp_response(tab, cur, ts):
 # --- fees and trading value (spec §7) ----------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def trade_amount(asset_type, cs, price, qty):
     if asset_type == ASSET_INVERSE:
         return cs * qty / price
     return cs * price * qty
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def trade_fee(fee_model, maker_fee, taker_fee, maker, amount, qty):
     rate = maker_fee if maker else taker_fee
     if fee_model == FEE_TRADING_QTY:

@@ -13,6 +13,7 @@ from numba import njit, types
 from numba.experimental import structref
 from numba.np import numpy_support
 
+from .borrow import borrowed
 from ..types import BUY, CANCELED, EXPIRED, FILLED, order_dtype
 from .structbase import CompactStructRef
 from .numeric import I64_MAX, I64_MIN, resized
@@ -107,13 +108,13 @@ def new_intmap(cap):
     return m
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@borrowed(inline="always")
 def _hash(k, mask):
     x = np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)
     return np.int64((x >> np.uint64(29)) & np.uint64(mask))
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def imap_get(m, k):
     """Value for key k, or -1."""
     mask = m.keys.shape[0] - 1
@@ -127,7 +128,7 @@ def imap_get(m, k):
         i = (i + 1) & mask
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _imap_insert_raw(keys, vals, st, k, v):
     mask = keys.shape[0] - 1
     i = _hash(k, mask)
@@ -138,7 +139,7 @@ def _imap_insert_raw(keys, vals, st, k, v):
     st[i] = 1
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def imap_put(m, k, v):
     mask = m.keys.shape[0] - 1
     i = _hash(k, mask)
@@ -161,22 +162,28 @@ def imap_put(m, k, v):
     m.st[i] = 1
     m.n += 1
     if (m.n + m.ndel) * 2 > m.keys.shape[0]:
-        cap = m.keys.shape[0]
-        if m.n * 4 > cap:
-            cap *= 2
-        keys = np.zeros(cap, np.int64)
-        vals = np.zeros(cap, np.int64)
-        st = np.zeros(cap, np.uint8)
-        for j in range(m.keys.shape[0]):
-            if m.st[j] == 1:
-                _imap_insert_raw(keys, vals, st, m.keys[j], m.vals[j])
-        m.keys = keys
-        m.vals = vals
-        m.st = st
-        m.ndel = 0
+        _imap_rehash(m)
 
 
 @njit(cache=True, error_model="numpy")
+def _imap_rehash(m):
+    """Rebuild without tombstones, doubling when more than a quarter full (owning: replaces the arrays)."""
+    cap = m.keys.shape[0]
+    if m.n * 4 > cap:
+        cap *= 2
+    keys = np.zeros(cap, np.int64)
+    vals = np.zeros(cap, np.int64)
+    st = np.zeros(cap, np.uint8)
+    for j in range(m.keys.shape[0]):
+        if m.st[j] == 1:
+            _imap_insert_raw(keys, vals, st, m.keys[j], m.vals[j])
+    m.keys = keys
+    m.vals = vals
+    m.st = st
+    m.ndel = 0
+
+
+@borrowed
 def imap_del(m, k):
     mask = m.keys.shape[0] - 1
     i = _hash(k, mask)
@@ -221,7 +228,7 @@ def new_table(cap):
     return t
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def find(t, oid):
     """Slot of order id `oid` (i64 bit pattern of the u64 id), or -1."""
     return imap_get(t.ids, np.int64(oid))
@@ -245,7 +252,7 @@ def _grow(t):
     t.lprev = lp
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def insert(t, src, i):
     """Copy order record src[i] into a new slot; returns the slot."""
     if t.nfree > 0:
@@ -263,7 +270,7 @@ def insert(t, src, i):
     return slot
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def remove(t, slot):
     imap_del(t.ids, np.int64(t.rec[slot].order_id))
     t.used[slot] = 0
@@ -275,7 +282,7 @@ def remove(t, slot):
         t.top = 0
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def clear_inactive(t):
     if not t.dirty:
         return
@@ -287,7 +294,7 @@ def clear_inactive(t):
     t.dirty = False
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def next_used(t, slot):
     """First used slot >= slot, or -1."""
     while slot < t.top:
@@ -300,7 +307,7 @@ def next_used(t, slot):
 # --- exchange ladder (resting orders by side and price tick) ---------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def ladder_add(t, slot):
     tick = t.rec[slot].price_tick
     lad = t.lad_buy if t.rec[slot].side == BUY else t.lad_sell
@@ -320,7 +327,7 @@ def ladder_add(t, slot):
             t.min_sell = tick
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def _recompute_bounds(t):
     t.max_buy = I64_MIN
     t.min_sell = I64_MAX
@@ -334,7 +341,7 @@ def _recompute_bounds(t):
                 t.min_sell = p
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def ladder_remove(t, slot):
     """Unlink a resting order from its ladder and free its slot."""
     tick = t.rec[slot].price_tick
@@ -363,7 +370,7 @@ def ladder_remove(t, slot):
             _recompute_bounds(t)
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def ladder_head(t, is_buy, tick):
     return imap_get(t.lad_buy if is_buy else t.lad_sell, tick)
 
@@ -382,30 +389,36 @@ def new_bus(cap):
 
 
 @njit(cache=True, error_model="numpy")
+def _bus_compact(b):
+    """Full at the tail: move the live messages to the front, doubling when more than half full (owning)."""
+    n = b.tail - b.head
+    cap = b.rec.shape[0] * 2 if n * 2 > b.rec.shape[0] else b.rec.shape[0]
+    b.rec = resized(b.rec, cap, b.head, b.tail)
+    b.ts = resized(b.ts, cap, b.head, b.tail)
+    b.head = 0
+    b.tail = n
+
+
+@borrowed
 def bus_append(b, src, i, ts):
     """Enqueue a copy of src[i] at max(ts, last timestamp) so a later message never overtakes an earlier one."""
     if b.tail > b.head and b.ts[b.tail - 1] > ts:
         ts = b.ts[b.tail - 1]
     if b.tail == b.rec.shape[0]:
-        n = b.tail - b.head
-        cap = b.rec.shape[0] * 2 if n * 2 > b.rec.shape[0] else b.rec.shape[0]
-        b.rec = resized(b.rec, cap, b.head, b.tail)
-        b.ts = resized(b.ts, cap, b.head, b.tail)
-        b.head = 0
-        b.tail = n
+        _bus_compact(b)
     b.rec[b.tail] = src[i]
     b.ts[b.tail] = ts
     b.tail += 1
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def bus_head_ts(b):
     if b.head == b.tail:
         return np.int64(I64_MAX)
     return b.ts[b.head]
 
 
-@njit(cache=True, error_model="numpy")
+@borrowed
 def bus_pop(b):
     """Index (into b.rec) of the popped head; valid until the next append."""
     i = b.head

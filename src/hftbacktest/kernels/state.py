@@ -10,11 +10,12 @@ from numba.experimental import structref
 from numba.np import numpy_support
 from numba.typed import List
 
-from ..types import event_dtype, state_values_dtype
+from ..types import event_dtype, order_dtype, state_values_dtype
 from .depth import depth_type
 from .structbase import CompactStructRef
-from .abi import struct_ptr
-from .orders import bus_type, new_bus, new_table, table_type
+from .abi import struct_from_ptr, struct_ptr
+from .borrow import borrowed
+from .orders import bus_type, new_bus, new_table, order_array_type, table_type
 
 
 @structref.register
@@ -78,6 +79,7 @@ asset_fields = [
     ("has_feed_lat", types.boolean),
     ("ord_lat", types.int64[::1]),
     ("has_ord_lat", types.boolean),
+    ("scratch", order_array_type),  # two order rows for building requests without allocating; row 1 stays zero
 ]
 asset_state_type = AssetStateType(asset_fields)
 
@@ -159,6 +161,7 @@ def new_asset_state(
     s.has_feed_lat = False
     s.ord_lat = np.zeros(3, np.int64)
     s.has_ord_lat = False
+    s.scratch = np.zeros(2, order_dtype)
     return s
 
 
@@ -182,3 +185,9 @@ def new_engine(assets, key, entry):
         e.aptr[a] = struct_ptr(assets[a])
         assets[a].ord_l.entry = entry
     return e
+
+
+@borrowed(inline="always")
+def asset(e, a):
+    """Asset `a` of engine `e` as a borrowed StructRef (a typed-List getitem would take a reference)."""
+    return struct_from_ptr(e.aptr[a], asset_state_type)
