@@ -67,6 +67,14 @@ def test_unsorted_and_nan_rows_name_the_row():
     with pytest.raises(DataError, match="row 2: price is NaN"):
         build(BacktestAsset().data(rows(bid(1, 99.0, 1.0), ask(1, 101.0, 1.0), bid(2, float("inf"), 1.0)))
               .tick_size(1).lot_size(1))
+    with pytest.raises(DataError, match=r"row 2: local_ts goes backwards \(50 -> 40\)"):
+        build(BacktestAsset().data(rows(bid(1, 99.0, 1.0, lts=10), ask(2, 101.0, 1.0, lts=50),
+                                        bid(3, 98.0, 1.0, lts=40))).tick_size(1).lot_size(1))
+    # several problems: exch_ts is reported first, then local_ts, then prices (one pass finds them all)
+    with pytest.raises(DataError, match=r"row 3: exch_ts goes backwards \(5 -> 4\)"):
+        build(BacktestAsset().data(rows(bid(1, float("nan"), 1.0), ask(2, 101.0, 1.0, lts=50),
+                                        bid(5, 98.0, 1.0, lts=40), bid(4, 98.0, 1.0, lts=60)))
+              .tick_size(1).lot_size(1))
 
 
 def test_a_later_file_that_goes_back_in_time_stops_the_run_with_a_data_error(tmp_path, capfd):

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..types import DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, LOCAL_EVENT, TRADE_EVENT, event_dtype
+from ..kernels.numeric import I64_MIN
+from ..kernels.rows import EXCH_TS_BACKWARDS, PRICE_NOT_FINITE, ROWS_OK, check_rows
+from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
 
 SLICE_ROWS = 1 << 20  # rows per served slice of a memory-mapped file
 
@@ -80,37 +82,23 @@ def check_source(src: Source) -> None:
         raise DataError(f"{path}: unsupported data file (expected .npz or .npy)")
 
 
-_CLOCKS = ((EXCH_EVENT, "exch_ts"), (LOCAL_EVENT, "local_ts"))
-
-
 def validate_rows(arr: np.ndarray, where: str, after: tuple = (None, None)) -> tuple:
     """Timestamps must be non-decreasing per processor (EXCH rows by exch_ts, LOCAL rows by local_ts), also across
     chunks (`after`: the previous chunk's last exch_ts / local_ts, None if unknown), and depth/trade rows need a
-    finite price. Returns this chunk's last (exch_ts, local_ts) for the next one."""
-    if arr.shape[0] == 0:
-        return after
-    ev = arr["ev"]
-    last = []
-    for (bit, field), prev in zip(_CLOCKS, after):
-        idx = np.flatnonzero(ev & bit)
-        if idx.size == 0:
-            last.append(prev)
-            continue
-        ts = arr[field][idx]
-        if prev is not None and ts[0] < prev:
-            raise DataError(f"{where}: row {int(idx[0])}: {field} goes backwards from the previous file or chunk "
-                            f"({prev} -> {int(ts[0])})")
-        bad = np.flatnonzero(ts[1:] < ts[:-1])
-        if bad.size:
-            row = int(idx[bad[0] + 1])
-            raise DataError(f"{where}: row {row}: {field} goes backwards ({int(ts[bad[0]])} -> {int(ts[bad[0] + 1])})")
-        last.append(int(ts[-1]))
-    kind = ev & 0xFF
-    priced = (kind == DEPTH_EVENT) | (kind == TRADE_EVENT) | (kind == DEPTH_SNAPSHOT_EVENT)
-    bad = np.flatnonzero(priced & ~np.isfinite(arr["px"]))
-    if bad.size:
-        raise DataError(f"{where}: row {int(bad[0])}: price is NaN or infinite")
-    return tuple(last)
+    finite price. `arr` is a kernel array (`as_kernel_array`). Returns this chunk's last (exch_ts, local_ts)."""
+    prev = [I64_MIN if t is None else t for t in after]
+    code, row, before, now, last_x, last_l = check_rows(arr, prev[0], prev[1])
+    if code == PRICE_NOT_FINITE:
+        raise DataError(f"{where}: row {row}: price is NaN or infinite")
+    if code != ROWS_OK:
+        field = "exch_ts" if code == EXCH_TS_BACKWARDS else "local_ts"
+        bit = EXCH_EVENT if code == EXCH_TS_BACKWARDS else LOCAL_EVENT
+        first_of_clock = not np.any(arr["ev"][:row] & bit)
+        if first_of_clock:
+            raise DataError(f"{where}: row {row}: {field} goes backwards from the previous file or chunk "
+                            f"({before} -> {now})")
+        raise DataError(f"{where}: row {row}: {field} goes backwards ({before} -> {now})")
+    return tuple(None if t == I64_MIN else int(t) for t in (last_x, last_l))
 
 
 def _apply_latency_offset(arr: np.ndarray, offset: int, where: str) -> np.ndarray:
@@ -182,11 +170,12 @@ class AssetFeed:
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise DataError(f"{src.path}: cannot load ({exc})") from exc
             _check_dtype(arr.dtype, src.path)
+        arr = as_kernel_array(arr)
         if self.validate:
             self._last_ts[index] = validate_rows(arr, where, self._last_ts.get(index - 1, (None, None)))
         if self.latency_offset:
-            arr = _apply_latency_offset(arr, self.latency_offset, where)
-        return as_kernel_array(arr)
+            arr = as_kernel_array(_apply_latency_offset(arr, self.latency_offset, where))
+        return arr
 
     def _release(self, index: int) -> None:
         arr = self._cache.pop(index)
