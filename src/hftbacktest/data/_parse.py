@@ -9,6 +9,31 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+@intrinsic
+def unowned(typingctx, arr):
+    """The same array without its memory-info pointer: a borrowed view whose passing to helpers costs no atomic
+    reference counting (valid while the caller holds the array)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+
+    return arr(arr), codegen
+
+
+@intrinsic
+def float_bits(typingctx, x):
+    """The int64 bit pattern of a float64."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
 
 # message kinds recorded in the per-line table
 KIND_OTHER = 0
@@ -741,18 +766,24 @@ def _fill(ru, ri, n0, n1, code, x, ts):
 
 @njit(cache=True, nogil=True)
 def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_m, opt_t, mark_use_e, sym,
-                ru, ri, rf, nrow, margin, row_base, m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg):
+                ru, ri, rf, nrow, margin, row_base, m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg,
+                scratch):
     """Convert complete lines of buf[pos:end] until one needs the slow path or a table fills up.
 
     Rows go to an (n, 8) table seen as uint64/int64/float64 (`ru`/`ri`/`rf`, the same memory), whose rows
     are `event_dtype` records; `margin` rows are kept free before each line and `row_base` is added to the row
     numbers recorded per message. `sym` holds the expected symbol as a quoted JSON string; another symbol goes to
-    the slow path so it can be reported. Returns (status, pos, line_no, nrow, nmsg); line_no counts lines
-    consumed (1-based).
+    the slow path so it can be reported; `scratch` is a (3, N_KEYS) int64 work array. Returns (status, pos,
+    line_no, nrow, nmsg); line_no counts lines consumed (1-based).
     """
-    ks = np.empty(N_KEYS, np.int64)
-    ke = np.empty(N_KEYS, np.int64)
-    fx = np.empty(6, np.int64)
+    buf = unowned(buf)
+    sym = unowned(sym)
+    ru = unowned(ru)
+    ri = unowned(ri)
+    rf = unowned(rf)
+    ks = unowned(scratch[0])
+    ke = unowned(scratch[1])
+    fx = unowned(scratch[2])
     cap_rows = ru.shape[0]
     cap_msgs = len(m_line)
     while pos < end:

@@ -10,7 +10,7 @@ from numba import njit
 
 from ..errors import DataQualityError
 from ..types import BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, LOCAL_EVENT, SELL_EVENT
-from ._parse import KIND_DEPTH, KIND_ERROR, KIND_MARK, KIND_SNAPSHOT, KIND_TICKER, KIND_TRADE
+from ._parse import KIND_DEPTH, KIND_ERROR, KIND_MARK, KIND_SNAPSHOT, KIND_TICKER, KIND_TRADE, float_bits, unowned
 
 _KIND_NAMES = {KIND_DEPTH: "depthUpdate", KIND_TRADE: "trade", KIND_TICKER: "bookTicker",
                KIND_MARK: "markPriceUpdate", KIND_SNAPSHOT: "snapshot"}
@@ -307,13 +307,9 @@ def _h_rebuild(keys, vals, cap, lo, hi):
     return nk, nv, n
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _heap_push(heap, size, v):
-    """Push v on a min-heap held in heap[:size]; returns the (possibly grown) array."""
-    if size == len(heap):
-        grown = np.empty(2 * len(heap), np.int64)
-        grown[:size] = heap[:size]
-        heap = grown
+    """Push v on a min-heap held in heap[:size] (the caller makes sure size < len(heap)); returns the new size."""
     i = size
     heap[i] = v
     while i > 0:
@@ -322,10 +318,10 @@ def _heap_push(heap, size, v):
             break
         heap[p], heap[i] = heap[i], heap[p]
         i = p
-    return heap
+    return size + 1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _heap_pop(heap, size):
     size -= 1
     heap[0] = heap[size]
@@ -345,13 +341,13 @@ def _heap_pop(heap, size):
 
 @njit(cache=True, nogil=True)
 def _heap_compact(keys, heap, sign):
-    """Rebuild a side's heap from the levels present (drops the stale entries lazy deletion leaves behind)."""
+    """Rebuild a side's heap in place from the levels present (drops the stale entries lazy deletion leaves
+    behind; the levels are fewer than the entries, so it fits). Returns the new size."""
     size = 0
     for k in keys:
         if k != _EMPTY:
-            heap = _heap_push(heap, size, sign * k)
-            size += 1
-    return heap, size
+            size = _heap_push(heap, size, sign * k)
+    return size
 
 
 @njit(cache=True, nogil=True)
@@ -365,9 +361,11 @@ def _top(keys, heap, size, sign):
     return (_EMPTY if sign < 0 else -_EMPTY - 1), size
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _set_level(keys, vals, n, heap, hsize, k, q, zero_qty, sign):
-    """Set one side's level k to q (removing it when q <= zero_qty); heap holds sign*key."""
+    """Set one side's level k to q (removing it when q <= zero_qty); heap holds sign*key and has room for one
+    more entry. Returns (levels, heap size), or (-1, heap size) with nothing changed when a new level needs a
+    bigger table."""
     i = _h_find(keys, k)
     if q <= zero_qty:
         if i >= 0:
@@ -377,17 +375,39 @@ def _set_level(keys, vals, n, heap, hsize, k, q, zero_qty, sign):
         vals[i] = q
     else:
         if 2 * (n + 1) > len(keys):
-            keys, vals, n = _h_rebuild(keys, vals, 2 * len(keys), _EMPTY, -_EMPTY - 1)
-            i = _h_find(keys, k)
+            return -1, hsize
         keys[-1 - i] = k
         vals[-1 - i] = q
         n += 1
         if hsize > 4 * n + 1024:
-            heap, hsize = _heap_compact(keys, heap, sign)
+            hsize = _heap_compact(keys, heap, sign)
         else:
-            heap = _heap_push(heap, hsize, sign * k)
-            hsize += 1
-    return keys, vals, n, heap, hsize
+            hsize = _heap_push(heap, hsize, sign * k)
+    return n, hsize
+
+
+@njit(cache=True, nogil=True)
+def _grown(heap, size):
+    out = np.empty(2 * len(heap), np.int64)
+    out[:size] = heap[:size]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _clear_side(keys, vals, lo, hi):
+    """Keep only the levels with lo <= key <= hi, in place (same capacity). Returns the number kept."""
+    old_k = keys.copy()
+    old_v = vals.copy()
+    keys[:] = _EMPTY
+    n = 0
+    for i in range(len(old_k)):
+        k = old_k[i]
+        if k != _EMPTY and lo <= k <= hi:
+            j = -1 - _h_find(keys, k)
+            keys[j] = k
+            vals[j] = old_v[i]
+            n += 1
+    return n
 
 
 @njit(cache=True, nogil=True)
@@ -397,6 +417,73 @@ def book_new():
     cap = 1024
     return (np.full(cap, _EMPTY, np.int64), np.zeros(cap, np.float64), np.full(cap, _EMPTY, np.int64),
             np.zeros(cap, np.float64), np.empty(cap, np.int64), np.empty(cap, np.int64), np.zeros(5, np.int64))
+
+
+_GROW_BID_TABLE, _GROW_ASK_TABLE, _GROW_BID_HEAP, _GROW_ASK_HEAP = 1, 2, 3, 4
+
+
+@njit(cache=True, nogil=True)
+def _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty,
+                only_local, crossed_at, state):
+    """`book_apply`'s loop on borrowed views of the book (no per-row reference counting), from message
+    state[0], row state[1] (-1: its first row), state[2] = rows of that message touched the book. Returns 0 when
+    every message is applied, else the table or heap that must grow before row state[1] (nothing of it applied)."""
+    bk, bv, ak, av, bheap, aheap = unowned(bk), unowned(bv), unowned(ak), unowned(av), unowned(bheap), unowned(aheap)
+    ev, key, qty = unowned(ev), unowned(key), unowned(qty)
+    nb, na, hb, ha, crossed = cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]
+    m, r, touched = state[0], state[1], state[2] != 0
+    status = 0
+    while m < len(msg_start):
+        if r < 0:
+            r, touched = msg_start[m], False
+        while r < msg_end[m]:
+            e = ev[r]
+            if not only_local or (e & LOCAL_EVENT) != 0:
+                kind = e & 0xFF
+                k = float_bits(key[r] + 0.0)  # -0.0 -> 0.0
+                if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
+                    q = qty[r]
+                    if (e & BUY_EVENT) != 0:
+                        if hb == len(bheap):
+                            status = _GROW_BID_HEAP
+                            break
+                        n, hb = _set_level(bk, bv, nb, bheap, hb, k, q, zero_qty, -1)
+                        if n < 0:
+                            status = _GROW_BID_TABLE
+                            break
+                        nb = n
+                    elif (e & SELL_EVENT) != 0:
+                        if ha == len(aheap):
+                            status = _GROW_ASK_HEAP
+                            break
+                        n, ha = _set_level(ak, av, na, aheap, ha, k, q, zero_qty, 1)
+                        if n < 0:
+                            status = _GROW_ASK_TABLE
+                            break
+                        na = n
+                    touched = True
+                elif kind == DEPTH_CLEAR_EVENT:
+                    touched = True
+                    whole = full_clear or np.isnan(key[r])
+                    if (e & BUY_EVENT) != 0:  # keep bids strictly below the clear price
+                        nb = _clear_side(bk, bv, _EMPTY, _EMPTY if whole else k - 1)
+                    elif (e & SELL_EVENT) != 0:  # keep asks strictly above it
+                        na = _clear_side(ak, av, -_EMPTY - 1 if whole else k + 1, -_EMPTY - 1)
+            r += 1
+        if status != 0:
+            break
+        if touched and nb > 0 and na > 0:
+            best_bid, hb = _top(bk, bheap, hb, -1)
+            best_ask, ha = _top(ak, aheap, ha, 1)
+            if best_bid >= best_ask:
+                if crossed < len(crossed_at):
+                    crossed_at[crossed] = msg_line[m]
+                crossed += 1
+        m += 1
+        r = -1
+    cnt[0], cnt[1], cnt[2], cnt[3], cnt[4] = nb, na, hb, ha, crossed
+    state[0], state[1], state[2] = m, r, touched
+    return status
 
 
 @njit(cache=True, nogil=True)
@@ -410,43 +497,20 @@ def book_apply(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_e
     removes its level. Levels live in open-addressing hash tables keyed by the price's int64 bit pattern (same
     order as the price for positive prices); the best of each side comes from a heap with lazy deletion.
     """
-    nb, na, hb, ha, crossed = cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]
-    fkey = np.empty(1, np.float64)
-    ikey = fkey.view(np.int64)
-    for m in range(len(msg_start)):
-        touched = False
-        for r in range(msg_start[m], msg_end[m]):
-            e = ev[r]
-            if only_local and (e & LOCAL_EVENT) == 0:
-                continue
-            kind = e & 0xFF
-            is_bid = (e & BUY_EVENT) != 0
-            is_ask = (e & SELL_EVENT) != 0
-            fkey[0] = key[r] + 0.0  # -0.0 -> 0.0
-            k = ikey[0]
-            if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
-                touched = True
-                q = qty[r]
-                if is_bid:
-                    bk, bv, nb, bheap, hb = _set_level(bk, bv, nb, bheap, hb, k, q, zero_qty, -1)
-                elif is_ask:
-                    ak, av, na, aheap, ha = _set_level(ak, av, na, aheap, ha, k, q, zero_qty, 1)
-            elif kind == DEPTH_CLEAR_EVENT:
-                touched = True
-                whole = full_clear or np.isnan(key[r])
-                if is_bid:  # keep bids strictly below the clear price
-                    bk, bv, nb = _h_rebuild(bk, bv, len(bk), _EMPTY, _EMPTY if whole else k - 1)
-                elif is_ask:  # keep asks strictly above it
-                    ak, av, na = _h_rebuild(ak, av, len(ak), -_EMPTY - 1 if whole else k + 1, -_EMPTY - 1)
-        if touched and nb > 0 and na > 0:
-            best_bid, hb = _top(bk, bheap, hb, -1)
-            best_ask, ha = _top(ak, aheap, ha, 1)
-            if best_bid >= best_ask:
-                if crossed < len(crossed_at):
-                    crossed_at[crossed] = msg_line[m]
-                crossed += 1
-    cnt[0], cnt[1], cnt[2], cnt[3], cnt[4] = nb, na, hb, ha, crossed
-    return bk, bv, ak, av, bheap, aheap, cnt
+    state = np.array([0, -1, 0], np.int64)
+    while True:
+        status = _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_end, msg_line,
+                             full_clear, zero_qty, only_local, crossed_at, state)
+        if status == 0:
+            return bk, bv, ak, av, bheap, aheap, cnt
+        if status == _GROW_BID_TABLE:
+            bk, bv, n = _h_rebuild(bk, bv, 2 * len(bk), _EMPTY, -_EMPTY - 1)
+        elif status == _GROW_ASK_TABLE:
+            ak, av, n = _h_rebuild(ak, av, 2 * len(ak), _EMPTY, -_EMPTY - 1)
+        elif status == _GROW_BID_HEAP:
+            bheap = _grown(bheap, cnt[2])
+        else:
+            aheap = _grown(aheap, cnt[3])
 
 
 def book_levels(book):

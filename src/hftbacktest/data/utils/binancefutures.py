@@ -73,6 +73,7 @@ class _Converter:
         self.mem_rows, self.tmp_dir = mem_rows, tmp_dir
         self.t = _Tables(max(1 << 16, size // 4), max(1 << 12, size // 16), mem_rows, tmp_dir)
         self.line_no = 0
+        self.scratch = np.empty((3, P.N_KEYS), np.int64)
 
     # -- the slow path: exact reference semantics plus tolerant handling of odd lines ------------------
     def _bad(self, reason: str) -> None:
@@ -209,7 +210,7 @@ class _Converter:
             status, pos, self.line_no, rows.n, msgs.n = P.parse_lines(
                 buf, pos, end, final, self.line_no, self.ts_digits, self.ts_mul, self.combined, self.opt_m,
                 self.opt_t, self.mark_use_e, self.sym_bytes, ru, ru.view(np.int64), ru.view(np.float64), rows.n,
-                margin, rows.base, *(mb[:, c] for c in range(8)), msgs.n)
+                margin, rows.base, *(mb[:, c] for c in range(8)), msgs.n, self.scratch)
             if status == P.ST_DONE:
                 break
             if status == P.ST_FULL:
