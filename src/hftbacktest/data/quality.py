@@ -156,10 +156,19 @@ class DepthSync:
     def feed(self, offset: int, kind, line, local, U, u, pu) -> None:
         """Messages offset .. offset+len(kind)-1 (column arrays of one block of the message table)."""
         sel = np.nonzero((kind == KIND_DEPTH) | (kind == KIND_SNAPSHOT))[0]
-        is_snap = (kind[sel] == KIND_SNAPSHOT).tolist()
-        cols = [(sel + offset).tolist()] + [c[sel].tolist() for c in (line, local, U, u, pu)]
-        for snap, msg in zip(is_snap, zip(*cols)):
-            if snap:
+        kind, line, local, U, u, pu = (c[sel] for c in (kind, line, local, U, u, pu))
+        j, n = 0, len(sel)
+        while j < n:
+            if self.state == SYNCED:  # the common case, in numba: diffs that simply continue the sequence
+                j, self.last_u, self.last_pu, applied, last = sync_run(kind, U, u, pu, sel, offset, j, self.last_u,
+                                                                      self.last_pu, self.apply)
+                if applied:
+                    self.depth_seen += applied
+                    self.last_depth = self._msg(sel, offset, last, line, local, U, u, pu)
+                if j >= n:
+                    break
+            msg = self._msg(sel, offset, j, line, local, U, u, pu)
+            if kind[j] == KIND_SNAPSHOT:
                 self._snapshot(msg)
             else:
                 self.depth_seen += 1
@@ -170,6 +179,11 @@ class DepthSync:
                     self.buf.append(msg)
                     if self.state == WAIT_BRIDGE:
                         self._try_bridge()
+            j += 1
+
+    @staticmethod
+    def _msg(sel, offset, j, line, local, U, u, pu) -> tuple:
+        return (offset + int(sel[j]), int(line[j]), int(local[j]), int(U[j]), int(u[j]), int(pu[j]))
 
     def finish(self):
         rep = self.report
@@ -249,6 +263,68 @@ class DepthSync:
             self._open(first, "snapshot_too_old", f"lastUpdateId {snap_u} < first buffered U {first[3]}")
             self.state = UNSYNCED
             self.snap = (snap_i, 0, 0, -1, 0, 0)
+
+
+@njit(cache=True, nogil=True)
+def sync_run(kind, U, u, pu, sel, offset, j, last_u, last_pu, apply):
+    """DepthSync in its SYNCED state over depth/snapshot messages j, j+1, ... (message index offset + sel[j]):
+    applies the diffs whose pu is the last u (and that are not a repeat of the last one) until a snapshot or
+    any other diff, which the Python state machine takes. Returns (that position, last u, last pu, diffs applied,
+    position of the last one)."""
+    applied = 0
+    last = -1
+    while j < len(kind):
+        if kind[j] != KIND_DEPTH or pu[j] != last_u or (U[j] <= last_u and u[j] == last_u and pu[j] == last_pu):
+            break
+        apply[offset + sel[j]] = True
+        last_u = u[j]
+        last_pu = pu[j]
+        applied += 1
+        last = j
+        j += 1
+    return j, last_u, last_pu, applied, last
+
+
+@njit(cache=True, nogil=True)
+def msg_checks(m, next_row, flags, st):
+    """The per-message checks over one block of the message table m (rows: line, kind, local_ts, exch_ts, id0,
+    id1, id2, first row; next_row = first row of the next block), carrying state across blocks in st:
+    [min row latency, min latency, any latency, negative latencies, last exch_ts per kind 1-4 (4 slots), seen per
+    kind 1-4 (4 slots), last trade id, trade seen, message count per kind (7 slots)].
+    flags[i] |= 1 non-MARKET trade, 2 exchange time going backwards within its stream, 4 repeated trade id."""
+    m = unowned(m)
+    n = len(m)
+    for i in range(n):
+        kind = m[i, 1]
+        local = m[i, 2]
+        exch = m[i, 3]
+        nxt = m[i + 1, 7] if i + 1 < n else next_row
+        if nxt > m[i, 7] and local - exch < st[0]:
+            st[0] = local - exch
+        st[14 + kind] += 1
+        f = 0
+        if exch >= 0 and kind != KIND_ERROR and kind != 0:
+            lat = local - exch
+            if st[2] == 0 or lat < st[1]:
+                st[1] = lat
+            st[2] = 1
+            if lat < 0:
+                st[3] += 1
+        if 1 <= kind <= 4:
+            if st[7 + kind] != 0 and exch < st[3 + kind]:
+                f |= 2
+            st[3 + kind] = exch
+            st[7 + kind] = 1
+            if kind == KIND_TRADE:
+                if m[i, 5] == 1:
+                    f |= 1
+                tid = m[i, 4]
+                prev = st[12] if st[13] != 0 else tid - 1
+                if tid <= prev and tid >= 0:
+                    f |= 4
+                st[12] = tid
+                st[13] = 1
+        flags[i] = f
 
 
 # --- book replay (crossed-book check and last snapshot) -------------------------------------------------

@@ -18,7 +18,7 @@ from ...types import (BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_
                       event_dtype)
 from .. import _parse as P
 from .. import _spool as S
-from ..quality import DepthSync, QualityReport, book_apply, book_new, warn_or_raise
+from ..quality import DepthSync, QualityReport, book_apply, book_new, msg_checks, warn_or_raise
 
 try:  # ISA-L inflates about twice as fast as zlib; same API
     from isal import isal_zlib as _zlib
@@ -373,44 +373,24 @@ def _fill_report(conv: _Converter, initial_last_u):
     names = {P.KIND_DEPTH: "depthUpdate", P.KIND_TRADE: "trade", P.KIND_TICKER: "bookTicker",
              P.KIND_MARK: "markPriceUpdate", P.KIND_SNAPSHOT: "snapshot", P.KIND_ERROR: "rest_error",
              P.KIND_OTHER: "other"}
-    counts = np.zeros(7, np.int64)
-    last_exch: dict[int, int] = {}
-    last_tid = None
-    min_lat, neg_lat = None, 0
+    st = np.zeros(21, np.int64)  # see msg_checks
+    st[0] = np.iinfo(np.int64).max  # min(local_ts - exch_ts) over the rows: a message's rows share both
     sync = DepthSync(len(conv.msgs), rep, initial_last_u)
-    row_lat = np.iinfo(np.int64).max  # min(local_ts - exch_ts) over the rows: a message's rows share both
     for a, m, next_row in _msg_blocks(conv.msgs, len(conv.rows), conv.mem_rows):
-        line, kind, local, exch, id0, id1, id2, row = (m[:, c] for c in range(8))
-        with_rows = np.diff(row, append=next_row) > 0
-        if np.any(with_rows):
-            row_lat = min(row_lat, int((local[with_rows] - exch[with_rows]).min()))
-        counts += np.bincount(kind, minlength=7)[:7]
-        rep.non_market_trades += line[(kind == P.KIND_TRADE) & (id1 == 1)].tolist()
-        has_ts = (exch >= 0) & (kind != P.KIND_ERROR) & (kind != P.KIND_OTHER)
-        if np.any(has_ts):
-            lat = local[has_ts] - exch[has_ts]
-            low = int(lat.min())
-            min_lat = low if min_lat is None else min(min_lat, low)
-            neg_lat += int(np.count_nonzero(lat < 0))
-        for k in (P.KIND_DEPTH, P.KIND_TRADE, P.KIND_TICKER, P.KIND_MARK):
-            sel = np.nonzero(kind == k)[0]
-            if not len(sel):
-                continue
-            x = exch[sel]
-            prev = np.r_[last_exch.get(k, x[0]), x[:-1]]
-            rep.non_monotonic_exch_lines += line[sel[x < prev]].tolist()
-            last_exch[k] = int(x[-1])
-            if k == P.KIND_TRADE:
-                tid = id0[sel]
-                prev = np.r_[tid[0] - 1 if last_tid is None else last_tid, tid[:-1]]
-                rep.duplicate_lines += line[sel[(tid <= prev) & (tid >= 0)]].tolist()
-                last_tid = int(tid[-1])
-        sync.feed(a, kind, line, local, id0, id1, id2)
+        flags = np.empty(len(m), np.uint8)
+        msg_checks(m, next_row, flags, st)
+        if flags.any():
+            line = m[:, 0]
+            rep.non_market_trades += line[(flags & 1) != 0].tolist()
+            rep.non_monotonic_exch_lines += line[(flags & 2) != 0].tolist()
+            rep.duplicate_lines += line[(flags & 4) != 0].tolist()
+        sync.feed(a, *(m[:, c] for c in (1, 0, 2, 4, 5, 6)))
+    counts = st[14:21]
     rep.messages = {names[k]: int(counts[k]) for k in names if counts[k]}
     rep.ignored_events = int(counts[P.KIND_OTHER])
-    rep.min_latency_ns, rep.negative_latency_messages = min_lat, neg_lat
-    conv.row_min_latency = row_lat
-    rep.non_monotonic_exch_lines.sort()
+    rep.min_latency_ns = int(st[1]) if st[2] else None
+    rep.negative_latency_messages = int(st[3])
+    conv.row_min_latency = int(st[0])
     apply, defer_to = sync.finish()
     rep.duplicate_lines.sort()
     return apply, defer_to
