@@ -20,7 +20,7 @@ from ..kernels.numeric import I64_MIN
 from ..kernels.rows import EXCH_TS_BACKWARDS, PRICE_NOT_FINITE, ROWS_OK, check_rows
 from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
 
-SLICE_ROWS = 1 << 20  # rows per served slice of a memory-mapped file
+SLICE_ROWS = 1 << 18  # rows per served slice of a memory-mapped file (16 MiB: resident file pages stay small)
 
 
 @dataclass(frozen=True)
