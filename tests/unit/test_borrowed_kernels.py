@@ -7,24 +7,9 @@ kernels are really lowered here, one with NUMBA_NRT_STATS=1 so every meminfo all
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
+from _subproc import run_json as _run
 from hftbacktest.kernels import loop  # noqa: F401  (registers every borrowed kernel)
 from hftbacktest.kernels.borrow import BORROWED, _qualified_name
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(code: str, env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                         env={**os.environ, **env}, cwd=ROOT, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_symbol_names_map_to_qualified_names():
@@ -142,3 +127,4 @@ def test_a_backtest_frees_everything_it_allocates(tmp_path):
     assert res["first"] == res["second"]
     assert n_orders > 3000 and num_trades > 10 and position > 0  # the paths above were really taken
     assert res["after"] == res["before"], f"NRT balance moved from {res['before']} to {res['after']}"
+

@@ -1,16 +1,34 @@
 """The engine's C-ABI entry point: `loop.entry` compiled once as a cached `cfunc`, dispatching on an operation code
 (FN_* in abi.py) and called by the bot's overloads through its address (see abi.py for why).
 
-numba's cache does not track callees, so a change to any kernel needs this file (or loop.py) touched to refresh a
-stale cached entry point."""
+On a cold cache the compile is shared with a helper process (warmup.py)."""
 from __future__ import annotations
 
-from numba import cfunc
+import os
 
-from . import loop
+from numba.core import sigutils
+from numba.core.ccallback import CFunc
+
+from . import loop, warmup
 from .abi import ENTRY_ARGS, I
 
-c_entry = cfunc(I(*ENTRY_ARGS), cache=True, error_model="numpy")(loop.entry)
+
+def _entry_point() -> CFunc:
+    """What `numba.cfunc(sig, cache=True, error_model="numpy")` does, with a look at the cache in between."""
+    sig = sigutils.normalize_signature(I(*ENTRY_ARGS))
+    fn = CFunc(loop.entry, sig, locals={}, options={"error_model": "numpy"})
+    fn.enable_caching()
+    try:
+        cold = not os.path.exists(fn._cache._cache_file._index_path)
+    except AttributeError:  # numba internals moved: just compile here
+        cold = False
+    if cold:
+        warmup.start()
+    fn.compile()
+    return fn
+
+
+c_entry = _entry_point()
 
 
 def address() -> int:

@@ -1,0 +1,68 @@
+"""The first-ever engine compile, shared with a second process.
+
+On a cold numba cache `kernels/entry.py` starts `python -m hftbacktest.kernels.warmup` before compiling the entry
+point. While this process types and lowers the event loop, the helper compiles into the same cache what this
+process needs only later: build-time constructors and the chunk check (needed after the entry point), and the
+exchange kernels that the loop's typing reaches last (order entry, queue and resting fills). When this process
+gets there it finds them cached. If the helper is late or fails, this process compiles them itself: the result
+is the same, only the time differs. Set HFTBACKTEST_PARALLEL_COMPILE=0 to turn the helper off.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+
+_helper: subprocess.Popen | None = None
+
+
+def start() -> None:
+    """Start the helper process (once per process; no-op when turned off)."""
+    global _helper
+    if _helper is not None or os.environ.get("HFTBACKTEST_PARALLEL_COMPILE", "1") == "0":
+        return
+    env = {**os.environ, "HFTBACKTEST_PARALLEL_COMPILE": "0"}
+    try:
+        _helper = subprocess.Popen([sys.executable, "-m", "hftbacktest.kernels.warmup"], env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return
+    atexit.register(_reap)
+
+
+def _reap() -> None:
+    if _helper is not None and _helper.poll() is None:
+        try:
+            _helper.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            _helper.kill()
+            _helper.wait()
+
+
+def compile_late_kernels() -> None:
+    """The helper's work: constructors and chunk check first (needed only after the entry point), then the
+    exchange kernels, with the signatures the event loop calls them with."""
+    from numba import types
+
+    from . import exchange as xp
+    from . import models as md
+    from . import rows
+    from . import state as st
+    from .orders import order_array_type
+
+    i64, f64 = types.int64, types.float64
+    farr = types.float64[::1]
+    # not new_depth / new_asset_state: their Python wrappers (un)box DepthType, whose boxing lives in backtest/bot.py
+    st.new_asset_list.compile(())
+    st.new_engine.compile((types.ListType(st.asset_state_type), i64, i64))
+    rows.check_rows.compile((st.data_array_type, i64, i64))
+    s = st.asset_state_type
+    xp.ack_new.compile((s, order_array_type, i64, i64))
+    xp._queue_fill.compile((s, i64, i64, f64))
+    xp._fill_resting_all.compile((s, i64, i64))
+    md.queue_depth.compile((i64, f64, farr, farr, i64, f64, f64, i64))
+
+
+if __name__ == "__main__":
+    compile_late_kernels()
