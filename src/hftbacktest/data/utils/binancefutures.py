@@ -342,16 +342,22 @@ class _BookCheck:
             for a, m, next_row in _msg_blocks(self.msgs, len(rows), self.mem_rows):
                 kind, line, row = m[:, 1], m[:, 0], m[:, 7]
                 ends = np.append(row[1:], next_row)
-                spans = []
-                for j in np.nonzero((kind == P.KIND_SNAPSHOT) | self.apply[a: a + len(m)])[0].tolist():
-                    span = (int(row[j]), int(ends[j]), int(line[j]))
-                    if a + j in self.defer_to:
-                        deferred.setdefault(self.defer_to[a + j], []).append(span)
+                sel = np.nonzero((kind == P.KIND_SNAPSHOT) | self.apply[a: a + len(m)])[0]
+                spans = np.stack([row[sel], ends[sel], line[sel]], 1)
+                # bridging diffs wait for their snapshot: only those and the snapshots they wait for are moved
+                moved = np.array([*self.defer_to, *self.defer_to.values()], np.int64)
+                pieces, start = [], 0
+                for i in np.nonzero(np.isin(sel + a, moved))[0].tolist():
+                    pieces.append(spans[start:i])
+                    start = i + 1
+                    j, span = a + int(sel[i]), tuple(spans[i].tolist())
+                    if j in self.defer_to:
+                        deferred.setdefault(self.defer_to[j], []).append(span)
                     else:
-                        spans.append(span)
-                        spans += deferred.pop(a + j, [])
-                if spans:
-                    st, en, ln = np.array(spans, np.int64).T.copy()
+                        pieces.append(np.array([span, *deferred.pop(j, [])], np.int64))
+                pieces.append(spans[start:])
+                st, en, ln = np.concatenate(pieces).T.copy()
+                if len(st):
                     book = book_apply(*book, ev, key, qty, st, en, ln, True, 0.0, False, crossed_at)
                 S.release(rows)
             crossed = int(book[-1][4])
