@@ -36,10 +36,14 @@ def test_the_cold_compile_helper_caches_what_the_engine_then_loads(tmp_path):
         data[1] = (EXCH_EVENT | LOCAL_EVENT | DEPTH_EVENT | SELL_EVENT, 3, 4, 101.0, 1.0, 0, 0, 0.0)
         hbt = HashMapMarketDepthBacktest([BacktestAsset().data(data).tick_size(1.0).lot_size(1.0)])
         rc = hbt.elapse(10)
-        print(json.dumps({"compiled": compiled, "rc": rc}))
+        from hftbacktest.kernels import depth as dp  # a kernel the helper compiled, called from Python
+        qty = dp.bid_qty_at(dp.new_depth(0, 1.0, 1.0, 0.0, 0.0, False), 5)
+        print(json.dumps({"compiled": compiled, "rc": rc, "qty": qty}))
     """, env)
     late = {"ack_new", "_queue_fill", "_fill_resting_all", "queue_depth", "new_engine", "new_asset_list",
+            "new_depth", "new_asset_state", "_append_asset",
             "check_rows", "_taker_partial", "fill"}
     assert res["rc"] == 1  # end of data: the engine really ran
+    assert res["qty"] == 0.0  # its cached Python wrapper can unbox the engine's types
     assert "update_bid" in res["compiled"]  # the listener sees compiles...
     assert not late & set(res["compiled"]), sorted(late & set(res["compiled"]))  # ...but not of these

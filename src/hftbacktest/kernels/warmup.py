@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+HELPER_ENV = "HFTBACKTEST_COMPILE_HELPER"
 _helper: subprocess.Popen | None = None
 
 
@@ -22,7 +23,7 @@ def start() -> None:
     global _helper
     if _helper is not None or os.environ.get("HFTBACKTEST_PARALLEL_COMPILE", "1") == "0":
         return
-    env = {**os.environ, "HFTBACKTEST_PARALLEL_COMPILE": "0"}
+    env = {**os.environ, "HFTBACKTEST_PARALLEL_COMPILE": "0", HELPER_ENV: "1"}
     try:
         _helper = subprocess.Popen([sys.executable, "-m", "hftbacktest.kernels.warmup"], env=env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -45,16 +46,23 @@ def compile_late_kernels() -> None:
     exchange kernels, with the signatures the event loop calls them with."""
     from numba import types
 
+    # Python wrappers of what is compiled here are cached too: every StructRef boxing must be registered, as in a
+    # user's process, or a later call from Python would find a wrapper unable to (un)box DepthType
+    from ..backtest import bot
+    from . import depth as dp
     from . import exchange as xp
     from . import models as md
     from . import rows
     from . import state as st
     from .orders import order_array_type
 
-    i64, f64 = types.int64, types.float64
+    i64, f64, b = types.int64, types.float64, types.boolean
     farr = types.float64[::1]
-    # not new_depth / new_asset_state: their Python wrappers (un)box DepthType, whose boxing lives in backtest/bot.py
+    dp.new_depth.compile((i64, f64, f64, f64, f64, b))
     st.new_asset_list.compile(())
+    st.new_asset_state.compile((farr, types.int64[::1], types.int64[:, ::1], dp.depth_type, dp.depth_type,
+                                st.data_array_type, i64))
+    bot._append_asset.compile((types.ListType(st.asset_state_type), st.asset_state_type))
     st.new_engine.compile((types.ListType(st.asset_state_type), i64, i64))
     rows.check_rows.compile((st.data_array_type, i64, i64))
     s = st.asset_state_type
@@ -63,6 +71,6 @@ def compile_late_kernels() -> None:
     xp._fill_resting_all.compile((s, i64, i64))
     md.queue_depth.compile((i64, f64, farr, farr, i64, f64, f64, i64))
 
-
 if __name__ == "__main__":
+    os.environ[HELPER_ENV] = "1"
     compile_late_kernels()
