@@ -13,6 +13,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from ..kernels.borrow import borrowed
+
 @intrinsic
 def unowned(typingctx, arr):
     """The same array without its memory-info pointer: a borrowed view whose passing to helpers costs no atomic
@@ -67,20 +69,20 @@ RBRACE = 125
 BACKSLASH = 92
 
 
-@njit(cache=True)
+@borrowed
 def _ws(c):
     """Whitespace inside a line (a newline always ends the line: no scan may cross it)."""
     return c == 32 or c == 9 or c == 13
 
 
-@njit(cache=True)
+@borrowed
 def _skip_ws(buf, p, e):
     while p < e and _ws(buf[p]):
         p += 1
     return p
 
 
-@njit(cache=True)
+@borrowed
 def _value_end(buf, p, e):
     """Index just past the JSON value starting at p, or -1 (escapes and bad nesting go to the slow path)."""
     if p >= e:
@@ -128,7 +130,7 @@ def _value_end(buf, p, e):
     return q if q > p else -1
 
 
-@njit(cache=True)
+@borrowed
 def _key_id(buf, a, b):
     n = b - a
     c = buf[a]
@@ -175,7 +177,7 @@ def _key_id(buf, a, b):
     return -1
 
 
-@njit(cache=True)
+@borrowed
 def _parse_int(buf, a, b):
     """A JSON integer (non-negative, ≤ 18 digits) or -1."""
     if a < 0 or b - a < 1 or b - a > 18:
@@ -189,7 +191,7 @@ def _parse_int(buf, a, b):
     return v
 
 
-@njit(cache=True)
+@borrowed
 def _parse_decimal(buf, a, b):
     """Digits of a plain decimal number in buf[a:b] → (ok, value), equal to Python float() when ok."""
     if a >= b:
@@ -252,14 +254,14 @@ def _parse_decimal(buf, a, b):
     return True, -v if neg else v
 
 
-@njit(cache=True)
+@borrowed
 def _parse_str_float(buf, a, b):
     if a < 0 or b - a < 3 or buf[a] != QUOTE or buf[b - 1] != QUOTE:
         return False, 0.0
     return _parse_decimal(buf, a + 1, b - 1)
 
 
-@njit(cache=True)
+@borrowed
 def _quoted_decimal(buf, p, e):
     """Parse `"123.45"` at p in one pass → (ok, value, index after the closing quote).
 
@@ -298,7 +300,7 @@ def _quoted_decimal(buf, p, e):
     return True, -v if neg else v, q + 1
 
 
-@njit(cache=True)
+@borrowed
 def _bytes_eq(buf, a, b, lit):
     if b - a != len(lit):
         return False
@@ -308,7 +310,7 @@ def _bytes_eq(buf, a, b, lit):
     return True
 
 
-@njit(cache=True)
+@borrowed
 def _levels(buf, a, e, rf, n):
     """Parse `[["px","qty"],...]` at a into rf[n:, 3] / rf[n:, 4]. Returns (end index, new n) or (-1, n)."""
     p = _skip_ws(buf, a + 1, e)
@@ -346,7 +348,7 @@ def _levels(buf, a, e, rf, n):
     return -1, n
 
 
-@njit(cache=True)
+@borrowed
 def _scan_event(buf, p, e, ks, ke, rf, n):
     """Record the value span of each known key of the event object at p (ks/ke); `[[px,qty],...]` values of b/a
     are parsed straight into
@@ -419,7 +421,7 @@ TRADE_BUY = np.uint64((1 << 29) | 2)
 TRADE_SELL = np.uint64((1 << 28) | 2)
 
 
-@njit(cache=True)
+@borrowed
 def _top_data(buf, p, e):
     """Start of the "data" object inside a combined-stream envelope (other keys are skipped), or -1."""
     if p >= e or buf[p] != LBRACE:
@@ -452,7 +454,7 @@ def _top_data(buf, p, e):
     return -1
 
 
-@njit(cache=True)
+@borrowed
 def _envelope_end(buf, p, e):
     """After the data object: further key/value pairs, then the closing brace. Index after it, or -1."""
     p = _skip_ws(buf, p, e)
@@ -475,7 +477,7 @@ def _envelope_end(buf, p, e):
     return -1
 
 
-@njit(cache=True)
+@borrowed
 def _ticker_rows(ru, ri, rf, nrow, x, ts, bid, bid_qty, ask, ask_qty):
     """bookTicker's rows with opt 't': custom events 103 (best bid) and 104 (best ask). Returns the new nrow."""
     _fill(ru, ri, nrow, nrow + 1, np.uint64(103), x, ts)
@@ -511,7 +513,7 @@ _FX_MARKET = np.frombuffer(b',"X":"MARKET","m":', np.uint8)
 _FX_END = np.frombuffer(b'}}', np.uint8)
 
 
-@njit(cache=True)
+@borrowed
 def _lit(buf, p, e, lit):
     """p + len(lit) if buf[p:] starts with lit, else -1 (p may already be -1)."""
     if p < 0 or p + len(lit) > e:
@@ -522,7 +524,7 @@ def _lit(buf, p, e, lit):
     return p + len(lit)
 
 
-@njit(cache=True)
+@borrowed
 def _uint(buf, p, e):
     """(value, index after) of 1-18 digits at p, or (-1, -1)."""
     if p < 0:
@@ -539,7 +541,7 @@ def _uint(buf, p, e):
 
 
 
-@njit(cache=True)
+@borrowed
 def _udec(buf, q, e):
     """Digits with one optional '.' up to a closing quote at q → (mantissa, fraction digits, index after the
     quote); mantissa -1 when it is not such a plain decimal below 2**53 (then the caller falls back)."""
@@ -565,7 +567,7 @@ def _udec(buf, q, e):
     return -1, 0, -1
 
 
-@njit(cache=True)
+@borrowed
 def _qdec(buf, p, e):
     """A quoted unsigned plain decimal at p → (ok, value, index after it); p may be -1."""
     if p < 0 or p >= e or buf[p] != QUOTE:
@@ -576,7 +578,7 @@ def _qdec(buf, p, e):
     return True, m / _P10[f], q
 
 
-@njit(cache=True)
+@borrowed
 def _skip_str(buf, p, e):
     """Index after a JSON string without escapes at p (p may be -1), or -1."""
     if p < 0 or p >= e or buf[p] != QUOTE:
@@ -589,7 +591,7 @@ def _skip_str(buf, p, e):
     return p + 1 if p < e else -1
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _levels_fixed(buf, p, e, rf, n):
     """`[["px","qty"],...]` without whitespace or signs at p into rf[n:, 3:5] → (end, new n) or (-1, n)."""
     if p >= e or buf[p] != LBRACK:
@@ -617,7 +619,7 @@ def _levels_fixed(buf, p, e, rf, n):
     return -1, n
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _fixed_line(buf, p, e, sym, opt_t, ru, ri, rf, nrow, ts, out):
     """Parse the JSON of a combined-stream bookTicker/trade/depthUpdate line laid out exactly as Binance sends it,
     writing its rows from nrow on. Returns the index just after the JSON (-1: not this layout; nothing is
@@ -713,7 +715,7 @@ def _fixed_line(buf, p, e, sym, opt_t, ru, ri, rf, nrow, ts, out):
 ROW_MARGIN = 1 << 16  # rows kept free before each line (a diff line of n levels is > 10*n bytes long)
 
 
-@njit(cache=True)
+@borrowed
 def _digits(buf, a, b):
     v = 0
     for q in range(a, b):
@@ -721,7 +723,7 @@ def _digits(buf, a, b):
     return v
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _parse_one(buf, pos, end, ts_digits, combined, ks, ke, rf, nrow):
     """Scan one line's timestamp and JSON object; fill ks/ke and the b/a level rows.
 
@@ -753,7 +755,7 @@ def _parse_one(buf, pos, end, ts_digits, combined, ks, ke, rf, nrow):
     return e, b0, b1, a0, a1
 
 
-@njit(cache=True)
+@borrowed
 def _fill(ru, ri, n0, n1, code, x, ts):
     for r in range(n0, n1):
         ru[r, 0] = code
@@ -764,7 +766,7 @@ def _fill(ru, ri, n0, n1, code, x, ts):
         ru[r, 7] = 0
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_m, opt_t, mark_use_e, sym,
                 ru, ri, rf, nrow, margin, row_base, m_line, m_kind, m_local, m_exch, m_id0, m_id1, m_id2, m_row, nmsg,
                 scratch):
@@ -920,7 +922,7 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
     return ST_DONE, pos, line_no, nrow, nmsg
 
 
-@njit(cache=True)
+@borrowed
 def line_end(buf, pos, end):
     while pos < end and buf[pos] != 10:
         pos += 1

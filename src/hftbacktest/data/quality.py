@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import DataQualityError
+from ..kernels.borrow import borrowed
 from ..types import BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, LOCAL_EVENT, SELL_EVENT
 from ._parse import KIND_DEPTH, KIND_ERROR, KIND_MARK, KIND_SNAPSHOT, KIND_TICKER, KIND_TRADE, float_bits, unowned
 
@@ -265,7 +266,7 @@ class DepthSync:
             self.snap = (snap_i, 0, 0, -1, 0, 0)
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def sync_run(kind, U, u, pu, sel, offset, j, last_u, last_pu, apply):
     """DepthSync in its SYNCED state over depth/snapshot messages j, j+1, ... (message index offset + sel[j]):
     applies the diffs whose pu is the last u (and that are not a repeat of the last one) until a snapshot or
@@ -285,7 +286,7 @@ def sync_run(kind, U, u, pu, sel, offset, j, last_u, last_pu, apply):
     return j, last_u, last_pu, applied, last
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def msg_checks(m, next_row, flags, st):
     """The per-message checks over one block of the message table m (rows: line, kind, local_ts, exch_ts, id0,
     id1, id2, first row; next_row = first row of the next block), carrying state across blocks in st:
@@ -332,13 +333,13 @@ def msg_checks(m, next_row, flags, st):
 _EMPTY = np.iinfo(np.int64).min
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _slot(k, mask):
     h = np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)
     return np.int64(h >> np.uint64(40)) & mask
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _h_find(keys, k):
     mask = len(keys) - 1
     i = _slot(k, mask)
@@ -349,7 +350,7 @@ def _h_find(keys, k):
     return -1 - i  # free slot where k would go
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _h_delete(keys, vals, i):
     """Backward-shift deletion (linear probing keeps no tombstones)."""
     mask = len(keys) - 1
@@ -383,7 +384,7 @@ def _h_rebuild(keys, vals, cap, lo, hi):
     return nk, nv, n
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _heap_push(heap, size, v):
     """Push v on a min-heap held in heap[:size] (the caller makes sure size < len(heap)); returns the new size."""
     i = size
@@ -397,7 +398,7 @@ def _heap_push(heap, size, v):
     return size + 1
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _heap_pop(heap, size):
     size -= 1
     heap[0] = heap[size]
@@ -415,7 +416,7 @@ def _heap_pop(heap, size):
     return size
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _heap_compact(keys, heap, sign):
     """Rebuild a side's heap in place from the levels present (drops the stale entries lazy deletion leaves
     behind; the levels are fewer than the entries, so it fits). Returns the new size."""
@@ -426,7 +427,7 @@ def _heap_compact(keys, heap, sign):
     return size
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _top(keys, heap, size, sign):
     """Best key of a side: lazily drop heap entries whose level is gone (heap holds sign*key)."""
     while size > 0:
@@ -437,7 +438,7 @@ def _top(keys, heap, size, sign):
     return (_EMPTY if sign < 0 else -_EMPTY - 1), size
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _set_level(keys, vals, n, heap, hsize, k, q, zero_qty, sign):
     """Set one side's level k to q (removing it when q <= zero_qty); heap holds sign*key and has room for one
     more entry. Returns (levels, heap size), or (-1, heap size) with nothing changed when a new level needs a
@@ -502,7 +503,7 @@ def book_new():
 _GROW_BID_TABLE, _GROW_ASK_TABLE, _GROW_BID_HEAP, _GROW_ASK_HEAP = 1, 2, 3, 4
 
 
-@njit(cache=True, nogil=True)
+@borrowed(nogil=True)
 def _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_end, msg_line, full_clear, zero_qty,
                 only_local, crossed_at, state):
     """`book_apply`'s loop on borrowed views of the book (no per-row reference counting), from message
