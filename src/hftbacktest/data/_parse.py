@@ -8,7 +8,6 @@ multiplied by an exact power of ten, one IEEE rounding), so the doubles equal Py
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
