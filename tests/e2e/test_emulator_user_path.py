@@ -95,9 +95,14 @@ def test_new_user_path(emu):
             ask, sell, _ = await post_at_touch("SELL", "path-sell")
             assert buy["status"] == sell["status"] == "NEW", (buy, sell)
             assert int(h["X-MBX-ORDER-COUNT-10S"]) >= 1 and int(h["X-MBX-USED-WEIGHT-1M"]) >= 1
-            fill, seen = await recv_until(uws, lambda m: m.get("e") == "ORDER_TRADE_UPDATE" and m["o"]["x"] == "TRADE",
-                                          timeout=40)
-            news = {m["o"]["c"] for m in seen if m.get("e") == "ORDER_TRADE_UPDATE" and m["o"]["x"] == "NEW"}
+            # read until both NEW updates and a fill arrived (at 20x the buy can fill before the sell is placed)
+            news, fill = set(), None
+            while fill is None or len(news) < 2:
+                m, _ = await recv_until(uws, lambda m: m.get("e") == "ORDER_TRADE_UPDATE", timeout=40)
+                if m["o"]["x"] == "NEW":
+                    news.add(m["o"]["c"])
+                elif m["o"]["x"] == "TRADE" and fill is None:
+                    fill = m
             assert news == {"path-buy", "path-sell"}
             o = fill["o"]
             assert o["m"] is True and o["c"] in news and float(o["l"]) > 0 and o["L"] in (bid, ask)

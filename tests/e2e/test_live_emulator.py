@@ -530,7 +530,7 @@ def test_restarted_connector_with_adopt_orders_keeps_the_bots_orders(venue):
         # upper bounds for a restarted process to import and reconnect, generous for a loaded CI box
         _wait_until(hbt, has_1004, 60, "the connector's announcement")
         venue.connector.wait_for("adopted btcusdt order 4545", 60)
-        pos, exch_open, bot_open = _settle(hbt, venue, 10.0)
+        pos, exch_open, bot_open = _settle(hbt, venue, 30.0)  # an upper bound: returns once both views agree
         assert bot_open == exch_open == {(round(price / 0.1), 1)}  # still live on both sides
         assert hbt.cancel(0, 4545, True) == 3 and hbt.orders(0).get(4545).status == 4  # and manageable
         pos, exch_open, bot_open = _settle(hbt, venue, 10.0)
