@@ -4,7 +4,7 @@
 
 Runs a fresh interpreter with an empty NUMBA_CACHE_DIR that imports `hftbacktest.backtest.bot` (which compiles the
 engine's cached entry point and everything it calls), with a `numba:compile` event listener. Prints total CPU and
-wall time, the number of compiled functions and the top N by exclusive CPU time (a function's time minus the
+wall time (helper process off, so everything compiles here), the number of compiled functions and the top N by exclusive CPU time (a function's time minus the
 compiles nested in it). The entry point itself is a `cfunc`, not a dispatcher: its share is the remainder.
 A diagnostic for docs/architecture.md "Compile time"; the comparison with the reference is in replay.py.
 """
@@ -48,7 +48,8 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as cache:
-        env = {**__import__("os").environ, "NUMBA_CACHE_DIR": cache}
+        # the whole engine in this one process: no cold-compile helper (kernels/warmup.py)
+        env = {**__import__("os").environ, "NUMBA_CACHE_DIR": cache, "HFTBACKTEST_PARALLEL_COMPILE": "0"}
         out = subprocess.run([sys.executable, "-W", "ignore", "-c", CHILD], env=env, capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent.parent)
     if out.returncode != 0:
