@@ -105,7 +105,8 @@ def _start_engine_compile():
     import sys
 
     try:
-        return subprocess.Popen([sys.executable, "-c", "import hftbacktest.backtest.bot"],
+        code = "import hftbacktest.backtest.bot; from hftbacktest.kernels import warmup; warmup.wait()"
+        return subprocess.Popen([sys.executable, "-c", code],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return None

@@ -32,13 +32,21 @@ def start() -> None:
     atexit.register(_reap)
 
 
-def _reap() -> None:
+def wait(timeout: float = 300.0) -> None:
+    """Let the helper finish (for a process whose only job is to fill the cache, like the demo's background one)."""
     if _helper is not None and _helper.poll() is None:
         try:
-            _helper.wait(timeout=60)
+            _helper.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _helper.kill()
-            _helper.wait()
+            pass
+
+
+def _reap() -> None:
+    """At exit: stop a helper still running (what it cached so far stays; numba writes cache files by rename), so
+    no compile outlives the process that asked for it, e.g. a connector being stopped and restarted."""
+    if _helper is not None and _helper.poll() is None:
+        _helper.kill()
+        _helper.wait()
 
 
 def compile_late_kernels() -> None:
