@@ -369,19 +369,25 @@ def _h_delete(keys, vals, i):
 
 
 @njit(cache=True, nogil=True)
+def _h_fill(keys, vals, src_k, src_v, lo, hi):
+    """Insert into the empty table (keys, vals) the entries of (src_k, src_v) with lo <= key <= hi; returns n."""
+    n = 0
+    for i in range(len(src_k)):
+        k = src_k[i]
+        if k != _EMPTY and lo <= k <= hi:
+            j = -1 - _h_find(keys, k)
+            keys[j] = k
+            vals[j] = src_v[i]
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
 def _h_rebuild(keys, vals, cap, lo, hi):
     """A table of capacity `cap` holding the entries with lo <= key <= hi."""
     nk = np.full(cap, _EMPTY, np.int64)
     nv = np.zeros(cap, np.float64)
-    n = 0
-    for i in range(len(keys)):
-        k = keys[i]
-        if k != _EMPTY and lo <= k <= hi:
-            j = -1 - _h_find(nk, k)
-            nk[j] = k
-            nv[j] = vals[i]
-            n += 1
-    return nk, nv, n
+    return nk, nv, _h_fill(nk, nv, keys, vals, lo, hi)
 
 
 @borrowed(nogil=True)
@@ -480,15 +486,7 @@ def _clear_side(keys, vals, lo, hi):
         old_k[i] = keys[i]
         old_v[i] = vals[i]
         keys[i] = _EMPTY
-    n = 0
-    for i in range(len(old_k)):
-        k = old_k[i]
-        if k != _EMPTY and lo <= k <= hi:
-            j = -1 - _h_find(keys, k)
-            keys[j] = k
-            vals[j] = old_v[i]
-            n += 1
-    return n
+    return _h_fill(keys, vals, old_k, old_v, lo, hi)
 
 
 @njit(cache=True, nogil=True)
