@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DataError
 from ..kernels.numeric import I64_MIN
 from ..kernels.rows import EXCH_TS_BACKWARDS, PRICE_NOT_FINITE, ROWS_OK, check_rows
-from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
+from ..types import event_dtype
 
 SLICE_ROWS = 1 << 18  # rows per served slice of a memory-mapped file (16 MiB: resident file pages stay small)
 
@@ -87,14 +87,12 @@ def validate_rows(arr: np.ndarray, where: str, after: tuple = (None, None)) -> t
     chunks (`after`: the previous chunk's last exch_ts / local_ts, None if unknown), and depth/trade rows need a
     finite price. `arr` is a kernel array (`as_kernel_array`). Returns this chunk's last (exch_ts, local_ts)."""
     prev = [I64_MIN if t is None else t for t in after]
-    code, row, before, now, last_x, last_l = check_rows(arr, prev[0], prev[1])
+    code, row, before, now, from_previous, last_x, last_l = check_rows(arr, prev[0], prev[1])
     if code == PRICE_NOT_FINITE:
         raise DataError(f"{where}: row {row}: price is NaN or infinite")
     if code != ROWS_OK:
         field = "exch_ts" if code == EXCH_TS_BACKWARDS else "local_ts"
-        bit = EXCH_EVENT if code == EXCH_TS_BACKWARDS else LOCAL_EVENT
-        first_of_clock = not np.any(arr["ev"][:row] & bit)
-        if first_of_clock:
+        if from_previous:
             raise DataError(f"{where}: row {row}: {field} goes backwards from the previous file or chunk "
                             f"({before} -> {now})")
         raise DataError(f"{where}: row {row}: {field} goes backwards ({before} -> {now})")

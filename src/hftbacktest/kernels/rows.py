@@ -20,12 +20,15 @@ def check_rows(data, prev_exch, prev_local):
     """Violations in priority order: exch_ts going backwards (EXCH rows), then local_ts (LOCAL rows), then a
     non-finite price on a depth/trade/snapshot row; prev_*: the previous chunk's last timestamp or I64_MIN.
 
-    Returns (code, row, before, after, last_exch, last_local): the first violation of the highest-priority kind
-    (`before -> after` are the timestamps; `row` is -1 for ROWS_OK) and this chunk's last timestamps."""
+    Returns (code, row, before, after, from_previous, last_exch, last_local): the first violation of the
+    highest-priority kind (`before -> after` are the timestamps, `from_previous` when `before` came from the
+    previous chunk; `row` is -1 for ROWS_OK) and this chunk's last timestamps."""
     last = np.array([prev_exch, prev_local])
     first_bad = np.array([-1, -1, -1])
     before = np.array([0, 0])
     after = np.array([0, 0])
+    seen = np.array([False, False])
+    from_prev = np.array([False, False])
     for i in range(data.shape[0]):
         ev = np.int64(data[i].ev)
         for c in range(2):
@@ -35,6 +38,8 @@ def check_rows(data, prev_exch, prev_local):
                     first_bad[c] = i
                     before[c] = last[c]
                     after[c] = ts
+                    from_prev[c] = not seen[c]
+                seen[c] = True
                 last[c] = ts
         kind = ev & 0xFF
         if first_bad[2] < 0 and (kind == DEPTH_EVENT or kind == TRADE_EVENT or kind == DEPTH_SNAPSHOT_EVENT):
@@ -44,5 +49,5 @@ def check_rows(data, prev_exch, prev_local):
         if first_bad[c] >= 0:
             b = before[c] if c < 2 else 0
             a = after[c] if c < 2 else 0
-            return c + 1, first_bad[c], b, a, last[0], last[1]
-    return ROWS_OK, np.int64(-1), np.int64(0), np.int64(0), last[0], last[1]
+            return c + 1, first_bad[c], b, a, c < 2 and from_prev[c], last[0], last[1]
+    return ROWS_OK, np.int64(-1), np.int64(0), np.int64(0), False, last[0], last[1]
