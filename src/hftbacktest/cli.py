@@ -1,8 +1,14 @@
-"""The single `hftbacktest` command. Each area registers its own subcommands; heavy imports stay inside handlers."""
+"""The single `hftbacktest` command. Each area registers its own subcommands; heavy imports stay inside handlers.
+
+Every failure a user can cause ends in one line on stderr, `error: <file>: <key>: <message>`, and exit code 1
+(usage mistakes: the subcommand's usage and exit code 2). HFTBACKTEST_TRACEBACK=1 shows the Python traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
 
 # subcommand group -> module exposing `register(subparsers)`
@@ -20,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hftbacktest",
         description="Tick-level backtesting and Binance USD-M tooling. Run `hftbacktest demo` to see it work offline.",
+        epilog="Errors are one line `error: ...`; set HFTBACKTEST_TRACEBACK=1 for the Python traceback.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
@@ -27,9 +34,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    """The parser of `command` (argparse reports unknown options with the top-level usage otherwise)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """argparse's message plus the closest known option for a misspelled one."""
+    options = [s for action in parser._actions for s in action.option_strings]
+    message = "unrecognized arguments: " + " ".join(extra)
+    for arg in extra:
+        close = difflib.get_close_matches(arg.split("=", 1)[0], options, n=1) if arg.startswith("-") else []
+        if close:
+            return f"{message} (did you mean {close[0]}?)"
+    return message
+
+
+def describe(exc: BaseException) -> str:
+    """The one-line text of an error: OSErrors name their path, never the errno tuple."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
+        return f"{target}: {exc.strerror or exc}"
+    if isinstance(exc, FileNotFoundError) and exc.strerror is None:  # raised as FileNotFoundError(path)
+        return f"{exc}: no such file or directory"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command_parser = _subparser(parser, getattr(args, "command", None))
+        command_parser.error(_unrecognized(command_parser, extra))
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
@@ -37,9 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         rc = args.func(args)
-    except HftBacktestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (HftBacktestError, OSError, ValueError) as exc:  # a user's mistake or the system's, never our traceback
+        if os.environ.get("HFTBACKTEST_TRACEBACK") == "1":
+            raise
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return int(rc or 0)
 
 

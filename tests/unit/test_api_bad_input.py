@@ -124,3 +124,20 @@ def test_unknown_asset_numbers():
     with pytest.raises(AssetNumberError, match="out of range"):
         _depth_of(hbt, 3)
     assert issubclass(AssetNumberError, HftBacktestError) and issubclass(AssetNumberError, IndexError)
+
+
+def test_missing_required_settings_fail_at_build_time():
+    from hftbacktest import ROIVectorMarketDepthBacktest
+
+    # an ROI book without its price range used to track [0, 0]: the run ended with no trades and exit code 0
+    with pytest.raises(ConfigError, match=r"asset 0: ROIVectorMarketDepthBacktest needs the price range it tracks: "
+                                          r"call \.roi_lb\(\.\.\.\) and \.roi_ub\(\.\.\.\)"):
+        ROIVectorMarketDepthBacktest([ok_asset()])
+    with pytest.raises(ConfigError, match=r"asset 0: .*call \.roi_ub\(\.\.\.\)$"):
+        ROIVectorMarketDepthBacktest([ok_asset().roi_lb(90.0)])
+    with pytest.raises(ConfigError, match=r"asset 0: roi_ub must be > roi_lb \(got roi_lb=100.0, roi_ub=100.0\)"):
+        ROIVectorMarketDepthBacktest([ok_asset().roi_lb(100.0).roi_ub(100.0)])
+    with pytest.raises(ConfigError, match=r"asset 1: no data; call \.data\(\[\.\.\.\]\)"):
+        build(ok_asset(), BacktestAsset().tick_size(1.0).lot_size(1.0))
+    ROIVectorMarketDepthBacktest([ok_asset().roi_lb(90.0).roi_ub(110.0)]).close()
+    build(ok_asset()).close()  # the hashmap book needs no range

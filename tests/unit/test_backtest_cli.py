@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import textwrap
 
 import numpy as np
@@ -69,19 +70,61 @@ def test_backtest_command_runs_records_and_reports(run_dir, capsys):
     assert report.stat().st_size > 100_000 and "BTCUSDT" in report.read_text(encoding="utf-8")
 
 
-def test_unknown_asset_key_is_named(run_dir):
-    bad = run_dir / "bad.toml"
-    bad.write_text(CONFIG.replace("tick_size = 0.1", "tick_sise = 0.1"))
-    with pytest.raises(ConfigError, match=r"bad\.toml: asset\[0\]: unknown key\(s\) \['tick_sise'\]"):
-        from hftbacktest.backtest.cli import load_run_config
+@pytest.mark.parametrize("old, new, message", [
+    ("tick_size = 0.1", "tick_sise = 0.1",
+     r"asset\[0\]\.tick_sise: unknown key, did you mean 'tick_size'\? \(accepted: asset_type, contract_size, data, "),
+    ("entry = 1_000_000", "entri = 1_000_000",
+     r"asset\[0\]\.latency\.entri: unknown key, did you mean 'entry'\? \(accepted: entry, model, response\) "
+     r"for model 'constant'"),
+    ("response = 1_000_000 }", "response = 1_000_000, extra = 1 }", r"asset\[0\]\.latency\.extra: unknown key"),
+    (", response = 1_000_000", "", r"asset\[0\]\.latency\.response: missing \(required by model 'constant'\)"),
+    ('{ model = "risk_adverse" }', '{ model = "risk_adverse", n = 3 }',
+     r"asset\[0\]\.queue\.n: unknown key \(accepted: model\) for model 'risk_adverse'"),
+    ('{ model = "risk_adverse" }', '{ model = "power_prob" }', r"asset\[0\]\.queue\.n: missing"),
+    ('{ model = "risk_adverse" }', '{ n = 2.0 }', r"asset\[0\]\.queue\.model: missing \(accepted: log_prob, "),
+    ('{ model = "risk_adverse" }', '"risk_adverse"', r"asset\[0\]\.queue: expected a table like"),
+    ("maker = -0.00005", "makr = -0.00005", r"asset\[0\]\.fee\.makr: unknown key, did you mean 'maker'\?"),
+    ("entry = 1_000_000", "entry = 1.5", r"asset\[0\]\.latency\.entry: expected an integer >= 0, got 1\.5"),
+    ("tick_size = 0.1", 'tick_size = "0.1"', r"asset\[0\]\.tick_size: expected a number > 0, got '0\.1'"),
+    ('name = "BTCUSDT"', 'name = "BTCUSDT"\nasset_type = "linera"',
+     r"asset\[0\]\.asset_type: unknown value 'linera' \(accepted: inverse, linear\)"),
+    ("record_size = 10", "record_sise = 10", r"record_sise: unknown key, did you mean 'record_size'\?"),
+    ("record_size = 10", 'depth = "roi"',
+     r'asset\[0\]\.roi_lb: missing \(required with depth = "roi"'),
+    ("record_size = 10", 'depth = "roi"\n[[asset]]\ndata = "x.npz"\ntick_size = 1\nlot_size = 1\nroi_lb = 5\n'
+                         'roi_ub = 5', r"asset\[0\]\.roi_ub: must be > roi_lb \(5\), got 5"),
+    ("record_size = 10", 'depth = "vector"', r"depth: unknown value 'vector' \(accepted: hashmap, roi\)"),
+])
+def test_config_mistakes_at_every_level_name_the_file_and_the_full_key(tmp_path, old, new, message):
+    from hftbacktest.backtest.cli import load_run_config
 
+    bad = tmp_path / "bad.toml"
+    assert old in CONFIG
+    bad.write_text(CONFIG.replace(old, new, 1))
+    with pytest.raises(ConfigError, match="^" + re.escape(str(bad)) + ": " + message):
         load_run_config(bad)
+
+
+def test_roi_depth_with_bounds_loads_and_the_checked_config_builds_every_model(run_dir):
+    from hftbacktest.backtest.cli import build_asset, load_run_config
+
+    good = run_dir / "roi.toml"
+    good.write_text(CONFIG.replace("record_size = 10", 'depth = "roi"').replace(
+        'name = "BTCUSDT"', 'name = "BTCUSDT"\nroi_lb = 50000.0\nroi_ub = 70000.0'))
+    cfg = load_run_config(good)
+    asset = build_asset(cfg["asset"][0], run_dir, "asset[0]", good, "roi")
+    built = asset.build(0, roi=True)
+    assert (built.roi_lb, built.roi_ub) == (50000.0, 70000.0)
+    assert (built.entry_latency, built.response_latency) == (1_000_000, 1_000_000)
+    assert (built.maker_fee, built.taker_fee) == (-0.00005, 0.0007)
 
 
 def test_bad_model_and_missing_strategy_are_config_errors(run_dir, capsys):
     bad = run_dir / "bad_queue.toml"
     bad.write_text(CONFIG.replace('model = "risk_adverse"', 'model = "fifo"'))
     assert main(["backtest", str(bad)]) == 1
-    assert "queue.model must be one of" in capsys.readouterr().err
+    # the config file is named, not its folder (it used to print `error: .: asset[0].queue.model`)
+    assert f"error: {bad}: asset[0].queue.model: unknown queue model 'fifo' (accepted: log_prob, log_prob2, " \
+           "power_prob, power_prob2, power_prob3, risk_adverse)\n" == capsys.readouterr().err
     assert main(["backtest", str(run_dir / "run.toml"), "--strategy", "strategy.py"]) == 1
     assert "FILE.py:FUNCTION" in capsys.readouterr().err

@@ -87,7 +87,7 @@ def test_grid_and_params_from_python_over_a_plain_backtest_file(tmp_path):
     ("[grid]\nhalf_spread_bps = 0.1\n", "must be a non-empty list"),
     ('[grid]\n"asset.queue_model" = [1]\n', "queue_model is not an \\[\\[asset\\]\\] key"),
     ('[grid]\n"asset.3.tick_size" = [1]\n', "only 1 \\[\\[asset\\]\\] tables"),
-    ('[grid]\n"asset.queue" = [{ model = "fifo" }]\n', "queue.model must be one of"),
+    ('[grid]\n"asset.queue" = [{ model = "fifo" }]\n', "queue.model: unknown queue model 'fifo' \\(accepted: "),
     ('[grid]\n"what.ever" = [1]\n', "expected a strategy argument"),
     ("[grid]\nhalf_spread = [0.1]\n", "missing a required argument: 'half_spread_bps'"),
 ])

@@ -53,6 +53,7 @@ class BacktestAsset:
         self._tick_size = 0.0
         self._lot_size = 0.0
         self._roi = (0.0, 0.0)
+        self._roi_given = [False, False]  # the ROI book has no sensible default range: both bounds are required
         self._asset = (m.ASSET_LINEAR, 1.0)
         self._fee = (m.FEE_TRADING_VALUE, 0.0, 0.0)
         self._queue = (m.QUEUE_LOG2, 0.0)
@@ -104,10 +105,12 @@ class BacktestAsset:
 
     def roi_lb(self, roi_lb):
         self._roi = (float(roi_lb), self._roi[1])
+        self._roi_given[0] = True
         return self
 
     def roi_ub(self, roi_ub):
         self._roi = (self._roi[0], float(roi_ub))
+        self._roi_given[1] = True
         return self
 
     # --- latency ----------------------------------------------------------------------------------------------
@@ -205,10 +208,16 @@ class BacktestAsset:
         for name, value in (("tick_size", self._tick_size), ("lot_size", self._lot_size)):
             if not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"{where}: {name} must be > 0 (got {value}); call .{name}(...)")
+        if not self._sources:
+            raise ConfigError(f"{where}: no data; call .data([...]) with event files or arrays")
         if roi:
             lb, ub = self._roi
-            if not (np.isfinite(lb) and np.isfinite(ub)) or ub < lb:
-                raise ConfigError(f"{where}: roi_ub must be >= roi_lb (got roi_lb={lb}, roi_ub={ub})")
+            missing = [name for name, given in zip(("roi_lb", "roi_ub"), self._roi_given) if not given]
+            if missing:
+                raise ConfigError(f"{where}: ROIVectorMarketDepthBacktest needs the price range it tracks: call "
+                                  + " and ".join(f".{name}(...)" for name in missing))
+            if not (np.isfinite(lb) and np.isfinite(ub)) or ub <= lb:
+                raise ConfigError(f"{where}: roi_ub must be > roi_lb (got roi_lb={lb}, roi_ub={ub})")
             if (ub - lb) / self._tick_size > 1e8:
                 raise ConfigError(f"{where}: ROI [{lb}, {ub}] spans more than 1e8 ticks")
         if self._queue[0] == m.QUEUE_L3_FIFO:

@@ -2,7 +2,8 @@
 
 The TOML maps one-to-one onto the `BacktestAsset` builder, so there is one way to configure each thing:
 
-    depth = "hashmap"                 # or "roi" (then give roi_lb / roi_ub per asset)
+    strategy = "mm.py:strategy"       # FILE.py:FUNCTION (relative to this file) or MODULE:FUNCTION
+    depth = "hashmap"                 # or "roi" (then roi_lb / roi_ub are required in every asset)
     record_size = 1_000_000           # rows; the strategy gets a recorder if it takes a second argument
 
     [[asset]]
@@ -17,6 +18,11 @@ The TOML maps one-to-one onto the `BacktestAsset` builder, so there is one way t
     queue = { model = "power_prob", n = 2.0 }   # risk_adverse | power_prob | power_prob2 | power_prob3 | log_prob | log_prob2
     exchange = "no_partial_fill"      # or "partial_fill"
     fee = { model = "trading_value", maker = -0.00005, taker = 0.0007 }   # trading_qty | flat_per_trade
+    # optional: roi_lb, roi_ub, initial_snapshot, last_trades_capacity, latency_offset, reference_compatible
+
+Only data, tick_size and lot_size are required; a missing latency / queue / fee table means the builder's
+default (zero latency, log_prob2, no fees), but a table that is given needs all of its model's keys. Every key is
+checked at every level: a typo, a missing or mistyped value is an error naming the file and the full key.
 """
 from __future__ import annotations
 
@@ -25,24 +31,55 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-ASSET_KEYS = {
-    "name", "data", "tick_size", "lot_size", "asset_type", "contract_size", "latency", "queue", "exchange", "fee",
-    "roi_lb", "roi_ub", "initial_snapshot", "last_trades_capacity", "latency_offset", "reference_compatible",
-}
 TOP_KEYS = {"strategy", "depth", "record_size", "asset"}
-_QUEUE_METHODS = {
-    "risk_adverse": ("risk_adverse_queue_model", False),
-    "power_prob": ("power_prob_queue_model", True),
-    "power_prob2": ("power_prob_queue_model2", True),
-    "power_prob3": ("power_prob_queue_model3", True),
-    "log_prob": ("log_prob_queue_model", False),
-    "log_prob2": ("log_prob_queue_model2", False),
+DEPTHS = ("hashmap", "roi")
+# [[asset]] key -> (kind, accepted values or None); the model tables are checked against _MODELS
+_ASSET_SCALARS: dict[str, tuple[str, tuple | None]] = {
+    "name": ("str", None),
+    "data": ("paths", None),
+    "tick_size": ("positive", None),
+    "lot_size": ("positive", None),
+    "asset_type": ("str", ("linear", "inverse")),
+    "contract_size": ("positive", None),
+    "exchange": ("str", ("no_partial_fill", "partial_fill")),
+    "roi_lb": ("number", None),
+    "roi_ub": ("number", None),
+    "initial_snapshot": ("str", None),
+    "last_trades_capacity": ("count", None),
+    "latency_offset": ("int", None),
+    "reference_compatible": ("bool", None),
 }
-_FEE_METHODS = {
-    "trading_value": "trading_value_fee_model",
-    "trading_qty": "trading_qty_fee_model",
-    "flat_per_trade": "flat_per_trade_fee_model",
+# model table -> model name -> (builder method, required keys in argument order, optional keys)
+_MODELS: dict[str, dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]] = {
+    "latency": {
+        "constant": ("constant_order_latency", ("entry", "response"), ()),
+        "intp": ("intp_order_latency", ("files",), ("offset",)),
+    },
+    "queue": {
+        "risk_adverse": ("risk_adverse_queue_model", (), ()),
+        "power_prob": ("power_prob_queue_model", ("n",), ()),
+        "power_prob2": ("power_prob_queue_model2", ("n",), ()),
+        "power_prob3": ("power_prob_queue_model3", ("n",), ()),
+        "log_prob": ("log_prob_queue_model", (), ()),
+        "log_prob2": ("log_prob_queue_model2", (), ()),
+    },
+    "fee": {
+        "trading_value": ("trading_value_fee_model", ("maker", "taker"), ()),
+        "trading_qty": ("trading_qty_fee_model", ("maker", "taker"), ()),
+        "flat_per_trade": ("flat_per_trade_fee_model", ("maker", "taker"), ()),
+    },
 }
+# defaults of an [[asset]] without that table: the builder's defaults
+_MODEL_DEFAULTS = {
+    "latency": {"model": "constant", "entry": 0, "response": 0},
+    "queue": {"model": "log_prob2"},
+    "fee": {"model": "trading_value", "maker": 0.0, "taker": 0.0},
+}
+# the value kinds of model-table keys
+_MODEL_KEY_KINDS = {"entry": "count", "response": "count", "files": "paths", "offset": "int", "n": "positive",
+                    "maker": "number", "taker": "number"}
+ASSET_KEYS = set(_ASSET_SCALARS) | set(_MODELS)
+_REQUIRED_ASSET_KEYS = ("data", "tick_size", "lot_size")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,10 +97,118 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
-def _config_error(path: Path, message: str):
+def _fail(source, key: str | None, message: str):
+    """The ConfigError of one bad setting: `<file>: <key>: <message>` (either part left out when unknown)."""
     from ..errors import ConfigError
 
-    return ConfigError(f"{path}: {message}")
+    return ConfigError(": ".join(str(part) for part in (source, key, message) if part is not None))
+
+
+def _accepted(values) -> str:
+    return f"(accepted: {', '.join(sorted(values))})"
+
+
+def _unknown_key(key: str, accepted) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(accepted), n=1)
+    hint = f", did you mean {close[0]!r}?" if close else ""
+    return f"unknown key{hint} {_accepted(accepted)}"
+
+
+_KIND_TEXT = {"str": "a string", "paths": "a path or a list of paths", "positive": "a number > 0",
+              "number": "a finite number", "count": "an integer >= 0", "int": "an integer", "bool": "true or false"}
+
+
+def _is_number(value) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_value(value, kind: str, source, key: str) -> None:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    ok = {
+        "str": isinstance(value, str),
+        "paths": isinstance(value, str) or (isinstance(value, list) and bool(value)
+                                            and all(isinstance(v, str) for v in value)),
+        "number": _is_number(value),
+        "positive": _is_number(value) and value > 0,
+        "int": is_int,
+        "count": is_int and value >= 0,
+        "bool": isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise _fail(source, key, f"expected {_KIND_TEXT[kind]}, got {value!r}")
+
+
+def _check_model(value, table: str, key: str, source) -> None:
+    models = _MODELS[table]
+    if not isinstance(value, dict):
+        raise _fail(source, key, f"expected a table like {{ model = \"{next(iter(models))}\", ... }}, got {value!r}")
+    if "model" not in value:
+        raise _fail(source, f"{key}.model", f"missing {_accepted(models)}")
+    model = value["model"]
+    if model not in models:
+        raise _fail(source, f"{key}.model", f"unknown {table} model {model!r} {_accepted(models)}")
+    _, required, optional = models[model]
+    allowed = {"model", *required, *optional}
+    for k in value:
+        if k not in allowed:
+            raise _fail(source, f"{key}.{k}", _unknown_key(k, allowed) + f" for model {model!r}")
+    for k in required:
+        if k not in value:
+            raise _fail(source, f"{key}.{k}", f"missing (required by model {model!r})")
+    for k in (*required, *optional):
+        if k in value:
+            _check_value(value[k], _MODEL_KEY_KINDS[k], source, f"{key}.{k}")
+
+
+def check_asset(spec, where: str, source=None, depth: str | None = None) -> None:
+    """Checks one [[asset]] table at every level: unknown and missing keys, value types, the model tables, and the
+    ROI bounds when `depth` is "roi". Errors are ConfigErrors `<source>: <where>.<key>: <message>`."""
+    if not isinstance(spec, dict):
+        raise _fail(source, where, f"expected a table ([[asset]]), got {spec!r}")
+    for key in spec:
+        if key not in ASSET_KEYS:
+            raise _fail(source, f"{where}.{key}", _unknown_key(key, ASSET_KEYS))
+    for key in _REQUIRED_ASSET_KEYS:
+        if key not in spec:
+            raise _fail(source, f"{where}.{key}", "missing (required in every [[asset]])")
+    for key, (kind, accepted) in _ASSET_SCALARS.items():
+        if key in spec:
+            _check_value(spec[key], kind, source, f"{where}.{key}")
+            if accepted is not None and spec[key] not in accepted:
+                raise _fail(source, f"{where}.{key}", f"unknown value {spec[key]!r} {_accepted(accepted)}")
+    for table in _MODELS:
+        if table in spec:
+            _check_model(spec[table], table, f"{where}.{table}", source)
+    if depth == "roi":
+        for key in ("roi_lb", "roi_ub"):
+            if key not in spec:
+                raise _fail(source, f"{where}.{key}",
+                            'missing (required with depth = "roi": the price range the order book tracks)')
+        if spec["roi_ub"] <= spec["roi_lb"]:
+            raise _fail(source, f"{where}.roi_ub", f"must be > roi_lb ({spec['roi_lb']}), got {spec['roi_ub']}")
+
+
+def check_run_config(cfg: dict[str, Any], source) -> None:
+    """Checks a whole backtest config (top-level keys, then every [[asset]] with check_asset)."""
+    for key in cfg:
+        if key not in TOP_KEYS:
+            raise _fail(source, key, _unknown_key(key, TOP_KEYS))
+    if "strategy" in cfg:
+        _check_value(cfg["strategy"], "str", source, "strategy")
+    depth = cfg.get("depth", "hashmap")
+    if depth not in DEPTHS:
+        raise _fail(source, "depth", f"unknown value {depth!r} {_accepted(DEPTHS)}")
+    if "record_size" in cfg:
+        _check_value(cfg["record_size"], "count", source, "record_size")
+    assets = cfg.get("asset")
+    if not isinstance(assets, list) or not assets:
+        raise _fail(source, "asset", "missing (needs at least one [[asset]] table)")
+    for i, spec in enumerate(assets):
+        check_asset(spec, f"asset[{i}]", source, depth)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -75,36 +220,29 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise _config_error(path, "no such file") from None
+        raise _fail(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise _fail(path, None, "is a directory, expected a TOML file") from None
+    except OSError as exc:
+        raise _fail(path, None, f"cannot read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise _config_error(path, f"invalid TOML ({exc})") from None
+        raise _fail(path, None, f"invalid TOML ({exc})") from None
 
 
 def load_run_config(path: str | Path) -> dict[str, Any]:
-    """Reads and checks the TOML; unknown keys are errors naming the key."""
+    """Reads and checks the TOML (check_run_config); every error names the file and the full key."""
     path = Path(path)
     cfg = read_toml(path)
-    unknown = set(cfg) - TOP_KEYS
-    if unknown:
-        raise _config_error(path, f"unknown key(s) {sorted(unknown)}; expected {sorted(TOP_KEYS)}")
-    assets = cfg.get("asset")
-    if not isinstance(assets, list) or not assets:
-        raise _config_error(path, "needs at least one [[asset]] table")
-    for i, spec in enumerate(assets):
-        unknown = set(spec) - ASSET_KEYS
-        if unknown:
-            raise _config_error(path, f"asset[{i}]: unknown key(s) {sorted(unknown)}")
-        for key in ("data", "tick_size", "lot_size"):
-            if key not in spec:
-                raise _config_error(path, f"asset[{i}]: missing key '{key}'")
-    if cfg.get("depth", "hashmap") not in ("hashmap", "roi"):
-        raise _config_error(path, f"depth must be 'hashmap' or 'roi', got {cfg['depth']!r}")
+    check_run_config(cfg, path)
     return cfg
 
 
-def build_asset(spec: dict[str, Any], base: Path, where: str):
-    """One `BacktestAsset` from an [[asset]] table (relative paths resolved against `base`)."""
+def build_asset(spec: dict[str, Any], base: Path, where: str, source=None, depth: str | None = None):
+    """One `BacktestAsset` from an [[asset]] table (checked with check_asset; relative paths resolved against
+    `base`). `source` names the config file in errors."""
     from .asset import BacktestAsset
+
+    check_asset(spec, where, source, depth)
 
     def paths(value) -> list[str]:
         items = value if isinstance(value, list) else [value]
@@ -112,40 +250,18 @@ def build_asset(spec: dict[str, Any], base: Path, where: str):
 
     asset = BacktestAsset().data(paths(spec["data"])).tick_size(spec["tick_size"]).lot_size(spec["lot_size"])
     contract_size = spec.get("contract_size", 1.0)
-    asset_type = spec.get("asset_type", "linear")
-    if asset_type == "linear":
+    if spec.get("asset_type", "linear") == "linear":
         asset.linear_asset(contract_size)
-    elif asset_type == "inverse":
+    else:
         asset.inverse_asset(contract_size)
-    else:
-        raise _config_error(base, f"{where}.asset_type must be 'linear' or 'inverse', got {asset_type!r}")
-
-    latency = spec.get("latency", {"model": "constant", "entry": 0, "response": 0})
-    if latency.get("model") == "constant":
-        asset.constant_order_latency(int(latency.get("entry", 0)), int(latency.get("response", 0)))
-    elif latency.get("model") == "intp":
-        asset.intp_order_latency(paths(latency.get("files", [])), int(latency.get("offset", 0)))
-    else:
-        raise _config_error(base, f"{where}.latency.model must be 'constant' or 'intp', got {latency.get('model')!r}")
-
-    queue = spec.get("queue", {"model": "log_prob2"})
-    method, takes_n = _QUEUE_METHODS.get(queue.get("model"), (None, False))
-    if method is None:
-        raise _config_error(base, f"{where}.queue.model must be one of {sorted(_QUEUE_METHODS)}, got "
-                                  f"{queue.get('model')!r}")
-    getattr(asset, method)(*([float(queue.get("n", 2.0))] if takes_n else []))
-
-    exchange = spec.get("exchange", "no_partial_fill")
-    if exchange not in ("no_partial_fill", "partial_fill"):
-        raise _config_error(base, f"{where}.exchange must be 'no_partial_fill' or 'partial_fill', got {exchange!r}")
-    getattr(asset, f"{exchange}_exchange")()
-
-    fee = spec.get("fee", {"model": "trading_value", "maker": 0.0, "taker": 0.0})
-    fee_method = _FEE_METHODS.get(fee.get("model"))
-    if fee_method is None:
-        raise _config_error(base, f"{where}.fee.model must be one of {sorted(_FEE_METHODS)}, got {fee.get('model')!r}")
-    getattr(asset, fee_method)(float(fee.get("maker", 0.0)), float(fee.get("taker", 0.0)))
-
+    for table, default in _MODEL_DEFAULTS.items():
+        settings = spec.get(table, default)
+        method, required, optional = _MODELS[table][settings["model"]]
+        args = [settings[k] for k in required] + [settings[k] for k in optional if k in settings]
+        if method == "intp_order_latency":
+            args[0] = paths(args[0])
+        getattr(asset, method)(*args)
+    getattr(asset, f"{spec.get('exchange', 'no_partial_fill')}_exchange")()
     for key in ("roi_lb", "roi_ub", "last_trades_capacity", "latency_offset", "reference_compatible"):
         if key in spec:
             getattr(asset, key)(spec[key])
@@ -186,7 +302,7 @@ def num_params(fn) -> int:
 def _run(args: argparse.Namespace) -> int:
     import time
 
-    from ..errors import ConfigError
+    from ..errors import ConfigError, DataError
 
     config_path = Path(args.config)
     cfg = load_run_config(config_path)
@@ -203,12 +319,16 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--record needs a strategy taking (hbt, recorder) that calls recorder.record(hbt)")
 
     base = config_path.parent
-    assets = [build_asset(spec, base, f"asset[{i}]") for i, spec in enumerate(cfg["asset"])]
-    if cfg.get("depth", "hashmap") == "roi":
+    depth = cfg.get("depth", "hashmap")
+    assets = [build_asset(spec, base, f"asset[{i}]", config_path, depth) for i, spec in enumerate(cfg["asset"])]
+    if depth == "roi":
         from .bot import ROIVectorMarketDepthBacktest as make_bot
     else:
         from .bot import HashMapMarketDepthBacktest as make_bot
-    hbt = make_bot(assets)
+    try:
+        hbt = make_bot(assets)
+    except (ConfigError, DataError) as exc:  # the builder's checks and unreadable data: name the config too
+        raise type(exc)(f"{config_path}: {exc}") from None
 
     recorder = None
     t0 = time.perf_counter()
@@ -225,7 +345,7 @@ def _run(args: argparse.Namespace) -> int:
     for a, spec in enumerate(cfg["asset"]):
         sv = hbt.state_values(a)
         print(f"  asset {a} {spec.get('name', '')}: " + ", ".join(
-            f"{field}={sv[field]}" for field in sv.dtype.names))
+            f"{field}={_number(sv[field].item())}" for field in sv.dtype.names))
     hbt.close()
 
     if recorder is not None:
@@ -233,7 +353,33 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value) -> str:
+    """A state value as a person reads it: floats to 10 significant digits (0.082, not 0.08200000000000005)."""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def summary_table(stats, title: str | None = None):
+    """Stats as a rich table with one row per metric and one column per split (the last: the whole period), so
+    every metric is shown however narrow the terminal."""
+    from rich.table import Table
+
+    from ..stats.record import format_value
+
+    splits = stats.splits
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for split in splits:
+        label = "value" if len(splits) == 1 else f"{format_value(split.get('start'))} – {format_value(split.get('end'))}"
+        table.add_column(label, justify="right")
+    for key in splits[0]:
+        if key not in ("start", "end"):
+            table.add_row(key, *(format_value(split.get(key)) for split in splits))
+    return table
+
+
 def _summarise(recorder, cfg: dict[str, Any], args: argparse.Namespace, config_path: str, target: str) -> None:
+    from rich.console import Console
+
     from ..stats import InverseAssetRecord, LinearAssetRecord
 
     run_config = {
@@ -251,20 +397,19 @@ def _summarise(recorder, cfg: dict[str, Any], args: argparse.Namespace, config_p
         record_cls = InverseAssetRecord if spec.get("asset_type") == "inverse" else LinearAssetRecord
         kwargs = {} if args.book_size is None else {"book_size": args.book_size}
         stats = record_cls(rows).contract_size(spec.get("contract_size", 1.0)).stats(**kwargs)
-        print(stats.summary())
+        Console().print(summary_table(stats, f"asset {a} {spec.get('name', '')}".rstrip()))
     if args.record:
         recorder.to_npz(args.record, config=run_config)
         print(f"wrote {args.record}")
     if args.report:
         from ..report import load_record, write_report
 
-        if not args.record:
+        if args.record:
+            out = write_report(load_record(Path(args.record)), args.report, book_size=args.book_size)
+        else:
             import tempfile
 
-            tmp = Path(tempfile.mkdtemp()) / "record.npz"
-            recorder.to_npz(str(tmp), config=run_config)
-            source = tmp
-        else:
-            source = Path(args.record)
-        out = write_report(load_record(source), args.report, book_size=args.book_size)
+            with tempfile.TemporaryDirectory() as tmp:
+                recorder.to_npz(str(Path(tmp) / "record.npz"), config=run_config)
+                out = write_report(load_record(Path(tmp) / "record.npz"), args.report, book_size=args.book_size)
         print(f"wrote {out}")
