@@ -3,7 +3,7 @@
     # backtest on a raw Binance USD-M file (converted on the fly) or an already converted .npz
     python examples/gridtrading.py backtest --data ../shared/data/binance-usdm/btcusdt_20240808.gz
 
-    # live: start the emulator and a connector named `bf` first (see docs/live.md), then (`--live` works too)
+    # live: start the emulator and a connector named `bf` first (see docs/live.md), then
     python examples/gridtrading.py live --connector bf --symbol btcusdt --seconds 60 --latency-log latency.jsonl
 
 The strategy keeps `grid_num` post-only orders per side, `grid_interval` ticks apart, starting `half_spread`
@@ -109,7 +109,7 @@ def _backtest(args) -> int:
         BacktestAsset()
         .data([data])
         .linear_asset(1.0)
-        .constant_latency(args.entry_latency_ns, args.response_latency_ns)
+        .constant_order_latency(args.entry_latency_ns, args.response_latency_ns)
         .power_prob_queue_model(2.0)
         .no_partial_fill_exchange()
         .trading_value_fee_model(-0.00005, 0.0007)
@@ -169,7 +169,7 @@ def _live(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", nargs="?", choices=["backtest", "live"], default="backtest")
-    p.add_argument("--live", action="store_true", help="same as the `live` mode")
+    p.add_argument("--live", action="store_true", help=argparse.SUPPRESS)  # older spelling of the `live` mode
     p.add_argument("--data", help="backtest: raw .gz or converted .npz")
     p.add_argument("--latency-npz", help="backtest: order latency file from `python -m hftbacktest.live.latency`")
     p.add_argument("--entry-latency-ns", type=int, default=10_000_000)

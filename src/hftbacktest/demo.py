@@ -97,6 +97,21 @@ class _Steps:
         return result
 
 
+# The background process says "cold" when the engine's entry point is not in numba's cache (warmup.start is called
+# exactly then, before compiling) or "ready" once a warm load is done: the demo announces a compile only for "cold".
+_ENGINE_LOADER = """
+from hftbacktest.kernels import warmup
+_start = warmup.start
+def _cold():
+    print("cold", flush=True)
+    _start()
+warmup.start = _cold
+import hftbacktest.backtest.bot
+print("ready", flush=True)
+warmup.wait()
+"""
+
+
 def _start_engine_compile():
     """Loads (or on a first run compiles) the engine into numba's cache in a second process while this one makes
     and converts the feed: the two compiles are independent, so a first run on 2 cores saves ~30 s. With a warm
@@ -105,11 +120,20 @@ def _start_engine_compile():
     import sys
 
     try:
-        code = "import hftbacktest.backtest.bot; from hftbacktest.kernels import warmup; warmup.wait()"
-        return subprocess.Popen([sys.executable, "-c", code],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen([sys.executable, "-c", _ENGINE_LOADER], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     except OSError:
         return None
+
+
+def _await_engine(proc, steps) -> None:
+    """Waits for the background engine load; shows it as a step only when it is a first-run compile."""
+    first = proc.stdout.readline().strip()  # "cold" as soon as it knows, "ready" after a warm load, "" if it died
+    if first == "cold":
+        steps.run("compiling the engine (first run only, cached afterwards)", proc.wait, announce=True,
+                  done="engine compiled and cached")
+    proc.stdout.close()
+    proc.wait()
 
 
 def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
@@ -142,9 +166,8 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
             return binancefutures.convert(str(feed_path), output_filename=str(events_path), combined_stream=True)
 
     events = steps.run(f"converted → {events_path}", convert)
-    if engine_compile is not None and engine_compile.poll() is None:
-        steps.run("compiling the engine (first run only, cached afterwards)", engine_compile.wait, announce=True,
-                  done="engine compiled and cached")
+    if engine_compile is not None:
+        _await_engine(engine_compile, steps)
     from . import BacktestAsset, HashMapMarketDepthBacktest
     from ._demo_strategy import RECORD_EVERY, market_making_algo
 

@@ -3,24 +3,15 @@ never a traceback; a misspelled option shows that subcommand's usage."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from _cli import console_script
+
 pytestmark = pytest.mark.e2e
-
-
-def console_script(name: str) -> str:
-    """The installed console script next to this interpreter (what a user runs from the venv)."""
-    path = Path(sys.executable).parent / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if found is None:
-        pytest.skip(f"console script {name} is not installed")
-    return found
 
 
 def hftbacktest(*args: str, cwd: Path) -> subprocess.CompletedProcess:
