@@ -114,3 +114,9 @@ def test_the_demo_shows_the_engine_step_only_for_a_cold_load(first_line, announc
     assert ("compiling the engine (first run only" in text) == announced, text
     assert ("engine compiled and cached" in text) == announced, text
     assert proc.returncode == 0
+
+
+def test_the_emulator_help_gives_the_synthetic_feed_length_in_minutes(tmp_path):
+    # open_feed reads synthetic:SYMBOL:N as N minutes; the help used to say seconds
+    out = run([console_script("hftbacktest"), "emulator", "--help"], tmp_path).stdout
+    assert "synthetic:SYMBOL[:minutes]" in " ".join(out.split()), out

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description="Local Binance USD-M Futures venue (REST + WebSocket) replaying a raw feed. Prints the bound "
                     "REST and WS URLs, then serves until Ctrl-C. See docs/emulator.md.")
     p.add_argument("--market", action="append", metavar="FEED",
-                   help="raw Binance collector file (.gz) or synthetic:SYMBOL[:seconds]; repeat for more symbols "
+                   help="raw Binance collector file (.gz) or synthetic:SYMBOL[:minutes]; repeat for more symbols "
                         "(default: synthetic BTCUSDT and ETHUSDT)")
     p.add_argument("--port", type=int, default=0, help="REST port (0 = any free port)")
     p.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0 = any free port)")
