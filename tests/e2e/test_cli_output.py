@@ -120,3 +120,14 @@ def test_the_emulator_help_gives_the_synthetic_feed_length_in_minutes(tmp_path):
     # open_feed reads synthetic:SYMBOL:N as N minutes; the help used to say seconds
     out = run([console_script("hftbacktest"), "emulator", "--help"], tmp_path).stdout
     assert "synthetic:SYMBOL[:minutes]" in " ".join(out.split()), out
+
+
+def test_the_live_walkthroughs_secrets_and_logs_are_git_ignored():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = ["bf.toml", "latency.jsonl", "latency.npz", "results.csv", "demo_out/report.html"]
+    done = subprocess.run(["git", "check-ignore", *names], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.split() == names, done.stdout + done.stderr
+    tracked = subprocess.run(["git", "check-ignore", "src/hftbacktest/connector/configs/binancefutures_emulator.toml",
+                              "examples/backtest.toml"], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.stdout == ""  # the shipped configs stay tracked

@@ -128,3 +128,16 @@ def test_bad_model_and_missing_strategy_are_config_errors(run_dir, capsys):
            "power_prob, power_prob2, power_prob3, risk_adverse)\n" == capsys.readouterr().err
     assert main(["backtest", str(run_dir / "run.toml"), "--strategy", "strategy.py"]) == 1
     assert "FILE.py:FUNCTION" in capsys.readouterr().err
+
+
+def test_the_shipped_example_configs_are_valid():
+    from pathlib import Path
+
+    from hftbacktest.backtest.cli import load_run_config, load_strategy, num_params
+    from hftbacktest.sweep import load_sweep
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    cfg = load_run_config(examples / "backtest.toml")
+    assert num_params(load_strategy(str(examples / cfg["strategy"]))) == 2
+    runs = load_sweep(examples / "sweep.toml")
+    assert len(runs) == 6 and {r.params["max_position"] for r in runs} == {0.1, 0.5}
