@@ -198,4 +198,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hftbacktest.cli import run
+
+    sys.exit(run(main))  # bad input: one line `error: ...` and exit code 1, not a traceback

@@ -72,11 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    return run(args.func, args)
+
+
+def run(func, *args) -> int:
+    """`func(*args)` as a command: its return value is the exit code; this package's errors, OSError and ValueError
+    (a user's mistake or the system's) become one line `error: ...` on stderr and exit code 1, Ctrl-C exit 130.
+    Also for scripts: `sys.exit(run(main))`."""
     from .errors import HftBacktestError
 
     try:
-        rc = args.func(args)
-    except (HftBacktestError, OSError, ValueError) as exc:  # a user's mistake or the system's, never our traceback
+        rc = func(*args)
+    except (HftBacktestError, OSError, ValueError) as exc:
         if os.environ.get("HFTBACKTEST_TRACEBACK") == "1":
             raise
         print(f"error: {describe(exc)}", file=sys.stderr)

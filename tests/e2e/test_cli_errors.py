@@ -79,3 +79,12 @@ def test_a_misspelled_option_shows_the_subcommands_usage(tmp_path):
     done = hftbacktest("demo", "--minuts", "2", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("usage: hftbacktest demo ")
     assert "(did you mean --minutes?)" in done.stderr
+
+
+def test_the_grid_example_reports_bad_input_in_one_line(tmp_path):
+    import sys
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "gridtrading.py"
+    done = subprocess.run([sys.executable, str(example), "backtest", "--data", "missing.gz"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert one_error_line(done) == "error: missing.gz: no such file or directory"
