@@ -141,3 +141,24 @@ def test_the_shipped_example_configs_are_valid():
     assert num_params(load_strategy(str(examples / cfg["strategy"]))) == 2
     runs = load_sweep(examples / "sweep.toml")
     assert len(runs) == 6 and {r.params["max_position"] for r in runs} == {0.1, 0.5}
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("entry = 4_000_000", "entri = 4_000_000", r"asset\[0\]\.latency\.entri: unknown key, did you mean 'entry'\?"),
+    ("half_spread_bps = [0.05, 0.1, 0.2]", 'half_spread_bps = [0.1]\n"asset.0.latency.entri" = [1]',
+     r"asset\[0\]\.latency\.entri: unknown key"),
+    ("half_spread_bps = [0.05, 0.1, 0.2]", 'half_spread_bps = [0.1]\n"asset.fee" = [{ model = "flat_per_trade" }]',
+     r"asset\[0\]\.fee\.maker: missing \(required by model 'flat_per_trade'\)"),
+])
+def test_sweep_configs_are_strict_at_every_level_too(tmp_path, old, new, key):
+    from pathlib import Path
+
+    from hftbacktest.sweep import load_sweep
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    text = (examples / "sweep.toml").read_text()
+    assert old in text
+    (tmp_path / "market_maker.py").write_text((examples / "market_maker.py").read_text())
+    (tmp_path / "sweep.toml").write_text(text.replace(old, new))
+    with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "sweep.toml")) + ": .*" + key):
+        load_sweep(tmp_path / "sweep.toml")
