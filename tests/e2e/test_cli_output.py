@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -42,45 +41,18 @@ def test_demo_announces_the_engine_compile_only_when_the_cache_is_cold(tmp_path)
     assert "compiling the engine" not in warm and "engine compiled" not in warm, warm
 
 
-STRATEGY = textwrap.dedent('''
-    from numba import njit
-    from hftbacktest import GTX, LIMIT
-
-    @njit
-    def quote(hbt, recorder):
-        while hbt.elapse(100_000_000) == 0:
-            recorder.record(hbt)
-            hbt.clear_inactive_orders(0)
-            depth = hbt.depth(0)
-            if depth.best_bid > 0 and depth.best_ask > depth.best_bid and depth.best_ask < 1e12:
-                hbt.submit_buy_order(0, depth.best_bid_tick, depth.best_bid, 0.003, GTX, LIMIT, False)
-                hbt.submit_sell_order(0, depth.best_ask_tick, depth.best_ask, 0.007, GTX, LIMIT, False)
-        return True
-''')
-
-CONFIG = textwrap.dedent('''
-    strategy = "strategy.py:quote"
-
-    [[asset]]
-    name = "BTCUSDT"
-    data = ["feed.npz"]
-    tick_size = 0.1
-    lot_size = 0.001
-    latency = { model = "constant", entry = 1_000_000, response = 1_000_000 }
-    queue = { model = "risk_adverse" }
-    fee = { model = "trading_value", maker = -0.00005, taker = 0.0007 }
-''')
-
-
 def test_backtest_prints_rounded_state_values_and_every_summary_metric(feed):
-    (feed / "strategy.py").write_text(STRATEGY)
-    (feed / "run.toml").write_text(CONFIG)
+    # the shipped example config and strategy, on this module's feed
+    config = (ROOT / "examples" / "backtest.toml").read_text()
+    config = config.replace("../demo_out/btcusdt_synthetic.npz", str(feed / "feed.npz"))
+    config = config.replace('"market_maker.py:', f'"{ROOT / "examples" / "market_maker.py"}:')
+    (feed / "run.toml").write_text(config)
     out = run([console_script("hftbacktest"), "backtest", "run.toml", "--book-size", "10000"], feed).stdout
     state = re.search(r"asset 0 BTCUSDT: (position=.*)", out)
     assert state, out
     values = dict(item.split("=") for item in state.group(1).split(", "))
     assert set(values) >= {"position", "balance", "fee", "num_trades"}
-    # 0.003 / 0.007-lot fills sum to float noise like 0.08200000000000005 when printed raw
+    # sums of fills carry float noise (position=0.08200000000000005) when printed raw
     assert all(len(re.sub(r"[^0-9]", "", v).strip("0")) <= 10 for v in values.values()), values
     assert int(values["num_trades"]) > 0
     # the summary is a metric-per-row table: every metric is there, nothing elided by a narrow terminal
