@@ -22,8 +22,23 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a suggestion for a misspelled subcommand or choice (`demp` -> did you mean 'demo'?)."""
+
+    def error(self, message: str):
+        import re
+
+        bad = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if bad:
+            choices = [c.strip().strip("'") for c in bad.group(2).split(",")]  # quoted or not (Python versions)
+            close = difflib.get_close_matches(bad.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hftbacktest",
         description="Tick-level backtesting and Binance USD-M tooling. Run `hftbacktest demo` to see it work offline.",
         epilog="Errors are one line `error: ...`; set HFTBACKTEST_TRACEBACK=1 for the Python traceback.",

@@ -79,6 +79,11 @@ def test_a_misspelled_option_shows_the_subcommands_usage(tmp_path):
     done = hftbacktest("demo", "--minuts", "2", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("usage: hftbacktest demo ")
     assert "(did you mean --minutes?)" in done.stderr
+    done = hftbacktest("demp", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.rstrip().endswith("; did you mean 'demo'?")
+    done = hftbacktest("convert", "binancefutures", "feed.gz", "--gap-policy", "resyn", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("usage: hftbacktest convert ")
+    assert "invalid choice: 'resyn'" in done.stderr and done.stderr.rstrip().endswith("; did you mean 'resync'?")
 
 
 def test_the_grid_example_reports_bad_input_in_one_line(tmp_path):
