@@ -59,8 +59,8 @@ def test_missing_input_files_are_one_line_naming_the_path(tmp_path):
      "power_prob3, risk_adverse)"),
     # a typo inside a nested table used to run silently with the default entry latency
     ("entry = 1_000_000", "entri = 1_000_000",
-     "asset[0].latency.entri: unknown key, did you mean 'entry'? (accepted: entry, model, response) for model "
-     "'constant'"),
+     "asset[0].latency.entri: unknown key for model 'constant', did you mean 'entry'? (accepted: entry, model, "
+     "response)"),
     # an ROI book without bounds used to run to the end, trade nothing and exit 0
     ('strategy = "strategy.py:run"', 'strategy = "strategy.py:run"\ndepth = "roi"',
      'asset[0].roi_lb: missing (required with depth = "roi": the price range the order book tracks)'),

@@ -74,16 +74,17 @@ def test_backtest_command_runs_records_and_reports(run_dir, capsys):
     ("tick_size = 0.1", "tick_sise = 0.1",
      r"asset\[0\]\.tick_sise: unknown key, did you mean 'tick_size'\? \(accepted: asset_type, contract_size, data, "),
     ("entry = 1_000_000", "entri = 1_000_000",
-     r"asset\[0\]\.latency\.entri: unknown key, did you mean 'entry'\? \(accepted: entry, model, response\) "
-     r"for model 'constant'"),
+     r"asset\[0\]\.latency\.entri: unknown key for model 'constant', did you mean 'entry'\? "
+     r"\(accepted: entry, model, response\)$"),
     ("response = 1_000_000 }", "response = 1_000_000, extra = 1 }", r"asset\[0\]\.latency\.extra: unknown key"),
     (", response = 1_000_000", "", r"asset\[0\]\.latency\.response: missing \(required by model 'constant'\)"),
     ('{ model = "risk_adverse" }', '{ model = "risk_adverse", n = 3 }',
-     r"asset\[0\]\.queue\.n: unknown key \(accepted: model\) for model 'risk_adverse'"),
+     r"asset\[0\]\.queue\.n: unknown key for model 'risk_adverse' \(accepted: model\)$"),
     ('{ model = "risk_adverse" }', '{ model = "power_prob" }', r"asset\[0\]\.queue\.n: missing"),
     ('{ model = "risk_adverse" }', '{ n = 2.0 }', r"asset\[0\]\.queue\.model: missing \(accepted: log_prob, "),
     ('{ model = "risk_adverse" }', '"risk_adverse"', r"asset\[0\]\.queue: expected a table like"),
-    ("maker = -0.00005", "makr = -0.00005", r"asset\[0\]\.fee\.makr: unknown key, did you mean 'maker'\?"),
+    ("maker = -0.00005", "makr = -0.00005",
+     r"asset\[0\]\.fee\.makr: unknown key for model 'trading_value', did you mean 'maker'\?"),
     ("entry = 1_000_000", "entry = 1.5", r"asset\[0\]\.latency\.entry: expected an integer >= 0, got 1\.5"),
     ("tick_size = 0.1", 'tick_size = "0.1"', r"asset\[0\]\.tick_size: expected a number > 0, got '0\.1'"),
     ('name = "BTCUSDT"', 'name = "BTCUSDT"\nasset_type = "linera"',
@@ -144,7 +145,8 @@ def test_the_shipped_example_configs_are_valid():
 
 
 @pytest.mark.parametrize("old, new, key", [
-    ("entry = 4_000_000", "entri = 4_000_000", r"asset\[0\]\.latency\.entri: unknown key, did you mean 'entry'\?"),
+    ("entry = 4_000_000", "entri = 4_000_000",
+     r"asset\[0\]\.latency\.entri: unknown key for model 'constant', did you mean 'entry'\?"),
     ("half_spread_bps = [0.05, 0.1, 0.2]", 'half_spread_bps = [0.1]\n"asset.0.latency.entri" = [1]',
      r"asset\[0\]\.latency\.entri: unknown key"),
     ("half_spread_bps = [0.05, 0.1, 0.2]", 'half_spread_bps = [0.1]\n"asset.fee" = [{ model = "flat_per_trade" }]',

@@ -108,12 +108,12 @@ def _accepted(values) -> str:
     return f"(accepted: {', '.join(sorted(values))})"
 
 
-def _unknown_key(key: str, accepted) -> str:
+def _unknown_key(key: str, accepted, context: str = "") -> str:
     import difflib
 
     close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(accepted), n=1)
     hint = f", did you mean {close[0]!r}?" if close else ""
-    return f"unknown key{hint} {_accepted(accepted)}"
+    return f"unknown key{context}{hint} {_accepted(accepted)}"
 
 
 _KIND_TEXT = {"str": "a string", "paths": "a path or a list of paths", "positive": "a number > 0",
@@ -155,7 +155,7 @@ def _check_model(value, table: str, key: str, source) -> None:
     allowed = {"model", *required, *optional}
     for k in value:
         if k not in allowed:
-            raise _fail(source, f"{key}.{k}", _unknown_key(k, allowed) + f" for model {model!r}")
+            raise _fail(source, f"{key}.{k}", _unknown_key(k, allowed, f" for model {model!r}"))
     for k in required:
         if k not in value:
             raise _fail(source, f"{key}.{k}", f"missing (required by model {model!r})")
