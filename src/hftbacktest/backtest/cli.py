@@ -369,8 +369,8 @@ def summary_table(stats, title: str | None = None):
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     for split in splits:
-        label = "value" if len(splits) == 1 else f"{format_value(split.get('start'))} – {format_value(split.get('end'))}"
-        table.add_column(label, justify="right")
+        span = f"{format_value(split.get('start'))} – {format_value(split.get('end'))}"
+        table.add_column("value" if len(splits) == 1 else span, justify="right")
     for key in splits[0]:
         if key not in ("start", "end"):
             table.add_row(key, *(format_value(split.get(key)) for split in splits))
