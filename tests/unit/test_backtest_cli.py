@@ -164,3 +164,22 @@ def test_sweep_configs_are_strict_at_every_level_too(tmp_path, old, new, key):
     (tmp_path / "sweep.toml").write_text(text.replace(old, new))
     with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "sweep.toml")) + ": .*" + key):
         load_sweep(tmp_path / "sweep.toml")
+
+
+def test_the_summary_table_has_a_row_per_metric_and_a_column_per_split():
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from hftbacktest.backtest.cli import summary_table
+
+    day1, day2, day3 = (datetime(2024, 8, d) for d in (8, 9, 10))
+    metrics = {f"Metric{i}": 0.08200000000000005 * i for i in range(12)}
+    splits = [{"start": day1, "end": day2, **metrics}, {"start": day1, "end": day3, **metrics}]
+    console = Console(file=io.StringIO(), width=60)  # narrower than a metric-per-column table would need
+    console.print(summary_table(SimpleNamespace(splits=splits), "asset 0"))
+    text = console.file.getvalue()
+    assert all(f"Metric{i} " in text for i in range(12)), text
+    assert text.count("0.902") == 2 and "0.08200000000000005" not in text  # Metric11, formatted, in both splits
+    assert "2024-08-10" in text  # the whole-period column is labelled by its span
