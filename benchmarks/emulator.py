@@ -29,10 +29,11 @@ STREAMS = "btcusdt@depth@0ms/btcusdt@trade/btcusdt@bookTicker"
 
 def start_emulator(speed: str) -> tuple[subprocess.Popen, str, str]:
     cmd = [sys.executable, "-m", "hftbacktest.cli", "emulator", "--market", str(FEED), "--speed", speed,
-           "--account", "bench:bench-secret:100000000", "--weight-limit", "1000000000",
+           "--weight-limit", "1000000000",
            "--order-limit-10s", "1000000000", "--order-limit-1m", "1000000000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                 "HFTBACKTEST_EMU_ACCOUNTS": "bench:bench-secret:100000000"})
     rest = proc.stdout.readline().split()[1]
     ws = proc.stdout.readline().split()[1]
     return proc, rest, ws

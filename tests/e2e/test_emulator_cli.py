@@ -47,6 +47,7 @@ def test_cli_serves_until_interrupted(tmp_path):
             kill_group(proc)
     assert proc.returncode == 0, err
     assert "cli-secret" not in out + err  # secrets never logged
+    assert "--account puts a secret on the command line" in err
     assert "fault insurance_fund_trade fired" in err
 
 

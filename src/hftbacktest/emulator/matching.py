@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import ConfigError
 from .market import ASK, BID, Book, SymbolSpec
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -36,6 +37,10 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"code": self.code, "msg": self.msg}
+
+
+class AccountExists(ConfigError):
+    """`add_account` with an API key that already has an account (accounts are never replaced)."""
 
 
 def money(x: float) -> str:
@@ -180,6 +185,9 @@ class Venue:
     # -- accounts -------------------------------------------------------------------------------------------
     def add_account(self, api_key: str, secret: str, balance: float = 10_000.0, maker_fee: float = 0.0002,
                     taker_fee: float = 0.0005, leverage: int | None = None) -> Account:
+        """A new account; an existing API key is refused (its owner keeps its orders and balance)."""
+        if api_key in self.accounts:
+            raise AccountExists(f"an account with API key {api_key[:4]}... exists; accounts are never replaced")
         account = Account(api_key, secret, float(balance), maker_fee, taker_fee)
         for symbol in self.markets:
             account.leverage[symbol] = leverage or self.default_leverage

@@ -26,9 +26,10 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from ..errors import ConfigError
+from .admin import refusal
 from .faults import FAULT_KINDS, FaultInjector, parse_fault_spec
 from .market import ASK, BID, Feed, SymbolSpec, open_feed
-from .matching import Account, ApiError, Market, Venue, money
+from .matching import Account, AccountExists, ApiError, Market, Venue, money
 from .streams import DEPTH_INTERVALS, Conn, StreamHub
 
 log = logging.getLogger("hftbacktest.emulator")
@@ -63,6 +64,7 @@ class EmulatorConfig:
     maker_fee: float = 0.0002  # VIP0
     taker_fee: float = 0.0005
     default_leverage: int = 20
+    admin_token: str | None = field(default=None, repr=False)  # None: the `/_emu/...` admin plane is off
 
 
 @dataclass
@@ -895,34 +897,50 @@ class Emulator:
                 "asks": [[spec.fmt_price(t), spec.fmt_qty(q)] for t, q in book.levels(ASK, limit)]}
 
     async def _admin(self, request: web.Request) -> web.Response:
-        """Loopback control plane for tests: state, faults, ledger, accounts."""
+        """Control plane for tests (state, faults, ledger, accounts); see admin.py for who may use it."""
         path, method = request.path, request.method
+        refused = refusal(method, request.headers, self.rest_port, self.config.admin_token)
+        if refused is not None:
+            log.warning("admin request %s %s refused (%d): %s", method, path, *refused)
+            return self._json({"error": refused[1]}, refused[0])
         try:
-            if path == "/_emu/state":
+            if path == "/_emu/state" and method == "GET":
                 return self._json(self._state())
             if path == "/_emu/fault" and method == "POST":
-                spec = await request.json(loads=orjson.loads)
+                spec = await self._admin_body(request)
                 kind = spec.pop("kind")
                 self._inject(kind, spec)
                 return self._json({"armed": kind})
             if path == "/_emu/fault" and method == "DELETE":
                 self._clear_faults(request.query.get("kind"))
                 return self._json({})
-            if path == "/_emu/faults":
+            if path == "/_emu/faults" and method == "GET":
                 return self._json(self.faults.log)
-            if path == "/_emu/ledger":
+            if path == "/_emu/ledger" and method == "GET":
                 key = request.query.get("api_key")
                 accounts = [self.venue.accounts[key]] if key else list(self.venue.accounts.values())
                 return self._json([dict(e, api_key=a.api_key) for a in accounts for e in a.ledger])
             if path == "/_emu/account" and method == "POST":
-                spec = await request.json(loads=orjson.loads)
+                spec = await self._admin_body(request)
                 self.venue.add_account(spec["api_key"], spec["secret"], float(spec.get("balance", 10_000.0)),
                                        float(spec.get("maker_fee", self.config.maker_fee)),
                                        float(spec.get("taker_fee", self.config.taker_fee)), spec.get("leverage"))
                 return self._json({"api_key": spec["api_key"]})
+        except AccountExists as exc:
+            return self._json({"error": str(exc)}, 409)
         except (ConfigError, KeyError, ValueError, TypeError) as exc:
             return self._json({"error": str(exc)}, 400)
         return self._json({"error": f"unknown admin endpoint {method} {path}"}, 404)
+
+    @staticmethod
+    async def _admin_body(request: web.Request) -> dict:
+        try:
+            spec = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise ValueError("the body is not valid JSON") from None
+        if not isinstance(spec, dict):
+            raise ValueError("the body must be a JSON object")
+        return spec
 
     # -- WebSocket ------------------------------------------------------------------------------------------
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
