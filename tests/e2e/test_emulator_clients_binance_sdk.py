@@ -158,3 +158,39 @@ def test_streams_on_routed_endpoints_and_user_data(client_emu, rest, resting_bid
             await streams.close_connection()
 
     asyncio.run(go())
+
+
+def test_websocket_api_order_entry(client_emu, rest, resting_bid):
+    """The SDK's WebSocket API client (ws-fapi order.place / modify / status / cancel, account queries)."""
+    from binance_common.configuration import ConfigurationWebSocketAPI
+
+    async def go():
+        sdk = DerivativesTradingUsdsFutures(config_ws_api=ConfigurationWebSocketAPI(
+            api_key="k", api_secret="s", stream_url=client_emu.ws_url.rsplit("/ws", 1)[0] + "/ws-fapi/v1",
+            reconnect_attempts=1))
+        api = await sdk.websocket_api.create_connection()
+        try:
+            px = resting_bid(0.99)
+            placed = await api.new_order(symbol="BTCUSDT", side="BUY", type="LIMIT", time_in_force="GTC",
+                                         quantity=0.002, price=px, new_client_order_id="wsapi-1")
+            assert placed.data().status == 200 and placed.data().result.status == "NEW"
+            assert placed.rate_limits and placed.rate_limits[0].rateLimitType == "REQUEST_WEIGHT"
+            modified = await api.modify_order(symbol="BTCUSDT", side="BUY", quantity=0.003, price=round(px - 1, 1),
+                                              orig_client_order_id="wsapi-1")
+            assert modified.data().result.orig_qty == "0.003"
+            # the same order over REST
+            assert rest.query_order("BTCUSDT", orig_client_order_id="wsapi-1").data().orig_qty == "0.003"
+            status = await api.query_order(symbol="BTCUSDT", orig_client_order_id="wsapi-1")
+            assert status.data().result.status == "NEW"
+            cancelled = await api.cancel_order(symbol="BTCUSDT", orig_client_order_id="wsapi-1")
+            assert cancelled.data().result.status == "CANCELED"
+            balance = await api.futures_account_balance()
+            assert float(balance.data().result[0].balance) > 0
+            account = await api.account_information_v2()
+            assert account.data().result.total_maint_margin is not None
+            key = (await api.start_user_data_stream()).data().result.listen_key
+            assert key == rest.start_user_data_stream().data().listen_key  # one key per account
+        finally:
+            await api.close_connection()
+
+    asyncio.run(go())

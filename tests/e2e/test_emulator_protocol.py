@@ -133,3 +133,43 @@ def test_countdown_cancel_all(client_emu, resting_bid):
             await uws.close()
 
     asyncio.run(go())
+
+
+def test_ws_api_signing_errors_and_user_stream(client_emu, resting_bid):
+    """ws-fapi requests are signed over their sorted, url-encoded params; errors carry Binance's codes; an order
+    placed over the WS API pushes the same user-stream events as one placed over REST."""
+    from urllib.parse import urlencode as encode
+
+    def signed(rid, method, secret="s", **params):
+        params = {**params, "apiKey": "k", "timestamp": int(time.time() * 1000)}
+        params["signature"] = sign(secret, encode(sorted(params.items())))
+        return {"id": rid, "method": method, "params": params}
+
+    async def go():
+        async with EmuClient(client_emu, "k", "s") as c:
+            uws = await c.ws("/private/ws/" + await c.listen_key())
+            api = await c.ws("/ws-fapi/v1")
+            px = f"{resting_bid(0.98):.1f}"
+            await api.send_json(signed("a", "order.place", symbol="BTCUSDT", side="BUY", type="LIMIT",
+                                       timeInForce="GTC", quantity="0.002", price=px, newClientOrderId="wsapi:2"))
+            reply = await recv_json(api)
+            assert reply["id"] == "a" and reply["status"] == 200 and reply["result"]["clientOrderId"] == "wsapi:2"
+            assert {r["rateLimitType"] for r in reply["rateLimits"]} == {"REQUEST_WEIGHT", "ORDERS"}
+            m, _ = await recv_until(uws, lambda m: m.get("e") == "ORDER_TRADE_UPDATE")
+            assert m["o"]["c"] == "wsapi:2" and m["o"]["x"] == "NEW"
+            await api.send_json(signed("b", "order.cancel", secret="wrong", symbol="BTCUSDT",
+                                       origClientOrderId="wsapi:2"))
+            assert await recv_json(api) == {"id": "b", "status": 400, "error": {
+                "code": -1022, "msg": "Signature for this request is not valid."}, "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": client_emu.config.weight_limit, "count": client_emu._weight[1]}]}
+            await api.send_json(signed("c", "order.cancel", symbol="BTCUSDT", origClientOrderId="wsapi:2"))
+            assert (await recv_json(api))["result"]["status"] == "CANCELED"
+            await api.send_json(signed("d", "order.cancel", symbol="BTCUSDT", origClientOrderId="wsapi:2"))
+            assert (await recv_json(api))["error"]["code"] == -2011
+            await api.send_json({"id": "e", "method": "order.teleport", "params": {}})
+            assert (await recv_json(api))["status"] == 400
+            for ws in (api, uws):
+                await ws.close()
+
+    asyncio.run(go())

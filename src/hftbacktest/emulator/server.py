@@ -31,6 +31,7 @@ from .faults import FAULT_KINDS, FaultInjector, parse_fault_spec
 from .market import ASK, BID, Feed, SymbolSpec, open_feed
 from .matching import Account, AccountExists, ApiError, Market, Venue, money
 from .streams import DEPTH_INTERVALS, ROUTE_ALLOWS, Conn, StreamHub, normalize_stream, stream_route
+from . import ws_api
 from .tape import INTERVAL_MS, Tape
 from .views import FUNDING_RATE, ROUTES, Call, fire_countdowns, kline_row, ticker_24h_row
 
@@ -213,6 +214,7 @@ class Emulator:
             ws.router.add_get(prefix + "/ws", self._handle_ws)
             ws.router.add_get(prefix + "/ws/{streams:.*}", self._handle_ws)
             ws.router.add_get(prefix + "/stream", self._handle_ws)
+        ws.router.add_get("/ws-fapi/v1", self._handle_ws_api)
         for app, port, attr in ((rest, self._rest_port, "rest_port"), (ws, self._ws_port, "ws_port")):
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
@@ -799,6 +801,11 @@ class Emulator:
         expected = hmac.new(account.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.lower()):
             raise ApiError(-1022, "Signature for this request is not valid.")
+        self.check_timestamp(params)
+        return account
+
+    def check_timestamp(self, params: dict) -> None:
+        """`timestamp` within `recvWindow` (≤ max_recv_window) and at most 1 s ahead of the server clock."""
         try:
             ts = int(params["timestamp"])
             recv_window = int(params.get("recvWindow", 5000))
@@ -811,7 +818,6 @@ class Emulator:
             raise ApiError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if now - ts > recv_window:
             raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
-        return account
 
     async def _dispatch(self, request: web.Request, method: str, path: str, body: str, headers: dict):
         venue = self.venue
@@ -1059,6 +1065,9 @@ class Emulator:
             if conn.refuse_s:
                 self.refuse_until[conn.channel] = loop.time() + conn.refuse_s
         return ws
+
+    async def _handle_ws_api(self, request: web.Request) -> web.StreamResponse:
+        return await ws_api.serve(self, request)
 
     def _attach_user(self, conn: Conn, key: str) -> None:
         allowed = "private" in ROUTE_ALLOWS[conn.route]
