@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from test_emulator_client import EmuClient, isolate_child, kill_group
+from test_emulator_client import EmuClient, interrupt, isolate_child
 
 from hftbacktest.emulator import Emulator, EmulatorConfig
 from hftbacktest.emulator.admin import ADMIN_HEADER, ADMIN_TOKEN_ENV, load_secrets
@@ -155,11 +154,7 @@ def test_cli_takes_secrets_from_file_and_env_and_never_prints_them(tmp_path):
 
         asyncio.run(go())
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=20)
-        finally:
-            kill_group(proc)
+        out, err = interrupt(proc)
     assert proc.returncode == 0, err
     for secret in ("file-secret-value", "env-secret-value", TOKEN):
         assert secret not in out + err

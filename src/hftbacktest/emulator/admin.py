@@ -15,15 +15,11 @@ environment or from a TOML secrets file.
 from __future__ import annotations
 
 import hmac
-import logging
 import os
-import stat
-import tomllib
 from pathlib import Path
 
+from .._toml import read_toml
 from ..errors import ConfigError
-
-log = logging.getLogger("hftbacktest.emulator")
 
 ADMIN_HEADER = "X-EMU-ADMIN-TOKEN"
 ADMIN_TOKEN_ENV = "HFTBACKTEST_EMU_ADMIN_TOKEN"
@@ -66,17 +62,7 @@ def refusal(method: str, headers, port: int, token: str | None) -> tuple[int, st
 
 def _read_secret_file(path: str) -> dict:
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: secrets file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read secrets file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    mode = stat.S_IMODE(p.stat().st_mode)
-    if mode & 0o077:
-        log.warning("%s holds secrets but is readable by others (mode %o); chmod 600 it", p, mode)
+    raw = read_toml(p, "secrets", private=True)
     unknown = set(raw) - {"admin_token", "account"}
     if unknown:
         raise ConfigError(f"{p}: unknown key {sorted(unknown)[0]!r} (accepted: admin_token, [[account]])")
