@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from types import SimpleNamespace
 
 import pytest
-from test_emulator_client import EmuClient, isolate_child, kill_group, recv_until
+from test_emulator_client import EmuClient, interrupt, isolate_child, recv_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +39,10 @@ def test_cli_serves_until_interrupted(tmp_path):
 
         asyncio.run(go())
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=20)
-        finally:
-            kill_group(proc)
+        out, err = interrupt(proc)
     assert proc.returncode == 0, err
     assert "cli-secret" not in out + err  # secrets never logged
+    assert "--account puts a secret on the command line" in err
     assert "fault insurance_fund_trade fired" in err
 
 

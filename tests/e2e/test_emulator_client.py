@@ -32,6 +32,15 @@ def kill_group(proc) -> None:
         pass
 
 
+def interrupt(proc, timeout: float = 20.0) -> tuple[str, str]:
+    """Ctrl-C a child started with `isolate_child`, collect its output, and kill whatever is left of it."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        kill_group(proc)
+
+
 def sign(secret: str, payload: str) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 

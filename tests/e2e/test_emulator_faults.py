@@ -15,11 +15,13 @@ from hftbacktest.emulator import FAULT_KINDS, Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.e2e
 DEPTH_CHAIN_KINDS = ["ws_reorder", "ws_duplicate", "depth_gap"]
+ADMIN_TOKEN = "admin-token-of-the-fault-tests"
 
 
 @pytest.fixture(scope="module")
 def emu(sample_data_dir):
-    with Emulator.start(sample_data_dir / "btcusdt_20240808.gz", speed=20.0, config=EmulatorConfig(seed=7)) as emu:
+    config = EmulatorConfig(seed=7, admin_token=ADMIN_TOKEN)
+    with Emulator.start(sample_data_dir / "btcusdt_20240808.gz", speed=20.0, config=config) as emu:
         emu.add_account("k", "s", balance=100_000)
         yield emu
 
@@ -342,16 +344,18 @@ def test_external_order_and_liquidation(emu):
 def test_admin_endpoints(emu):
     async def go():
         async with EmuClient(emu) as c:
-            async with c.session.post(emu.rest_url + "/_emu/fault", json={"kind": "rest_429", "count": 1}) as r:
+            admin = {"X-EMU-ADMIN-TOKEN": ADMIN_TOKEN}
+            async with c.session.post(emu.rest_url + "/_emu/fault", json={"kind": "rest_429", "count": 1},
+                                      headers=admin) as r:
                 assert r.status == 200
             status, _, _ = await c.public("GET", "/fapi/v1/ping")
             assert status == 429
-            async with c.session.post(emu.rest_url + "/_emu/fault", json={"kind": "nope"}) as r:
+            async with c.session.post(emu.rest_url + "/_emu/fault", json={"kind": "nope"}, headers=admin) as r:
                 assert r.status == 400 and "unknown fault kind" in (await r.json())["error"]
-            async with c.session.get(emu.rest_url + "/_emu/state") as r:
+            async with c.session.get(emu.rest_url + "/_emu/state", headers=admin) as r:
                 state = await r.json()
             assert "k" in state["accounts"] and state["books"]["BTCUSDT"]["best_bid"] > 0
-            async with c.session.get(emu.rest_url + "/_emu/faults") as r:
+            async with c.session.get(emu.rest_url + "/_emu/faults", headers=admin) as r:
                 assert any(e["kind"] == "rest_429" and e["what"] == "fired" for e in await r.json())
     run(go())
 

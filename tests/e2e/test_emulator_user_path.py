@@ -91,26 +91,36 @@ def test_new_user_path(emu):
                     assert body["code"] == -5022, body
                 raise AssertionError("could not rest a GTX order at the touch")
 
+            before = emu.state()["accounts"]["alice"]["positions"].get("BTCUSDT", {}).get("qty", 0.0)
             bid, buy, h = await post_at_touch("BUY", "path-buy")
             ask, sell, _ = await post_at_touch("SELL", "path-sell")
             assert buy["status"] == sell["status"] == "NEW", (buy, sell)
             assert int(h["X-MBX-ORDER-COUNT-10S"]) >= 1 and int(h["X-MBX-USED-WEIGHT-1M"]) >= 1
-            # read until both NEW updates and a fill arrived (at 20x the buy can fill before the sell is placed)
-            news, fill = set(), None
+            # read until both NEW updates and a fill arrived (at 20x the buy can fill before the sell is placed,
+            # and the sell can fill too before we look: keep every event, in order, to pair the first fill with
+            # the ACCOUNT_UPDATE that follows it rather than with whichever one comes next)
+            news, fill, events = set(), None, []
             while fill is None or len(news) < 2:
-                m, _ = await recv_until(uws, lambda m: m.get("e") == "ORDER_TRADE_UPDATE", timeout=40)
+                m, seen = await recv_until(uws, lambda m: m.get("e") == "ORDER_TRADE_UPDATE", timeout=40)
+                events += seen
                 if m["o"]["x"] == "NEW":
                     news.add(m["o"]["c"])
                 elif m["o"]["x"] == "TRADE" and fill is None:
                     fill = m
+            after_fill = events[events.index(fill) + 1:]
+            acct = next((m for m in after_fill if m.get("e") == "ACCOUNT_UPDATE"), None)
+            if acct is None:
+                acct, _ = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_UPDATE", timeout=5)
             assert news == {"path-buy", "path-sell"}
             o = fill["o"]
             assert o["m"] is True and o["c"] in news and float(o["l"]) > 0 and o["L"] in (bid, ask)
             assert o["N"] == "USDT" and float(o["n"]) == pytest.approx(float(o["l"]) * float(o["L"]) * 0.0002)
             for field in ("c", "i", "X", "x", "l", "z", "L", "ap", "n", "N", "T", "m", "R", "ps", "ot"):
                 assert field in o
-            acct, _ = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_UPDATE", timeout=5)
-            assert acct["a"]["P"][0]["ps"] == "BOTH" and float(acct["a"]["P"][0]["pa"]) != 0
+            # the update of that fill: the position moved by exactly the fill, signed by its side
+            signed_fill = float(o["l"]) if o["S"] == "BUY" else -float(o["l"])
+            assert acct["a"]["P"][0]["ps"] == "BOTH"
+            assert round(float(acct["a"]["P"][0]["pa"]) - before, 3) == round(signed_fill, 3)
 
             # rejections
             _, book, _ = await c.public("GET", "/fapi/v1/depth", symbol="BTCUSDT", limit=5)
@@ -251,14 +261,16 @@ def test_ws_subscribe_coalesced_depth_and_other_streams(emu):
             listed, _ = await recv_until(ws, lambda m: m.get("id") == "x")
             assert set(listed["result"]) == {"ethusdt@depth@100ms", "ethusdt@aggTrade", "ethusdt@markPrice@1s",
                                              "btcusdt@depth5@100ms"}
+            # aggTrade and markPrice belong to Binance's /market route: an unrouted connection never gets them
             last_u, kinds, depth_times = None, set(), []
-            while len(depth_times) < 8 or kinds != {"depthUpdate", "aggTrade", "markPriceUpdate", "partial"}:
+            while len(depth_times) < 8 or kinds != {"depthUpdate", "partial"}:
                 m = await recv_json(ws)
                 if m["e"] == "depthUpdate" and m["s"] == "BTCUSDT":
                     assert len(m["b"]) <= 5 and len(m["a"]) <= 5
                     kinds.add("partial")
                     continue
                 kinds.add(m["e"])
+                assert m["e"] == "depthUpdate", m
                 if m["e"] == "depthUpdate":
                     if last_u is not None:
                         assert m["pu"] == last_u
@@ -279,7 +291,7 @@ def test_ws_subscribe_coalesced_depth_and_other_streams(emu):
 def test_server_pings_and_pong_timeout(emu):
     async def run():
         async with EmuClient(emu) as c:
-            ws = await c.ws("/ws/btcusdt@markPrice@1s", autoping=False)
+            ws = await c.ws("/market/ws/btcusdt@markPrice@1s", autoping=False)
             # first a ping frame arrives; we never answer, so the server closes the connection
             kinds = []
             while True:
@@ -288,7 +300,7 @@ def test_server_pings_and_pong_timeout(emu):
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                     break
             assert aiohttp.WSMsgType.PING in kinds
-            ok = await c.ws("/ws/btcusdt@markPrice@1s")  # autoping answers: stays open past the timeout
+            ok = await c.ws("/market/ws/btcusdt@markPrice@1s")  # autoping answers: stays open past the timeout
             received = 0
             while received < 3:
                 await recv_json(ok)

@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "e2e-"
 KEY = SECRET = "demo"
+ADMIN = {"X-EMU-ADMIN-TOKEN": "admin-token-of-the-live-e2e-tests"}  # the emulator's /_emu plane, via its env
 
 
 def _load_example(name: str):
@@ -44,9 +45,10 @@ def _load_example(name: str):
 class Proc:
     """A child process whose output lines are collected by a thread, so tests wait on lines, not on time."""
 
-    def __init__(self, args, stream: str):
+    def __init__(self, args, stream: str, env: dict | None = None):
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=isolate_child)
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                  preexec_fn=isolate_child)
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         for pipe in (self.p.stdout, self.p.stderr):
@@ -101,12 +103,12 @@ class Venue:
         self.connector.wait_for(f"connector {self.name!r} up")
 
     def get(self, path: str):
-        with urllib.request.urlopen(self.rest + path, timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(self.rest + path, headers=ADMIN), timeout=10) as resp:
             return orjson.loads(resp.read())
 
     def post(self, path: str, body: dict):
         req = urllib.request.Request(self.rest + path, data=orjson.dumps(body), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **ADMIN})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return orjson.loads(resp.read())
 
@@ -121,7 +123,8 @@ class Venue:
 def venue(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     emu = Proc([sys.executable, "-m", "hftbacktest.cli", "emulator", "--market", "synthetic:BTCUSDT", "--seed", "7",
-                "--listen-key-validity", "3600"], "stdout")
+                "--listen-key-validity", "3600", "--admin"], "stdout",
+               {"HFTBACKTEST_EMU_ADMIN_TOKEN": ADMIN["X-EMU-ADMIN-TOKEN"]})
     rest = emu.wait_for("REST ", start=True).split()[1]
     ws = emu.wait_for("WS ", start=True).split()[1]
     cfg = tmp / "connector.toml"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .admin import ACCOUNTS_ENV, ADMIN_HEADER, ADMIN_TOKEN_ENV
+
 DEFAULT_KEY = DEFAULT_SECRET = "demo"
 
 
@@ -20,8 +22,15 @@ def register(subparsers) -> None:
     p.add_argument("--no-loop", action="store_true", help="stop the replay at the end of the feed")
     p.add_argument("--faults", metavar="SPEC",
                    help="faults to arm: 'kind:k=v,k=v;kind2' or a TOML file with [faults.<kind>] tables")
+    p.add_argument("--secrets", metavar="FILE",
+                   help="TOML file (chmod 600) with [[account]] tables (api_key, secret, balance, maker_fee, "
+                        f"taker_fee, leverage) and admin_token; or set {ACCOUNTS_ENV}=KEY:SECRET[:BALANCE],... "
+                        f"and {ADMIN_TOKEN_ENV}. Without any account, {DEFAULT_KEY}/{DEFAULT_SECRET} exists")
     p.add_argument("--account", action="append", metavar="KEY:SECRET[:BALANCE]",
-                   help=f"API key, secret and USDT balance (default account: {DEFAULT_KEY}/{DEFAULT_SECRET})")
+                   help="an account on the command line (visible to every local user in ps: prefer --secrets)")
+    p.add_argument("--admin", action="store_true",
+                   help="serve the /_emu/... admin plane (faults, state, accounts) to requests carrying the "
+                        f"{ADMIN_HEADER} header; the token comes from {ADMIN_TOKEN_ENV} or --secrets")
     p.add_argument("--maker-fee", type=float, default=0.0002, help="maker fee rate (negative = rebate)")
     p.add_argument("--taker-fee", type=float, default=0.0005, help="taker fee rate")
     p.add_argument("--ping-interval", type=float, default=180.0, help="server WebSocket ping interval, seconds")
@@ -37,20 +46,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def _accounts(specs: list[str] | None) -> list[tuple[str, str, float]]:
-    from ..errors import ConfigError
+def _secrets(args: argparse.Namespace) -> tuple[str | None, list[dict]]:
+    """(admin token if the admin plane is enabled, accounts) from --secrets, the environment and --account."""
+    import logging
 
-    out = []
-    for spec in specs or [f"{DEFAULT_KEY}:{DEFAULT_SECRET}"]:
-        parts = spec.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ConfigError("--account expects KEY:SECRET[:BALANCE]")
-        try:
-            balance = float(parts[2]) if len(parts) == 3 else 10_000.0
-        except ValueError:
-            raise ConfigError("--account balance must be a number") from None
-        out.append((parts[0], parts[1], balance))
-    return out
+    from ..errors import ConfigError
+    from .admin import load_secrets, parse_account_spec
+
+    token, accounts = load_secrets(args.secrets)
+    if args.account:
+        logging.getLogger("hftbacktest.emulator").warning(
+            "--account puts a secret on the command line, where other local users can read it; use --secrets or "
+            "%s", ACCOUNTS_ENV)
+        accounts += [parse_account_spec(spec, "--account") for spec in args.account]
+    if args.admin and token is None:
+        raise ConfigError(f"--admin needs a token: set {ADMIN_TOKEN_ENV} or admin_token in the --secrets file")
+    keys = [a["api_key"] for a in accounts]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("two accounts with the same API key (accounts are never replaced)")
+    return (token if args.admin else None), accounts or [{"api_key": DEFAULT_KEY, "secret": DEFAULT_SECRET}]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -66,16 +80,20 @@ def _run(args: argparse.Namespace) -> int:
                             weight_limit=args.weight_limit, order_limit_10s=args.order_limit_10s,
                             order_limit_1m=args.order_limit_1m, maker_fee=args.maker_fee, taker_fee=args.taker_fee,
                             order_latency_ms=args.order_latency_ms)
-    accounts = _accounts(args.account)
+    config.admin_token, accounts = _secrets(args)
 
     async def main() -> None:
         emu = Emulator(args.market, config=config, faults=args.faults, rest_port=args.port, ws_port=args.ws_port)
         await emu.serve()
-        for key, secret, balance in accounts:
-            emu.venue.add_account(key, secret, balance, config.maker_fee, config.taker_fee)
+        for a in accounts:
+            emu.venue.add_account(a["api_key"], a["secret"], a.get("balance", 10_000.0),
+                                  a.get("maker_fee", config.maker_fee), a.get("taker_fee", config.taker_fee),
+                                  a.get("leverage"))
         print(f"REST {emu.rest_url}", flush=True)
         print(f"WS   {emu.ws_url}", flush=True)
-        print(f"symbols {' '.join(emu.streams)}; accounts {' '.join(k for k, _, _ in accounts)}", flush=True)
+        admin = "admin plane on" if config.admin_token else "admin plane off"
+        print(f"symbols {' '.join(emu.streams)}; accounts {' '.join(a['api_key'] for a in accounts)}; {admin}",
+              flush=True)
         if not sys.stdout.isatty():
             sys.stdout.flush()
         try:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._toml import read_toml
 from ..errors import ConfigError
 
 log = logging.getLogger("hftbacktest.emulator")
@@ -167,10 +167,7 @@ def parse_fault_spec(spec: str) -> list[tuple[str, dict]]:
     """`kind[:k=v,k=v][;kind...]` inline, or a TOML file with `[faults.<kind>]` tables (or `[[faults]]` with `kind`)."""
     path = Path(spec)
     if spec.endswith(".toml") or path.is_file():
-        try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{spec}: cannot read fault file ({exc})") from None
+        doc = read_toml(path, "fault")
         faults = doc.get("faults", {})
         if isinstance(faults, list):
             out = []

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import ConfigError
 from .market import ASK, BID, Book, SymbolSpec
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -36,6 +37,10 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"code": self.code, "msg": self.msg}
+
+
+class AccountExists(ConfigError):
+    """`add_account` with an API key that already has an account (accounts are never replaced)."""
 
 
 def money(x: float) -> str:
@@ -180,7 +185,11 @@ class Venue:
     # -- accounts -------------------------------------------------------------------------------------------
     def add_account(self, api_key: str, secret: str, balance: float = 10_000.0, maker_fee: float = 0.0002,
                     taker_fee: float = 0.0005, leverage: int | None = None) -> Account:
+        """A new account; an existing API key is refused (its owner keeps its orders and balance)."""
+        if api_key in self.accounts:
+            raise AccountExists(f"an account with API key {api_key[:4]}... exists; accounts are never replaced")
         account = Account(api_key, secret, float(balance), maker_fee, taker_fee)
+        account.update_time = self.now_ms()  # Binance never reports 0 for a live account (ccxt hides such balances)
         for symbol in self.markets:
             account.leverage[symbol] = leverage or self.default_leverage
         self.accounts[api_key] = account
@@ -230,7 +239,15 @@ class Venue:
             "m": maker, "R": order.reduce_only, "wt": "CONTRACT_PRICE", "ot": order.type, "ps": "BOTH", "cp": False,
             "rp": money(rp), "pP": False, "si": 0, "ss": 0, "V": "NONE", "pm": "NONE", "gtd": 0,
         }
-        self.notify(account, {"e": "ORDER_TRADE_UPDATE", "E": self.now_ms(), "T": now, "o": o})
+        # (AP and cr exist only on TRAILING_STOP_MARKET orders, which the emulator does not take)
+        event_ms = self.now_ms()
+        if x == "TRADE":
+            # https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Trade-Lite
+            self.notify(account, {"e": "TRADE_LITE", "E": event_ms, "T": now, "s": spec.symbol, "q": o["q"],
+                                  "p": o["p"], "m": maker, "c": order.client_id, "S": o["S"], "L": o["L"],
+                                  "l": o["l"], "t": trade_id, "i": order.order_id})
+        # https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Order-Update
+        self.notify(account, {"e": "ORDER_TRADE_UPDATE", "E": event_ms, "T": now, "o": o})
 
     def _account_update(self, account: Account, symbol: str) -> None:
         market = self.markets[symbol]
@@ -505,10 +522,12 @@ class Venue:
             self.counters["cancels"] += 1
             self._finish(order, "CANCELED")
             return order.rest_body()
+        before = (order.price_tick, order.qty)
         order.price_tick, order.qty = price_tick, qty
         order.update_time = self.now_ms()
         order.front = book.qty(order.side, price_tick)  # back of the queue
-        self._record(account, order, "AMENDMENT")
+        self._record(account, order, "AMENDMENT", priceBefore=spec.fmt_price(before[0]),
+                     qtyBefore=spec.fmt_qty(before[1]), amendmentCount=order.amendments)
         self._order_update(order, "AMENDMENT")
         if crosses:
             self._take(order, book.walk(ASK if order.side == BID else BID, price_tick))
@@ -547,51 +566,6 @@ class Venue:
                     self._fill(order, fill, order.price_tick, maker=True)
 
     # -- views ----------------------------------------------------------------------------------------------
-    def position_rows(self, account: Account, symbol: str | None = None) -> list[dict]:
-        rows = []
-        for sym, market in self.markets.items():
-            if symbol and sym != symbol:
-                continue
-            spec = market.spec
-            pos = account.positions.get(sym) or Position()
-            mark = market.mark_price()
-            lev = account.leverage.get(sym, self.default_leverage)
-            notional = pos.lots * spec.lot_size * mark
-            rows.append({
-                "symbol": sym, "positionAmt": spec.fmt_qty(pos.lots), "entryPrice": money(pos.entry),
-                "breakEvenPrice": money(pos.entry), "markPrice": money(mark),
-                "unRealizedProfit": money(self._upnl(account, sym)), "liquidationPrice": "0",
-                "leverage": str(lev), "maxNotionalValue": "1000000", "marginType": "cross",
-                "isolatedMargin": "0.00000000", "isAutoAddMargin": "false", "positionSide": "BOTH",
-                "notional": money(notional), "isolatedWallet": "0", "updateTime": pos.update_time,
-            })
-        return rows
-
-    def account_body(self, account: Account) -> dict:
-        upnl = sum(self._upnl(account, s) for s in self.markets)
-        avail = self.available_balance(account)
-        asset = {"asset": "USDT", "walletBalance": money(account.balance), "unrealizedProfit": money(upnl),
-                 "marginBalance": money(account.balance + upnl), "availableBalance": money(avail),
-                 "maxWithdrawAmount": money(max(0.0, avail)), "crossWalletBalance": money(account.balance),
-                 "crossUnPnl": money(upnl), "updateTime": account.update_time}
-        return {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True, "updateTime": 0,
-                "multiAssetsMargin": False, "totalWalletBalance": money(account.balance),
-                "totalUnrealizedProfit": money(upnl), "totalMarginBalance": money(account.balance + upnl),
-                "availableBalance": money(avail), "maxWithdrawAmount": money(max(0.0, avail)),
-                "assets": [asset],
-                "positions": [{"symbol": r["symbol"], "positionAmt": r["positionAmt"], "entryPrice": r["entryPrice"],
-                               "unrealizedProfit": r["unRealizedProfit"], "leverage": r["leverage"],
-                               "positionSide": "BOTH", "notional": r["notional"], "updateTime": r["updateTime"]}
-                              for r in self.position_rows(account)]}
-
-    def balance_rows(self, account: Account) -> list[dict]:
-        upnl = sum(self._upnl(account, s) for s in self.markets)
-        avail = self.available_balance(account)
-        return [{"accountAlias": "emu", "asset": "USDT", "balance": money(account.balance),
-                 "crossWalletBalance": money(account.balance), "crossUnPnl": money(upnl),
-                 "availableBalance": money(avail), "maxWithdrawAmount": money(max(0.0, avail)),
-                 "marginAvailable": True, "updateTime": account.update_time}]
-
     def state(self) -> dict:
         """Everything a test wants to assert on: per account orders, positions, balances; counters."""
         out = {"counters": dict(self.counters), "accounts": {}}

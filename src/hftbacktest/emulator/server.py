@@ -26,10 +26,14 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from ..errors import ConfigError
+from .admin import refusal
 from .faults import FAULT_KINDS, FaultInjector, parse_fault_spec
 from .market import ASK, BID, Feed, SymbolSpec, open_feed
-from .matching import Account, ApiError, Market, Venue, money
-from .streams import DEPTH_INTERVALS, Conn, StreamHub
+from .matching import Account, AccountExists, ApiError, Market, Venue, money
+from .streams import DEPTH_INTERVALS, ROUTE_ALLOWS, Conn, StreamHub, normalize_stream, stream_route
+from . import ws_api
+from .tape import INTERVAL_MS, Tape
+from .views import FUNDING_RATE, ROUTES, Call, fire_countdowns, kline_row, ticker_24h_row
 
 log = logging.getLogger("hftbacktest.emulator")
 
@@ -63,6 +67,7 @@ class EmulatorConfig:
     maker_fee: float = 0.0002  # VIP0
     taker_fee: float = 0.0005
     default_leverage: int = 20
+    admin_token: str | None = field(default=None, repr=False)  # None: the `/_emu/...` admin plane is off
 
 
 @dataclass
@@ -79,17 +84,20 @@ class _SymbolStream:
     trade_id: int = 1_000_000
     last_bbo: tuple = ()
     loops: int = 0  # times the feed restarted
+    tape: Tape | None = None
+    kline_sent: dict = field(default_factory=dict)  # stream -> tape version last published
 
 
 WEIGHTS = {
     ("GET", "/fapi/v1/ping"): 1, ("GET", "/fapi/v1/time"): 1, ("GET", "/fapi/v1/exchangeInfo"): 1,
     ("POST", "/fapi/v1/order"): 1, ("PUT", "/fapi/v1/order"): 1, ("DELETE", "/fapi/v1/order"): 1,
     ("GET", "/fapi/v1/order"): 1, ("DELETE", "/fapi/v1/allOpenOrders"): 1, ("POST", "/fapi/v1/batchOrders"): 5,
-    ("GET", "/fapi/v2/positionRisk"): 5, ("GET", "/fapi/v3/positionRisk"): 5, ("GET", "/fapi/v2/account"): 5,
-    ("GET", "/fapi/v3/account"): 5, ("GET", "/fapi/v2/balance"): 5, ("GET", "/fapi/v3/balance"): 5,
-    ("GET", "/fapi/v1/positionSide/dual"): 30, ("POST", "/fapi/v1/leverage"): 1,
     ("POST", "/fapi/v1/listenKey"): 1, ("PUT", "/fapi/v1/listenKey"): 1, ("DELETE", "/fapi/v1/listenKey"): 1,
+    **{key: weight for key, (weight, _, _) in ROUTES.items()},
 }
+# without a symbol these weigh more (market-data/rest-api pages)
+WEIGHTS_ALL_SYMBOLS = {"/fapi/v1/openOrders": 40, "/fapi/v1/ticker/24hr": 40, "/fapi/v1/ticker/price": 2,
+                       "/fapi/v2/ticker/price": 2, "/fapi/v1/ticker/bookTicker": 5, "/fapi/v1/premiumIndex": 10}
 
 
 def _ticks_between(levels: dict, lo: int | None, hi: int | None) -> list[int]:
@@ -102,6 +110,11 @@ def _ticks_between(levels: dict, lo: int | None, hi: int | None) -> list[int]:
 
 def _depth_weight(limit: int) -> int:
     return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+def _klines_weight(limit: int) -> int:
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
 
 
 class Emulator:
@@ -130,7 +143,9 @@ class Emulator:
         self.venue = Venue([f.spec for f in self.feeds], now_ms=self.now_ms, notify=self._notify_user,
                            default_leverage=self.config.default_leverage)
         self.venue.fault_hook = lambda kind: self.faults.fire(kind) if self.faults.faults else None
-        self.streams = {f.symbol: _SymbolStream(self.venue.markets[f.symbol], f, f.symbol.lower()) for f in self.feeds}
+        self.streams = {f.symbol: _SymbolStream(self.venue.markets[f.symbol], f, f.symbol.lower(),
+                                                tape=Tape(f.spec.tick_size, f.spec.lot_size)) for f in self.feeds}
+        self.countdowns: dict[tuple[str, str], int] = {}  # (api_key, symbol) -> cancel-all deadline (ms)
         self.hub = StreamHub()
         self.user_conns: dict[str, set[Conn]] = {}
         self.listen_keys: dict[str, tuple[Account, float]] = {}  # key -> (account, expiry monotonic)
@@ -195,9 +210,11 @@ class Emulator:
         rest = web.Application(client_max_size=1 << 20)
         rest.router.add_route("*", "/{tail:.*}", self._handle_rest)
         ws = web.Application()
-        ws.router.add_get("/ws", self._handle_ws)
-        ws.router.add_get("/ws/{streams:.*}", self._handle_ws)
-        ws.router.add_get("/stream", self._handle_ws)
+        for prefix in ("", "/{route:public|market|private}"):
+            ws.router.add_get(prefix + "/ws", self._handle_ws)
+            ws.router.add_get(prefix + "/ws/{streams:.*}", self._handle_ws)
+            ws.router.add_get(prefix + "/stream", self._handle_ws)
+        ws.router.add_get("/ws-fapi/v1", self._handle_ws_api)
         for app, port, attr in ((rest, self._rest_port, "rest_port"), (ws, self._ws_port, "ws_port")):
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
@@ -403,6 +420,7 @@ class Emulator:
         if market.resting:
             self.venue.on_trade(market, tick, lots, buyer_is_maker)
         st.trade_id += 1
+        st.tape.add(st.trade_id, tick, lots, self.now_ms(), buyer_is_maker)
         has_trade, has_agg = self.hub.has(st.name + "@trade"), self.hub.has(st.name + "@aggTrade")
         if not (has_trade or has_agg):
             return
@@ -463,12 +481,18 @@ class Emulator:
     async def _housekeeping(self) -> None:
         """Mark price streams, listen-key expiry, server pings."""
         loop = asyncio.get_running_loop()
-        next_mark = next_ping = loop.time()
+        next_mark = next_ping = next_kline = loop.time()
         while True:
             await asyncio.sleep(0.05)
             now = loop.time()
+            if self.countdowns:
+                fire_countdowns(self)
+            if now >= next_kline:
+                next_kline = now + 0.25
+                self._emit_klines()
             if now >= next_mark:
                 next_mark = now + self.config.mark_price_interval_s
+                self._emit_tickers()
                 for st in self.streams.values():
                     for stream in (st.name + "@markPrice@1s", st.name + "@markPrice"):
                         if self.hub.has(stream):
@@ -476,7 +500,7 @@ class Emulator:
                             ms = self.now_ms()
                             self.hub.publish(stream, {
                                 "e": "markPriceUpdate", "E": ms, "s": spec.symbol, "p": money(mark),
-                                "i": money(mark), "P": money(mark), "r": "0.00010000",
+                                "i": money(mark), "P": money(mark), "r": FUNDING_RATE,
                                 "T": (ms // 28_800_000 + 1) * 28_800_000})
             for key, (account, expiry) in list(self.listen_keys.items()):
                 if now >= expiry:
@@ -493,6 +517,45 @@ class Emulator:
                     else:
                         loop.create_task(self._ping(conn))
 
+    def _emit_klines(self) -> None:
+        """`<symbol>@kline_<interval>` every 250 ms while the candle changes (market-data/websocket-api/
+        Kline-Candlestick-Streams)."""
+        for st in self.streams.values():
+            for interval, ms in INTERVAL_MS.items():
+                stream = f"{st.name}@kline_{interval}"
+                if not self.hub.has(stream) or st.kline_sent.get(stream) == st.tape.version:
+                    continue
+                candles = st.tape.candles(ms, limit=1)
+                if not candles:
+                    continue
+                st.kline_sent[stream] = st.tape.version
+                c, spec, now = candles[0], st.market.spec, self.now_ms()
+                row = kline_row(spec, c, ms)
+                self.hub.publish(stream, {"e": "kline", "E": now, "s": spec.symbol, "k": {
+                    "t": row[0], "T": row[6], "s": spec.symbol, "i": interval, "f": c.first_id, "L": c.last_id,
+                    "o": row[1], "c": row[4], "h": row[2], "l": row[3], "v": row[5], "n": c.count,
+                    "x": now > row[6], "q": row[7], "V": row[9], "Q": row[10], "B": "0"}})
+
+    def _emit_tickers(self) -> None:
+        """`<symbol>@ticker` and `@miniTicker` once per mark-price interval (market-data/websocket-api/
+        Individual-Symbol-Ticker-Streams, Individual-Symbol-Mini-Ticker-Stream)."""
+        for st in self.streams.values():
+            full, mini = st.name + "@ticker", st.name + "@miniTicker"
+            if not (self.hub.has(full) or self.hub.has(mini)):
+                continue
+            t, now = ticker_24h_row(self, st), self.now_ms()
+            if self.hub.has(full):
+                self.hub.publish(full, {"e": "24hrTicker", "E": now, "s": t["symbol"], "p": t["priceChange"],
+                                        "P": t["priceChangePercent"], "w": t["weightedAvgPrice"], "c": t["lastPrice"],
+                                        "Q": t["lastQty"], "o": t["openPrice"], "h": t["highPrice"],
+                                        "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"],
+                                        "O": t["openTime"], "C": t["closeTime"], "F": t["firstId"],
+                                        "L": t["lastId"], "n": t["count"]})
+            if self.hub.has(mini):
+                self.hub.publish(mini, {"e": "24hrMiniTicker", "E": now, "s": t["symbol"], "c": t["lastPrice"],
+                                        "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"],
+                                        "v": t["volume"], "q": t["quoteVolume"]})
+
     @staticmethod
     async def _ping(conn: Conn) -> None:
         try:
@@ -506,8 +569,10 @@ class Emulator:
         if not conns:
             return
         data = orjson.dumps(payload)
+        key, event = self._listen_key_of(account), payload.get("e")
         for conn in tuple(conns):
-            conn.push(self._listen_key_of(account), data)
+            if conn.user_events is None or event in conn.user_events:
+                conn.push(key, data)
         self.messages_published += 1
 
     def _listen_key_of(self, account: Account) -> str | None:
@@ -592,13 +657,17 @@ class Emulator:
         if path.startswith("/_emu/"):
             return await self._admin(request)
         key = (method, path)
+        limit = request.query.get("limit", "500")
         if key == ("GET", "/fapi/v1/depth"):
-            limit = request.query.get("limit", "500")
             weight = _depth_weight(int(limit) if limit.isdigit() else 500)
+        elif path in ("/fapi/v1/klines", "/fapi/v1/continuousKlines") and method == "GET":
+            weight = _klines_weight(int(limit) if limit.isdigit() else 500)
+        elif method == "GET" and path in WEIGHTS_ALL_SYMBOLS and not request.query.get("symbol"):
+            weight = WEIGHTS_ALL_SYMBOLS[path]
         elif key in WEIGHTS:
             weight = WEIGHTS[key]
-        elif (method, path) == ("GET", "/fapi/v1/openOrders"):
-            weight = 1 if request.query.get("symbol") else 40
+        elif key == ("GET", "/fapi/v1/openOrders"):
+            weight = 1
         else:
             return self._error(ApiError(-5000, f"Path {path}, Method {method} is invalid", 404))
         faults = self.faults
@@ -721,7 +790,8 @@ class Emulator:
             raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         if not signed:
             return account
-        query = request.query_string
+        # Binance signs the query string as sent (percent-encoded), not its decoded form
+        query = request.rel_url.raw_query_string
         params = dict(parse_qsl(query, keep_blank_values=True))
         params.update(parse_qsl(body, keep_blank_values=True))
         signature = params.get("signature")
@@ -731,6 +801,11 @@ class Emulator:
         expected = hmac.new(account.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.lower()):
             raise ApiError(-1022, "Signature for this request is not valid.")
+        self.check_timestamp(params)
+        return account
+
+    def check_timestamp(self, params: dict) -> None:
+        """`timestamp` within `recvWindow` (≤ max_recv_window) and at most 1 s ahead of the server clock."""
         try:
             ts = int(params["timestamp"])
             recv_window = int(params.get("recvWindow", 5000))
@@ -743,7 +818,6 @@ class Emulator:
             raise ApiError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if now - ts > recv_window:
             raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
-        return account
 
     async def _dispatch(self, request: web.Request, method: str, path: str, body: str, headers: dict):
         venue = self.venue
@@ -757,9 +831,14 @@ class Emulator:
             return self._depth(request.query)
         if path == "/fapi/v1/listenKey":
             return self._listen_key(method, self._auth(request, body, signed=False))
+        route = ROUTES.get((method, path))
+        if route is not None and route[1] == "none":
+            return route[2](self, None, dict(request.query), Call(method, path, headers))
         account = self._auth(request, body, signed=True)
-        params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        params = dict(parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True))
         params.update(parse_qsl(body, keep_blank_values=True))
+        if route is not None:
+            return route[2](self, account, params, Call(method, path, headers))
         if path == "/fapi/v1/order":
             if method == "POST":
                 self._count_orders(account, 1, headers)
@@ -779,27 +858,6 @@ class Emulator:
             return [o.rest_body(with_time=True) for o in account.open_orders(symbol.upper() if symbol else None)]
         if path == "/fapi/v1/allOpenOrders":
             return venue.cancel_all(account, params)
-        if path in ("/fapi/v2/positionRisk", "/fapi/v3/positionRisk"):
-            symbol = params.get("symbol")
-            if symbol:
-                venue.market(symbol)
-            return venue.position_rows(account, symbol.upper() if symbol else None)
-        if path in ("/fapi/v2/account", "/fapi/v3/account"):
-            return venue.account_body(account)
-        if path in ("/fapi/v2/balance", "/fapi/v3/balance"):
-            return venue.balance_rows(account)
-        if path == "/fapi/v1/positionSide/dual":
-            return {"dualSidePosition": False}
-        if path == "/fapi/v1/leverage":
-            market = venue.market(params.get("symbol"))
-            try:
-                lev = int(params.get("leverage", ""))
-            except ValueError:
-                raise ApiError(-1102, "Mandatory parameter 'leverage' was not sent, was empty/null, or malformed.") from None
-            if not 1 <= lev <= 125:
-                raise ApiError(-4028, f"Leverage {lev} is not valid")
-            account.leverage[market.spec.symbol] = lev
-            return {"leverage": lev, "maxNotionalValue": "1000000", "symbol": market.spec.symbol}
         raise ApiError(-5000, f"Path {path}, Method {method} is invalid", 404)
 
     def _batch(self, account: Account, params: dict, headers: dict) -> list:
@@ -848,8 +906,15 @@ class Emulator:
                 "symbol": s.symbol, "pair": s.symbol, "contractType": "PERPETUAL", "status": "TRADING",
                 "baseAsset": s.base_asset, "quoteAsset": s.quote_asset, "marginAsset": "USDT",
                 "pricePrecision": s.price_decimals, "quantityPrecision": s.qty_decimals,
-                "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
-                "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+                "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
+                # market-data/rest-api/Exchange-Information; Binance's full lists, although the emulator takes
+                # LIMIT/MARKET and GTC/IOC/FOK/GTX only (other types -1116, GTD -1115)
+                "onboardDate": 1569398400000, "deliveryDate": 4133404800000, "settlePlan": 0,
+                "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "triggerProtect": "0.0500",
+                "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                               "TRAILING_STOP_MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
                 "filters": [
                     {"filterType": "PRICE_FILTER", "minPrice": s.fmt_price(1), "maxPrice": "10000000",
                      "tickSize": f"{s.tick_size:.{s.price_decimals}f}"},
@@ -895,45 +960,65 @@ class Emulator:
                 "asks": [[spec.fmt_price(t), spec.fmt_qty(q)] for t, q in book.levels(ASK, limit)]}
 
     async def _admin(self, request: web.Request) -> web.Response:
-        """Loopback control plane for tests: state, faults, ledger, accounts."""
+        """Control plane for tests (state, faults, ledger, accounts); see admin.py for who may use it."""
         path, method = request.path, request.method
+        refused = refusal(method, request.headers, self.rest_port, self.config.admin_token)
+        if refused is not None:
+            log.warning("admin request %s %s refused (%d): %s", method, path, *refused)
+            return self._json({"error": refused[1]}, refused[0])
         try:
-            if path == "/_emu/state":
+            if path == "/_emu/state" and method == "GET":
                 return self._json(self._state())
             if path == "/_emu/fault" and method == "POST":
-                spec = await request.json(loads=orjson.loads)
+                spec = await self._admin_body(request)
                 kind = spec.pop("kind")
                 self._inject(kind, spec)
                 return self._json({"armed": kind})
             if path == "/_emu/fault" and method == "DELETE":
                 self._clear_faults(request.query.get("kind"))
                 return self._json({})
-            if path == "/_emu/faults":
+            if path == "/_emu/faults" and method == "GET":
                 return self._json(self.faults.log)
-            if path == "/_emu/ledger":
+            if path == "/_emu/ledger" and method == "GET":
                 key = request.query.get("api_key")
                 accounts = [self.venue.accounts[key]] if key else list(self.venue.accounts.values())
                 return self._json([dict(e, api_key=a.api_key) for a in accounts for e in a.ledger])
             if path == "/_emu/account" and method == "POST":
-                spec = await request.json(loads=orjson.loads)
+                spec = await self._admin_body(request)
                 self.venue.add_account(spec["api_key"], spec["secret"], float(spec.get("balance", 10_000.0)),
                                        float(spec.get("maker_fee", self.config.maker_fee)),
                                        float(spec.get("taker_fee", self.config.taker_fee)), spec.get("leverage"))
                 return self._json({"api_key": spec["api_key"]})
+        except AccountExists as exc:
+            return self._json({"error": str(exc)}, 409)
         except (ConfigError, KeyError, ValueError, TypeError) as exc:
             return self._json({"error": str(exc)}, 400)
         return self._json({"error": f"unknown admin endpoint {method} {path}"}, 404)
 
+    @staticmethod
+    async def _admin_body(request: web.Request) -> dict:
+        try:
+            spec = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise ValueError("the body is not valid JSON") from None
+        if not isinstance(spec, dict):
+            raise ValueError("the body must be a JSON object")
+        return spec
+
     # -- WebSocket ------------------------------------------------------------------------------------------
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
-        combined = request.path == "/stream"
+        """`[/public|/market|/private]` + `/ws[/<streams>]` (raw) or `/stream?streams=` (combined); user data by
+        listen key in the path, in `?listenKey=` (with an optional `events=` filter) or by SUBSCRIBE."""
+        route = request.match_info.get("route")
+        combined = request.path.endswith("/stream")
         raw = request.query.get("streams", "") if combined else request.match_info.get("streams", "")
         names = [n for n in raw.split("/") if n]
+        names += [k for k in request.query.get("listenKey", "").split("/") if k]
         user_keys = [n for n in names if n in self.listen_keys]
         channel = "user" if user_keys else "market"
-        unknown_keys = [n for n in names if "@" not in n and n not in self.listen_keys]
-        if unknown_keys and not user_keys and len(names) == 1:
-            # a stream name without '@' is a listen key; unknown/expired keys are refused (Binance closes them)
+        stale_keys = [n for n in names if "@" not in n and n not in self.listen_keys and len(n) >= 32]
+        if stale_keys and not user_keys and len(names) == 1:
+            # an unknown or expired listen key is refused (Binance closes such connections)
             return web.Response(status=400, text='{"code":-1125,"msg":"This listenKey does not exist."}',
                                 content_type="application/json")
         loop = asyncio.get_running_loop()
@@ -941,15 +1026,14 @@ class Emulator:
             return web.Response(status=503, text="connection refused by fault injection")
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 16)
         await ws.prepare(request)
-        conn = Conn(ws, channel, combined, self.faults, self.config.ws_queue_limit)
+        conn = Conn(ws, channel, combined, self.faults, self.config.ws_queue_limit, route)
+        events = request.query.get("events")
+        if events:
+            conn.user_events = {e for e in events.replace(",", "/").split("/") if e}
         self._ws_all.add(conn)
-        market_names = [n for n in names if n not in self.listen_keys]
-        self._subscribe(conn, market_names)
+        self._subscribe(conn, [n for n in names if n not in self.listen_keys])
         for key in user_keys:
-            account = self.listen_keys[key][0]
-            conn.streams.add(key)
-            conn.account = account
-            self.user_conns.setdefault(account.api_key, set()).add(conn)
+            self._attach_user(conn, key)
         writer = loop.create_task(conn.writer())
         lifetime = None
         if self.config.max_connection_s:
@@ -976,14 +1060,44 @@ class Emulator:
                 lifetime.cancel()
             self.hub.drop(conn)
             self._ws_all.discard(conn)
-            if conn.account is not None:
-                self.user_conns.get(conn.account.api_key, set()).discard(conn)
+            for account in conn.accounts.values():
+                self.user_conns.get(account.api_key, set()).discard(conn)
             if conn.refuse_s:
                 self.refuse_until[conn.channel] = loop.time() + conn.refuse_s
         return ws
 
+    async def _handle_ws_api(self, request: web.Request) -> web.StreamResponse:
+        return await ws_api.serve(self, request)
+
+    def _attach_user(self, conn: Conn, key: str) -> None:
+        allowed = "private" in ROUTE_ALLOWS[conn.route]
+        conn.streams.add(key)
+        if not allowed:
+            log.warning("listenKey %s... on a /%s connection: Binance sends user data on /private only; nothing "
+                        "will arrive", key[:4], conn.route)
+            return
+        if conn.route is None:
+            log.info("listenKey %s... on an unrouted connection: Binance serves user data on /private only "
+                     "(the emulator still delivers it here)", key[:4])
+        account = self.listen_keys[key][0]
+        conn.accounts[key] = account
+        if not any("@" in s for s in conn.streams):
+            conn.channel = "user"
+        self.user_conns.setdefault(account.api_key, set()).add(conn)
+
     def _subscribe(self, conn: Conn, names: list[str]) -> None:
-        """Subscribe, and start accumulating coalesced diff depth at once so the first event misses nothing."""
+        """Subscribe, and start accumulating coalesced diff depth at once so the first event misses nothing.
+        A stream of another route is accepted but never fed, as Binance does (with a warning here)."""
+        allowed = ROUTE_ALLOWS[conn.route]
+        routed = []
+        for name in names:
+            if "@" in name and stream_route(name) not in allowed:
+                log.warning("stream %s belongs to /%s; Binance pushes nothing for it on %s", name,
+                            stream_route(name), f"/{conn.route}" if conn.route else "an unrouted connection")
+                conn.streams.add(normalize_stream(name))
+            else:
+                routed.append(name)
+        names = routed
         self.hub.subscribe(conn, names)
         for name in names:
             symbol, _, rest = name.partition("@")
@@ -1009,10 +1123,19 @@ class Emulator:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 return {"error": {"code": 2, "msg": "Invalid request: 'params' must be a list of strings"}, "id": rid}
+            keys = [p for p in params if p in self.listen_keys]
+            streams = [p for p in params if p not in self.listen_keys]
             if method == "SUBSCRIBE":
-                self._subscribe(conn, params)
+                self._subscribe(conn, streams)
+                for key in keys:
+                    self._attach_user(conn, key)
             else:
-                self.hub.unsubscribe(conn, params)
+                self.hub.unsubscribe(conn, streams)
+                for key in keys:
+                    conn.streams.discard(key)
+                    account = conn.accounts.pop(key, None)
+                    if account is not None:
+                        self.user_conns.get(account.api_key, set()).discard(conn)
             return {"result": None, "id": rid}
         if method == "LIST_SUBSCRIPTIONS":
             return {"result": sorted(s for s in conn.streams if "@" in s), "id": rid}

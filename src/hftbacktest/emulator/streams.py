@@ -15,6 +15,19 @@ log = logging.getLogger("hftbacktest.emulator")
 DEPTH_INTERVALS = {"0ms": 0, "100ms": 100, "": 250, "250ms": 250, "500ms": 500}
 
 
+# Binance routes USD-M streams by path since 2026 (websocket-market-streams page): `/public` high-frequency book
+# data, `/market` everything else, `/private` user data. An unrouted connection (`/ws`, `/stream`) gets public data.
+PUBLIC_KINDS = ("depth", "bookTicker", "trade", "rpiDepth")
+ROUTE_ALLOWS = {"public": {"public"}, "market": {"market"}, "private": {"private"},
+                None: {"public", "private"}}  # unrouted: + listen keys, which Binance serves on /private only
+
+
+def stream_route(name: str) -> str:
+    """The routed endpoint (`public` / `market`) a market stream belongs to."""
+    kind = name.partition("@")[2].partition("@")[0]
+    return "public" if kind.startswith(("depth", "rpiDepth")) or kind in PUBLIC_KINDS else "market"
+
+
 def normalize_stream(name: str) -> str:
     """Binance stream names: lowercase symbol, case-sensitive stream type (`aggTrade`, `bookTicker`...)."""
     symbol, sep, rest = name.partition("@")
@@ -26,14 +39,16 @@ class Conn:
     never stalls the replay; faults that act per connection (delay, reorder, drop...) live in the writer."""
 
     def __init__(self, ws: web.WebSocketResponse, channel: str, combined: bool, faults: FaultInjector,
-                 queue_limit: int):
+                 queue_limit: int, route: str | None = None):
         self.ws = ws
+        self.route = route  # "public" / "market" / "private" / None (unrouted)
         self.channel = channel
         self.combined = combined
         self.faults = faults
         self.queue_limit = queue_limit
         self.streams: set[str] = set()
-        self.account = None
+        self.accounts: dict = {}  # listen key -> Account (user data on this connection)
+        self.user_events: set[str] | None = None  # `events=` filter of a /private connection
         self.queue: collections.deque = collections.deque()
         self.wakeup = asyncio.Event()
         self.half_open = False
