@@ -13,6 +13,7 @@ _COMMAND_MODULES = (
     "hftbacktest.report",
     "hftbacktest.emulator.cli",
     "hftbacktest.sweep",
+    "hftbacktest.data.collect",
 )
 
 
