@@ -206,6 +206,7 @@ class _Symbol:
     gaps: int = 0
     snapshots: int = 0
     bytes: int = 0  # written to files of this run (all days)
+    backlog: list = field(default_factory=list)  # sidecar entries noted before the file existed
 
 
 class _Conn:
@@ -243,8 +244,8 @@ class _Shard:
         delay = c.reconnect_delay_s[0]
         while not c.stopping:
             try:
-                ws = await c.session.ws_connect(self.url, heartbeat=c.heartbeat_s, max_msg_size=0,
-                                                timeout=c.connect_timeout_s)
+                ws = await asyncio.wait_for(
+                    c.session.ws_connect(self.url, heartbeat=c.heartbeat_s, max_msg_size=0), c.connect_timeout_s)
                 conn = _Conn(ws, time.monotonic())
                 conn.task = asyncio.get_running_loop().create_task(self._reader(conn))
                 return conn
@@ -607,6 +608,9 @@ class Collector:
                     "initial_last_u": st.last_u if st.state == LIVE else None}
             st.file = _DayFile(self.out_dir, st.name, _day_str(ts), meta, self.compresslevel, self.fsync)
             st.file.meta["clock_offsets"] += self.clock_offsets[-1:]
+            for key, rec in st.backlog:
+                st.file.meta[key].append(rec)
+            st.backlog = []
             st.day = day
         return st.file
 
@@ -734,9 +738,7 @@ class Collector:
 
     def _snap_failed(self, sym: str, why: str, retry: float) -> None:
         log.warning("%s: depth snapshot failed (%s); retrying in %.1f s", sym, why, retry)
-        st = self.state[sym]
-        if st.file is not None:
-            st.file.meta["errors"].append({"time_ns": self.clock(), "error": f"snapshot: {why}"})
+        self._note(self.state[sym], "errors", {"time_ns": self.clock(), "error": f"snapshot: {why}"})
         self.request_snapshot(sym)
 
     def _on_snapshot(self, sym: str, ts: int, raw: bytes, body: dict) -> None:
@@ -778,8 +780,14 @@ class Collector:
 
     def note_event(self, key: str, rec: dict) -> None:
         for st in self.state.values():
-            if st.file is not None:
-                st.file.meta["errors"].append({"time_ns": rec["time_ns"], "error": f"{key}: {rec.get('error')}"})
+            self._note(st, "errors", {"time_ns": rec["time_ns"], "error": f"{key}: {rec.get('error')}"})
+
+    @staticmethod
+    def _note(st: _Symbol, key: str, rec: dict) -> None:
+        if st.file is not None:
+            st.file.meta[key].append(rec)
+        elif len(st.backlog) < 1000:
+            st.backlog.append((key, rec))
 
     # -- periodic ------------------------------------------------------------------------------------------------
     def _flush_one(self, f: _DayFile) -> None:
