@@ -227,7 +227,8 @@ class _Shard:
         self.primary: _Conn | None = None
         self.candidate: _Conn | None = None
         self.cand_buf: list = []
-        self.overlapped: set[str] = set()
+        self.cand_first: dict[str, int] = {}  # first key the replacement connection delivered, per stream
+        self.waiting: set[str] = set()  # streams the old connection has not yet covered up to cand_first
         self.switched = asyncio.Event()
         self.last_key: dict[str, int] = {}
         self.last_ts: dict[str, int] = {}
@@ -327,7 +328,7 @@ class _Shard:
         """Open the replacement before the exchange's 24 h close, record from both, switch once they overlap."""
         c = self.c
         log.info("shard %d: opening the replacement connection (rollover)", self.index)
-        self.cand_buf, self.overlapped = [], set()
+        self.cand_buf, self.cand_first, self.waiting = [], {}, set(self.last_key)
         self.switched.clear()
         cand = await self._open()
         if cand is None:
@@ -349,15 +350,24 @@ class _Shard:
             await old.ws.close()
 
     def _switch(self, reason: str) -> None:
-        cand = self.candidate
-        for item in self.cand_buf:
+        cand, buf = self.candidate, self.cand_buf
+        self.candidate, self.cand_buf = None, []
+        for item in buf:
             self._write(*item)  # _write drops what the old connection already delivered
-        self.cand_buf = []
-        self.candidate = None
         self.primary = cand
         self.rollovers += 1
         self.c.note_rollover(self.streams, {"time_ns": self.c.clock(), "shard": self.index, "switch": reason})
         self.switched.set()
+
+    def _overlap(self, stream: str) -> None:
+        """A stream is covered once the old connection has written up to the replacement's first message."""
+        k, f = self.last_key.get(stream), self.cand_first.get(stream)
+        if k is not None and (f is None or f > k):
+            self.waiting.add(stream)
+        else:
+            self.waiting.discard(stream)
+        if not self.waiting:
+            self._switch(reason="overlap")
 
     def on_frame(self, conn: _Conn, ts: int, text: str) -> None:
         try:
@@ -372,13 +382,13 @@ class _Shard:
             return
         if conn is self.primary:
             self._write(ts, stream, key, text, data)
+            if self.candidate is not None:
+                self._overlap(stream)
         elif conn is self.candidate:
             self.cand_buf.append((ts, stream, key, text, data))
-            last = self.last_key.get(stream)
-            if last is not None and key is not None and key <= last:
-                self.overlapped.add(stream)
-            if self.overlapped.issuperset(self.last_key):
-                self._switch(reason="overlap")
+            if key is not None:
+                self.cand_first.setdefault(stream, key)
+            self._overlap(stream)
 
     def _write(self, ts: int, stream: str, key, text: str, data: dict) -> None:
         last = self.last_key.get(stream)
