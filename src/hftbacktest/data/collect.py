@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from isal import isal_zlib
 
 from .._atomic import atomic_write_bytes
 from ..errors import ConfigError, ConnectorError, DataError, HftBacktestError
@@ -143,7 +144,8 @@ class _DayFile:
     def flush(self) -> None:
         if not self.buf:
             return
-        comp = zlib.compressobj(self.level, zlib.DEFLATED, 31)
+        # ISA-L: ~5x zlib's speed at a similar ratio, so compression stays a small part of the cost per message
+        comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
         member = comp.compress(b"".join(self.buf)) + comp.flush()
         self.buf.clear()
         self.buf_bytes = 0
@@ -302,9 +304,19 @@ class _Shard:
             await self._rollover(conn)
         for conn in (self.primary, self.candidate):
             if conn is not None:
-                await conn.ws.close()
-                if conn.task:
-                    await asyncio.gather(conn.task, return_exceptions=True)
+                await self._close(conn)
+
+    @staticmethod
+    async def _close(conn: _Conn) -> None:
+        """Stop reading now (what arrives after a stop or a switch is not ours to record), then close politely."""
+        if conn.task is not None:
+            conn.task.cancel()
+            await asyncio.gather(conn.task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(conn.ws.close(), 1.0)
+        except (asyncio.TimeoutError, OSError, RuntimeError):
+            pass
+        conn.closed.set()
 
     async def _reconnect(self, old: _Conn) -> None:
         c = self.c
@@ -347,7 +359,7 @@ class _Shard:
             self.cand_buf = []
             return
         if old is not self.primary:
-            await old.ws.close()
+            await self._close(old)
 
     def _switch(self, reason: str) -> None:
         cand, buf = self.candidate, self.cand_buf
@@ -427,7 +439,7 @@ class Collector:
                  weight_budget: int = 1200, max_streams_per_connection: int = 200,
                  rollover_s: float = 23.5 * 3600, overlap_timeout_s: float = 10.0, clock_check_s: float = 600.0,
                  reconnect_delay_s: tuple[float, float] = (0.25, 30.0), heartbeat_s: float = 30.0,
-                 connect_timeout_s: float = 10.0, rest_timeout_s: float = 10.0, compresslevel: int = 6,
+                 connect_timeout_s: float = 10.0, rest_timeout_s: float = 10.0, compresslevel: int = 3,
                  fsync: bool = True, clock=time.time_ns, status: str = "auto", status_interval_s: float = 60.0):
         if isinstance(symbols, str):
             symbols = [symbols]
@@ -454,6 +466,8 @@ class Collector:
         self.depth_stream = diff[0] if diff else None
         if snapshot_limit not in (5, 10, 20, 50, 100, 500, 1000):
             raise ConfigError(f"snapshot_limit must be one of 5,10,20,50,100,500,1000, got {snapshot_limit}")
+        if compresslevel not in (0, 1, 2, 3):
+            raise ConfigError(f"compresslevel must be 0..3 (ISA-L levels), got {compresslevel}")
         if flush_interval_s <= 0:
             raise ConfigError("flush_interval_s must be > 0")
         self.out_dir = Path(out_dir)
