@@ -1,6 +1,6 @@
 """Collector throughput: messages/s one `hftbacktest collect` process sustains and its CPU per 100 k messages.
 
-    .venv/bin/python benchmarks/collect.py [--symbols 20] [--seconds 10] [--mode blast|emulator|both]
+    .venv/bin/python benchmarks/collect.py [--symbols 20] [--seconds 10] [--mode blast|emulator|both|refcheck]
 
 `blast`: a minimal Binance-shaped server in this process pushes depth@0ms + trade frames for N symbols as fast as
 TCP back-pressure allows (payload levels taken from the real BTCUSDT sample when present, update ids chained so
@@ -185,11 +185,48 @@ def bench_emulator(symbols: list[str], seconds: float, speed: float) -> dict:
             "cpu_share": round((c1 - c0) / (t1 - t0), 2)}
 
 
+REF_SNIPPET = """
+import contextlib, hashlib, io, json, sys
+from hftbacktest.data.utils import binancefutures
+with contextlib.redirect_stdout(io.StringIO()):
+    data = binancefutures.convert(sys.argv[1])
+print(json.dumps({"rows": len(data), "sha256": hashlib.sha256(data.tobytes()).hexdigest()}))
+"""
+
+
+def ref_check(seconds: float) -> dict:
+    """Record from the emulator, kill -9 the collector, convert the file with hftbacktest 2.4.4 and with ours."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _ref
+
+    emu = subprocess.Popen([sys.executable, "-m", "hftbacktest.cli", "emulator", "--speed", "3",
+                            "--market", "synthetic:BTCUSDT"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
+    try:
+        rest = emu.stdout.readline().split()[1]
+        ws = emu.stdout.readline().split()[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.Popen([sys.executable, "-m", "hftbacktest.cli", "collect", "binancefutures", "btcusdt",
+                                     "-o", tmp, "--stream-url", ws, "--api-url", rest, "--quiet",
+                                     "--flush-interval", "0.5"])
+            time.sleep(seconds)
+            proc.kill()  # SIGKILL: the file ends at its last complete member
+            proc.wait()
+            (path,) = Path(tmp).glob("*.gz")
+            out = {name: _ref.run_snippet(py, REF_SNIPPET, str(path)).lines[0]
+                   for name, py in _ref.interpreters().items()}
+    finally:
+        emu.send_signal(signal.SIGINT)
+        emu.wait(30)
+    return {"mode": "refcheck", **out, "identical": out["ours"] == out["ref"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--mode", choices=("blast", "emulator", "both"), default="blast")
+    ap.add_argument("--mode", choices=("blast", "emulator", "both", "refcheck"), default="blast",
+                    help="refcheck: convert a kill -9'd recording with hftbacktest 2.4.4 and ours, compare")
     ap.add_argument("--speed", type=float, default=5.0, help="emulator replay speed (emulator mode)")
     args = ap.parse_args()
     symbols = [f"sym{i:02d}usdt" for i in range(args.symbols)]
@@ -201,6 +238,8 @@ def main() -> None:
         print(json.dumps(res))
     if args.mode in ("emulator", "both"):
         print(json.dumps(bench_emulator(symbols, args.seconds, args.speed)))
+    if args.mode == "refcheck":
+        print(json.dumps(ref_check(args.seconds)))
 
 
 if __name__ == "__main__":

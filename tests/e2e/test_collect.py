@@ -233,6 +233,21 @@ def test_faults_are_marked_and_every_gap_is_followed_by_a_snapshot(tmp_path):
     assert sum(trade_breaks) == sum(g.get("missing_trades", 0) for g in ws_gaps)
 
 
+def test_snapshot_older_than_the_stream_is_fetched_again(tmp_path):
+    with Emulator.start(feeds=["synthetic:BTCUSDT"], config=EmulatorConfig(speed=3.0)) as emu:
+        emu.inject("stale_snapshot", lag=1000)
+        run = Running(**_opts(emu, tmp_path))
+        st = run.c.state["btcusdt"]
+        run.wait_for(lambda: st.state == "live", what="sync from a second snapshot")
+        run.stop()
+    assert st.snapshots == 2 and st.gaps == 0
+    (path,) = tmp_path.glob("btcusdt_*.gz")
+    meta = _sidecar(path)
+    assert "older than the stream" in meta["errors"][0]["error"]
+    assert meta["snapshots"][1]["lastUpdateId"] - meta["snapshots"][0]["lastUpdateId"] >= 1000
+    assert binancefutures.check_quality(str(path)).sync_lines  # the converter syncs on the second one
+
+
 def test_rollover_replacement_connection_loses_and_doubles_nothing(tmp_path):
     # the emulator closes every connection after 1.5 s (Binance: 24 h); the collector replaces it after 0.6 s
     cfg = EmulatorConfig(speed=3.0, max_connection_s=1.5)
@@ -370,3 +385,16 @@ def test_bad_input_names_the_culprit_and_writes_nothing(tmp_path):
         Collector(["btcusdt"], tmp_path, streams="depth@0ms,depth@100ms")
     with pytest.raises(ConfigError, match="invalid symbol"):
         Collector(["btc/usdt"], tmp_path)
+
+
+def test_snapshots_stay_within_the_weight_budget(tmp_path):
+    # 3 symbols, a 1000-level snapshot weighs 20 and the budget is 40 a minute: the third one has to wait
+    feeds = ["synthetic:BTCUSDT", "synthetic:ETHUSDT", "synthetic:SOLUSDT"]
+    with Emulator.start(feeds=feeds, config=EmulatorConfig(speed=1.0)) as emu:
+        run = Running(**_opts(emu, tmp_path, symbols=["btcusdt", "ethusdt", "solusdt"], weight_budget=40))
+        done = lambda: sorted(s["snapshots"] for s in run.c.stats()["symbols"].values())  # noqa: E731
+        run.wait_for(lambda: done() == [0, 1, 1], what="two snapshots")
+        time.sleep(0.5)  # the budget frees up only a minute after the first request
+        assert done() == [0, 1, 1]
+        stats = run.stop()
+    assert sorted(s["depth"] for s in stats["symbols"].values()) == ["live", "live", "need_snapshot"]

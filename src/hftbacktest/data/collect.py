@@ -234,6 +234,7 @@ class _Shard:
         self.switched = asyncio.Event()
         self.last_key: dict[str, int] = {}
         self.last_ts: dict[str, int] = {}
+        self.last_text: dict[str, str] = {}
         self.gap_open: dict[str, tuple[int, dict]] = {}  # stream -> (since ns, reconnect record)
         self.reconnects = 0
         self.rollovers = 0
@@ -257,7 +258,7 @@ class _Shard:
             except Exception as exc:  # aiohttp.ClientError, OSError, timeouts, handshake refusals
                 log.warning("shard %d: connect failed (%s); retrying in %.1f s", self.index, exc or type(exc).__name__,
                             delay)
-                c.note_event("connect_failures", {"time_ns": c.clock(), "shard": self.index, "error": str(exc)[:200]})
+                c.note_error(self.streams, f"connect failed (shard {self.index}): {str(exc)[:200]}")
                 await c.sleep(delay)
                 delay = min(delay * 2, c.reconnect_delay_s[1])
         return None
@@ -405,10 +406,12 @@ class _Shard:
     def _write(self, ts: int, stream: str, key, text: str, data: dict) -> None:
         last = self.last_key.get(stream)
         if key is not None:
-            if last is not None and key <= last:
-                self.c.duplicates += 1
+            if last is not None and (key < last or key == last and (data.get("e") in _ID_KEYS
+                                                                    or text == self.last_text.get(stream))):
+                self.c.duplicates += 1  # an id already written, or the very same event-time message again
                 return
             self.last_key[stream] = key
+            self.last_text[stream] = text
         self.last_ts[stream] = ts
         gap = self.gap_open.pop(stream, None) if self.gap_open else None
         sym = self.c.route(stream)
@@ -417,17 +420,15 @@ class _Shard:
         self.c.record(sym, ts, text.encode(), stream, data)
 
 
+_ID_KEYS = {"depthUpdate": "u", "trade": "t", "aggTrade": "a", "bookTicker": "u"}
+
+
 def _msg_key(data: dict):
-    """Monotonic id of a stream message, used to drop duplicates when two connections overlap."""
-    e = data.get("e")
-    if e == "depthUpdate":
-        return data["u"]
-    if e == "trade":
-        return data.get("t") or None
-    if e == "aggTrade":
-        return data.get("a")
-    if e == "bookTicker":
-        return data.get("u")
+    """Monotonic key of a stream message (update/trade id, else event time E) to drop duplicates and to stitch
+    two overlapping connections. Equal ids are the same message; equal event times only if the text is equal."""
+    name = _ID_KEYS.get(data.get("e"))
+    if name is not None:
+        return data.get(name) or None  # trade id 0: a non-MARKET print without an id
     return data.get("E")
 
 
@@ -682,9 +683,12 @@ class Collector:
         if not U <= L <= u:
             # the snapshot is older than the stream we hold: get a newer one (a marked gap)
             st.state = NEED
+            why = f"snapshot {L} older than the stream (first diff U={U}); fetching another"
             if st.gap is None and st.last_u is not None:
-                self._open_gap(st, ts, f"snapshot {L} older than first diff U={U}")
+                self._open_gap(st, ts, why)
             else:
+                log.warning("%s: %s", st.name, why)
+                self._note(st, "errors", {"time_ns": ts, "error": why})
                 self.request_snapshot(st.name)
             return
         last = u
@@ -714,7 +718,7 @@ class Collector:
         spent: list[tuple[float, int]] = []  # (monotonic, weight) of the last minute
         weight = depth_weight(self.snapshot_limit)
         backoff = 0.5
-        while True:
+        while not self.stopping:
             if not self._snap_queue:
                 self._snap_wake.clear()
                 await self._snap_wake.wait()
@@ -802,9 +806,11 @@ class Collector:
                 st.file.meta["rollovers"].append(rec)
                 st.file.write_meta()
 
-    def note_event(self, key: str, rec: dict) -> None:
-        for st in self.state.values():
-            self._note(st, "errors", {"time_ns": rec["time_ns"], "error": f"{key}: {rec.get('error')}"})
+    def note_error(self, streams: list[str], error: str) -> None:
+        rec = {"time_ns": self.clock(), "error": error}
+        for sym in {self.route(s) for s in streams}:
+            if sym in self.state:
+                self._note(self.state[sym], "errors", rec)
 
     @staticmethod
     def _note(st: _Symbol, key: str, rec: dict) -> None:
@@ -862,7 +868,7 @@ class Collector:
             st.rate_count = 0
         written = sum(st.file.size for st in self.state.values() if st.file)
         return (" | ".join(parts) + f" | reconnects {self.reconnects} | "
-                f"rollovers {sum(sh.rollovers for sh in self.shards)} | {written / 1e6:,.1f} MB written")
+                f"rollovers {sum(sh.rollovers for sh in self.shards)} | {written / 1e6:,.2f} MB written")
 
     # -- shutdown ------------------------------------------------------------------------------------------------
     def _stop(self) -> None:
@@ -877,6 +883,9 @@ class Collector:
         self._stop()
 
     async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the collector stops."""
+        if self.stopping:
+            return
         try:
             await asyncio.wait_for(self.stop_event.wait(), timeout=max(0.0, seconds))
         except asyncio.TimeoutError:
