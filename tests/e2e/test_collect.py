@@ -275,6 +275,8 @@ def test_rotation_at_utc_midnight_splits_without_loss(tmp_path):
         run = Running(**_opts(emu, tmp_path, clock=lambda: time.time_ns() + offset))
         st = run.c.state["btcusdt"]
         run.wait_for(lambda: st.snapshots == 2 and st.state == "live", what="snapshot of the new day")
+        seen = st.messages
+        run.wait_for(lambda: st.messages > seen + 60, what="diffs after that snapshot")
         run.stop()
     day1, day2 = sorted(tmp_path.glob("btcusdt_*.gz"))
     assert day2.name == time.strftime("btcusdt_%Y%m%d.gz", time.gmtime(midnight // 10**9))

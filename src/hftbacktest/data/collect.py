@@ -330,11 +330,12 @@ class _Shard:
         for s in self.streams:
             self.gap_open[s] = (self.last_ts.get(s, now), rec)
         self.primary = None
+        c.note_reconnect(self.streams, rec)  # on disk now, even if reconnecting takes long
         new = await self._open()
         if new is None:
             return
         rec["reconnected_ns"] = c.clock()
-        c.note_reconnect(self.streams, rec)
+        c.note_reconnect(self.streams, None)
         self.primary = new
 
     async def _rollover(self, old: _Conn) -> None:
@@ -365,6 +366,12 @@ class _Shard:
     def _switch(self, reason: str) -> None:
         cand, buf = self.candidate, self.cand_buf
         self.candidate, self.cand_buf = None, []
+        if self.waiting:  # not proven covered (old connection died or lagged): mark what may be missing
+            now = self.c.clock()
+            rec = {"time_ns": now, "shard": self.index, "rollover": reason}
+            for s in self.waiting:
+                self.gap_open[s] = (self.last_ts.get(s, now), rec)
+            self.waiting = set()
         for item in buf:
             self._write(*item)  # _write drops what the old connection already delivered
         self.primary = cand
@@ -791,11 +798,13 @@ class Collector:
         f = self._file(st, ts)
         f.meta["gaps"].append(gap)
 
-    def note_reconnect(self, streams: list[str], rec: dict) -> None:
+    def note_reconnect(self, streams: list[str], rec: dict | None) -> None:
+        """Add a reconnect record (None: it was updated in place) and rewrite the sidecars."""
         for sym in {self.route(s) for s in streams}:
             st = self.state.get(sym)
             if st is not None and st.file is not None:
-                st.file.meta["reconnects"].append(rec)
+                if rec is not None:
+                    st.file.meta["reconnects"].append(rec)
                 st.file.write_meta()
 
     def note_rollover(self, streams: list[str], rec: dict) -> None:
