@@ -233,6 +233,19 @@ def test_faults_are_marked_and_every_gap_is_followed_by_a_snapshot(tmp_path):
     assert sum(trade_breaks) == sum(g.get("missing_trades", 0) for g in ws_gaps)
 
 
+def test_half_open_connection_is_detected_and_replaced(tmp_path):
+    with Emulator.start(feeds=["synthetic:BTCUSDT"], config=EmulatorConfig(speed=3.0)) as emu:
+        run = Running(**_opts(emu, tmp_path, heartbeat_s=0.4))
+        st = run.c.state["btcusdt"]
+        run.wait_for(lambda: st.state == "live", what="first sync")
+        emu.inject("ws_half_open", channel="market")  # TCP stays up, nothing arrives, pings go unanswered
+        run.wait_for(lambda: run.c.reconnects == 1 and st.state == "live" and st.gaps == 1,
+                     what="reconnect and resync after a silent connection")
+        run.stop()
+    (path,) = tmp_path.glob("btcusdt_*.gz")
+    assert binancefutures.check_quality(str(path)).gaps[0].end_line is not None
+
+
 def test_snapshot_older_than_the_stream_is_fetched_again(tmp_path):
     with Emulator.start(feeds=["synthetic:BTCUSDT"], config=EmulatorConfig(speed=3.0)) as emu:
         emu.inject("stale_snapshot", lag=1000)
