@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "hftbacktest.report",
     "hftbacktest.emulator.cli",
     "hftbacktest.sweep",
+    "hftbacktest.data.collect",
 )
 
 
