@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -97,12 +102,8 @@ def test_bad_sweep_files_name_the_problem(tmp_path, extra, message):
         load_sweep(path)
 
 
-def test_ray_backend_is_opt_in_with_a_clear_error(tmp_path):
-    try:  # Ray is not a dependency; when it is installed there is nothing to check here
-        import ray  # noqa: F401
-        pytest.skip("ray is installed")
-    except ImportError:
-        pass
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\nhalf_spread_bps = [0.1]\n")
     with pytest.raises(ConfigError, match=r"pip install 'hftbacktest-py\[ray\]'"):
         run_sweep(load_sweep(path), backend="ray", progress=False)
@@ -121,14 +122,14 @@ half_spread_bps = [0.1, 0.5]
     assert sweep_module._compiled(runs[0])  # just compiled (or loaded) above: the workers will load it
     # pretend the cache is cold: the first run then happens in this process (compiling once), the rest in workers
     in_workers = []
-    local_backend = sweep_module._local
+    local_run = sweep_module._Local.run
 
-    def spy(specs, workers):
+    def spy(self, specs):
         in_workers.extend(spec.index for spec in specs)
-        yield from local_backend(specs, workers)
+        yield from local_run(self, specs)
 
     monkeypatch.setattr(sweep_module, "_compiled", lambda spec: False)
-    monkeypatch.setattr(sweep_module, "_local", spy)
+    monkeypatch.setattr(sweep_module._Local, "run", spy)
     out = feed_dir / "results.csv"
     assert main(["sweep", str(path), "--workers", "2", "--book-size", "10000", "--resample", "1s",
                  "-o", str(out), "--top", "3"]) == 0
@@ -145,3 +146,75 @@ half_spread_bps = [0.1, 0.5]
         assert swept[column].to_list() == pytest.approx(alone[column].to_list(), rel=1e-12, nan_ok=True), column
     assert alone["final_position"].n_unique() > 1 or alone["fee"].n_unique() > 1  # the grid changed the runs
     assert "4 result rows" in printed and "top 3 by SR" in printed and f"wrote {out}" in printed
+
+
+CACHED_STRATEGY = """
+from numba import njit
+
+from hftbacktest._demo_strategy import market_making_algo
+
+
+@njit(cache=True)
+def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position):
+    market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position)
+"""
+
+_CACHE_PATHS = """
+import json, sys
+from pathlib import Path
+from numba.core.caching import FunctionCache
+import hftbacktest
+root = Path(hftbacktest.__file__).parent
+out = {}
+for folder in sorted({p.parent for p in root.rglob("*.py")}):
+    scope = {}
+    exec(compile("def probe():\\n    pass\\n", str(folder / "__init__.py"), "exec"), scope)
+    out[str(folder)] = FunctionCache(scope["probe"]).cache_path
+print(json.dumps(out))
+"""
+
+
+def _package_cache_paths(env: dict[str, str]) -> dict[str, str]:
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _CACHE_PATHS], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def _seed_engine_cache(cache_dir: Path) -> None:
+    """NUMBA_CACHE_DIR `cache_dir` with this package's compiled code (a warm engine), and nothing else."""
+    here = _package_cache_paths(dict(os.environ))
+    there = _package_cache_paths({**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)})
+    for folder, source in here.items():
+        files = [p for pattern in ("*.nbi", "*.nbc", "hftbacktest.digest") for p in Path(source).glob(pattern)]
+        if files:
+            Path(there[folder]).mkdir(parents=True, exist_ok=True)
+            for f in files:
+                shutil.copy2(f, there[folder])
+
+
+def test_cached_strategy_file_runs_in_workers_from_a_cold_and_a_warm_cache(feed_dir, tmp_path):
+    # a strategy file with @njit(cache=True): numba's cache names the function's module, which must be importable
+    # by that name in the worker processes (it was cached as '<dynamic>' and failed to load there)
+    run_one(load_sweep(write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS
+                                       + "[grid]\nhalf_spread_bps = [0.1]\n"))[0])  # the engine compiled here
+    cache = tmp_path / "numba-cache"
+    _seed_engine_cache(cache)
+    (tmp_path / "mm.py").write_text(CACHED_STRATEGY)
+    asset = ASSET.replace('data = ["feed.npz"]', f"data = [{str(feed_dir / 'feed.npz')!r}]")
+    path = write(tmp_path, 'strategy = "mm.py:strategy"\n' + asset + PARAMS + "[grid]\nhalf_spread_bps = [0.1, 0.3, 0.5]\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    strategy_cache = f"{tmp_path.name}_*/*.nbi"
+    assert not list(cache.glob(strategy_cache))
+    tables = {}
+    for state in ("cold", "warm"):
+        out = tmp_path / f"{state}.csv"
+        proc = subprocess.run([sys.executable, "-c", "from hftbacktest.cli import main; raise SystemExit(main())",
+                               "sweep", str(path), "--workers", "2", "-o", str(out)],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, f"{state} cache: {proc.stderr[-3000:]}"
+        assert list(cache.glob(strategy_cache))  # the strategy is in the tmp cache dir
+        tables[state] = pl.read_csv(out).drop("elapsed_s")
+    assert tables["cold"].equals(tables["warm"])
+    assert tables["cold"]["run"].to_list() == [0, 1, 2] and tables["cold"]["fee"].n_unique() > 1
