@@ -896,7 +896,7 @@ def _run(args) -> int:
     shown = ["run"] + (["asset"] if df["asset"].n_unique() > 1 else []) + list(plan.space)
     shown += [c for c in (args.sort, "Return", "MaxDrawdown", "ReturnOverMDD", "DailyNumberOfTrades", "final_position")
               if c in df.columns and c not in shown]
-    top = top.select(shown)
+    top = top.select(list(dict.fromkeys(shown)))
     table = Table(title=f"{len(df)} result rows in {time.perf_counter() - t0:.1f} s; top {len(top)} by {args.sort}"
                         + ("" if descending else " (ascending)"),
                   title_justify="left")

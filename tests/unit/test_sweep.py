@@ -218,3 +218,116 @@ def test_cached_strategy_file_runs_in_workers_from_a_cold_and_a_warm_cache(feed_
         tables[state] = pl.read_csv(out).drop("elapsed_s")
     assert tables["cold"].equals(tables["warm"])
     assert tables["cold"]["run"].to_list() == [0, 1, 2] and tables["cold"]["fee"].n_unique() > 1
+
+
+@pytest.mark.parametrize("grid, message", [
+    ("half_spread_bps = { low = 0.5, high = 0.1 }", "grid key 'half_spread_bps': empty range \\(high 0.1 < low 0.5\\)"),
+    ("half_spread_bps = { low = 0.1, high = 0.5, step = 0 }", "grid key 'half_spread_bps': step must be > 0"),
+    ("half_spread_bps = { low = 0.1 }", "grid key 'half_spread_bps': a range is"),
+    ('half_spread_bps = { low = 0.1, high = "x" }', "high must be a number"),
+    ("half_spread_bps = { low = 0.0, high = 1.0, log = true }", "a log range needs low > 0"),
+    ("half_spread_bps = []", "grid key 'half_spread_bps' must be a non-empty list"),
+])
+def test_bad_ranges_name_the_key(tmp_path, grid, message):
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\n" + grid + "\n")
+    with pytest.raises(ConfigError, match=message):
+        sweep_module.read_plan(path)
+
+
+def test_a_range_with_a_step_is_a_grid_axis_and_without_one_only_a_search_space(tmp_path):
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.1, high = 0.5, step = 0.2 }
+"asset.0.latency.entry" = { low = 1_000_000, high = 3_000_000, step = 1_000_000 }
+""")
+    runs = load_sweep(path)
+    assert [(r.params["half_spread_bps"], r.config["asset"][0]["latency"]["entry"]) for r in runs] == [
+        (v, e) for v in (0.1, 0.3, 0.5) for e in (1_000_000, 2_000_000, 3_000_000)]
+    path.write_text(path.read_text().replace(", step = 0.2", ""))
+    with pytest.raises(ConfigError, match="a range needs `step` for a grid search"):
+        load_sweep(path)
+
+
+def _search(path, **kw):
+    return sweep_module.search(sweep_module.read_plan(path, book_size=10_000.0, resample="1s"), progress=False, **kw)
+
+
+def test_optuna_search_is_seeded_and_reports_in_the_sweep_table(feed_dir):
+    path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.05, high = 1.0 }
+"asset.queue" = [{ model = "power_prob", n = 2.0 }, { model = "log_prob" }]
+""", name="search.toml")
+    first = _search(path, trials=4, metric="Return", seed=7, workers=1)
+    again = _search(path, trials=4, metric="Return", seed=7, workers=1)
+    other = _search(path, trials=4, metric="Return", seed=8, workers=1)
+    assert first["run"].to_list() == [0, 1, 2, 3]
+    assert first["half_spread_bps"].to_list() == again["half_spread_bps"].to_list()
+    assert first["half_spread_bps"].to_list() != other["half_spread_bps"].to_list()
+    assert all(0.05 <= v <= 1.0 for v in first["half_spread_bps"])
+    assert set(first["asset.queue"]) <= {"model=power_prob, n=2.0", "model=log_prob"}
+    # every trial is the run the grid machinery would make for its values
+    spec = sweep_module.read_plan(path, book_size=10_000.0, resample="1s").run(
+        2, {"half_spread_bps": first["half_spread_bps"][2], "asset.queue": {"model": "log_prob"}
+            if first["asset.queue"][2] == "model=log_prob" else {"model": "power_prob", "n": 2.0}})
+    alone = run_one(spec)[0]
+    assert first.row(2, named=True)["Return"] == alone["Return"]
+
+
+def test_optuna_search_bad_metric_and_trials_are_named(feed_dir):
+    path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.05, high = 1.0 }
+""", name="search_bad.toml")
+    with pytest.raises(ConfigError, match="'Sharpe' is not a stats column; columns: .*SR"):
+        _search(path, trials=1, metric="Sharpe", workers=1)
+    with pytest.raises(ConfigError, match="--trials: must be at least 1"):
+        _search(path, trials=0, workers=1)
+
+
+def test_unreachable_ray_address_fails_fast_with_the_address(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\nhalf_spread_bps = [0.1]\n")
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=f"--ray-address 127.0.0.1:{port}: cannot reach a Ray cluster there"):
+        run_sweep(load_sweep(path), backend="ray", ray_address=f"127.0.0.1:{port}", progress=False)
+    assert time.monotonic() - t0 < 30  # bounded (ray.init alone retries for minutes)
+    with pytest.raises(ConfigError, match="--ray-address must be 'auto' or HOST:PORT"):
+        run_sweep(load_sweep(path), backend="ray", ray_address="nowhere", progress=False)
+
+
+def test_a_node_with_another_installation_or_missing_data_is_named():
+    from hftbacktest.errors import DataError
+
+    ours = sweep_module._versions()
+    sweep_module.check_node("n1 (10.0.0.5)", ours, [], ours)  # the same: nothing to say
+    with pytest.raises(ConfigError, match=r"Ray node n1 \(10.0.0.5\): cannot import hftbacktest \(ModuleNotFound"
+                                          rf".*install hftbacktest-py=={ours[0]}"):
+        sweep_module.check_node("n1 (10.0.0.5)", "ModuleNotFoundError: No module named 'hftbacktest'", [], ours)
+    with pytest.raises(ConfigError, match=rf"Ray node n2 \(10.0.0.6\) runs a different installation: "
+                                          rf"hftbacktest-py 0.0.9 \(here {ours[0]}\), numba 0.1 \(here {ours[2]}\)"):
+        sweep_module.check_node("n2 (10.0.0.6)", ("0.0.9", ours[1], "0.1", *ours[3:]), [], ours)
+    with pytest.raises(DataError, match=r"Ray node n3 \(10.0.0.7\): data file /data/a.npz does not exist there "
+                                        r"\(and 1 more\)"):
+        sweep_module.check_node("n3 (10.0.0.7)", ours, ["/data/a.npz", "/data/b.npz"], ours)
+
+
+def test_optuna_search_from_the_command_line(feed_dir, capsys):
+    path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.05, high = 1.0 }
+""", name="search_cli.toml")
+    assert main(["sweep", str(path), "--search", "optuna"]) == 1
+    assert "error: --trials: --search optuna needs --trials N" in capsys.readouterr().err
+    out = feed_dir / "search.csv"
+    assert main(["sweep", str(path), "--search", "optuna", "--trials", "3", "--metric", "MaxDrawdown",
+                 "--direction", "minimize", "--workers", "2", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 result rows" in printed and "top 3 by MaxDrawdown (ascending)" in printed
+    table = pl.read_csv(out)
+    assert table["run"].to_list() == [0, 1, 2] and table["MaxDrawdown"].null_count() == 0
