@@ -3,10 +3,13 @@
     .venv/bin/python benchmarks/sweep.py                  # btcusdt sample if present (converted once), else synthetic
     .venv/bin/python benchmarks/sweep.py --synthetic 5    # a 5-minute synthetic feed instead
     .venv/bin/python benchmarks/sweep.py --configs 16     # fewer configurations (first N of the grid)
+    .venv/bin/python benchmarks/sweep.py --step-ms 10     # more strategy work per run (a 10 ms step)
 
 Every sweep runs once as a warm-up (2 configurations, so the strategy is in numba's cache for this process, the
 local workers and Ray's workers), then timed:
-* local backend, 1 worker and 2 workers: wall seconds and the speed-up;
+* local backend, 1 worker and 2 workers: wall seconds, the speed-up, and CPU seconds (this process + workers): on
+  a busy Linux box each session gets a fair share of the CPUs (autogroup scheduling), so a second worker adds no
+  wall-clock speed when other sessions keep the cores busy; check the load averages printed with the figures;
 * Ray, a local cluster started by the sweep (`--backend ray`, 2 CPUs), with and without its start-up;
 * per-task overhead in a fresh process: interpreter + package import, data load, first run (numba cache hit for the
   engine and the strategy) vs the same run again in that process.
@@ -42,7 +45,7 @@ queue = {{ model = "power_prob", n = 2.0 }}
 fee = {{ model = "trading_value", maker = -0.00005, taker = 0.0007 }}
 [params]
 max_steps = 1_000_000_000
-step_ns = 100_000_000
+step_ns = {step_ns}
 order_qty = 0.001
 max_position = 0.05
 [grid]
@@ -91,34 +94,49 @@ def feed(synthetic_minutes: float | None) -> Path:
     return out
 
 
-def timed(fn):
-    t0 = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the local workers, once their pool is shut down)."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def timed(fn, report=None, key=None):
+    t0, c0 = time.perf_counter(), cpu_seconds()
     result = fn()
-    return time.perf_counter() - t0, result
+    wall = time.perf_counter() - t0
+    if report is not None:
+        report[f"{key}_cpu_s"] = cpu_seconds() - c0
+    return wall, result
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--synthetic", type=float, default=None, metavar="MINUTES")
     ap.add_argument("--configs", type=int, default=64)
+    ap.add_argument("--step-ms", type=int, default=100, help="the strategy's step (default 100, the example's)")
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
 
+    # a local Ray on loopback, reporting nothing (read when Ray is imported)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from polars.testing import assert_frame_equal
 
     from hftbacktest.sweep import load_sweep, run_sweep
 
     data = feed(args.synthetic)
     config = WORK / "sweep.toml"
-    config.write_text(SWEEP.format(strategy=ROOT / "examples" / "gridtrading.py", data=data))
+    config.write_text(SWEEP.format(strategy=ROOT / "examples" / "gridtrading.py", data=data,
+                                   step_ns=args.step_ms * 1_000_000))
     runs = load_sweep(config)[: args.configs]
-    report = {"data": str(data.name), "configurations": len(runs), "cpus": os.cpu_count(),
+    report = {"data": str(data.name), "configurations": len(runs), "step_ms": args.step_ms, "cpus": os.cpu_count(),
               "load_average_at_start": os.getloadavg()}
 
     run_sweep(runs[:2], workers=2, progress=False)  # warm-up: the strategy compiled and cached
-    t1, one = timed(lambda: run_sweep(runs, workers=1, progress=False))
-    t2, two = timed(lambda: run_sweep(runs, workers=2, progress=False))
+    t1, one = timed(lambda: run_sweep(runs, workers=1, progress=False), report, "local_1_worker")
+    t2, two = timed(lambda: run_sweep(runs, workers=2, progress=False), report, "local_2_workers")
     report["local_1_worker_s"] = t1
     report["local_2_workers_s"] = t2
     report["local_speedup"] = t1 / t2

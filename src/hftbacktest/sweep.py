@@ -1,14 +1,15 @@
-"""Parameter sweeps: one strategy over a grid of strategy parameters and asset settings, in parallel processes.
+"""Parameter sweeps and searches: one strategy over many configurations, in parallel processes or on Ray.
 
 The sweep file is an `hftbacktest backtest` TOML (see `hftbacktest.backtest.cli`) plus two tables:
 
-    strategy = "mm.py:strategy"          # @njit def strategy(hbt, recorder, half_spread, skew): ...
+    strategy = "mm.py:strategy"          # @njit(cache=True) def strategy(hbt, recorder, half_spread, skew): ...
     [[asset]]
     ...                                   # exactly as for `hftbacktest backtest`
     [params]                              # fixed strategy keyword arguments
     order_qty = 0.01
-    [grid]                                # every combination is one run
-    half_spread = [0.5, 1.0, 2.0]         # a strategy keyword argument
+    [grid]                                # the space: every combination is one run (or Optuna samples it)
+    half_spread = [0.5, 1.0, 2.0]         # a strategy keyword argument: choices
+    skew = { low = 0.0, high = 2.0, step = 0.5 }                                  # a range (step: optional for optuna)
     "asset.queue" = [{ model = "power_prob", n = 2.0 }, { model = "log_prob" }]   # every asset's [[asset]] key
     "asset.0.latency.entry" = [1_000_000, 5_000_000]                              # one asset, a nested key
     depth = ["hashmap", "roi"]            # a top-level key of the backtest TOML
@@ -16,7 +17,9 @@ The sweep file is an `hftbacktest backtest` TOML (see `hftbacktest.backtest.cli`
 Each run is summarised by `hftbacktest.stats` (one row per asset); all rows form one polars DataFrame.
 Workers are separate processes that load the compiled engine and strategy from numba's cache. When the cache is
 cold, the first run happens in the main process (compiling once) before the workers start.
-Backends: "local" (concurrent.futures processes, default) or "ray" (opt-in, `pip install 'hftbacktest-py[ray]'`).
+Backends: "local" (processes on this machine, default) or "ray" (a local Ray, or a cluster with --ray-address;
+`pip install 'hftbacktest-py[ray]'`). --search optuna --trials N --metric SR: an Optuna search of the space
+(`pip install 'hftbacktest-py[optuna]'`). docs/sweep.md has the details.
 """
 from __future__ import annotations
 
@@ -405,6 +408,11 @@ def _local_task(spec: RunSpec) -> list[dict[str, Any]]:
     return run_one(spec, arrays or None)
 
 
+def _warm_worker() -> None:
+    """Imports the package in a new worker (imports only: compiling is left to the first run, see `_Runner`)."""
+    import hftbacktest.backtest.bot  # noqa: F401
+
+
 class _Local:
     """concurrent.futures worker processes, kept for every batch of a sweep."""
 
@@ -414,6 +422,8 @@ class _Local:
 
         # spawn: workers start clean (no inherited numba/LLVM state) and load everything from the cache
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        # one submit per worker starts them all now: they import while this process checks the cache
+        self.warming = [self.pool.submit(_warm_worker) for _ in range(workers)]
 
     def run(self, runs: Sequence[RunSpec]) -> Iterable[list[dict[str, Any]]]:
         from concurrent.futures import as_completed
@@ -448,7 +458,6 @@ class _Runner:
         self.backend, self.workers, self.local_first = backend, workers, local_first
         self.bar = _progress(progress)
         self.task = self.bar.add_task("runs", total=total)
-        self.done = 0
 
     def __enter__(self):
         self.bar.__enter__()
@@ -473,7 +482,6 @@ class _Runner:
             yield self._advance(rows)
 
     def _advance(self, rows):
-        self.done += 1
         self.bar.advance(self.task)
         return rows
 
