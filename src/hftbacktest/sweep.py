@@ -1,14 +1,15 @@
-"""Parameter sweeps: one strategy over a grid of strategy parameters and asset settings, in parallel processes.
+"""Parameter sweeps and searches: one strategy over many configurations, in parallel processes or on Ray.
 
 The sweep file is an `hftbacktest backtest` TOML (see `hftbacktest.backtest.cli`) plus two tables:
 
-    strategy = "mm.py:strategy"          # @njit def strategy(hbt, recorder, half_spread, skew): ...
+    strategy = "mm.py:strategy"          # @njit(cache=True) def strategy(hbt, recorder, half_spread, skew): ...
     [[asset]]
     ...                                   # exactly as for `hftbacktest backtest`
     [params]                              # fixed strategy keyword arguments
     order_qty = 0.01
-    [grid]                                # every combination is one run
-    half_spread = [0.5, 1.0, 2.0]         # a strategy keyword argument
+    [grid]                                # the space: every combination is one run (or Optuna samples it)
+    half_spread = [0.5, 1.0, 2.0]         # a strategy keyword argument: choices
+    skew = { low = 0.0, high = 2.0, step = 0.5 }                                  # a range (step: optional for optuna)
     "asset.queue" = [{ model = "power_prob", n = 2.0 }, { model = "log_prob" }]   # every asset's [[asset]] key
     "asset.0.latency.entry" = [1_000_000, 5_000_000]                              # one asset, a nested key
     depth = ["hashmap", "roi"]            # a top-level key of the backtest TOML
@@ -16,7 +17,9 @@ The sweep file is an `hftbacktest backtest` TOML (see `hftbacktest.backtest.cli`
 Each run is summarised by `hftbacktest.stats` (one row per asset); all rows form one polars DataFrame.
 Workers are separate processes that load the compiled engine and strategy from numba's cache. When the cache is
 cold, the first run happens in the main process (compiling once) before the workers start.
-Backends: "local" (concurrent.futures processes, default) or "ray" (opt-in, `pip install 'hftbacktest-py[ray]'`).
+Backends: "local" (processes on this machine, default) or "ray" (a local Ray, or a cluster with --ray-address;
+`pip install 'hftbacktest-py[ray]'`). --search optuna --trials N --metric SR: an Optuna search of the space
+(`pip install 'hftbacktest-py[optuna]'`). docs/sweep.md has the details.
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ import copy
 import inspect
 import itertools
 import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -91,14 +95,91 @@ def apply_grid_value(config: dict[str, Any], key: str, value: Any, params: dict[
         _set_path(asset, path, value)
 
 
-def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[str, list] | None = None,
-               params: Mapping[str, Any] | None = None, book_size: float | None = None,
-               resample: str | None = "10s") -> list[RunSpec]:
-    """Reads a sweep TOML and expands its grid into runs (in grid order: the last key varies fastest).
+@dataclass(frozen=True)
+class Range:
+    """A [grid] value given as a range table `{ low, high, step?, log? }` (ints when low/high/step are ints)."""
 
-    `grid` replaces the file's [grid]; `params` updates its [params] (so a plain `hftbacktest backtest` TOML works
-    from Python with both given here)."""
-    from .backtest.cli import TOP_KEYS, read_toml
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+    @property
+    def integer(self) -> bool:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high, self.step or 1))
+
+    def values(self, source: str, key: str) -> list:
+        """Every value of the range for a grid search (needs a step)."""
+        if self.step is None:
+            raise _error(source, f"grid key {key!r}: a range needs `step` for a grid search (or use --search optuna)")
+        if self.integer:
+            return list(range(self.low, self.high + 1, self.step))
+        n = int((self.high - self.low) / self.step + 1e-9) + 1
+        return [round(self.low + i * self.step, 12) for i in range(n)]
+
+
+def _range(key: str, table: dict, source: str) -> Range:
+    unknown = set(table) - {"low", "high", "step", "log"}
+    if unknown or not {"low", "high"} <= set(table):
+        raise _error(source, f"grid key {key!r}: a range is {{ low = .., high = .., step = .. (optional), "
+                             f"log = true|false (optional) }}, got {table!r}")
+    low, high, step, log = table["low"], table["high"], table.get("step"), table.get("log", False)
+    for name, v in (("low", low), ("high", high), ("step", step)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise _error(source, f"grid key {key!r}: {name} must be a number, got {v!r}")
+    if not isinstance(log, bool):
+        raise _error(source, f"grid key {key!r}: log must be true or false, got {log!r}")
+    if high < low:
+        raise _error(source, f"grid key {key!r}: empty range (high {high} < low {low})")
+    if step is not None and step <= 0:
+        raise _error(source, f"grid key {key!r}: step must be > 0, got {step}")
+    if log and (low <= 0 or step is not None):
+        raise _error(source, f"grid key {key!r}: a log range needs low > 0 and no step")
+    return Range(low, high, step, log)
+
+
+@dataclass
+class SweepPlan:
+    """A sweep file read and checked once: the base config, fixed parameters, strategy and the search space."""
+
+    source: Path
+    raw: dict[str, Any]
+    params: dict[str, Any]
+    strategy: str
+    signature: inspect.Signature
+    space: dict[str, list | Range]
+    book_size: float | None
+    resample: str | None
+
+    def run(self, index: int, values: Mapping[str, Any]) -> RunSpec:
+        """The run with these grid values (one per space key), checked as `hftbacktest backtest` would."""
+        source = str(self.source)
+        config = copy.deepcopy(self.raw)
+        run_params = dict(self.params)
+        values = dict(values)
+        for key, value in values.items():
+            apply_grid_value(config, key, value, run_params, source)
+        _check_run(config, self.source, f"run {index} ({values})")
+        try:
+            self.signature.bind(None, None, **run_params)
+        except TypeError as exc:
+            raise _error(source, f"strategy {self.strategy}{self.signature}: {exc} (its arguments after (hbt, "
+                                 "recorder) come from [params] and [grid])") from None
+        return RunSpec(index, config, str(self.source.parent), self.strategy, run_params, values, self.book_size,
+                       self.resample)
+
+    def grid(self) -> list[RunSpec]:
+        """Every combination (in grid order: the last key varies fastest)."""
+        source = str(self.source)
+        axes = [v.values(source, k) if isinstance(v, Range) else v for k, v in self.space.items()]
+        return [self.run(i, dict(zip(self.space, combo))) for i, combo in enumerate(itertools.product(*axes))]
+
+
+def read_plan(path: str | Path, strategy: str | None = None, *, grid: Mapping[str, Any] | None = None,
+              params: Mapping[str, Any] | None = None, book_size: float | None = None,
+              resample: str | None = "10s") -> SweepPlan:
+    """Reads and checks a sweep TOML (`grid` replaces its [grid], `params` updates its [params])."""
+    from .backtest.cli import TOP_KEYS, load_strategy, read_toml
 
     path = Path(path)
     source = str(path)
@@ -113,33 +194,36 @@ def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[s
         raise _error(source, "needs a [grid] table with at least one key (a list of values to try)")
     if not isinstance(params, dict):
         raise _error(source, "[params] must be a table of strategy keyword arguments")
+    space: dict[str, list | Range] = {}
     for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise _error(source, f"grid key {key!r} must be a non-empty list of values, got {values!r}")
+        if isinstance(values, dict):
+            space[key] = _range(key, values, source)
+        elif isinstance(values, list) and values:
+            space[key] = values
+        else:
+            raise _error(source, f"grid key {key!r} must be a non-empty list of values or a range table "
+                                 f"{{ low, high, step }}, got {values!r}")
     target = strategy or raw.get("strategy")
     if not target:
         raise _error(source, "no strategy given (key `strategy` or --strategy)")
     if not strategy and target.split(":")[0].endswith(".py"):
         target = str(path.parent / target)
-    from .backtest.cli import load_strategy
-
+    if target.split(":")[0].endswith(".py"):  # absolute: workers (and Ray nodes) get the same file name
+        module_ref, _, name = target.rpartition(":")
+        target = f"{Path(module_ref).resolve()}:{name}"
     strategy_fn = load_strategy(target)
     signature = inspect.signature(getattr(strategy_fn, "py_func", strategy_fn))
-    runs = []
-    for index, combo in enumerate(itertools.product(*grid.values())):
-        config = copy.deepcopy(raw)
-        run_params = dict(params)
-        values = dict(zip(grid, combo))
-        for key, value in values.items():
-            apply_grid_value(config, key, value, run_params, source)
-        _check_run(config, path, f"run {index} ({values})")
-        try:
-            signature.bind(None, None, **run_params)
-        except TypeError as exc:
-            raise _error(source, f"strategy {target}{signature}: {exc} (its arguments after (hbt, recorder) come "
-                                 "from [params] and [grid])") from None
-        runs.append(RunSpec(index, config, str(path.parent), target, run_params, values, book_size, resample))
-    return runs
+    return SweepPlan(path, raw, params, target, signature, space, book_size, resample)
+
+
+def load_sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[str, Any] | None = None,
+               params: Mapping[str, Any] | None = None, book_size: float | None = None,
+               resample: str | None = "10s") -> list[RunSpec]:
+    """Reads a sweep TOML and expands its grid into runs (in grid order: the last key varies fastest).
+
+    `grid` replaces the file's [grid]; `params` updates its [params] (so a plain `hftbacktest backtest` TOML works
+    from Python with both given here)."""
+    return read_plan(path, strategy, grid=grid, params=params, book_size=book_size, resample=resample).grid()
 
 
 def _check_run(config: dict[str, Any], path: Path, where: str) -> None:
@@ -164,16 +248,70 @@ def _check_run(config: dict[str, Any], path: Path, where: str) -> None:
         raise _error(str(path), f"{where}: depth must be 'hashmap' or 'roi', got {config['depth']!r}")
 
 
-def _prepare(spec: RunSpec):
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _files(spec_asset: dict[str, Any], base: Path) -> tuple[list[str], list[str] | None, str | None]:
+    """The files one [[asset]] table reads, resolved: data, intp latency tables (None: no intp), initial snapshot."""
+    data = [str(base / p) for p in _listed(spec_asset["data"])]
+    latency = spec_asset.get("latency")
+    intp = None
+    if isinstance(latency, dict) and latency.get("model") == "intp":
+        intp = [str(base / p) for p in _listed(latency.get("files", []))]
+    snapshot = spec_asset.get("initial_snapshot")
+    return data, intp, None if snapshot is None else str(base / snapshot)
+
+
+def run_files(spec: RunSpec) -> list[str]:
+    """Every file a run reads."""
+    base = Path(spec.base_dir)
+    files = []
+    for spec_asset in spec.config["asset"]:
+        data, intp, snapshot = _files(spec_asset, base)
+        files += data + (intp or []) + ([snapshot] if snapshot else [])
+    return list(dict.fromkeys(files))
+
+
+def load_array(path: str):
+    """A data / latency / snapshot file's rows, as the backtest reads them (.npy, or the `data` member of .npz)."""
+    import numpy as np
+
+    if path.endswith(".npy"):
+        return np.load(path)
+    with np.load(path) as npz:
+        return npz["data"]
+
+
+def _build_asset(spec_asset: dict[str, Any], base: Path, where: str, arrays: Mapping[str, Any] | None):
+    """`build_asset`, with the files found in `arrays` (path -> rows, e.g. Ray's object store) taken from there."""
+    from .backtest.cli import build_asset
+
+    if arrays is None:
+        return build_asset(spec_asset, base, where)
+    data, intp, snapshot = _files(spec_asset, base)
+    spec_asset = dict(spec_asset, data=[])
+    spec_asset.pop("initial_snapshot", None)
+    if intp is not None:
+        spec_asset["latency"] = {**spec_asset["latency"], "files": []}
+    asset = build_asset(spec_asset, base, where).data([arrays.get(f, f) for f in data])
+    if intp is not None:
+        asset.intp_order_latency([arrays.get(f, f) for f in intp], int(spec_asset["latency"].get("offset", 0)))
+    if snapshot is not None:
+        asset.initial_snapshot(arrays.get(snapshot, snapshot))
+    return asset
+
+
+def _prepare(spec: RunSpec, arrays: Mapping[str, Any] | None = None):
     """The strategy and its positional arguments (bot, recorder, parameters) for one run."""
-    from .backtest.cli import num_params, build_asset, load_strategy
+    from .backtest.cli import load_strategy, num_params
     from .recorder import Recorder
 
     strategy = load_strategy(spec.strategy)
     if num_params(strategy) < 2:
         raise _error(spec.strategy, "a swept strategy must take (hbt, recorder, ...) and call recorder.record(hbt)")
     base = Path(spec.base_dir)
-    assets = [build_asset(a, base, f"asset[{i}]") for i, a in enumerate(spec.config["asset"])]
+    assets = [_build_asset(a, base, f"asset[{i}]", arrays) for i, a in enumerate(spec.config["asset"])]
     depth = spec.config.get("depth", "hashmap")
     if depth == "roi":
         from .backtest.bot import ROIVectorMarketDepthBacktest as make_bot
@@ -198,11 +336,11 @@ def _compiled(spec: RunSpec) -> bool:
         hbt.close()
 
 
-def run_one(spec: RunSpec) -> list[dict[str, Any]]:
-    """Runs one configuration in this process; one summary row per asset."""
+def run_one(spec: RunSpec, arrays: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Runs one configuration in this process; one summary row per asset. `arrays` (path -> rows) replaces files."""
     from .stats import InverseAssetRecord, LinearAssetRecord
 
-    strategy, hbt, recorder, args = _prepare(spec)
+    strategy, hbt, recorder, args = _prepare(spec, arrays)
     t0 = time.perf_counter()
     try:
         strategy(*args)
@@ -246,66 +384,472 @@ def _progress(enabled: bool | None):
     return Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled)
 
 
-def _local(runs: Sequence[RunSpec], workers: int) -> Iterable[list[dict[str, Any]]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+# --- backends -----------------------------------------------------------------------------------------------------
 
-    # spawn: workers start clean (no inherited numba/LLVM state) and load everything from the cache
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, spec) for spec in runs]
-        for future in as_completed(futures):
-            yield future.result()
+_WORKER_ARRAYS: dict[str, tuple[tuple[int, int], Any]] = {}  # path -> (file stamp, rows), in a worker process
 
 
-def _ray(runs: Sequence[RunSpec], workers: int) -> Iterable[list[dict[str, Any]]]:
-    try:
-        import ray
-    except ImportError:
-        from .errors import ConfigError
+def _local_task(spec: RunSpec) -> list[dict[str, Any]]:
+    """`run_one` in a local worker, the .npz files of the previous run reused when unchanged: decompressing the
+    data is a large part of a short run (.npy files are memory-mapped by the reader anyway)."""
+    arrays = {}
+    for f in run_files(spec):
+        if f.endswith(".npz") and os.path.exists(f):
+            st = os.stat(f)
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = _WORKER_ARRAYS.get(f)
+            try:
+                arrays[f] = cached[1] if cached is not None and cached[0] == stamp else load_array(f)
+            except Exception:  # unreadable: the backtest's reader reports it, naming the file
+                continue
+            _WORKER_ARRAYS[f] = (stamp, arrays[f])
+    for f in [f for f in _WORKER_ARRAYS if f not in arrays]:  # memory: only the files of the current run
+        del _WORKER_ARRAYS[f]
+    return run_one(spec, arrays or None)
 
-        raise ConfigError("the 'ray' sweep backend needs Ray: pip install 'hftbacktest-py[ray]' "
-                          "(or use the default local backend)") from None
-    if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(run_one)
-    pending = [remote.remote(spec) for spec in runs]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(done[0])
+
+def _warm_worker() -> None:
+    """Imports the package in a new worker (imports only: compiling is left to the first run, see `_Runner`)."""
+    import hftbacktest.backtest.bot  # noqa: F401
 
 
-def sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[str, list] | None = None,
+class _Local:
+    """concurrent.futures worker processes, kept for every batch of a sweep."""
+
+    def __init__(self, runs: Sequence[RunSpec], workers: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: workers start clean (no inherited numba/LLVM state) and load everything from the cache
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        # one submit per worker starts them all now: they import while this process checks the cache
+        self.warming = [self.pool.submit(_warm_worker) for _ in range(workers)]
+
+    def run(self, runs: Sequence[RunSpec]) -> Iterable[list[dict[str, Any]]]:
+        from concurrent.futures import as_completed
+
+        futures = [self.pool.submit(_local_task, spec) for spec in runs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def local_spec(self, spec: RunSpec) -> RunSpec:
+        return spec
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _backend(name: str, runs: Sequence[RunSpec], workers: int, ray_address: str | None, ray_data: str):
+    if name == "local":
+        return _Local(runs, workers)
+    if name == "ray":
+        return _Ray(runs, workers, ray_address, ray_data)
+    raise _error("sweep", f"backend must be one of ['local', 'ray'], got {name!r}")
+
+
+class _Runner:
+    """Runs batches of runs on one backend with one progress bar; compiles in this process first on a cold cache."""
+
+    def __init__(self, backend, workers: int, total: int, progress: bool | None, local_first: bool):
+        self.backend, self.workers, self.local_first = backend, workers, local_first
+        self.bar = _progress(progress)
+        self.task = self.bar.add_task("runs", total=total)
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.backend.close()
+        finally:
+            self.bar.__exit__(*exc)
+
+    def run(self, runs: Sequence[RunSpec]) -> Iterable[list[dict[str, Any]]]:
+        pending = list(runs)
+        if self.local_first and self.workers > 1 and len(pending) > 1:
+            first = self.backend.local_spec(pending[0])
+            if not _compiled(first):
+                # cold cache: compile once here (the first run), then every worker loads it instead of compiling
+                pending.pop(0)
+                yield self._advance(run_one(first))
+        self.local_first = False
+        for rows in self.backend.run(pending):
+            yield self._advance(rows)
+
+    def _advance(self, rows):
+        self.bar.advance(self.task)
+        return rows
+
+
+def _table(rows: list[dict[str, Any]]):
+    import polars as pl
+
+    rows.sort(key=lambda r: r["run"])
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def sweep(path: str | Path, strategy: str | None = None, *, grid: Mapping[str, Any] | None = None,
           params: Mapping[str, Any] | None = None, workers: int | None = None, backend: str = "local",
-          book_size: float | None = None, resample: str | None = "10s", progress: bool | None = None):
+          book_size: float | None = None, resample: str | None = "10s", progress: bool | None = None,
+          ray_address: str | None = None, ray_data: str = "auto"):
     """Runs every grid combination of the sweep TOML `path` (`grid`/`params` as in `load_sweep`); returns a polars
     DataFrame (one row per run and asset, ordered by run) with the grid values, the `hftbacktest.stats` summary,
     final position, fee and run time."""
     runs = load_sweep(path, strategy, grid=grid, params=params, book_size=book_size, resample=resample)
-    return run_sweep(runs, workers=workers, backend=backend, progress=progress)
+    return run_sweep(runs, workers=workers, backend=backend, progress=progress, ray_address=ray_address,
+                     ray_data=ray_data)
 
 
 def run_sweep(runs: Sequence[RunSpec], *, workers: int | None = None, backend: str = "local",
-              progress: bool | None = None):
-    """Runs already expanded `runs` (see `load_sweep`) on a backend; the result table like `sweep`."""
-    import polars as pl
-    backends = {"local": _local, "ray": _ray}
-    if backend not in backends:
-        raise _error("sweep", f"backend must be one of {sorted(backends)}, got {backend!r}")
+              progress: bool | None = None, ray_address: str | None = None, ray_data: str = "auto"):
+    """Runs already expanded `runs` (see `load_sweep`) on a backend; the result table like `sweep`.
+
+    Ray: `ray_address` "auto" or HOST:PORT joins a running cluster (None starts a local one with `workers` CPUs);
+    `ray_data` "shared" (every node reads the same paths), "object-store" (files shipped once through Ray's object
+    store) or "auto" (the object store when the files fit in a quarter of it)."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(runs)))
     rows: list[dict[str, Any]] = []
-    with _progress(progress) as bar:
-        task = bar.add_task("runs", total=len(runs))
-        pending = list(runs)
-        if backend == "local" and workers > 1 and len(runs) > 1 and not _compiled(runs[0]):
-            # cold cache: compile once here (the first run), then every worker loads it instead of compiling
-            rows.extend(run_one(pending.pop(0)))
-            bar.advance(task)
-        for result in backends[backend](pending, workers):
+    with _Runner(_backend(backend, runs, workers, ray_address, ray_data), workers, len(runs), progress,
+                 local_first=backend == "local" or ray_address is None) as runner:
+        for result in runner.run(runs):
             rows.extend(result)
-            bar.advance(task)
-    rows.sort(key=lambda r: r["run"])
-    return pl.DataFrame(rows, infer_schema_length=None)
+    return _table(rows)
 
+
+_RAY_TASK_RETRIES = 3  # a task whose worker process (or node) died runs again elsewhere
+_CHECK_TIMEOUT_S = 60.0
+_CONNECT_TIMEOUT_S = 5.0
+
+# The node check runs where hftbacktest may be missing, so it is shipped by value (cloudpickle pickles a function of a
+# module that cannot be imported by value): no import of this package happens before it reports.
+_NODE_CHECK = '''
+def check(paths):
+    import importlib.metadata, os, socket, sys
+    try:
+        import numba, numpy
+        from hftbacktest import _cache_salt
+        found = (importlib.metadata.version("hftbacktest-py"), _cache_salt.SALT, numba.__version__, numpy.__version__,
+                 ".".join(map(str, sys.version_info[:2])))
+    except Exception as exc:
+        found = f"{type(exc).__name__}: {exc}"
+    return socket.gethostname(), found, [p for p in paths if not os.path.exists(p)]
+'''
+_VERSION_FIELDS = ("hftbacktest-py", "source digest", "numba", "numpy", "Python")
+
+
+def _versions() -> tuple[str, ...]:
+    """What must match on every node for identical results: package, its compiled sources, numba, numpy, Python."""
+    import importlib.metadata
+    import sys
+
+    import numba
+    import numpy
+
+    from . import _cache_salt
+
+    return (importlib.metadata.version("hftbacktest-py"), _cache_salt.SALT, numba.__version__, numpy.__version__,
+            ".".join(map(str, sys.version_info[:2])))
+
+
+def check_node(node: str, found: tuple | str, missing: Sequence[str], expected: tuple) -> None:
+    """Raises the error for a Ray node whose package or data does not match this machine's (None when it does)."""
+    from .errors import ConfigError, DataError
+
+    if isinstance(found, str):
+        raise ConfigError(f"Ray node {node}: cannot import hftbacktest ({found}); install hftbacktest-py=={expected[0]} "
+                          "(with the same numba and numpy) there")
+    diff = [f"{name} {theirs} (here {ours})" for name, theirs, ours in zip(_VERSION_FIELDS, found, expected)
+            if theirs != ours]
+    if diff:
+        raise ConfigError(f"Ray node {node} runs a different installation: {', '.join(diff)}; results would not "
+                          "match: install the same versions on every node")
+    if missing:
+        raise DataError(f"Ray node {node}: data file {missing[0]} does not exist there"
+                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                        + "; --ray-data shared needs every file at the same path on every node (or use --ray-data "
+                          "object-store)")
+
+
+def _materialise(name: str, source: str, function: str) -> str:
+    """The shipped strategy file written once per node under a name given by its content; the `FILE:FUNCTION` target.
+
+    A stable path keeps numba's cache of the strategy valid for every task (and every later sweep) on that node."""
+    import hashlib
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "hftbacktest-sweep" / hashlib.sha256(source.encode()).hexdigest()[:16]
+    path = folder / name
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, source.encode())
+    return f"{path}:{function}"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _node_name() -> str:
+    import socket
+
+    import ray
+
+    return f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
+
+
+def _ray_task(spec: RunSpec, job: dict) -> list[dict[str, Any]]:
+    """One run on a Ray worker: the installation checked, the strategy written from its shipped source, the data
+    from the object store (zero-copy views of the node's shared memory) or from the shared path."""
+    import ray
+
+    from .errors import ConfigError
+
+    node = _node_name()
+    check_node(node, _versions(), [], job["versions"])
+    if job["source"] is not None:
+        spec = replace(spec, strategy=_materialise(*job["source"]))
+    arrays = None if job["arrays"] is None else ray.get(job["arrays"])
+    missing = [f for f in run_files(spec) if f not in (arrays or ()) and not os.path.exists(f)]
+    check_node(node, job["versions"], missing, job["versions"])
+    try:
+        return run_one(spec, arrays)
+    except ImportError as exc:
+        raise ConfigError(f"Ray node {node}: strategy {spec.strategy}: {exc} (a MODULE:FUNCTION strategy must be "
+                          "installed on every node; a FILE.py strategy is shipped but must not import files next "
+                          "to it)") from None
+
+
+def _ray_address(address: str) -> str:
+    """HOST:PORT of the cluster to join, checked reachable within a few seconds (ray.init alone retries for minutes)."""
+    import socket
+
+    from .errors import ConfigError
+
+    resolved = address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address  # how ray.init resolves "auto"
+
+        try:
+            resolved = canonicalize_bootstrap_address("auto")
+        except Exception as exc:
+            raise ConfigError(f"--ray-address auto: {exc}") from None
+        if not resolved:
+            raise ConfigError("--ray-address auto: no Ray cluster found (RAY_ADDRESS is unset and no `ray start` "
+                              "ran on this machine); start one with `ray start --head` or give HOST:PORT")
+    host, sep, port = resolved.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--ray-address must be 'auto' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"--ray-address {resolved}: cannot reach a Ray cluster there within "
+                          f"{_CONNECT_TIMEOUT_S:g} s ({exc.strerror or exc})") from None
+    return resolved
+
+
+class _Ray:
+    """Ray tasks on a running cluster (`address`) or a local one started here; see `run_sweep`."""
+
+    def __init__(self, runs: Sequence[RunSpec], workers: int, address: str | None, data: str):
+        from .errors import ConfigError, DataError
+
+        if data not in ("auto", "shared", "object-store"):
+            raise ConfigError(f"--ray-data must be 'auto', 'shared' or 'object-store', got {data!r}")
+        if address is None:
+            # a cluster started here talks over loopback only and reports nothing (read when Ray is imported)
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("the 'ray' sweep backend needs Ray: pip install 'hftbacktest-py[ray]' "
+                              "(or use the default local backend)") from None
+        import logging
+
+        self.ray, self.started, self.pending = ray, False, []
+        if not ray.is_initialized():
+            if address is None:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ray.init(address=_ray_address(address), log_to_driver=False, logging_level=logging.WARNING)
+            self.started = True
+        try:
+            self.versions = _versions()
+            self.source = None
+            target = runs[0].strategy
+            module_ref, _, function = target.rpartition(":")
+            if module_ref.endswith(".py"):
+                self.source = (Path(module_ref).name, Path(module_ref).read_text(), function)
+            files = sorted({f for spec in runs for f in run_files(spec)})
+            arrays = None
+            if data != "shared":
+                missing = [f for f in files if not os.path.exists(f)]
+                if missing and data == "object-store":
+                    raise DataError(f"--ray-data object-store: data file {missing[0]} does not exist here")
+                if not missing:
+                    arrays = {}
+                    for f in files:
+                        try:
+                            arrays[f] = load_array(f)
+                        except Exception as exc:
+                            raise DataError(f"{f}: cannot load ({exc})") from None
+                    room = ray.cluster_resources().get("object_store_memory", 0) / 4
+                    if data == "auto" and sum(a.nbytes for a in arrays.values()) > room:
+                        arrays = None  # too big to ship: every node reads the shared path
+            self.mode = "shared" if arrays is None else "object-store"
+            self._check_nodes([] if arrays is not None else files)
+            self.job = ray.put({"versions": self.versions, "source": self.source,
+                                "arrays": None if arrays is None else ray.put(arrays)})
+            self.task = ray.remote(num_cpus=1, max_retries=_RAY_TASK_RETRIES, retry_exceptions=False)(_ray_task)
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_nodes(self, files: list[str]) -> None:
+        """Every node that can run tasks has the same installation (and, shared data, every file)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from .errors import ConfigError
+
+        ray = self.ray
+        scope = {"__name__": "_hftbacktest_sweep_node_check"}
+        exec(compile(_NODE_CHECK, "<hftbacktest sweep node check>", "exec"), scope)
+        check = ray.remote(num_cpus=0, max_retries=0)(scope["check"])
+        nodes = {}
+        for n in ray.nodes():
+            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0:
+                strategy = NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+                nodes[check.options(scheduling_strategy=strategy).remote(files)] = n["NodeManagerAddress"]
+        if not nodes:
+            raise ConfigError("the Ray cluster has no node with CPUs to run sweep tasks")
+        ready, late = ray.wait(list(nodes), num_returns=len(nodes), timeout=_CHECK_TIMEOUT_S)
+        if late:
+            raise ConfigError(f"Ray node(s) {', '.join(nodes[r] for r in late)}: no answer to the installation "
+                              f"check within {_CHECK_TIMEOUT_S:g} s (can a Python worker start there?)")
+        for ref in ready:
+            hostname, found, missing = ray.get(ref)
+            check_node(f"{hostname} ({nodes[ref]})", found, missing, self.versions)
+
+    def local_spec(self, spec: RunSpec) -> RunSpec:
+        """The run as this process runs it before the workers: the strategy file at its shipped path (its cache)."""
+        return spec if self.source is None else replace(spec, strategy=_materialise(*self.source))
+
+    def run(self, runs: Sequence[RunSpec]) -> Iterable[list[dict[str, Any]]]:
+        from .errors import HftBacktestError
+
+        ray = self.ray
+        self.pending = [self.task.remote(spec, self.job) for spec in runs]
+        try:
+            while self.pending:
+                # a bounded wait keeps Ctrl-C responsive
+                done, self.pending = ray.wait(self.pending, num_returns=1, timeout=1.0)
+                for ref in done:
+                    try:
+                        rows = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        if isinstance(exc.cause, HftBacktestError):
+                            raise exc.cause from None
+                        raise
+                    yield rows
+        finally:
+            self._cancel()
+
+    def _cancel(self) -> None:
+        for ref in self.pending:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # already finished or its worker is gone
+                pass
+        self.pending = []
+
+    def close(self) -> None:
+        self._cancel()
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+def _distribution(key: str, value: list | Range):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(value, list):  # choices by position: a choice may be a table (e.g. a queue model)
+        return CategoricalDistribution(list(range(len(value))))
+    if value.integer:
+        return IntDistribution(value.low, value.high, log=value.log, step=value.step or 1)
+    return FloatDistribution(float(value.low), float(value.high), log=value.log,
+                             step=None if value.step is None else float(value.step))
+
+
+def _objective(rows: list[dict[str, Any]], metric: str) -> float | None:
+    """The trial's value: the metric's mean over the run's assets; None when no asset has a finite value."""
+    import math
+
+    values = [row[metric] for row in rows if isinstance(row.get(metric), (int, float))]
+    values = [float(v) for v in values if math.isfinite(v)]
+    return sum(values) / len(values) if values else None
+
+
+def search(plan: SweepPlan, *, trials: int, metric: str = "SR", direction: str = "maximize", seed: int = 0,
+           workers: int | None = None, backend: str = "local", progress: bool | None = None,
+           ray_address: str | None = None, ray_data: str = "auto"):
+    """An Optuna search (TPE sampler, seeded) over the plan's space: a list is a set of choices, a range table an int
+    or float range. Trials run `workers` at a time and are reported in trial order, so the same seed and worker
+    count give the same trials. The result table is the one of `run_sweep` (`run` = trial number); a trial whose
+    metric is not a finite number counts as failed."""
+    from .errors import ConfigError
+
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("--search optuna needs Optuna: pip install 'hftbacktest-py[optuna]'") from None
+    from optuna.trial import TrialState
+
+    if trials < 1:
+        raise _error("--trials", f"must be at least 1, got {trials}")
+    if direction not in ("maximize", "minimize"):
+        raise _error("--direction", f"must be 'maximize' or 'minimize', got {direction!r}")
+    distributions = {key: _distribution(key, value) for key, value in plan.space.items()}
+
+    def values(trial) -> dict[str, Any]:
+        return {key: space[trial.params[key]] if isinstance(space, list) else trial.params[key]
+                for key, space in plan.space.items()}
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
+    workers = max(1, min(workers or os.cpu_count() or 1, trials))
+    first = plan.run(0, {k: v[0] if isinstance(v, list) else v.low for k, v in plan.space.items()})
+    rows: list[dict[str, Any]] = []
+    with _Runner(_backend(backend, [first], workers, ray_address, ray_data), workers, trials, progress,
+                 local_first=backend == "local" or ray_address is None) as runner:
+        while len(study.trials) < trials:
+            batch = [study.ask(distributions) for _ in range(min(workers, trials - len(study.trials)))]
+            results = {}
+            for result in runner.run([plan.run(t.number, values(t)) for t in batch]):
+                if metric not in result[0] and "SR" in result[0]:
+                    stats = [c for c in result[0] if c not in plan.space and c not in ("run", "asset")]
+                    raise _error("--metric", f"{metric!r} is not a stats column; columns: {', '.join(stats)}")
+                results[result[0]["run"]] = result
+            for trial in batch:  # in trial order: the sampler's history does not depend on which run ended first
+                value = _objective(results[trial.number], metric)
+                if value is None:
+                    study.tell(trial, state=TrialState.FAIL)
+                else:
+                    study.tell(trial, value)
+                rows.extend(results[trial.number])
+    return _table(rows)
 
 # --- CLI ----------------------------------------------------------------------------------------------------------
 
@@ -322,9 +866,21 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local processes (default) or Ray (needs the 'ray' extra)")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="join a running Ray cluster (implies --backend ray; default: start a local one)")
+    p.add_argument("--ray-data", choices=("auto", "shared", "object-store"), default="auto",
+                   help="Ray: data files read from the same path on every node (shared), shipped once through the "
+                        "object store, or auto (the object store when they fit in a quarter of it)")
+    p.add_argument("--search", choices=("grid", "optuna"), default="grid",
+                   help="every [grid] combination (default) or an Optuna search over it (needs the 'optuna' extra)")
+    p.add_argument("--trials", type=int, default=None, help="optuna: number of runs")
+    p.add_argument("--metric", default="SR", help="optuna: the stats column to optimise (default SR)")
+    p.add_argument("--direction", choices=("maximize", "minimize"), default="maximize",
+                   help="optuna: maximize (default) or minimize the metric")
+    p.add_argument("--seed", type=int, default=0, help="optuna: sampler seed (default 0)")
     p.add_argument("--book-size", type=float, default=None, help="capital for return ratios")
     p.add_argument("--resample", default="10s", help="interval for the metrics (polars duration, default 10s)")
-    p.add_argument("--sort", default="SR", help="metric to rank the printed runs by (default: SR, descending)")
+    p.add_argument("--sort", default=None, help="metric to rank the printed runs by (default: --metric, descending)")
     p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
     p.set_defaults(func=_run)
 
@@ -351,18 +907,33 @@ def _run(args) -> int:
     if args.output and Path(args.output).suffix not in (".csv", ".parquet"):
         raise _error(args.output, "output must end with .csv or .parquet")
     t0 = time.perf_counter()
-    runs = load_sweep(args.config, args.strategy, book_size=args.book_size, resample=args.resample)
-    df = run_sweep(runs, workers=args.workers, backend=args.backend)
+    backend = "ray" if args.ray_address else args.backend
+    plan = read_plan(args.config, args.strategy, book_size=args.book_size, resample=args.resample)
+    try:
+        if args.search == "optuna":
+            if args.trials is None:
+                raise _error("--trials", "--search optuna needs --trials N")
+            df = search(plan, trials=args.trials, metric=args.metric, direction=args.direction, seed=args.seed,
+                        workers=args.workers, backend=backend, ray_address=args.ray_address, ray_data=args.ray_data)
+        else:
+            df = run_sweep(plan.grid(), workers=args.workers, backend=backend, ray_address=args.ray_address,
+                           ray_data=args.ray_data)
+    except KeyboardInterrupt:
+        print("error: sweep cancelled", file=sys.stderr)
+        return 130
+    args.sort = args.sort or args.metric
     console = Console()
     if args.sort not in df.columns:
         raise _error("--sort", f"{args.sort!r} is not a column; columns: {', '.join(df.columns)}")
-    top = df.sort(pl.col(args.sort).fill_nan(None), descending=True, nulls_last=True).head(args.top)
+    descending = not (args.search == "optuna" and args.direction == "minimize" and args.sort == args.metric)
+    top = df.sort(pl.col(args.sort).fill_nan(None), descending=descending, nulls_last=True).head(args.top)
     # the grid and a few headline metrics; the file has every column
-    shown = ["run"] + (["asset"] if df["asset"].n_unique() > 1 else []) + list(runs[0].grid_values)
+    shown = ["run"] + (["asset"] if df["asset"].n_unique() > 1 else []) + list(plan.space)
     shown += [c for c in (args.sort, "Return", "MaxDrawdown", "ReturnOverMDD", "DailyNumberOfTrades", "final_position")
               if c in df.columns and c not in shown]
-    top = top.select(shown)
-    table = Table(title=f"{len(df)} result rows in {time.perf_counter() - t0:.1f} s; top {len(top)} by {args.sort}",
+    top = top.select(list(dict.fromkeys(shown)))
+    table = Table(title=f"{len(df)} result rows in {time.perf_counter() - t0:.1f} s; top {len(top)} by {args.sort}"
+                        + ("" if descending else " (ascending)"),
                   title_justify="left")
     for name in top.columns:
         table.add_column(name, justify="left" if top.schema[name] == pl.String else "right")

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -97,12 +102,8 @@ def test_bad_sweep_files_name_the_problem(tmp_path, extra, message):
         load_sweep(path)
 
 
-def test_ray_backend_is_opt_in_with_a_clear_error(tmp_path):
-    try:  # Ray is not a dependency; when it is installed there is nothing to check here
-        import ray  # noqa: F401
-        pytest.skip("ray is installed")
-    except ImportError:
-        pass
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\nhalf_spread_bps = [0.1]\n")
     with pytest.raises(ConfigError, match=r"pip install 'hftbacktest-py\[ray\]'"):
         run_sweep(load_sweep(path), backend="ray", progress=False)
@@ -121,14 +122,14 @@ half_spread_bps = [0.1, 0.5]
     assert sweep_module._compiled(runs[0])  # just compiled (or loaded) above: the workers will load it
     # pretend the cache is cold: the first run then happens in this process (compiling once), the rest in workers
     in_workers = []
-    local_backend = sweep_module._local
+    local_run = sweep_module._Local.run
 
-    def spy(specs, workers):
+    def spy(self, specs):
         in_workers.extend(spec.index for spec in specs)
-        yield from local_backend(specs, workers)
+        yield from local_run(self, specs)
 
     monkeypatch.setattr(sweep_module, "_compiled", lambda spec: False)
-    monkeypatch.setattr(sweep_module, "_local", spy)
+    monkeypatch.setattr(sweep_module._Local, "run", spy)
     out = feed_dir / "results.csv"
     assert main(["sweep", str(path), "--workers", "2", "--book-size", "10000", "--resample", "1s",
                  "-o", str(out), "--top", "3"]) == 0
@@ -145,3 +146,188 @@ half_spread_bps = [0.1, 0.5]
         assert swept[column].to_list() == pytest.approx(alone[column].to_list(), rel=1e-12, nan_ok=True), column
     assert alone["final_position"].n_unique() > 1 or alone["fee"].n_unique() > 1  # the grid changed the runs
     assert "4 result rows" in printed and "top 3 by SR" in printed and f"wrote {out}" in printed
+
+
+CACHED_STRATEGY = """
+from numba import njit
+
+from hftbacktest._demo_strategy import market_making_algo
+
+
+@njit(cache=True)
+def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position):
+    market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position)
+"""
+
+_CACHE_PATHS = """
+import json, sys
+from pathlib import Path
+from numba.core.caching import FunctionCache
+import hftbacktest
+root = Path(hftbacktest.__file__).parent
+out = {}
+for folder in sorted({p.parent for p in root.rglob("*.py")}):
+    scope = {}
+    exec(compile("def probe():\\n    pass\\n", str(folder / "__init__.py"), "exec"), scope)
+    out[str(folder)] = FunctionCache(scope["probe"]).cache_path
+print(json.dumps(out))
+"""
+
+
+def _package_cache_paths(env: dict[str, str]) -> dict[str, str]:
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _CACHE_PATHS], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def _seed_engine_cache(cache_dir: Path) -> None:
+    """NUMBA_CACHE_DIR `cache_dir` with this package's compiled code (a warm engine), and nothing else."""
+    here = _package_cache_paths(dict(os.environ))
+    there = _package_cache_paths({**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)})
+    for folder, source in here.items():
+        files = [p for pattern in ("*.nbi", "*.nbc", "hftbacktest.digest") for p in Path(source).glob(pattern)]
+        if files:
+            Path(there[folder]).mkdir(parents=True, exist_ok=True)
+            for f in files:
+                shutil.copy2(f, there[folder])
+
+
+def test_cached_strategy_file_runs_in_workers_from_a_cold_and_a_warm_cache(feed_dir, tmp_path):
+    # a strategy file with @njit(cache=True): numba's cache names the function's module, which must be importable
+    # by that name in the worker processes (it was cached as '<dynamic>' and failed to load there)
+    run_one(load_sweep(write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS
+                                       + "[grid]\nhalf_spread_bps = [0.1]\n"))[0])  # the engine compiled here
+    cache = tmp_path / "numba-cache"
+    _seed_engine_cache(cache)
+    (tmp_path / "mm.py").write_text(CACHED_STRATEGY)
+    asset = ASSET.replace('data = ["feed.npz"]', f"data = [{str(feed_dir / 'feed.npz')!r}]")
+    path = write(tmp_path, 'strategy = "mm.py:strategy"\n' + asset + PARAMS + "[grid]\nhalf_spread_bps = [0.1, 0.3, 0.5]\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    strategy_cache = f"{tmp_path.name}_*/*.nbi"
+    assert not list(cache.glob(strategy_cache))
+    tables = {}
+    for state in ("cold", "warm"):
+        out = tmp_path / f"{state}.csv"
+        proc = subprocess.run([sys.executable, "-c", "from hftbacktest.cli import main; raise SystemExit(main())",
+                               "sweep", str(path), "--workers", "2", "-o", str(out)],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, f"{state} cache: {proc.stderr[-3000:]}"
+        assert list(cache.glob(strategy_cache))  # the strategy is in the tmp cache dir
+        tables[state] = pl.read_csv(out).drop("elapsed_s")
+    assert tables["cold"].equals(tables["warm"])
+    assert tables["cold"]["run"].to_list() == [0, 1, 2] and tables["cold"]["fee"].n_unique() > 1
+
+
+@pytest.mark.parametrize("grid, message", [
+    ("half_spread_bps = { low = 0.5, high = 0.1 }", "grid key 'half_spread_bps': empty range \\(high 0.1 < low 0.5\\)"),
+    ("half_spread_bps = { low = 0.1, high = 0.5, step = 0 }", "grid key 'half_spread_bps': step must be > 0"),
+    ("half_spread_bps = { low = 0.1 }", "grid key 'half_spread_bps': a range is"),
+    ('half_spread_bps = { low = 0.1, high = "x" }', "high must be a number"),
+    ("half_spread_bps = { low = 0.0, high = 1.0, log = true }", "a log range needs low > 0"),
+    ("half_spread_bps = []", "grid key 'half_spread_bps' must be a non-empty list"),
+])
+def test_bad_ranges_name_the_key(tmp_path, grid, message):
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\n" + grid + "\n")
+    with pytest.raises(ConfigError, match=message):
+        sweep_module.read_plan(path)
+
+
+def test_a_range_with_a_step_is_a_grid_axis_and_without_one_only_a_search_space(tmp_path):
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.1, high = 0.5, step = 0.2 }
+"asset.0.latency.entry" = { low = 1_000_000, high = 3_000_000, step = 1_000_000 }
+""")
+    runs = load_sweep(path)
+    assert [(r.params["half_spread_bps"], r.config["asset"][0]["latency"]["entry"]) for r in runs] == [
+        (v, e) for v in (0.1, 0.3, 0.5) for e in (1_000_000, 2_000_000, 3_000_000)]
+    path.write_text(path.read_text().replace(", step = 0.2", ""))
+    with pytest.raises(ConfigError, match="a range needs `step` for a grid search"):
+        load_sweep(path)
+
+
+def _search(path, **kw):
+    return sweep_module.search(sweep_module.read_plan(path, book_size=10_000.0, resample="1s"), progress=False, **kw)
+
+
+def test_optuna_search_is_seeded_and_reports_in_the_sweep_table(feed_dir):
+    path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.05, high = 1.0 }
+"asset.queue" = [{ model = "power_prob", n = 2.0 }, { model = "log_prob" }]
+""", name="search.toml")
+    first = _search(path, trials=4, metric="Return", seed=7, workers=1)
+    again = _search(path, trials=4, metric="Return", seed=7, workers=1)
+    other = _search(path, trials=4, metric="Return", seed=8, workers=1)
+    assert first["run"].to_list() == [0, 1, 2, 3]
+    assert first["half_spread_bps"].to_list() == again["half_spread_bps"].to_list()
+    assert first["half_spread_bps"].to_list() != other["half_spread_bps"].to_list()
+    assert all(0.05 <= v <= 1.0 for v in first["half_spread_bps"])
+    assert set(first["asset.queue"]) <= {"model=power_prob, n=2.0", "model=log_prob"}
+    # every trial is the run the grid machinery would make for its values
+    spec = sweep_module.read_plan(path, book_size=10_000.0, resample="1s").run(
+        2, {"half_spread_bps": first["half_spread_bps"][2], "asset.queue": {"model": "log_prob"}
+            if first["asset.queue"][2] == "model=log_prob" else {"model": "power_prob", "n": 2.0}})
+    alone = run_one(spec)[0]
+    assert first.row(2, named=True)["Return"] == alone["Return"]
+
+
+def test_optuna_search_bad_metric_and_trials_are_named(feed_dir):
+    path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.05, high = 1.0 }
+""", name="search_bad.toml")
+    with pytest.raises(ConfigError, match="'Sharpe' is not a stats column; columns: .*SR"):
+        _search(path, trials=1, metric="Sharpe", workers=1)
+    with pytest.raises(ConfigError, match="--trials: must be at least 1"):
+        _search(path, trials=0, workers=1)
+
+
+def test_unreachable_ray_address_fails_fast_with_the_address(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\nhalf_spread_bps = [0.1]\n")
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=f"--ray-address 127.0.0.1:{port}: cannot reach a Ray cluster there"):
+        run_sweep(load_sweep(path), backend="ray", ray_address=f"127.0.0.1:{port}", progress=False)
+    assert time.monotonic() - t0 < 30  # bounded (ray.init alone retries for minutes)
+    with pytest.raises(ConfigError, match="--ray-address must be 'auto' or HOST:PORT"):
+        run_sweep(load_sweep(path), backend="ray", ray_address="nowhere", progress=False)
+
+
+def test_a_node_with_another_installation_or_missing_data_is_named():
+    from hftbacktest.errors import DataError
+
+    ours = sweep_module._versions()
+    sweep_module.check_node("n1 (10.0.0.5)", ours, [], ours)  # the same: nothing to say
+    with pytest.raises(ConfigError, match=r"Ray node n1 \(10.0.0.5\): cannot import hftbacktest \(ModuleNotFound"
+                                          rf".*install hftbacktest-py=={ours[0]}"):
+        sweep_module.check_node("n1 (10.0.0.5)", "ModuleNotFoundError: No module named 'hftbacktest'", [], ours)
+    with pytest.raises(ConfigError, match=rf"Ray node n2 \(10.0.0.6\) runs a different installation: "
+                                          rf"hftbacktest-py 0.0.9 \(here {ours[0]}\), numba 0.1 \(here {ours[2]}\)"):
+        sweep_module.check_node("n2 (10.0.0.6)", ("0.0.9", ours[1], "0.1", *ours[3:]), [], ours)
+    with pytest.raises(DataError, match=r"Ray node n3 \(10.0.0.7\): data file /data/a.npz does not exist there "
+                                        r"\(and 1 more\)"):
+        sweep_module.check_node("n3 (10.0.0.7)", ours, ["/data/a.npz", "/data/b.npz"], ours)
+
+
+def test_optuna_search_from_the_command_line(feed_dir, capsys):
+    path = write(feed_dir, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + """
+[grid]
+half_spread_bps = { low = 0.05, high = 1.0 }
+""", name="search_cli.toml")
+    assert main(["sweep", str(path), "--search", "optuna"]) == 1
+    assert "error: --trials: --search optuna needs --trials N" in capsys.readouterr().err
+    out = feed_dir / "search.csv"
+    assert main(["sweep", str(path), "--search", "optuna", "--trials", "3", "--metric", "MaxDrawdown",
+                 "--direction", "minimize", "--workers", "2", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 result rows" in printed and "top 3 by MaxDrawdown (ascending)" in printed
+    table = pl.read_csv(out)
+    assert table["run"].to_list() == [0, 1, 2] and table["MaxDrawdown"].null_count() == 0

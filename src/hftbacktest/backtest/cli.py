@@ -284,15 +284,41 @@ def load_strategy(target: str):
         path = Path(module_ref)
         if not path.exists():
             raise ConfigError(f"strategy file {path} does not exist")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _load_file_module(path.resolve())
     else:
         module = importlib.import_module(module_ref)
     fn = getattr(module, name, None)
     if fn is None:
         raise ConfigError(f"strategy {target!r}: {module_ref} has no attribute {name!r}")
     return fn
+
+
+def _load_file_module(path: Path):
+    """Imports a strategy file as a module registered in `sys.modules` under a name derived from its path.
+
+    numba's cache refers to a function's module by name and imports it when loading a cached `@njit(cache=True)`
+    function; an unregistered module would be cached as '<dynamic>' and fail to load in any other process. The same
+    file, unchanged, is imported once per process (its compiled functions are reused)."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    name = "_hftbacktest_strategy_" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, "__hftbacktest_stamp__", None) == stamp:
+        return module
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    module.__hftbacktest_stamp__ = stamp
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def num_params(fn) -> int:
