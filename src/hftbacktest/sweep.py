@@ -287,19 +287,7 @@ def _build_asset(spec_asset: dict[str, Any], base: Path, where: str, arrays: Map
     """`build_asset`, with the files found in `arrays` (path -> rows, e.g. Ray's object store) taken from there."""
     from .backtest.cli import build_asset
 
-    if arrays is None:
-        return build_asset(spec_asset, base, where)
-    data, intp, snapshot = _files(spec_asset, base)
-    spec_asset = dict(spec_asset, data=[])
-    spec_asset.pop("initial_snapshot", None)
-    if intp is not None:
-        spec_asset["latency"] = {**spec_asset["latency"], "files": []}
-    asset = build_asset(spec_asset, base, where).data([arrays.get(f, f) for f in data])
-    if intp is not None:
-        asset.intp_order_latency([arrays.get(f, f) for f in intp], int(spec_asset["latency"].get("offset", 0)))
-    if snapshot is not None:
-        asset.initial_snapshot(arrays.get(snapshot, snapshot))
-    return asset
+    return build_asset(spec_asset, base, where, files=arrays)
 
 
 def _prepare(spec: RunSpec, arrays: Mapping[str, Any] | None = None):

@@ -237,16 +237,17 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def build_asset(spec: dict[str, Any], base: Path, where: str, source=None, depth: str | None = None):
+def build_asset(spec: dict[str, Any], base: Path, where: str, source=None, depth: str | None = None, files=None):
     """One `BacktestAsset` from an [[asset]] table (checked with check_asset; relative paths resolved against
-    `base`). `source` names the config file in errors."""
+    `base`). `source` names the config file in errors; `files` maps resolved paths to arrays already in memory
+    (e.g. from Ray's object store), used instead of reading those paths."""
     from .asset import BacktestAsset
 
     check_asset(spec, where, source, depth)
 
     def paths(value) -> list[str]:
         items = value if isinstance(value, list) else [value]
-        return [str(base / p) for p in items]
+        return [files.get(str(base / p), str(base / p)) if files else str(base / p) for p in items]
 
     asset = BacktestAsset().data(paths(spec["data"])).tick_size(spec["tick_size"]).lot_size(spec["lot_size"])
     contract_size = spec.get("contract_size", 1.0)
@@ -266,7 +267,7 @@ def build_asset(spec: dict[str, Any], base: Path, where: str, source=None, depth
         if key in spec:
             getattr(asset, key)(spec[key])
     if "initial_snapshot" in spec:
-        asset.initial_snapshot(str(base / spec["initial_snapshot"]))
+        asset.initial_snapshot(paths(spec["initial_snapshot"])[0])
     return asset
 
 
