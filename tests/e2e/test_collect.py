@@ -232,6 +232,14 @@ def test_faults_are_marked_and_every_gap_is_followed_by_a_snapshot(tmp_path):
     trade_breaks = [b["t"] - a["t"] - 1 for a, b in zip(trades, trades[1:]) if b["t"] != a["t"] + 1]
     assert all(n > 0 for n in trade_breaks)
     assert sum(trade_breaks) == sum(g.get("missing_trades", 0) for g in ws_gaps)
+    # `hftbacktest validate` shows the sidecar next to the gaps it finds in the data
+    res = subprocess.run([sys.executable, "-m", "hftbacktest.cli", "validate", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert f"sidecar {path.name}.json: recorded by hftbacktest-py " in res.stdout, res.stdout
+    assert f"{meta['messages']:,} messages, complete" in res.stdout
+    assert f"2 depth gaps, {len(ws_gaps)} stream gaps at reconnects, 1 reconnects, 0 rollovers, 3 snapshots" \
+        in res.stdout
+    assert "clock offset to the exchange" in res.stdout
 
 
 def test_half_open_connection_is_detected_and_replaced(tmp_path):
