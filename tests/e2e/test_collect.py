@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -231,6 +232,14 @@ def test_faults_are_marked_and_every_gap_is_followed_by_a_snapshot(tmp_path):
     trade_breaks = [b["t"] - a["t"] - 1 for a, b in zip(trades, trades[1:]) if b["t"] != a["t"] + 1]
     assert all(n > 0 for n in trade_breaks)
     assert sum(trade_breaks) == sum(g.get("missing_trades", 0) for g in ws_gaps)
+    # `hftbacktest validate` shows the sidecar next to the gaps it finds in the data
+    res = subprocess.run([sys.executable, "-m", "hftbacktest.cli", "validate", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert f"sidecar {path.name}.json: recorded by hftbacktest-py " in res.stdout, res.stdout
+    assert f"{meta['messages']:,} messages, complete" in res.stdout
+    assert f"2 depth gaps, {len(ws_gaps)} stream gaps at reconnects, 1 reconnects, 0 rollovers, 3 snapshots" \
+        in res.stdout
+    assert "clock offset to the exchange" in res.stdout
 
 
 def test_half_open_connection_is_detected_and_replaced(tmp_path):
@@ -413,3 +422,39 @@ def test_snapshots_stay_within_the_weight_budget(tmp_path):
         assert done() == [0, 1, 1]
         stats = run.stop()
     assert sorted(s["depth"] for s in stats["symbols"].values()) == ["live", "live", "need_snapshot"]
+
+
+def test_status_lines_report_rates_gaps_reconnects_and_bytes(tmp_path, caplog):
+    caplog.set_level("INFO", logger="hftbacktest.collect")
+    pattern = re.compile(r"btcusdt ([\d,]+)/s.* \| reconnects (\d+) \| rollovers 0 \| ([\d.]+) MB written")
+    with Emulator.start(feeds=["synthetic:BTCUSDT"], config=EmulatorConfig(speed=3.0)) as emu:
+        run = Running(**_opts(emu, tmp_path, status="log", status_interval_s=0.2))
+        lines = lambda: [m for r in caplog.records if (m := pattern.search(r.getMessage()))]  # noqa: E731
+        run.wait_for(lambda: any(int(m[1].replace(",", "")) > 0 and float(m[3]) > 0 for m in lines()),
+                     what="a status line with a rate and bytes written")
+        emu.inject("ws_drop", after=0)
+        run.wait_for(lambda: any(m[2] == "1" for m in lines()), what="a status line counting the reconnect")
+        run.stop()
+
+
+def test_rich_status_on_a_terminal(tmp_path):
+    # TTY_COMPATIBLE=1 makes rich treat the pipe as a terminal, so the live line is drawn as on a console
+    ansi = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+    line = re.compile(r"btcusdt [1-9][\d,]*/s \| reconnects 0 \| rollovers 0 \| [\d.]+ MB written")
+    chunks: list[str] = []
+    with Emulator.start(feeds=["synthetic:BTCUSDT"], config=EmulatorConfig(speed=3.0)) as emu:
+        cmd = [a for a in _cmd(emu, tmp_path, "--status", "rich") if a != "--quiet"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "TTY_COMPATIBLE": "1"})
+        reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while not line.search(ansi.sub("", "".join(chunks))):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(chunks)[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        reader.join(10)
+    err = ansi.sub("", "".join(chunks))
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "INFO stopped:" in err

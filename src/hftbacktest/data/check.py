@@ -75,7 +75,9 @@ def validate_file(path: str, combined_stream: bool = True) -> tuple[bool, str]:
         text = f"{path}: {summarize_events(data)}" if data.dtype == event_dtype else f"{path}:"
         text += "".join(f"\n  PROBLEM: {p}" for p in problems) or "\n  ok: ordering, flags and book are consistent"
         return not problems, text
+    from .collect import sidecar_summary
     from .utils.binancefutures import check_quality
 
     report = check_quality(path, combined_stream=combined_stream)
-    return report.ok, report.summary()
+    sidecar = sidecar_summary(path)  # a file recorded by `hftbacktest collect`
+    return report.ok, report.summary() + (f"\n{sidecar}" if sidecar else "")

@@ -69,6 +69,29 @@ def _day_str(ts_ns: int) -> str:
     return time.strftime("%Y%m%d", time.gmtime(ts_ns // 1_000_000_000))
 
 
+def sidecar_summary(path) -> str | None:
+    """Lines describing the collector's sidecar `<path>.json` for `hftbacktest validate`; None without one."""
+    meta_path = Path(str(path) + ".json")
+    if not meta_path.exists():
+        return None
+    try:
+        meta = orjson.loads(meta_path.read_bytes())
+        gaps = meta["gaps"]
+        kinds = {k: sum(g.get("kind") == k for g in gaps) for k in ("depth", "ws_reconnect")}
+        offsets = [c["offset_ms"] for c in meta["clock_offsets"]]
+        text = (f"  sidecar {meta_path.name}: recorded by hftbacktest-py {meta['package_version']}, "
+                f"{meta['messages']:,} messages, {'complete' if meta['complete'] else 'NOT closed (crash or error)'}"
+                f"\n    streams {', '.join(meta['streams'])}"
+                f"\n    {kinds['depth']} depth gaps, {kinds['ws_reconnect']} stream gaps at reconnects, "
+                f"{len(meta['reconnects'])} reconnects, {len(meta['rollovers'])} rollovers, "
+                f"{len(meta['snapshots'])} snapshots, {len(meta['errors'])} errors")
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        return f"  sidecar {meta_path.name}: unreadable ({type(exc).__name__}: {exc})"
+    if offsets:
+        text += f"\n    clock offset to the exchange {min(offsets):+.1f} .. {max(offsets):+.1f} ms ({len(offsets)} samples)"
+    return text
+
+
 def valid_prefix(path) -> tuple[int, int]:
     """(bytes, lines) of the longest prefix of a gzip file made of complete members (a torn tail is excluded)."""
     good = lines = 0
