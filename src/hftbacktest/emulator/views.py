@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .market import ASK, BID
-from .matching import ACTIVE, SIDE_NAMES, ApiError, Position, money
+from .matching import ACTIVE, ApiError, Position, money
 from .tape import INTERVAL_MS
 
 MAINT_MARGIN_RATIO = 0.004  # the first bracket of BTCUSDT; one bracket per symbol (see notionalCap)
