@@ -234,6 +234,8 @@ def test_rest_order_lifecycle_and_account_views(emu):
             assert ("bob-2", "CANCELED") in kinds
             times = [m["o"]["T"] for m in events if m.get("e") == "ORDER_TRADE_UPDATE"]
             assert times == sorted(times)
+            m, _ = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_CONFIG_UPDATE")  # the leverage change
+            assert m["ac"] == {"s": "ETHUSDT", "l": 5}
             status, body, _ = await c.signed("PUT", "/fapi/v1/listenKey")
             assert status == 200
             status, body, _ = await c.signed("DELETE", "/fapi/v1/listenKey")

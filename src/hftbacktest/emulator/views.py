@@ -329,6 +329,9 @@ def set_leverage(emu, account, params, call):
         raise ApiError(-4028, f"Leverage {lev} is not valid")
     symbol = st.market.spec.symbol
     account.leverage[symbol] = lev
+    # user-data-streams/Event-Account-Configuration-Update-previous-Leverage-Update
+    now = emu.venue.now_ms()
+    emu.venue.notify(account, {"e": "ACCOUNT_CONFIG_UPDATE", "E": now, "T": now, "ac": {"s": symbol, "l": lev}})
     return {"leverage": lev, "maxNotionalValue": str(NOTIONAL_CAP), "symbol": symbol}
 
 
