@@ -173,7 +173,7 @@ def test_rest_order_lifecycle_and_account_views(emu):
             for bad, code in (({"price": f"{bid - 20:.3f}1"}, -1111), ({"symbol": "BTCUSDT", "price": "50000.05"}, -4014),
                               ({"quantity": "0.0105"}, -1111), ({"quantity": "0.001"}, -4164),
                               ({"side": "UP"}, -1117), ({"type": "STOP"}, -4120), ({"type": "OCO"}, -1116),
-                              ({"symbol": "XRPUSDT"}, -1121),
+                              ({"priceMatch": "QUEUE"}, -1000), ({"symbol": "XRPUSDT"}, -1121),
                               ({"quantity": None}, -1102), ({"newClientOrderId": "bad id!"}, -4015),
                               ({"reduceOnly": "true"}, -2022), ({"quantity": "100.000"}, -2019)):
                 params = dict(symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010",

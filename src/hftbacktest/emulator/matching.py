@@ -316,6 +316,8 @@ class Venue:
                                   "endpoints instead.")
         if otype not in ("LIMIT", "MARKET"):
             raise ApiError(-1116, "Invalid orderType.")
+        if params.get("priceMatch", "NONE") != "NONE":  # it would set the price: refused rather than ignored
+            raise ApiError(-1000, "The emulator does not support priceMatch (send a price).")
         if params.get("positionSide", "BOTH") != "BOTH":
             raise ApiError(-4061, "Order's position side does not match user's setting.")
         qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",
