@@ -96,7 +96,7 @@ def kline_row(spec, c, interval_ms: int) -> list:
             f"{c.taker_buy_quote:.8f}", "0"]
 
 
-# market-data/rest-api/Kline-Candlestick-Data (also served for continuousKlines / markPriceKlines: trade prices)
+# market-data/rest-api/Kline-Candlestick-Data (also served for continuousKlines: trade prices)
 def klines(emu, account, params, call):
     st = _symbol(emu, {"symbol": params.get("symbol") or params.get("pair")})
     interval = params.get("interval")
