@@ -109,6 +109,10 @@ def test_private_route_listen_key_forms_event_filter_and_trade_lite(client_emu):
             reply = await recv_json(market_on_private)
             assert reply == {"result": ["btcusdt@bookTicker"], "id": 3}  # accepted, never fed on /private
             await c.order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.002", reduceOnly="true")
+            status, body, _ = await c.signed("POST", "/fapi/v1/leverage", symbol="BTCUSDT", leverage=7)
+            assert status == 200 and body["leverage"] == 7
+            m, _ = await recv_until(full, lambda m: m["data"]["e"] == "ACCOUNT_CONFIG_UPDATE")
+            assert m["data"]["ac"] == {"s": "BTCUSDT", "l": 7} and m["data"]["T"] >= m["data"]["E"] - 1000
             for ws in (filtered, full, market_on_private):
                 await ws.close()
 

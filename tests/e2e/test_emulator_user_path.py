@@ -172,7 +172,8 @@ def test_rest_order_lifecycle_and_account_views(emu):
             assert body["code"] == -4116
             for bad, code in (({"price": f"{bid - 20:.3f}1"}, -1111), ({"symbol": "BTCUSDT", "price": "50000.05"}, -4014),
                               ({"quantity": "0.0105"}, -1111), ({"quantity": "0.001"}, -4164),
-                              ({"side": "UP"}, -1117), ({"type": "STOP"}, -1116), ({"symbol": "XRPUSDT"}, -1121),
+                              ({"side": "UP"}, -1117), ({"type": "STOP"}, -4120), ({"type": "OCO"}, -1116),
+                              ({"priceMatch": "QUEUE"}, -1000), ({"symbol": "XRPUSDT"}, -1121),
                               ({"quantity": None}, -1102), ({"newClientOrderId": "bad id!"}, -4015),
                               ({"reduceOnly": "true"}, -2022), ({"quantity": "100.000"}, -2019)):
                 params = dict(symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010",
@@ -233,6 +234,8 @@ def test_rest_order_lifecycle_and_account_views(emu):
             assert ("bob-2", "CANCELED") in kinds
             times = [m["o"]["T"] for m in events if m.get("e") == "ORDER_TRADE_UPDATE"]
             assert times == sorted(times)
+            m, _ = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_CONFIG_UPDATE")  # the leverage change
+            assert m["ac"] == {"s": "ETHUSDT", "l": 5}
             status, body, _ = await c.signed("PUT", "/fapi/v1/listenKey")
             assert status == 200
             status, body, _ = await c.signed("DELETE", "/fapi/v1/listenKey")

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from .market import ASK, BID, Book, SymbolSpec
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
 SIDES = {"BUY": BID, "SELL": ASK}
 SIDE_NAMES = {BID: "BUY", ASK: "SELL"}
 TIFS = ("GTC", "IOC", "FOK", "GTX")
@@ -308,8 +309,15 @@ class Venue:
             raise ApiError(-1117, "Invalid side.")
         side = SIDES[side_name]
         otype = _param(params, "type")
+        if otype in CONDITIONAL_TYPES:
+            # derivatives change-log 2025-11-06: conditional orders moved to the Algo Order API (/fapi/v1/algoOrder,
+            # not served here); the order endpoints refuse them since 2025-12-09
+            raise ApiError(-4120, "Order type not supported for this endpoint. Please use the Algo Order API "
+                                  "endpoints instead.")
         if otype not in ("LIMIT", "MARKET"):
             raise ApiError(-1116, "Invalid orderType.")
+        if params.get("priceMatch", "NONE") != "NONE":  # it would set the price: refused rather than ignored
+            raise ApiError(-1000, "The emulator does not support priceMatch (send a price).")
         if params.get("positionSide", "BOTH") != "BOTH":
             raise ApiError(-4061, "Order's position side does not match user's setting.")
         qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",

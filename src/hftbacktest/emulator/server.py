@@ -908,7 +908,7 @@ class Emulator:
                 "pricePrecision": s.price_decimals, "quantityPrecision": s.qty_decimals,
                 "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
                 # market-data/rest-api/Exchange-Information; Binance's full lists, although the emulator takes
-                # LIMIT/MARKET and GTC/IOC/FOK/GTX only (other types -1116, GTD -1115)
+                # LIMIT/MARKET and GTC/IOC/FOK/GTX only (conditional types -4120, others -1116, GTD -1115)
                 "onboardDate": 1569398400000, "deliveryDate": 4133404800000, "settlePlan": 0,
                 "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "triggerProtect": "0.0500",
                 "liquidationFee": "0.012500", "marketTakeBound": "0.05",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .market import ASK, BID
-from .matching import ACTIVE, SIDE_NAMES, ApiError, Position, money
+from .matching import ACTIVE, ApiError, Position, money
 from .tape import INTERVAL_MS
 
 MAINT_MARGIN_RATIO = 0.004  # the first bracket of BTCUSDT; one bracket per symbol (see notionalCap)
@@ -96,7 +96,7 @@ def kline_row(spec, c, interval_ms: int) -> list:
             f"{c.taker_buy_quote:.8f}", "0"]
 
 
-# market-data/rest-api/Kline-Candlestick-Data (also served for continuousKlines / markPriceKlines: trade prices)
+# market-data/rest-api/Kline-Candlestick-Data (also served for continuousKlines: trade prices)
 def klines(emu, account, params, call):
     st = _symbol(emu, {"symbol": params.get("symbol") or params.get("pair")})
     interval = params.get("interval")
@@ -329,6 +329,9 @@ def set_leverage(emu, account, params, call):
         raise ApiError(-4028, f"Leverage {lev} is not valid")
     symbol = st.market.spec.symbol
     account.leverage[symbol] = lev
+    # user-data-streams/Event-Account-Configuration-Update-previous-Leverage-Update
+    now = emu.venue.now_ms()
+    emu.venue.notify(account, {"e": "ACCOUNT_CONFIG_UPDATE", "E": now, "T": now, "ac": {"s": symbol, "l": lev}})
     return {"leverage": lev, "maxNotionalValue": str(NOTIONAL_CAP), "symbol": symbol}
 
 
