@@ -566,12 +566,15 @@ def check_node(node: str, found: tuple | str, missing: Sequence[str], expected: 
 def _materialise(name: str, source: str, function: str) -> str:
     """The shipped strategy file written once per node under a name given by its content; the `FILE:FUNCTION` target.
 
-    A stable path keeps numba's cache of the strategy valid for every task (and every later sweep) on that node."""
+    A stable path keeps numba's cache of the strategy valid for every task (and every later sweep) on that node. The
+    digest is in the file name too: a reused Ray worker that imported one version of `mm.py` as module `mm` imports
+    another version under another module name, the same in every worker (numba's cache records the module name)."""
     import hashlib
     import tempfile
 
-    folder = Path(tempfile.gettempdir()) / "hftbacktest-sweep" / hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = folder / name
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "hftbacktest-sweep" / digest
+    path = folder / f"{Path(name).stem}_{digest}.py"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, source.encode())

@@ -25,7 +25,7 @@ from polars.testing import assert_frame_equal
 pytest.importorskip("ray")
 
 from hftbacktest.cli import main  # noqa: E402
-from hftbacktest.errors import DataError  # noqa: E402
+from hftbacktest.errors import ConfigError, DataError  # noqa: E402
 from hftbacktest.sweep import load_sweep, run_sweep  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -117,20 +117,19 @@ class Cluster:
         # no usage reports; no token from ~/.ray (shared by whoever else runs Ray on this machine)
         self.env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
         self.procs: list[subprocess.Popen] = []
-        ports = _free_ports(40)
+        ports = _free_ports(3)
         self.address = f"127.0.0.2:{ports[0]}"
-        self._start(log_dir / "head.log", "127.0.0.2", ports[1:20],
+        self.start_node(log_dir / "head.log", "127.0.0.2", ports[1],
                     ["--head", "--port", str(ports[0]), "--include-dashboard", "false", "--temp-dir", self.temp])
-        self._start(log_dir / "worker.log", "127.0.0.3", ports[20:40], ["--address", self.address])
+        self.start_node(log_dir / "worker.log", "127.0.0.3", ports[2], ["--address", self.address])
 
-    def _start(self, log: Path, ip: str, ports: list[int], extra: list[str]) -> None:
+    def start_node(self, log: Path, ip: str, port: int, extra: list[str], **env: str) -> None:
+        # Ray picks free ports itself for everything but the GCS and the dashboard agent (fixed defaults)
         cmd = [RAY, "start", "--block", "--node-ip-address", ip, "--num-cpus", "1", "--object-store-memory",
-               str(80 * 2**20), "--disable-usage-stats", "--dashboard-agent-listen-port", str(ports[0]),
-               "--dashboard-agent-grpc-port", str(ports[1]), "--metrics-export-port", str(ports[2]),
-               "--runtime-env-agent-port", str(ports[3]), "--node-manager-port", str(ports[4]),
-               "--object-manager-port", str(ports[5]), "--worker-port-list", ",".join(map(str, ports[6:])), *extra]
+               str(80 * 2**20), "--disable-usage-stats", "--dashboard-agent-listen-port", str(port), *extra]
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**self.env, **env},
+                                    start_new_session=True)
         self.procs.append(proc)
         deadline = time.monotonic() + 90
         while b"Ray runtime started" not in log.read_bytes():
@@ -271,3 +270,15 @@ def test_data_missing_on_the_nodes_names_the_node_and_the_path(cluster, sweep_fi
                     .replace('"mm.py:strategy"', f'"{sweep_file.parent / "mm.py"}:strategy"'))
     with pytest.raises(DataError, match=rf"Ray node .*\(127\.0\.0\.[23]\): data file {missing} does not exist"):
         run_sweep(load_sweep(path), backend="ray", ray_address=cluster.address, progress=False)
+
+
+def test_a_node_with_another_installation_is_named_before_anything_runs(cluster, sweep_file, tmp_path):
+    # the package's source digest is part of the check; HFTBACKTEST_CACHE_SALT stands in for other sources there
+    cluster.start_node(tmp_path / "odd.log", "127.0.0.4", _free_ports(1)[0], ["--address", cluster.address],
+                       HFTBACKTEST_CACHE_SALT="another-build")
+    started = tmp_path / "started"
+    runs = load_sweep(sweep_file, params={"victim": str(started)})
+    with pytest.raises(ConfigError, match=r"Ray node .*\(127\.0\.0\.4\) runs a different installation: "
+                                          r"source digest another-build \(here \w+\)"):
+        run_sweep(runs, backend="ray", ray_address=cluster.address, progress=False)
+    assert not started.exists()  # no run started anywhere

@@ -331,3 +331,38 @@ half_spread_bps = { low = 0.05, high = 1.0 }
     assert "3 result rows" in printed and "top 3 by MaxDrawdown (ascending)" in printed
     table = pl.read_csv(out)
     assert table["run"].to_list() == [0, 1, 2] and table["MaxDrawdown"].null_count() == 0
+
+
+def test_entries_cached_under_the_path_derived_module_name_still_load(tmp_path):
+    # earlier versions (and a process where the stem was taken by another file) named the module after its path;
+    # numba's cache imports that name when it loads the entry, so it is registered as well as the stem
+    (tmp_path / "mm_alias_check.py").write_text(
+        "from numba import njit\nSCALE = 3.0\n\n@njit(cache=True)\ndef _quote(x):\n    return x * SCALE\n\n"
+        "def strategy(x):\n    return _quote(x)\n")
+    one = ("import sys; import hftbacktest.backtest.cli as cli; {patch}f = cli.load_strategy(sys.argv[1]); "
+           "q = sys.modules[f.__module__]._quote; print(f.__module__, f(2.0), dict(q.stats.cache_hits))")
+    out = []
+    for patch in ("cli._module_name = cli._path_name; ", ""):
+        target = f"{tmp_path / 'mm_alias_check.py'}:strategy"
+        proc = subprocess.run([sys.executable, "-c", one.format(patch=patch), target], capture_output=True,
+                              text=True, env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "c")}, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out.append(proc.stdout.strip().split(maxsplit=2))
+    assert out[0][0].startswith("_hftbacktest_strategy_") and out[0][1:] == ["6.0", "{}"]
+    assert out[1] == ["mm_alias_check", "6.0", "{(float64,): 1}"]  # loaded from the entry cached under the other name
+
+
+def test_a_strategy_file_is_imported_under_its_stem_unless_another_module_has_that_name(tmp_path):
+    # numba's cache stores the module name: a file loaded here and by `import mm` / another loader must agree
+    from hftbacktest.backtest.cli import load_strategy
+
+    (tmp_path / "mm_stem_check.py").write_text("def strategy(hbt, recorder):\n    return 1\n")
+    (tmp_path / "json.py").write_text("def strategy(hbt, recorder):\n    return 2\n")
+    try:
+        first = load_strategy(f"{tmp_path / 'mm_stem_check.py'}:strategy")
+        assert first.__module__ == "mm_stem_check" and sys.modules["mm_stem_check"].strategy is first
+        assert load_strategy(f"{tmp_path / 'mm_stem_check.py'}:strategy") is first  # unchanged: imported once
+        shadowing = load_strategy(f"{tmp_path / 'json.py'}:strategy")
+        assert shadowing.__module__.startswith("_hftbacktest_strategy_") and sys.modules["json"].__name__ == "json"
+    finally:
+        sys.modules.pop("mm_stem_check", None)

@@ -294,30 +294,67 @@ def load_strategy(target: str):
     return fn
 
 
-def _load_file_module(path: Path):
-    """Imports a strategy file as a module registered in `sys.modules` under a name derived from its path.
+def _module_name(path: Path) -> str:
+    """The module name for a strategy file: its stem, as `import` and other loaders name it, unless that name
+    belongs to another module (then one derived from the path)."""
+    import importlib.util
+    import sys
 
-    numba's cache refers to a function's module by name and imports it when loading a cached `@njit(cache=True)`
-    function; an unregistered module would be cached as '<dynamic>' and fail to load in any other process. The same
-    file, unchanged, is imported once per process (its compiled functions are reused)."""
+    stem = path.stem
+    if stem.isidentifier() and stem not in sys.stdlib_module_names:
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            if _same_file(getattr(loaded, "__file__", None), path):
+                return stem
+        else:
+            try:
+                found = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                found = None
+            if found is None or _same_file(found.origin, path):
+                return stem
+    return _path_name(path)
+
+
+def _path_name(path: Path) -> str:
     import hashlib
+
+    return "_hftbacktest_strategy_" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
+
+
+def _same_file(name: str | None, path: Path) -> bool:
+    return bool(name) and Path(name).resolve() == path
+
+
+def _load_file_module(path: Path):
+    """Imports a strategy file as a module registered in `sys.modules` (see `_module_name`).
+
+    numba's cache stores the name of a function's module and imports it when it loads a cached `@njit(cache=True)`
+    function in another process: an unregistered module was cached as '<dynamic>', which no process can import,
+    and every process that loads the file must give it the same name. The path-derived name is registered as well,
+    so entries cached under it (before the stem was used, or while the stem was taken) still load. The same file,
+    unchanged, is imported once per process (its compiled functions are reused)."""
     import importlib.util
     import sys
 
     st = path.stat()
     stamp = (st.st_mtime_ns, st.st_size)
-    name = "_hftbacktest_strategy_" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
+    name = _module_name(path)
     module = sys.modules.get(name)
-    if module is not None and getattr(module, "__hftbacktest_stamp__", None) == stamp:
-        return module
+    if module is not None and getattr(module, "__hftbacktest_stamp__", stamp) == stamp:
+        sys.modules.setdefault(_path_name(path), module)
+        return module  # loaded here before (or by the caller's own loader), unchanged since
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     module.__hftbacktest_stamp__ = stamp
-    sys.modules[name] = module
+    names = dict.fromkeys((name, _path_name(path)))
+    for alias in names:
+        sys.modules[alias] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[name]
+        for alias in names:
+            del sys.modules[alias]
         raise
     return module
 
