@@ -42,10 +42,6 @@ def _check_dtype(dtype: np.dtype, where: str) -> None:
         raise DataError(f"{where}: wrong dtype {dtype}; expected hftbacktest event_dtype (64-byte records)")
 
 
-def _npz_member_header(path: str) -> np.dtype:
-    """dtype of the 'data' array of an .npz without decompressing the body."""
-    return _npz.member(path).dtype
-
 def check_source(src: Source) -> None:
     """Build-time checks that need no full read: existence, format, dtype."""
     if src.array is not None:
@@ -265,6 +261,7 @@ class AssetFeed:
                 except (OSError, ValueError):
                     pass
         del arr
+
 
 class Feed:
     """All assets' feeds of one backtest; the kernels reach it through `kernels.loop.FEEDS[key]`."""
