@@ -15,7 +15,7 @@ and ASSET is
                "n": float},
      "exchange": "no_partial_fill" | "partial_fill", "reference_compatible": bool,
      "fee": {"kind": "trading_value" | "trading_qty" | "flat_per_trade", "maker": float, "taker": float},
-     "tick_size": float, "lot_size": float, "roi_lb": float, "roi_ub": float}
+     "tick_size": float, "lot_size": float, "roi_lb": float, "roi_ub": float, "last_trades_capacity": int}
 For every run the script prints ONE JSON line: per-asset state values, return-code counts, timings.
 """
 from __future__ import annotations
@@ -89,6 +89,8 @@ def build_asset(cfg: dict) -> BacktestAsset:
     else:
         asset = asset.flat_per_trade_fee_model(maker, taker)
     asset = asset.tick_size(float(cfg["tick_size"])).lot_size(float(cfg["lot_size"]))
+    if cfg.get("last_trades_capacity"):
+        asset = asset.last_trades_capacity(int(cfg["last_trades_capacity"]))
     if "roi_lb" in cfg:
         asset = asset.roi_lb(float(cfg["roi_lb"])).roi_ub(float(cfg["roi_ub"]))
     return asset

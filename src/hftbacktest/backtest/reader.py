@@ -3,13 +3,14 @@
 * in-memory arrays are kept referenced (never copied unless `latency_offset` must rewrite them);
 * `.npy` files are memory-mapped read-only and served in slices; pages of slices both processors have left are
   released (`madvise(MADV_DONTNEED)`), so resident memory stays bounded however long the file is;
-* `.npz` files are decompressed lazily, one at a time, when a processor reaches them.
+* `.npz` files are served the same way from their 'data' member (`_npz`): a stored member is memory-mapped inside
+  the zip, a compressed one is inflated slice by slice, the next slice in a background thread.
 """
 from __future__ import annotations
 
 import mmap
 import os
-import zipfile
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..errors import DataError
 from ..kernels.numeric import I64_MIN
 from ..kernels.rows import EXCH_TS_BACKWARDS, PRICE_NOT_FINITE, ROWS_OK, check_rows
 from ..types import event_dtype
+from . import _npz
 
 SLICE_ROWS = 1 << 18  # rows per served slice of a memory-mapped file (16 MiB: resident file pages stay small)
 
@@ -40,25 +42,6 @@ def _check_dtype(dtype: np.dtype, where: str) -> None:
         raise DataError(f"{where}: wrong dtype {dtype}; expected hftbacktest event_dtype (64-byte records)")
 
 
-def _npz_member_header(path: str) -> np.dtype:
-    """dtype of the 'data' array of an .npz without decompressing the body."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            member = "data.npy" if "data.npy" in names else None
-            if member is None:
-                raise DataError(f"{path}: .npz has no 'data' array (found {', '.join(names) or 'nothing'})")
-            with zf.open(member) as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    _, _, dtype = np.lib.format.read_array_header_1_0(fh)
-                else:
-                    _, _, dtype = np.lib.format.read_array_header_2_0(fh)
-                return dtype
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read .npz ({exc})") from exc
-
-
 def check_source(src: Source) -> None:
     """Build-time checks that need no full read: existence, format, dtype."""
     if src.array is not None:
@@ -71,7 +54,7 @@ def check_source(src: Source) -> None:
     if not os.path.exists(path):
         raise DataError(f"{path}: data file not found")
     if path.endswith(".npz"):
-        _check_dtype(_npz_member_header(path), path)
+        _check_dtype(_npz.member(path).dtype, path)
     elif path.endswith(".npy"):
         try:
             arr = np.load(path, mmap_mode="r")
@@ -119,20 +102,31 @@ def as_kernel_array(arr: np.ndarray) -> np.ndarray:
 
 
 class AssetFeed:
-    """Serves one asset's data as a sequence of chunks; each processor (0 local, 1 exchange) walks it forward."""
+    """Serves one asset's data as a sequence of chunks; each processor (0 local, 1 exchange) walks it forward.
+
+    Chunks between the two processors' positions stay cached; the chunk after the furthest one is inflated in a
+    background thread when it comes from a compressed `.npz` (one chunk ahead, also across files)."""
 
     def __init__(self, sources: list[Source], latency_offset: int, validate: bool = True):
         self.latency_offset = latency_offset
         self.validate = validate
         self.pieces: list[tuple[Source, int, int]] = []  # (source, start row, stop row) per served chunk
+        self._members: dict[str, _npz.Member] = {}
         for src in sources:
-            if src.path is not None and src.path.endswith(".npy"):
-                n = np.load(src.path, mmap_mode="r").shape[0]
-                for start in range(0, max(n, 1), SLICE_ROWS):
-                    self.pieces.append((src, start, min(n, start + SLICE_ROWS)))
-            else:
+            if src.path is None:
                 self.pieces.append((src, 0, -1))
-        self._mmaps: dict[str, np.memmap] = {}
+                continue
+            if src.path.endswith(".npy"):
+                n = np.load(src.path, mmap_mode="r").shape[0]
+            else:
+                m = self._members[src.path] = _npz.member(src.path)
+                _check_dtype(m.dtype, src.path)
+                n = m.rows
+            for start in range(0, max(n, 1), SLICE_ROWS):
+                self.pieces.append((src, start, min(n, start + SLICE_ROWS)))
+        self._maps: dict[str, np.memmap] = {}  # .npy files and stored .npz members
+        self._streams: dict[str, tuple[_npz.Inflater, int]] = {}  # deflated member -> (inflater, its next row)
+        self._ahead: tuple[int, threading.Thread, list] | None = None  # chunk being inflated in the background
         self._cache: dict[int, np.ndarray] = {}
         self._at = [-1, -1]
         self._last_ts: dict[int, tuple] = {}  # piece index -> its last (exch_ts, local_ts), for the next piece
@@ -146,28 +140,104 @@ class AssetFeed:
         if arr is None:
             arr = self._load(index)
             self._cache[index] = arr
-        for k in [k for k in self._cache if k not in self._at]:
+        lo, hi = min(self._at), max(self._at)
+        for k in [k for k in self._cache if k < lo]:
             self._release(k)
+        if index == hi:
+            self._read_ahead(index + 1)
         return arr
+
+    def _deflated(self, index: int) -> _npz.Member | None:
+        path = self.pieces[index][0].path
+        m = self._members.get(path) if path is not None else None
+        return m if m is not None and not m.stored else None
+
+    def _map(self, path: str) -> np.memmap:
+        mm = self._maps.get(path)
+        if mm is None:
+            m = self._members.get(path)
+            mm = self._maps[path] = np.load(path, mmap_mode="r") if m is None else _npz.mapped(m)
+        return mm
+
+    def _stream(self, index: int) -> _npz.Inflater:
+        """The inflater of this chunk's member, positioned at the chunk's first row (restarted if behind)."""
+        src, start, _ = self.pieces[index]
+        m = self._members[src.path]
+        inf, row = self._streams.get(src.path, (None, -1))
+        if inf is None or row > start:
+            if inf is not None:
+                inf.close()
+            inf, row = _npz.Inflater(m), 0
+        while row < start:  # only after a restart: skip whole slices
+            n = min(SLICE_ROWS, start - row)
+            inf.read(n * m.dtype.itemsize)
+            row += n
+        self._streams[src.path] = (inf, start)
+        return inf
+
+    def _inflate(self, index: int) -> np.ndarray:
+        src, start, stop = self.pieces[index]
+        inf = self._stream(index)
+        raw = inf.read((stop - start) * event_dtype.itemsize)
+        if inf.done:  # a finished member keeps no buffers (a long data list must not accumulate them)
+            del self._streams[src.path]
+        else:
+            self._streams[src.path] = (inf, stop)
+        return raw
+
+    def _read_ahead(self, index: int) -> None:
+        if self._ahead is not None or index >= len(self.pieces) or index in self._cache or \
+                self._deflated(index) is None:
+            return
+        src, start, stop = self.pieces[index]
+        try:
+            inf = self._stream(index)
+            inf.top_up((stop - start) * event_dtype.itemsize)
+        except DataError:
+            return  # raised again, in order, when the chunk is needed
+        box: list = []
+        started = threading.Event()
+
+        def work():
+            started.set()  # from here the thread is inside zlib, which runs without the GIL
+            try:
+                box.append(self._inflate(index))
+            except BaseException as exc:  # handed to the main thread in _load
+                box.append(exc)
+
+        t = threading.Thread(target=work, name="hftbacktest-npz-read-ahead", daemon=True)
+        t.start()
+        started.wait()
+        self._ahead = (index, t, box)
+
+    def _join_ahead(self):
+        index, t, box = self._ahead
+        self._ahead = None
+        t.join()
+        return index, box[0]
 
     def _load(self, index: int) -> np.ndarray:
         src, start, stop = self.pieces[index]
         where = src.name
         if src.array is not None:
             arr = src.array
-        elif src.path.endswith(".npy"):
-            mm = self._mmaps.get(src.path)
-            if mm is None:
-                mm = self._mmaps[src.path] = np.load(src.path, mmap_mode="r")
-            arr = mm[start:stop]
-            where = f"{src.path} (rows {start}..{stop})"
+        elif self._deflated(index) is None:
+            arr = self._map(src.path)[start:stop]
         else:
-            try:
-                with np.load(src.path) as npz:
-                    arr = npz["data"]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-                raise DataError(f"{src.path}: cannot load ({exc})") from exc
-            _check_dtype(arr.dtype, src.path)
+            raw = None
+            if self._ahead is not None:
+                done, raw = self._join_ahead()
+                if done != index:
+                    raw = None
+                elif isinstance(raw, BaseException):
+                    raise raw
+            if raw is None:
+                raw = self._inflate(index)
+            arr = raw.view(self._members[src.path].dtype)
+        if src.path is not None:  # a .npz served whole is named as given, a slice with its rows
+            m = self._members.get(src.path)
+            whole = m is not None and (start, stop) == (0, m.rows)
+            where = src.path if whole else f"{src.path} (rows {start}..{stop})"
         arr = as_kernel_array(arr)
         if self.validate:
             self._last_ts[index] = validate_rows(arr, where, self._last_ts.get(index - 1, (None, None)))
@@ -178,8 +248,8 @@ class AssetFeed:
     def _release(self, index: int) -> None:
         arr = self._cache.pop(index)
         src, start, stop = self.pieces[index]
-        if src.path is not None and src.path.endswith(".npy") and not self.latency_offset:
-            mm = self._mmaps[src.path]
+        mm = self._maps.get(src.path) if src.path is not None else None
+        if mm is not None and not self.latency_offset:
             base = getattr(mm, "_mmap", None)
             if base is not None and hasattr(mmap, "MADV_DONTNEED"):
                 offset = mm.offset % mmap.ALLOCATIONGRANULARITY + start * event_dtype.itemsize
