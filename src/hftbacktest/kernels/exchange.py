@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .borrow import borrowed
+from .._numba_tricks.borrow import borrowed
 from ..types import (
     BUY,
     BUY_EVENT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .borrow import borrowed
+from .._numba_tricks.borrow import borrowed
 from ..types import (
     BUY_EVENT,
     CANCELED,

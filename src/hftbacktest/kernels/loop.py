@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from numba import njit, objmode
 
-from .borrow import borrowed
+from .._numba_tricks.borrow import borrowed
 from ..types import EXCH_EVENT, LOCAL_EVENT, ReturnCode, event_dtype
 from . import exchange as xp
 from . import local as lp

@@ -14,7 +14,7 @@ from ..types import event_dtype, order_dtype, state_values_dtype
 from .depth import depth_type
 from .structbase import CompactStructRef
 from .abi import struct_from_ptr, struct_ptr
-from .borrow import borrowed
+from .._numba_tricks.borrow import borrowed
 from .orders import bus_type, new_bus, new_table, order_array_type, table_type
 
 
