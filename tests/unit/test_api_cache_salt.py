@@ -13,7 +13,7 @@ import numba
 
 import hftbacktest
 from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
-from hftbacktest._cache_salt import SALT, digest
+from hftbacktest._numba_tricks.salt import SALT, digest
 from hftbacktest.recorder import Recorder
 
 from _engine_data import ask, bid, rows

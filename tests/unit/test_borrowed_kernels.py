@@ -1,4 +1,4 @@
-"""Borrowed (reference-count-free) engine kernels, kernels/borrow.py.
+"""Borrowed (reference-count-free) engine kernels, hftbacktest/_numba_tricks/borrow.py.
 
 The hot kernels are lowered without NRT incref/decref; owning helpers do every allocation. Two things can go
 wrong: the elision silently stops happening (speed), or a borrowed kernel allocates / replaces a field / keeps an
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from _subproc import run_json as _run
 from hftbacktest.kernels import loop  # noqa: F401  (registers every borrowed kernel)
-from hftbacktest.kernels.borrow import BORROWED, _qualified_name
+from hftbacktest._numba_tricks.borrow import BORROWED, _qualified_name
 
 
 def test_symbol_names_map_to_qualified_names():
@@ -24,7 +24,8 @@ def test_symbol_names_map_to_qualified_names():
 def test_hot_kernels_are_lowered_without_reference_counting(tmp_path):
     res = _run("""
         import json, re
-        from hftbacktest.kernels import borrow, depth
+        from hftbacktest._numba_tricks import borrow
+        from hftbacktest.kernels import depth
         from hftbacktest.kernels.depth import depth_type
         from numba import types
         sig = (depth_type, types.float64, types.float64)

@@ -1,7 +1,7 @@
 """The types user code sees: the bot, its depth and its order tables as salted views of the engine's StructRefs.
 
 A view has the same fields and memory as the engine's type (kernels.state / depth / orders) and a name that carries
-the cache salt (`_cache_salt.SALT`). A user's cached strategy takes views as arguments, so a changed package
+the cache salt (`_numba_tricks.salt.SALT`). A user's cached strategy takes views as arguments, so a changed package
 changes its signature and numba recompiles it instead of loading machine code built against other overloads or
 layouts. The engine's own types stay unsalted: the kernels' caches, and the types their cached constructors
 return, do not depend on the salt. `recast` converts between a view and its engine type (no copy); other bots
@@ -18,7 +18,7 @@ from numba.core import cgutils, types
 from numba.core.extending import intrinsic
 from numba.experimental import structref
 
-from .._cache_salt import SALT
+from .._numba_tricks.salt import SALT
 from ..kernels.depth import depth_type
 from ..kernels.orders import table_type
 from ..kernels.state import engine_type

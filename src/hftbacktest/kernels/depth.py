@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
-from .borrow import borrowed
+from .._numba_tricks.borrow import borrowed
 from ..types import BUY_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, LOCAL_EVENT, SELL_EVENT, event_dtype
 from .structbase import CompactStructRef
 from .numeric import I64_MAX, I64_MIN, resized, rha

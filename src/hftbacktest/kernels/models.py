@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .borrow import borrowed
+from .._numba_tricks.borrow import borrowed
 from .abi import call_prob
 from .numeric import rha, rmin
 

@@ -12,8 +12,9 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 from numba.np import numpy_support
+from numba.typed import List
 
-from .borrow import borrowed
+from .._numba_tricks.borrow import borrowed
 from ..types import BUY, CANCELED, EXPIRED, FILLED, order_dtype
 from .structbase import CompactStructRef
 from .numeric import I64_MAX, I64_MIN, resized
@@ -70,6 +71,7 @@ table_type = OrderTableType(
         ("dirty", types.boolean),  # may hold inactive orders (local side: skip clear_inactive scans)
         ("entry", types.int64),  # address of the C entry point (user-code views look ids up through it)
         ("cursor", types.int64),  # iteration cursor of `values()`
+        ("retired", types.ListType(order_array_type)),  # record arrays replaced by growth (see _grow)
         # exchange side only
         ("qf", types.float64[::1]),  # queue: qty ahead
         ("qc", types.float64[::1]),  # queue: cumulative traded qty since the last depth change
@@ -215,6 +217,7 @@ def new_table(cap):
     t.dirty = False
     t.entry = 0
     t.cursor = -1
+    t.retired = List.empty_list(order_array_type)
     t.qf = np.zeros(cap, np.float64)
     t.qc = np.zeros(cap, np.float64)
     t.lnext = np.full(cap, -1, np.int64)
@@ -236,8 +239,13 @@ def find(t, oid):
 
 @njit(cache=True, error_model="numpy")
 def _grow(t):
+    """Double the table (owning). The old record array is kept alive with the table: user code may still hold an
+    order record (`orders.get(id)`, `values().get()`), a bare pointer into it, which would otherwise point into
+    freed memory (garbage, or a segfault once the allocator unmaps it). Such a record then shows the order as it
+    was before the growth. Kept memory is less than the table's current size (capacities double)."""
     cap = t.rec.shape[0]
     ncap = cap * 2
+    t.retired.append(t.rec)
     t.rec = resized(t.rec, ncap, 0, cap)
     t.used = resized(t.used, ncap, 0, cap)
     t.free = resized(t.free, ncap, 0, cap)

@@ -18,7 +18,7 @@ from numba.core.extending import intrinsic, overload_attribute, overload_method
 from numba.experimental import structref
 from numba.typed import List
 
-from .._cache_salt import SALT
+from .._numba_tricks.salt import SALT
 from ..backtest import bot as _views  # noqa: F401  (registers the depth/order/state views the strategy reads)
 from ..backtest.views import depth_view_type, orders_view_type, recast
 from ..kernels import depth as dp
@@ -57,7 +57,7 @@ _W_ORDER = 3
 
 @structref.register
 class LiveBotType(types.StructRef):
-    """Named after the class and the package's cache salt (`_cache_salt.SALT`), not its field list: a user's
+    """Named after the class and the package's cache salt (`_numba_tricks.salt.SALT`), not its field list: a user's
     `@njit(cache=True)` strategy compiled against another version of this package has another signature, so numba
     recompiles it instead of loading machine code built for other fields or overloads."""
 
