@@ -540,3 +540,40 @@ def test_restarted_connector_with_adopt_orders_keeps_the_bots_orders(venue):
         assert not bot_open and not exch_open
     finally:
         hbt.close()
+
+
+def test_a_bot_without_the_connectors_token_cannot_place_an_order(venue):
+    """A process that can open the connector's services but has not read its token file: its hello (wrong token)
+    and its orders (no hello at all, or after the wrong one) are refused, answered, logged without the token and
+    never reach the exchange."""
+    from hftbacktest.live.ipc import BotChannel, access
+    from hftbacktest.live.ipc import codec as c
+    from hftbacktest.types import BUY, EXPIRED, GTX, NEW
+
+    token = access.read_token(venue.name)
+    assert token and oct(access.token_path(venue.name).stat().st_mode & 0o777) == "0o600"
+    order = c.WireOrder(0.002, 0.002, 0.0, 0, 100, 0.1, 0, 0, 4646, False, LIMIT, NEW, 0, BUY, GTX)
+    ledger_before = len(venue.ledger())
+    for bot_id, hello in ((0x5151, None), (0x5252, c.BotHello(os.getpid(), "0" * 64))):
+        ch = BotChannel(venue.name, bot_id)
+        try:
+            if hello is not None:
+                ch.send(c.encode_request(hello))
+            ch.send(c.encode_request(c.OrderRequest("btcusdt", order)))
+            deadline, got = time.monotonic() + 30, []
+            while not (any(isinstance(m, c.OrderUpdate) for m in got) and any(isinstance(m, c.Error) for m in got)):
+                assert time.monotonic() < deadline, got
+                raw = ch.recv()
+                if raw is None:
+                    time.sleep(0.01)
+                elif ch.last_id == bot_id:
+                    got.append(c.decode_event(raw))
+        finally:
+            ch.close()
+        update = next(m for m in got if isinstance(m, c.OrderUpdate))
+        assert update.order.order_id == 4646 and update.order.status == EXPIRED
+        assert any(isinstance(m, c.Error) and m.kind == c.ErrorKind.CriticalConnectionError and "token" in m.value
+                   for m in got), got
+        venue.connector.wait_for(f"from bot {bot_id}: it has not presented this connector's token", 10)
+    assert len(venue.ledger()) == ledger_before  # nothing reached the exchange
+    assert not any(token in line for line in venue.connector.log)

@@ -40,7 +40,7 @@ live_events = st.one_of(
     st.builds(c.Error, st.just(c.ErrorKind.Custom), values, i64),
 )
 requests = st.one_of(st.builds(c.OrderRequest, symbols, orders), st.builds(c.RegisterInstrument, symbols, f64, f64),
-                     st.builds(c.BotHello, st.integers(1, 2**31)), st.just(c.BotGoodbye()))
+                     st.builds(c.BotHello, st.integers(1, 2**31), st.text(max_size=64)), st.just(c.BotGoodbye()))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -81,7 +81,7 @@ def test_oversized_and_foreign_payloads_raise_typed_errors():
     with pytest.raises(IpcError, match="exceeds"):
         c.encode_event(c.Error(c.ErrorKind.ConnectionInterrupted, ["y" * 100] * 10))
     with pytest.raises(IpcError, match="version"):
-        c.decode_event(b"\x02\x03")
+        c.decode_event(bytes([c.VERSION + 1, 3]))
     with pytest.raises(IpcError, match="malformed"):
         c.decode_event(c.encode_event(c.Position("btcusdt", 1.0, 2))[:-3])
 
@@ -186,3 +186,108 @@ def test_services_of_a_kill_9_bot_are_reclaimed(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _private_dir(tmp_path, monkeypatch):
+    """Our own runtime directory (so another test's files do not count), as a user would get it."""
+    base = tmp_path / "rt"
+    monkeypatch.setenv("HFTBACKTEST_RUNTIME_DIR", str(base))
+    return base
+
+
+_CHANNEL_TRAFFIC = """
+import sys
+from hftbacktest.live.ipc import BotChannel, ConnectorChannel, access
+con = ConnectorChannel("perm"); bot = BotChannel("perm", 7)
+for _ in range(3):
+    bot.send(b"\\x02\\x03"); con.send(7, b"\\x02\\x04"); con.update_connections(); bot.update_connections()
+assert con.recv() and bot.recv()
+access.write_token("perm")
+for p in access.our_files(access.runtime_dir()):
+    print(p)
+print("end", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _mode(path) -> int:
+    return os.lstat(path).st_mode & 0o7777
+
+
+def test_every_ipc_file_is_private_to_its_user(tmp_path, monkeypatch):
+    """Connector + bot with traffic: every shared-memory segment, lock, management and token file is 0600 or
+    stricter (iceoryx2 itself creates its global management segment 0666 and its directories 0750), every
+    directory 0700. Another user (when the test can switch to one) can open none of them."""
+    import stat
+
+    base = _private_dir(tmp_path, monkeypatch)
+    proc = subprocess.Popen([sys.executable, "-c", _CHANNEL_TRAFFIC], stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                            text=True, env=dict(os.environ))
+    try:
+        paths = []
+        while (line := proc.stdout.readline().strip()) not in ("end", ""):
+            paths.append(line)
+        assert proc.poll() is None, "the channel process failed"
+        names = " ".join(paths)
+        for kind in ("global_mgmt", ".data", ".dynamic", ".connection", ".node_monitor", ".service", "perm.token"):
+            assert kind in names, (kind, paths)  # the listing covers every kind of file iceoryx2 makes
+        assert any(p.startswith("/dev/shm/") for p in paths)
+        for p in paths:
+            mode = _mode(p)
+            if stat.S_ISDIR(os.lstat(p).st_mode):
+                assert mode == 0o700, (p, oct(mode))
+            else:
+                assert mode & 0o077 == 0, (p, oct(mode))
+        assert _mode(base / "perm.token") == 0o600
+        if os.getuid() == 0:  # as root we can check from an unprivileged user's side
+            probe = textwrap.dedent("""
+                import os, sys
+                os.setgid(65534); os.setuid(65534)
+                opened = []
+                for p in sys.argv[1:]:
+                    try:
+                        os.close(os.open(p, os.O_RDONLY))
+                        opened.append(p)
+                    except PermissionError:
+                        pass
+                print(opened)
+                """)
+            other = subprocess.run([sys.executable, "-c", probe, *[p for p in paths if not os.path.isdir(p)]],
+                                   capture_output=True, text=True, timeout=60)
+            assert other.returncode == 0, other.stderr
+            assert other.stdout.strip() == "[]", other.stdout
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+
+
+def test_a_runtime_dir_owned_by_someone_else_is_refused(tmp_path, monkeypatch):
+    from hftbacktest.live.ipc import access
+
+    base = _private_dir(tmp_path, monkeypatch)
+    base.mkdir(mode=0o755)
+    base.chmod(0o755)
+    assert access.runtime_dir() == base and _mode(base) == 0o700  # ours: tightened
+    if os.getuid() != 0:
+        pytest.skip("needs root to create a directory owned by another user")
+    os.chown(base, 65534, 65534)
+    with pytest.raises(IpcError, match="belongs to uid 65534"):
+        access.runtime_dir()
+
+
+def test_token_file_is_written_private_and_atomically(tmp_path, monkeypatch):
+    from hftbacktest.live.ipc import access
+
+    base = _private_dir(tmp_path, monkeypatch)
+    path, token = access.write_token("bf")
+    assert path == base / "bf.token" and _mode(path) == 0o600 and len(token) == 64
+    assert access.read_token("bf") == token
+    path2, token2 = access.write_token("bf")  # a restarted connector: a new token replaces the old one
+    assert token2 != token and access.read_token("bf") == token2
+    assert sorted(p.name for p in base.iterdir()) == ["bf.token"]  # no temporary file left
+    access.remove_token("bf", token)  # not ours any more: kept
+    assert access.read_token("bf") == token2
+    access.remove_token("bf", token2)
+    assert access.read_token("bf") is None
+    hello = c.BotHello(1, token2)
+    assert token2 not in repr(hello) and token2 not in str(hello) and token2 not in f"{hello}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import random
@@ -12,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..live.ipc import TO_ALL, ConnectorChannel
+from ..live.ipc import TO_ALL, ConnectorChannel, access
 from ..live.ipc import codec
 from ..live.ipc.codec import ErrorKind
 from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE, REPLACED, UNSUPPORTED
@@ -75,6 +76,9 @@ class BinanceFuturesConnector:
         self._signals = 0
         self.bot_pids: dict[int, int] = {}  # bot id -> process id (from BotHello)
         self.departed: set[int] = set()  # bots that said goodbye
+        self.authorised: set[int] = set()  # bots that presented this connector's token
+        self.refused: dict[int, int] = {}  # bot id -> requests refused for want of the token
+        self._token = ""
         self._adoptions: dict[str, asyncio.Task] = {}  # symbol -> adoption of its exchange orders at first use
 
     # --- publishing -----------------------------------------------------------------------------
@@ -115,7 +119,9 @@ class BinanceFuturesConnector:
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def run(self) -> int:
-        self.ipc = ConnectorChannel(self.name)
+        self.ipc = ConnectorChannel(self.name)  # first: fails if a connector with this name runs (keep its token)
+        token_file, self._token = access.write_token(self.name)
+        log.info("bot token written to %s (bots of this user read it there)", token_file)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
@@ -172,6 +178,10 @@ class BinanceFuturesConnector:
         if self._session is not None:
             await self._session.close()
         self.ipc.close()
+        access.remove_token(self.name, self._token)
+        if self.refused:
+            log.error("refused %d request(s) from %d bot(s) without this connector's token",
+                      sum(self.refused.values()), len(self.refused))
 
     async def _safe_request(self, method: str, path: str, params: dict | None = None, **kw) -> RestReply | None:
         try:
@@ -233,6 +243,12 @@ class BinanceFuturesConnector:
                 log.error("undecodable request from bot %d: %s", bot_id, exc)
                 self.error(ErrorKind.Custom, str(exc), codec.CUSTOM_CODEC_MISMATCH, bot_id)
                 continue
+            if isinstance(req, codec.BotHello):
+                self._hello(bot_id, req)
+                continue
+            if bot_id not in self.authorised:
+                self._refuse_unauthorised(bot_id, req)
+                continue
             if isinstance(req, codec.RegisterInstrument):
                 symbol = req.symbol.lower()
                 adoption = self._adoptions.get(symbol)
@@ -242,9 +258,6 @@ class BinanceFuturesConnector:
                     self.spawn(self._register_after(adoption, bot_id, req))  # the replay must list adopted orders
                 else:
                     self._register(bot_id, req)
-            elif isinstance(req, codec.BotHello):
-                self.bot_pids[bot_id] = req.pid
-                self.departed.discard(bot_id)
             elif isinstance(req, codec.BotGoodbye):
                 self.departed.add(bot_id)
                 log.info("bot %d left", bot_id)
@@ -256,6 +269,33 @@ class BinanceFuturesConnector:
                 self.spawn(self._modify(bot_id, req.symbol.lower(), req.order))
             else:
                 log.error("bot %d sent an order request with invalid req=%d; ignored", bot_id, req.order.req)
+
+    def _hello(self, bot_id: int, req: codec.BotHello) -> None:
+        if req.token and self._token and hmac.compare_digest(req.token.encode(), self._token.encode()):
+            self.authorised.add(bot_id)
+            self.bot_pids[bot_id] = req.pid
+            self.departed.discard(bot_id)
+            return
+        self.authorised.discard(bot_id)
+        self._refuse_unauthorised(bot_id, req)
+
+    def _refuse_unauthorised(self, bot_id: int, req: Any) -> None:
+        """A request from a bot that has not presented this connector's token: never executed; the operator (our
+        log) and the bot hear about it. The token itself is never logged."""
+        n = self.refused[bot_id] = self.refused.get(bot_id, 0) + 1
+        what = "BotHello with a wrong or missing token" if isinstance(req, codec.BotHello) else type(req).__name__
+        if n <= 10 or n % 1000 == 0:  # a flood must not flood the log
+            pid = f", pid {req.pid}" if isinstance(req, codec.BotHello) else ""
+            log.error("refused %s from bot %d%s: it has not presented this connector's token (%d refused so far)",
+                      what, bot_id, pid, n)
+        if bot_id == TO_ALL:
+            return  # a forged header: an answer to id 0 would reach every bot
+        if isinstance(req, codec.OrderRequest):
+            status = EXPIRED if req.order.req == NEW else req.order.status
+            self.send(bot_id, codec.OrderUpdate(req.symbol.lower(), req.order._replace(status=status, req=NONE)))
+        self.error(ErrorKind.CriticalConnectionError,
+                   f"connector {self.name!r} refused the request: missing or wrong token (the bot reads "
+                   f"{access.token_path(self.name)})", bot_id=bot_id)
 
     def _register(self, bot_id: int, req: codec.RegisterInstrument) -> None:
         symbol = req.symbol.lower()

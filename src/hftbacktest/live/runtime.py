@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import IpcError
 from ..types import event_dtype, order_dtype
-from .ipc import BotChannel
+from .ipc import BotChannel, access
 from .ipc import codec
 from .ipc.codec import ErrorKind
 
@@ -154,8 +154,15 @@ class LiveRuntime:
             self._old_handlers[sig] = signal.signal(sig, on_signal)
 
     def register(self, ci: int) -> None:
-        """(Re-)register this connector's instruments; each answer is a replay batch: live orders, position, book."""
-        self.channels[ci].send(codec.encode_request(codec.BotHello(os.getpid())))
+        """(Re-)register this connector's instruments; each answer is a replay batch: live orders, position, book.
+
+        The connector's token is read afresh each time: a restarted connector has written a new one."""
+        name = self.connectors[ci]
+        token = access.read_token(name)
+        if token is None:
+            log.warning("connector %s has no token file (%s): is it running? Its requests will be refused", name,
+                        access.token_path(name))
+        self.channels[ci].send(codec.encode_request(codec.BotHello(os.getpid(), token or "")))
         for symbol, asset in self.asset_of[ci].items():
             self._pending_replay[ci].append(asset)
             inst = self.instruments[asset]

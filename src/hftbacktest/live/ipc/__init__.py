@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from ...errors import ConfigError, IpcError
+from . import access
 from .codec import MAX_PAYLOAD_SIZE, TO_ALL
 
 __all__ = ["ChannelConfig", "ConnectorChannel", "BotChannel", "MAX_PAYLOAD_SIZE", "TO_ALL", "cleanup"]
@@ -64,14 +65,22 @@ def _iox():
 
 @lru_cache(maxsize=1)
 def _node():
-    """One iceoryx2 node per process; creating it also reclaims resources left by dead nodes."""
+    """One iceoryx2 node per process, its files under this user's runtime directory (see `access`); creating it
+    also reclaims resources left by dead nodes."""
     iox = _iox()
     iox.set_log_level_from_env_or(iox.LogLevel.Error)
+    base = access.runtime_dir()
+    cfg = iox.config.default()
+    cfg.global_cfg.root_path = iox.Path.new(str(access.iceoryx_root(base)) + "/")
+    cfg.global_cfg.prefix = iox.FileName.new(access.shm_prefix(base))
     try:
-        node = iox.NodeBuilder.new().signal_handling_mode(iox.SignalHandlingMode.Disabled).create(iox.ServiceType.Ipc)
+        node = (iox.NodeBuilder.new().config(cfg).signal_handling_mode(iox.SignalHandlingMode.Disabled)
+                .create(iox.ServiceType.Ipc))
         node.try_cleanup_dead_nodes()
     except Exception as exc:
-        raise IpcError(f"cannot create the iceoryx2 node (shared memory under /dev/shm, /tmp/iceoryx2): {exc}") from exc
+        raise IpcError(f"cannot create the iceoryx2 node (shared memory under /dev/shm, files under "
+                       f"{access.iceoryx_root(base)}): {exc}") from exc
+    access.tighten(base)
     return node
 
 
@@ -123,6 +132,7 @@ class _Endpoint:
                 f"cannot subscribe to {name}/{sub_dir}: {exc}"
                 + (" (is another connector with this --name running?)" if sub_dir == "FromBot" else "")
             ) from exc
+        access.tighten(access.runtime_dir())  # data segments and port files created just now
         self._seq = 0
         self._last_seq: dict[int, int] = {}  # publisher key -> last seq seen
         self.lost = 0  # samples a full buffer dropped before we read them

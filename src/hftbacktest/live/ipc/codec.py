@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from ...errors import IpcError
 from ...types import order_dtype
 
-VERSION = 1
+VERSION = 2  # 2: BotHello carries the connector's token
 MAX_PAYLOAD_SIZE = 512
 TO_ALL = 0  # header id meaning "every bot"
 
@@ -114,9 +114,14 @@ class OrderRequest(NamedTuple):
 
 
 class BotHello(NamedTuple):
-    """Sent before a bot's registrations: its process id lets the connector tell when the bot is gone (same host),
-    so a later bot can adopt the orders it left open."""
+    """Sent before a bot's registrations: `token` (read from the connector's token file) admits the bot; its
+    process id lets the connector tell when the bot is gone (same host), so a later bot can adopt the orders it
+    left open."""
     pid: int
+    token: str = ""
+
+    def __repr__(self) -> str:  # the token never reaches a log
+        return f"BotHello(pid={self.pid}, token={'***' if self.token else ''!r})"
 
 
 class BotGoodbye(NamedTuple):
@@ -296,6 +301,7 @@ def encode_request(msg: Any) -> bytes:
     elif cls is BotHello:
         out = bytearray(_PREFIX.pack(VERSION, TAG_REQ_HELLO))
         out += _I64.pack(msg.pid)
+        _put_str(out, msg.token)
     elif cls is BotGoodbye:
         out = bytearray(_PREFIX.pack(VERSION, TAG_REQ_GOODBYE))
     else:
@@ -345,7 +351,8 @@ def decode_request(buf: bytes) -> Any:
             tick, lot = _REGISTER.unpack_from(buf, pos)
             return RegisterInstrument(symbol, tick, lot)
         if tag == TAG_REQ_HELLO:
-            return BotHello(_I64.unpack_from(buf, 2)[0])
+            token, _ = _get_str(buf, 10)
+            return BotHello(_I64.unpack_from(buf, 2)[0], token)
         if tag == TAG_REQ_GOODBYE:
             return BotGoodbye()
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
