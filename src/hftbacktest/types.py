@@ -98,7 +98,8 @@ class OrdType(IntEnum):
 
 
 class ReturnCode(IntEnum):
-    """Integer codes returned by elapse/wait/submit/modify/cancel (same values as hftbacktest 2.x)."""
+    """Integer codes returned by elapse/wait/submit/modify/cancel (same values as hftbacktest 2.x; 16-19 are the
+    live bot's, CLOSED is ours). The kernels and the live bot take their constants from here."""
 
     OK = 0
     END_OF_DATA = 1
@@ -110,6 +111,11 @@ class ReturnCode(IntEnum):
     INVALID_ORDER_REQUEST = 13
     INVALID_ORDER_STATUS = 14
     END_OF_DATA_ERROR = 15
+    INSTRUMENT_NOT_FOUND = 16
+    TIMEOUT = 17
+    INTERRUPTED = 18
+    CUSTOM = 19
+    CLOSED = 20  # the bot was closed: no operation advances time or sends orders any more
     DATA_ERROR = 100
 
 

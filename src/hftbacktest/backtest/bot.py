@@ -38,6 +38,7 @@ from ..kernels.orders import OrderTableType, order_record_type
 from ..kernels.abi import (
     FN_CANCEL,
     FN_CLEAR_INACTIVE,
+    FN_CLOSE,
     FN_ELAPSE,
     FN_GOTO_END,
     FN_MODIFY,
@@ -303,7 +304,7 @@ _register(overload_method, [BotType], {
     "wait_order_response": _wait_order_response,
     "feed_latency": lambda e, asset_no: _feed_latency_of(_asset(e, asset_no)),
     "order_latency": lambda e, asset_no: _order_latency_of(_asset(e, asset_no)),
-    "close": lambda e: 0,
+    "close": lambda e: _call(e, FN_CLOSE, 0, 0, 0, 0, 0, 0.0, 0.0),
     "_goto_end": lambda e: _call(e, FN_GOTO_END, 0, 0, 0, 0, 0, 0.0, 0.0),
 })
 
@@ -710,7 +711,13 @@ class Backtest(structref.StructRefProxy):
         return (int(a), int(b), int(c)) if ok else None
 
     def close(self):
-        return 0
+        """End the backtest: later elapse/wait/submit/modify/cancel calls return ReturnCode.CLOSED (20) and the
+        data feed is released. Views (depth, orders, state values) stay readable. Returns 0."""
+        rc = self._call(FN_CLOSE)
+        key = self.__dict__.get("_feed_key")
+        if key is not None:
+            loop.FEEDS.pop(key, None)
+        return rc
 
     def _goto_end(self):
         return self._call(FN_GOTO_END)
@@ -780,6 +787,7 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
     loop.FEEDS[key] = Feed(feeds)
     engine = new_engine(states, key, address())
     obj = cls._numba_box_(bot_type, engine._meminfo)
+    obj.__dict__["_feed_key"] = key
     weakref.finalize(obj, _release, key, keepalive)
     return obj
 

@@ -34,6 +34,7 @@ from ..types import (
     REPLACED,
     SELL_EVENT,
     TRADE_EVENT,
+    ReturnCode,
 )
 from . import depth as dp
 from . import orders as ob
@@ -49,10 +50,10 @@ from .models import (
 )
 from .numeric import I64_MAX, I64_MIN, rha
 
-OK = 0
-ERR_ORDER_ID_EXIST = 10
-ERR_INVALID_ORDER_REQUEST = 13
-ERR_INVALID_ORDER_STATUS = 14
+OK = int(ReturnCode.OK)
+ERR_ORDER_ID_EXIST = int(ReturnCode.ORDER_ID_EXIST)
+ERR_INVALID_ORDER_REQUEST = int(ReturnCode.INVALID_ORDER_REQUEST)
+ERR_INVALID_ORDER_STATUS = int(ReturnCode.INVALID_ORDER_STATUS)
 
 
 @borrowed(inline="always")

@@ -26,6 +26,7 @@ from ..types import (
     REPLACED,
     SELL_EVENT,
     TRADE_EVENT,
+    ReturnCode,
 )
 from . import depth as dp
 from . import orders as ob
@@ -33,11 +34,12 @@ from .exchange import apply_fill
 from .models import LATENCY_INTP, intp_entry
 from .numeric import resized, rha
 
-OK = 0
-ERR_ORDER_ID_EXIST = 10
-ERR_ORDER_REQUEST_IN_PROCESS = 11
-ERR_ORDER_NOT_FOUND = 12
-ERR_INVALID_ORDER_REQUEST = 13
+OK = int(ReturnCode.OK)
+ERR_ORDER_ID_EXIST = int(ReturnCode.ORDER_ID_EXIST)
+ERR_ORDER_REQUEST_IN_PROCESS = int(ReturnCode.ORDER_REQUEST_IN_PROCESS)
+ERR_ORDER_NOT_FOUND = int(ReturnCode.ORDER_NOT_FOUND)
+ERR_INVALID_ORDER_REQUEST = int(ReturnCode.INVALID_ORDER_REQUEST)
+_MAX_TICKS = 4.0e18  # a price whose tick number does not fit an int64 is refused, not saturated
 
 
 @njit(cache=True, error_model="numpy")
@@ -139,11 +141,25 @@ def _send(s, slot, now):
 
 
 @borrowed(inline="always")
+def valid_price_qty(s, price, qty, ord_type):
+    """The rule for an order's price and quantity, shared by the backtest and the live bot (checked before
+    anything is queued or sent): a finite quantity > 0; a finite price > 0 whose tick fits an int64
+    (0 is also accepted for a MARKET order, whose price is not used)."""
+    if not (np.isfinite(qty) and qty > 0.0):
+        return False
+    if not np.isfinite(price) or abs(price / s.tick) >= _MAX_TICKS:
+        return False
+    return price > 0.0 or (price == 0.0 and ord_type == MARKET)
+
+
+@borrowed(inline="always")
 def submit(s, now, oid, side, price, qty, tif, ord_type):
     t = s.ord_l
     if ob.find(t, oid) >= 0:
         return ERR_ORDER_ID_EXIST
     if not (tif == GTC or tif == GTX or tif == FOK or tif == IOC) or not (ord_type == LIMIT or ord_type == MARKET):
+        return ERR_INVALID_ORDER_REQUEST
+    if not valid_price_qty(s, price, qty, ord_type):
         return ERR_INVALID_ORDER_REQUEST
     sc = s.scratch
     sc[0] = sc[1]  # row 1 stays all zeros
@@ -173,6 +189,8 @@ def modify(s, now, oid, price, qty):
     o = t.rec[slot]
     if o.req != NONE:
         return ERR_ORDER_REQUEST_IN_PROCESS
+    if not valid_price_qty(s, price, qty, np.int64(o.order_type)):
+        return ERR_INVALID_ORDER_REQUEST
     prev_tick = o.price_tick
     prev_qty = o.qty
     o.price_tick = rha(price / s.tick)

@@ -12,13 +12,14 @@ import numpy as np
 from numba import njit, objmode
 
 from .borrow import borrowed
-from ..types import EXCH_EVENT, LOCAL_EVENT, event_dtype
+from ..types import EXCH_EVENT, LOCAL_EVENT, ReturnCode, event_dtype
 from . import exchange as xp
 from . import local as lp
 from . import orders as ob
 from .abi import (
     FN_CANCEL,
     FN_CLEAR_INACTIVE,
+    FN_CLOSE,
     FN_ELAPSE,
     FN_GOTO_END,
     FN_MODIFY,
@@ -32,11 +33,12 @@ from .numeric import I64_MAX
 from .orders import table_type
 from .state import asset, data_array_type, engine_type
 
-OK = 0
-END_OF_DATA = 1
-MARKET_FEED = 2
-ORDER_RESPONSE = 3
-DATA_ERROR = 100
+OK = int(ReturnCode.OK)
+END_OF_DATA = int(ReturnCode.END_OF_DATA)
+MARKET_FEED = int(ReturnCode.MARKET_FEED)
+ORDER_RESPONSE = int(ReturnCode.ORDER_RESPONSE)
+CLOSED = int(ReturnCode.CLOSED)
+DATA_ERROR = int(ReturnCode.DATA_ERROR)
 
 WAIT_NONE = 0
 WAIT_ID = 1
@@ -220,6 +222,11 @@ def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
     if op == FN_CLEAR_INACTIVE:
         clear_inactive_orders(e, i1)
         return np.int64(OK)
+    if op == FN_CLOSE:
+        e.closed = True
+        return np.int64(OK)
+    if e.closed:  # nothing advances time or queues an order after close()
+        return np.int64(CLOSED)
     done, rc, target, wait_mode, wait_asset, wait_id, wait_next_feed = _prepare(e, op, i1, i2, i3, i4, i5, f1, f2)
     if done:
         return rc

@@ -99,6 +99,7 @@ engine_fields = [
     ("error", types.int64),  # last data error code (100) reported by the loader
     ("entry", types.int64),  # address of the C entry point (kernels.entry), filled at build
     ("aptr", types.int64[::1]),  # address of each AssetState (owned by `assets`)
+    ("closed", types.boolean),  # close() was called: time-advancing and order operations return CLOSED
 ]
 engine_type = EngineType(engine_fields)
 
@@ -181,6 +182,7 @@ def new_engine(assets, key, entry):
     e.error = 0
     e.entry = entry
     e.aptr = np.zeros(len(assets), np.int64)
+    e.closed = False
     for a in range(len(assets)):
         e.aptr[a] = struct_ptr(assets[a])
         assets[a].ord_l.entry = entry
