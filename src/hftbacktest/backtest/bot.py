@@ -51,7 +51,8 @@ from ..kernels.abi import (
     struct_ptr,
 )
 from ..kernels.state import asset_state_type, engine_type, new_asset_list, new_asset_state, new_engine
-from ..types import BUY, NEW, PARTIALLY_FILLED, SELL, order_dtype
+from ..kernels import perp
+from ..types import BUY, EXCH_EVENT, FUNDING_RATE_EVENT, NEW, PARTIALLY_FILLED, SELL, order_dtype
 from .asset import AssetConfig, BacktestAsset
 from .views import BotType, DepthViewType, OrdersViewType, bot_type, depth_view_type, orders_view_type, recast
 from .reader import AssetFeed, Source, as_kernel_array, check_source
@@ -86,6 +87,12 @@ def _orders(e, asset):
 def _state(e, asset):
     _check_asset(e, asset)
     return e.assets[asset].sv_l
+
+
+@njit(cache=True, error_model="numpy")
+def _perp(e, asset):
+    _check_asset(e, asset)
+    return e.assets[asset].perp_f[0], e.assets[asset].perp_f[3]
 
 
 @njit(cache=True, error_model="numpy")
@@ -291,6 +298,8 @@ _register(overload_method, [BotType], {
 }, inline="always")
 _register(overload_method, [BotType], {
     "position": lambda e, asset_no: _asset(e, asset_no).sv_l[0].position,
+    "mark_price": lambda e, asset_no: _asset(e, asset_no).perp_f[0],
+    "funding": lambda e, asset_no: _asset(e, asset_no).perp_f[3],
     "clear_last_trades": lambda e, asset_no: _clear_trades(e, asset_no),
     "clear_inactive_orders": _clear_inactive_orders,
     "submit_buy_order": _submitter(BUY),
@@ -651,6 +660,15 @@ class Backtest(structref.StructRefProxy):
     def position(self, asset_no):
         return float(_state(self, self._checked(asset_no))[0]["position"])
 
+    def mark_price(self, asset_no):
+        """Last mark price (MARK_PRICE_EVENT 101 rows at local_ts); NaN before the first."""
+        return float(_perp(self, self._checked(asset_no))[0])
+
+    def funding(self, asset_no):
+        """Cumulative funding paid (negative: received), already taken from the balance; 0 unless
+        `BacktestAsset().funding(True)`. Quote currency (linear) or coin (inverse)."""
+        return float(_perp(self, self._checked(asset_no))[1])
+
     def last_trades(self, asset_no):
         return _last_trades(self, self._checked(asset_no))
 
@@ -745,6 +763,19 @@ def _release(key, keepalive):
     keepalive.clear()
 
 
+def _perp_setup(state, cfg: AssetConfig, first, no: int) -> None:
+    """Latency lanes and funding (kernels/perp.py); nothing to do for a 2.x configuration."""
+    if cfg.latency_lanes:
+        perp.set_latency_lanes(state, *cfg.latency_lanes)
+    if cfg.funding:
+        kinds = first["ev"] & 0xFF
+        if not np.any((kinds == FUNDING_RATE_EVENT) & ((first["ev"] & EXCH_EVENT) != 0)):
+            name = cfg.sources[0].name if cfg.sources else "<no data>"
+            raise DataError(f"asset {no}: funding(True) but {name} has no funding-rate rows (event "
+                            f"{FUNDING_RATE_EVENT}); convert the feed with option 'm', or drop .funding(True)")
+        perp.enable_funding(state)
+
+
 def _build(assets: list[BacktestAsset], roi: bool, cls):
     if isinstance(assets, BacktestAsset):
         assets = [assets]
@@ -780,6 +811,7 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
         if cfg.queue_prob is not None:
             keepalive.append(cfg.queue_prob)
         state = new_asset_state(cfg_f, cfg_i, cfg.latency_table, depths[0], depths[1], first, len(feed))
+        _perp_setup(state, cfg, first, no)
         _append_asset(states, state)
         feeds.append(feed)
     from .reader import Feed

@@ -16,6 +16,7 @@ from ..types import EXCH_EVENT, LOCAL_EVENT, ReturnCode, event_dtype
 from . import exchange as xp
 from . import local as lp
 from . import orders as ob
+from . import perp
 from .abi import (
     FN_CANCEL,
     FN_CLEAR_INACTIVE,
@@ -273,6 +274,9 @@ def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
             slots[j] = ob.bus_head_ts(s.to_local)
         elif kind == 2:
             r = s.data_x[s.pos_x]
+            if s.perp_i[0] != 0:  # funding enabled
+                perp.settle_due(s, r.exch_ts)
+                perp.exch_row(s, np.int64(r.ev) & 0xFF, r.exch_ts, r.px, r.ival)
             rc = xp.process_data(s, np.int64(r.ev), r.exch_ts, r.px, r.qty)
             if rc != OK:
                 return rc
@@ -282,6 +286,8 @@ def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
                 return e.error
             slots[j - 1] = ob.bus_head_ts(s.to_local)
         else:
+            if s.perp_i[0] != 0:
+                perp.settle_due(s, ts)
             rc = xp.process_requests(s, ts)
             if rc != OK:
                 return rc

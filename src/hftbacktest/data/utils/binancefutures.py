@@ -42,7 +42,8 @@ class _Tables:
 
     def add_rows(self, rows: list[tuple]) -> None:
         if rows:
-            self.rows.append(np.array([(*r, 0, 0, 0.0) for r in rows], event_dtype))
+            # (ev, exch_ts, local_ts, px, qty[, ival])
+            self.rows.append(np.array([(*r[:5], 0, r[5] if len(r) > 5 else 0, 0.0) for r in rows], event_dtype))
 
     def add_msg(self, line, kind, local, exch, id0=-1, id1=-1, id2=-1) -> None:
         self.msgs.room(1)
@@ -172,8 +173,10 @@ class _Converter:
             kind = P.KIND_MARK
             x = int(d["E" if self.mark_use_e else "T"]) * 1_000_000
             if self.opt_m:
+                # with E timestamps the funding-rate row keeps its funding time T in ival (0 otherwise: x is T)
+                nft = int(d["T"]) * 1_000_000 if self.mark_use_e else 0
                 rows += [(100, x, local, float(d["i"]), 0.0), (101, x, local, float(d["p"]), 0.0),
-                         (102, x, local, float(d["r"]), 0.0)]
+                         (102, x, local, float(d["r"]), 0.0, nft)]
         elif e == "bookTicker":
             kind = P.KIND_TICKER
             x = int(d["T"]) * 1_000_000

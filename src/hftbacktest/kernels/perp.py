@@ -1,0 +1,114 @@
+"""Perpetual-futures extras: order latency per request type, mark price, funding settlement.
+
+Latency lanes: an `intp_order_latency` table with a `req` column is split at build into one table per request
+type (`s.lat_new`, `s.lat_cxl`, `s.lat_mod`); a request uses its type's table, or the whole table (the shared
+lane, `s.lat_tab`, exactly the 2.x model) when its type has no rows. The response to a request uses the lane of
+that request; fill reports not caused by a request use the shared lane. `s.lat_lx` = cursors
+[entry, response] per lane (NEW, CANCELED, REPLACED), then the lane of the request being answered (0 = shared).
+
+Mark price: the local side stores each MARK_PRICE row's px in `s.perp_f[0]` (NaN before the first).
+
+Funding (`s.perp_i[0] != 0`): the exchange side keeps the mark price (101) and the funding rate (102) in force;
+a FUNDING_RATE row announces the rate for its funding time (`ival`, or `exch_ts` when `ival` is 0, which is what
+the reference converter's `T` timestamps give). The first exchange event strictly after that time settles it
+once: `position × mark × rate` (linear, × contract size) or `position × contract size / mark × rate` (inverse,
+in coin) is paid from the balance of both sides and added to the cumulative funding.
+`s.perp_f` = [local mark, exchange mark, rate in force, cumulative funding paid];
+`s.perp_i` = [enabled, pending funding time (0: none), last settled funding time].
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .._numba_tricks.borrow import borrowed
+from ..types import CANCELED, FUNDING_RATE_EVENT, MARK_PRICE_EVENT, NEW, REPLACED
+from .models import ASSET_INVERSE, intp_entry, intp_response
+
+LANE_CODES = (NEW, CANCELED, REPLACED)  # request codes a latency table's `req` column may hold (0: any)
+
+
+@njit(cache=True, error_model="numpy")
+def set_latency_lanes(s, lat_new, lat_cxl, lat_mod):
+    """Owning helper: store the per-request-type tables (empty: that type uses the shared table)."""
+    s.lat_new = lat_new
+    s.lat_cxl = lat_cxl
+    s.lat_mod = lat_mod
+
+
+@njit(cache=True, error_model="numpy")
+def enable_funding(s):
+    s.perp_i[0] = 1
+
+
+@borrowed
+def entry_latency(s, req, ts):
+    """Entry latency of a request of type `req` sent at ts (interpolated-table model)."""
+    lx = s.lat_lx
+    if req == NEW and s.lat_new.shape[0] > 0:
+        lat, lx[0] = intp_entry(s.lat_new, lx[0], ts)
+        return lat
+    if req == CANCELED and s.lat_cxl.shape[0] > 0:
+        lat, lx[2] = intp_entry(s.lat_cxl, lx[2], ts)
+        return lat
+    if req == REPLACED and s.lat_mod.shape[0] > 0:
+        lat, lx[4] = intp_entry(s.lat_mod, lx[4], ts)
+        return lat
+    lat, s.lat_ce = intp_entry(s.lat_tab, s.lat_ce, ts)
+    return lat
+
+
+@borrowed
+def response_latency(s, ts):
+    """Response latency of a reply stamped ts at the exchange, in the lane of the request being answered."""
+    lx = s.lat_lx
+    req = lx[6]
+    if req == NEW and s.lat_new.shape[0] > 0:
+        lat, lx[1] = intp_response(s.lat_new, lx[1], ts)
+        return lat
+    if req == CANCELED and s.lat_cxl.shape[0] > 0:
+        lat, lx[3] = intp_response(s.lat_cxl, lx[3], ts)
+        return lat
+    if req == REPLACED and s.lat_mod.shape[0] > 0:
+        lat, lx[5] = intp_response(s.lat_mod, lx[5], ts)
+        return lat
+    lat, s.lat_cr = intp_response(s.lat_tab, s.lat_cr, ts)
+    return lat
+
+
+@borrowed
+def settle_due(s, ts):
+    """Settle the pending funding time if the exchange clock (ts) has passed it."""
+    pi = s.perp_i
+    t = pi[1]
+    if t == 0 or ts <= t:
+        return
+    pf = s.perp_f
+    pos = s.sv_x[0].position
+    mark = pf[1]
+    pi[1] = 0
+    pi[2] = t
+    if pos == 0.0 or not np.isfinite(mark) or mark <= 0.0:
+        return
+    if s.asset_type == ASSET_INVERSE:
+        paid = pos * s.cs / mark * pf[2]
+        # inverse balances are kept negated (equity = -balance - position * cs / price): paying coin raises it
+        s.sv_x[0].balance += paid
+        s.sv_l[0].balance += paid
+    else:
+        paid = pos * s.cs * mark * pf[2]
+        s.sv_x[0].balance -= paid
+        s.sv_l[0].balance -= paid
+    pf[3] += paid
+
+
+@borrowed
+def exch_row(s, kind, ts, px, ival):
+    """An EXCH row at ts, after `settle_due`: record the mark price / the rate for the next funding time."""
+    if kind == MARK_PRICE_EVENT:
+        s.perp_f[1] = px
+    elif kind == FUNDING_RATE_EVENT:
+        t = ival if ival > 0 else ts
+        if t > s.perp_i[2]:  # a funding time already settled is never paid again
+            s.perp_i[1] = t
+            s.perp_f[2] = px
