@@ -251,3 +251,64 @@ def test_converter_keeps_the_funding_time_with_event_timestamps(tmp_path):
     assert rows["ival"].tolist() == [T * 1_000_000] * 3 and rows["px"].tolist() == [0.0001] * 3
     ref = out["T"][(out["T"]["ev"] & 0xFF) == FUNDING_RATE_EVENT]
     assert ref["exch_ts"].tolist() == [T * 1_000_000] * 3 and ref["ival"].tolist() == [0] * 3  # reference layout
+
+
+def test_update_at_the_settlement_instant_announcing_the_next_time():
+    # at exactly T Binance has settled: the update stamped T (mark 104) already shows the next funding time
+    data = events(*BOOK, mark(2000, 100.0), rate(2000, 0.0002, T), mark(T, 104.0), rate(T, 0.0009, T + 50_000),
+                  bid(12_000, 98.0, 1.0), bid(70_000, 97.0, 1.0), bid(80_000, 96.0, 1.0))
+    hbt = _fund_bot(data)
+    _trade(hbt, 1)
+    hbt.elapse(20_000)
+    first = 3 * 104.0 * 0.0002  # T: the rate announced for T, the mark in force at T
+    assert hbt.funding(0) == pytest.approx(first, rel=1e-12)
+    hbt.elapse(70_000)
+    assert hbt.funding(0) == pytest.approx(first + 3 * 104.0 * 0.0009, rel=1e-12)  # T + 50_000, settled at 70_000
+
+
+def test_synthetic_feed_across_a_funding_time(tmp_path):
+    import contextlib
+    import io
+    import warnings
+
+    from hftbacktest.data.synthetic import generate
+    from hftbacktest.data.utils.binancefutures import convert
+    from hftbacktest.types import EXCH_EVENT
+
+    B = 1_723_161_600_000  # 2024-08-09 00:00 UTC, a funding time
+    path = tmp_path / "btcusdt_20240808.gz"
+    generate(str(path), start_ms=B - 20_000, minutes=0.5, seed=5)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = convert(str(path), opt="m", mark_price_time="E")
+    a = (BacktestAsset().data([data]).tick_size(0.1).lot_size(0.001).constant_order_latency(1_000_000, 1_000_000)
+         .funding(True))
+    hbt = HashMapMarketDepthBacktest([a])
+    hbt.elapse(2_000_000_000)
+    hbt.submit_buy_order(0, 1, hbt.depth(0).best_ask, 0.01, IOC, LIMIT, True)
+    assert hbt.position(0) == 0.01
+    balance = hbt.state_values(0).balance
+    hbt.elapse(25_000_000_000)  # past B
+    # hand-derived from the rows the exchange side saw up to B: the last mark and the last rate announced for B
+    x = data[(data["ev"] & EXCH_EVENT) != 0]
+    x = x[np.argsort(x["exch_ts"], kind="stable")]
+    upto = x[x["exch_ts"] <= B * 1_000_000]
+    mark_b = upto[(upto["ev"] & 0xFF) == MARK_PRICE_EVENT]["px"][-1]
+    rates = upto[((upto["ev"] & 0xFF) == FUNDING_RATE_EVENT) & (upto["ival"] == B * 1_000_000)]["px"]
+    assert len(rates) > 10
+    paid = 0.01 * mark_b * rates[-1]
+    assert hbt.funding(0) == pytest.approx(paid, rel=1e-12) and paid != 0.0
+    assert hbt.state_values(0).balance == pytest.approx(balance - paid, rel=1e-12)
+    assert hbt.position(0) == 0.01 and not np.isnan(hbt.mark_price(0))
+
+
+def test_an_order_reaching_the_exchange_after_the_funding_time_settles_first():
+    # no market data between T and 50_000: the closing order reaching the exchange at 20_010 settles T first,
+    # with the position held at T
+    data = events(*BOOK, mark(2000, 100.0), rate(2000, 0.0002, T), bid(50_000, 98.0, 1.0), bid(60_000, 97.0, 1.0))
+    hbt = _fund_bot(data)
+    _trade(hbt, 1)
+    hbt.elapse(20_000 - hbt.current_timestamp)
+    hbt.submit_sell_order(0, 2, 99.0, 3.0, IOC, LIMIT, True)
+    assert hbt.position(0) == 0.0
+    assert hbt.funding(0) == pytest.approx(3 * 100.0 * 0.0002, rel=1e-12)

@@ -10,8 +10,8 @@ Mark price: the local side stores each MARK_PRICE row's px in `s.perp_f[0]` (NaN
 
 Funding (`s.perp_i[0] != 0`): the exchange side keeps the mark price (101) and the funding rate (102) in force;
 a FUNDING_RATE row announces the rate for its funding time (`ival`, or `exch_ts` when `ival` is 0, which is what
-the reference converter's `T` timestamps give). The first exchange event strictly after that time settles it
-once: `position × mark × rate` (linear, × contract size) or `position × contract size / mark × rate` (inverse,
+the reference converter's `T` timestamps give). The first exchange event strictly after that time, or a rate
+announced for a later time, settles it once: `position × mark × rate` (linear, × contract size) or `position × contract size / mark × rate` (inverse,
 in coin) is paid from the balance of both sides and added to the cumulative funding.
 `s.perp_f` = [local mark, exchange mark, rate in force, cumulative funding paid];
 `s.perp_i` = [enabled, pending funding time (0: none), last settled funding time].
@@ -79,15 +79,20 @@ def response_latency(s, ts):
 @borrowed
 def settle_due(s, ts):
     """Settle the pending funding time if the exchange clock (ts) has passed it."""
+    t = s.perp_i[1]
+    if t != 0 and ts > t:
+        _settle(s)
+
+
+@borrowed
+def _settle(s):
+    """Pay the pending funding time with the exchange position, mark price and rate in force now."""
     pi = s.perp_i
-    t = pi[1]
-    if t == 0 or ts <= t:
-        return
     pf = s.perp_f
     pos = s.sv_x[0].position
     mark = pf[1]
+    pi[2] = pi[1]
     pi[1] = 0
-    pi[2] = t
     if pos == 0.0 or not np.isfinite(mark) or mark <= 0.0:
         return
     if s.asset_type == ASSET_INVERSE:
@@ -110,5 +115,8 @@ def exch_row(s, kind, ts, px, ival):
     elif kind == FUNDING_RATE_EVENT:
         t = ival if ival > 0 else ts
         if t > s.perp_i[2]:  # a funding time already settled is never paid again
+            if s.perp_i[1] != 0 and t > s.perp_i[1]:
+                # a rate for a later time (stamped at the settlement instant itself): the pending time has passed
+                _settle(s)
             s.perp_i[1] = t
             s.perp_f[2] = px
