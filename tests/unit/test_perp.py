@@ -302,6 +302,37 @@ def test_synthetic_feed_across_a_funding_time(tmp_path):
     assert hbt.position(0) == 0.01 and not np.isnan(hbt.mark_price(0))
 
 
+def test_recorder_and_report_show_funding(tmp_path):
+    from hftbacktest.recorder import Recorder
+    from hftbacktest.report import load_record, render
+
+    rec = Recorder(1, 64)
+    hbt = _fund_bot(_feed(0.0001, 0.0002))
+    _trade(hbt, 1)
+    for _ in range(30):
+        rec.recorder.record(hbt)
+        hbt.elapse(1000)
+    paid = 3 * 102.0 * 0.0002
+    f = rec.funding(0)
+    assert f[0] == 0.0 and f[-1] == pytest.approx(paid, rel=1e-12) and np.all(np.diff(f) >= 0)
+    rec.to_npz(str(tmp_path / "run.npz"))
+    run = load_record(tmp_path / "run.npz")
+    assert run.assets[0].funding[-1] == f[-1]
+    page = render(run, resample="1us")
+    assert "Funding" in page and '"funding"' in page and "trading PnL" in page
+    # a run without funding writes no funding key and keeps the 2-step breakdown
+    plain = Recorder(1, 64)
+    off = _fund_bot(_feed(0.0001, 0.0002), funding=False)
+    _trade(off, 1)
+    for _ in range(30):
+        plain.recorder.record(off)
+        off.elapse(1000)
+    plain.to_npz(str(tmp_path / "plain.npz"))
+    with np.load(tmp_path / "plain.npz") as npz:
+        assert sorted(npz.files) == ["0"]
+    assert "trading PnL" not in render(load_record(tmp_path / "plain.npz"), resample="1us")
+
+
 def test_an_order_reaching_the_exchange_after_the_funding_time_settles_first():
     # no market data between T and 50_000: the closing order reaching the exchange at 20_010 settles T first,
     # with the position held at T

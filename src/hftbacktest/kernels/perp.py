@@ -41,38 +41,46 @@ def enable_funding(s):
     s.perp_i[0] = 1
 
 
+@borrowed(inline="always")
+def _lane(s, req):
+    """Lane index (0 NEW, 1 CANCELED, 2 REPLACED) of a request type that has rows, else -1 (the shared table)."""
+    if req == NEW and s.lat_new.shape[0] > 0:
+        return 0
+    if req == CANCELED and s.lat_cxl.shape[0] > 0:
+        return 1
+    if req == REPLACED and s.lat_mod.shape[0] > 0:
+        return 2
+    return -1
+
+
+@borrowed(inline="always")
+def _lane_table(s, k):
+    if k == 0:
+        return s.lat_new
+    if k == 1:
+        return s.lat_cxl
+    return s.lat_mod
+
+
 @borrowed
 def entry_latency(s, req, ts):
     """Entry latency of a request of type `req` sent at ts (interpolated-table model)."""
-    lx = s.lat_lx
-    if req == NEW and s.lat_new.shape[0] > 0:
-        lat, lx[0] = intp_entry(s.lat_new, lx[0], ts)
+    k = _lane(s, req)
+    if k < 0:
+        lat, s.lat_ce = intp_entry(s.lat_tab, s.lat_ce, ts)
         return lat
-    if req == CANCELED and s.lat_cxl.shape[0] > 0:
-        lat, lx[2] = intp_entry(s.lat_cxl, lx[2], ts)
-        return lat
-    if req == REPLACED and s.lat_mod.shape[0] > 0:
-        lat, lx[4] = intp_entry(s.lat_mod, lx[4], ts)
-        return lat
-    lat, s.lat_ce = intp_entry(s.lat_tab, s.lat_ce, ts)
+    lat, s.lat_lx[2 * k] = intp_entry(_lane_table(s, k), s.lat_lx[2 * k], ts)
     return lat
 
 
 @borrowed
 def response_latency(s, ts):
     """Response latency of a reply stamped ts at the exchange, in the lane of the request being answered."""
-    lx = s.lat_lx
-    req = lx[6]
-    if req == NEW and s.lat_new.shape[0] > 0:
-        lat, lx[1] = intp_response(s.lat_new, lx[1], ts)
+    k = _lane(s, s.lat_lx[6])
+    if k < 0:
+        lat, s.lat_cr = intp_response(s.lat_tab, s.lat_cr, ts)
         return lat
-    if req == CANCELED and s.lat_cxl.shape[0] > 0:
-        lat, lx[3] = intp_response(s.lat_cxl, lx[3], ts)
-        return lat
-    if req == REPLACED and s.lat_mod.shape[0] > 0:
-        lat, lx[5] = intp_response(s.lat_mod, lx[5], ts)
-        return lat
-    lat, s.lat_cr = intp_response(s.lat_tab, s.lat_cr, ts)
+    lat, s.lat_lx[2 * k + 1] = intp_response(_lane_table(s, k), s.lat_lx[2 * k + 1], ts)
     return lat
 
 
