@@ -192,8 +192,13 @@ def test_mark_price_follows_local_rows():
 
 def test_funding_without_funding_rows_is_a_build_error():
     data = events(*BOOK, mark(2000, 100.0), bid(9000, 98.0, 1.0))
-    with pytest.raises(DataError, match="funding-rate rows"):
+    with pytest.raises(DataError, match=r"asset 0: funding\(True\) but <in-memory array> has no funding-rate rows"):
         _fund_bot(data)
+    a = BacktestAsset().data([data]).tick_size(1.0).lot_size(1.0).funding(True, lenient=True)
+    with pytest.warns(UserWarning, match="<in-memory array> has no funding-rate rows"):
+        hbt = HashMapMarketDepthBacktest([a])
+    hbt.elapse(20_000)
+    assert hbt.funding(0) == 0.0
 
 
 def test_latency_log_keeps_request_types_for_the_lanes(tmp_path):

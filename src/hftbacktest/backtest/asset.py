@@ -41,6 +41,7 @@ class AssetConfig:
     # latency tables per request type (NEW, CANCELED, REPLACED; empty: the shared table), from a `req` column
     latency_lanes: tuple = field(default=(), repr=False)
     funding: bool = False
+    funding_lenient: bool = False  # data without funding-rate rows: a warning instead of a DataError
 
 
 class BacktestAsset:
@@ -68,7 +69,7 @@ class BacktestAsset:
         self._last_trades_capacity = 0
         self._latency_offset = 0
         self._compat = False
-        self._funding = False
+        self._funding = (False, False)
 
     # --- data -------------------------------------------------------------------------------------------------
     def data(self, data):
@@ -208,10 +209,11 @@ class BacktestAsset:
         self._compat = bool(enabled)
         return self
 
-    def funding(self, enabled=True):
+    def funding(self, enabled=True, lenient=False):
         """Settle perpetual funding from the data's funding-rate (102) and mark-price (101) rows (off by
-        default, as in hftbacktest 2.x); the data must hold funding-rate rows (converter option `m`)."""
-        self._funding = bool(enabled)
+        default, as in hftbacktest 2.x). Data without funding-rate rows (converter option `m`) is a DataError
+        at build, or a warning naming the file with `lenient=True`."""
+        self._funding = (bool(enabled), bool(lenient))
         return self
 
     # --- build ------------------------------------------------------------------------------------------------
@@ -286,7 +288,8 @@ class BacktestAsset:
             reference_compatible=self._compat,
             queue_prob=queue_prob,
             latency_lanes=lanes,
-            funding=self._funding,
+            funding=self._funding[0],
+            funding_lenient=self._funding[1],
         )
 
 

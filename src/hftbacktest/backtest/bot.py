@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import warnings
 import weakref
 
 import numpy as np
@@ -771,8 +772,11 @@ def _perp_setup(state, cfg: AssetConfig, first, no: int) -> None:
         kinds = first["ev"] & 0xFF
         if not np.any((kinds == FUNDING_RATE_EVENT) & ((first["ev"] & EXCH_EVENT) != 0)):
             name = cfg.sources[0].name if cfg.sources else "<no data>"
-            raise DataError(f"asset {no}: funding(True) but {name} has no funding-rate rows (event "
-                            f"{FUNDING_RATE_EVENT}); convert the feed with option 'm', or drop .funding(True)")
+            msg = (f"asset {no}: funding(True) but {name} has no funding-rate rows (event {FUNDING_RATE_EVENT}); "
+                   f"convert the feed with option 'm', or drop .funding(True)")
+            if not cfg.funding_lenient:
+                raise DataError(msg)
+            warnings.warn(msg, stacklevel=4)  # the user's HashMapMarketDepthBacktest(...) line
         perp.enable_funding(state)
 
 
