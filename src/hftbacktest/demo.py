@@ -105,7 +105,8 @@ def _start_engine_compile():
     import sys
 
     try:
-        code = "import hftbacktest.backtest.bot; from hftbacktest.kernels import warmup; warmup.wait()"
+        code = ("import hftbacktest.backtest.bot; from hftbacktest.kernels import entry, warmup; "
+                "entry.entry_point(); warmup.wait()")
         return subprocess.Popen([sys.executable, "-c", code],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:

@@ -53,7 +53,7 @@ ENTRY_ARGS = (I, I, I, I, I, I, I, F, F)  # op, target pointer, five integers, t
 
 @intrinsic
 def call_entry(typingctx, fn, op, p, i1, i2, i3, i4, i5, f1, f2):
-    """Call the engine's single C entry point (kernels.entry.c_entry) through its address `fn`."""
+    """Call the engine's single C entry point (kernels.entry.entry_point()) through its address `fn`."""
 
     def codegen(context, builder, sig, args):
         fnty = ir.FunctionType(ir.IntType(64), [context.get_value_type(t) for t in ENTRY_ARGS])

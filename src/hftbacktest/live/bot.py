@@ -26,25 +26,25 @@ from ..kernels.entry import address as entry_address
 from ..kernels import local as lc
 from ..kernels import orders as ob
 from ..kernels.exchange import apply_fill
-from ..kernels.state import asset_state_type, event_array_type, new_asset_state
+from ..kernels.state import asset_config_dtype, asset_state_type, event_array_type, new_asset_state
 from ..kernels.orders import order_array_type
 from ..types import (
-    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, REPLACED, SELL, event_dtype,
+    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, REPLACED, SELL, ReturnCode, event_dtype,
 )
 from .runtime import ST_CHECK_PENDING, ST_HANDLER_FAILED, ST_INTERRUPTED, ST_MORE, runtime
 
-# return codes (same values as the backtest bot; the live-only ones follow the reference's live bot)
-OK = 0
-END_OF_DATA = 1  # interrupted by SIGINT/SIGTERM: the live analogue of the end of the data
-MARKET_FEED = 2
-ORDER_RESPONSE = 3
-ORDER_ID_EXIST = 10
-ORDER_NOT_FOUND = 12
-INVALID_ORDER_STATUS = 14
-INSTRUMENT_NOT_FOUND = 16
-TIMEOUT = 17
-INTERRUPTED = 18
-CUSTOM = 19
+# return codes (types.ReturnCode; the live-only ones follow the reference's live bot), as plain ints for numba
+OK = int(ReturnCode.OK)
+END_OF_DATA = int(ReturnCode.END_OF_DATA)  # interrupted by SIGINT/SIGTERM: the live analogue of the end of the data
+MARKET_FEED = int(ReturnCode.MARKET_FEED)
+ORDER_RESPONSE = int(ReturnCode.ORDER_RESPONSE)
+ORDER_ID_EXIST = int(ReturnCode.ORDER_ID_EXIST)
+ORDER_NOT_FOUND = int(ReturnCode.ORDER_NOT_FOUND)
+INVALID_ORDER_STATUS = int(ReturnCode.INVALID_ORDER_STATUS)
+INSTRUMENT_NOT_FOUND = int(ReturnCode.INSTRUMENT_NOT_FOUND)
+TIMEOUT = int(ReturnCode.TIMEOUT)
+INTERRUPTED = int(ReturnCode.INTERRUPTED)
+CUSTOM = int(ReturnCode.CUSTOM)
 
 REQUEST_TIMEOUT_NS = 60_000_000_000  # default: a request unanswered this long is given up (`Custom(1006)`)
 
@@ -165,10 +165,12 @@ def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_ass
     no_data = np.zeros(0, event_dtype)
     for a in range(tick.shape[0]):
         depth = dp.new_depth(mode[a], tick[a], lot[a], roi_lb[a], roi_ub[a], False)
-        cfg_f = np.array([tick[a], lot[a], 1.0, 0.0, 0.0, 0.0])
-        cfg_i = np.zeros(9, np.int64)
-        cfg_i[8] = record_trades[a]
-        s = new_asset_state(cfg_f, cfg_i, np.zeros((0, 4), np.int64), depth, depth, no_data, 0)
+        cfg = np.zeros(1, asset_config_dtype)
+        cfg[0].tick_size = tick[a]
+        cfg[0].lot_size = lot[a]
+        cfg[0].contract_size = 1.0
+        cfg[0].record_trades = record_trades[a] != 0
+        s = new_asset_state(cfg, np.zeros((0, 4), np.int64), depth, depth, no_data, 0)
         s.ord_l.entry = entry  # the order views (`get`, `in`) look ids up through the engine's C entry point
         assets.append(s)
     b = structref.new(live_bot_type)
