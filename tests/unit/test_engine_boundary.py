@@ -77,3 +77,26 @@ def test_compile_command_warms_the_cache():
                          cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("engine compiled and cached in ")
+
+
+def test_entry_point_arguments_are_the_named_slots():
+    import inspect
+
+    from hftbacktest._numba_tricks import pointers
+    from hftbacktest.kernels import abi, loop
+
+    slots = ("op", "p") + abi.ENTRY_SLOTS
+    assert tuple(inspect.signature(loop.entry).parameters) == slots
+    assert tuple(inspect.signature(pointers.call_entry._defn).parameters)[1:] == ("fn",) + slots
+    codes = [v for k, v in vars(abi).items() if k.startswith("FN_")]
+    assert len(set(codes)) == len(codes)
+
+
+def test_an_unknown_operation_is_an_invalid_request():
+    from _engine_data import ask, bid, rows
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+
+    data = rows(bid(1000, 99.0, 5.0), ask(1000, 101.0, 5.0))
+    hbt = HashMapMarketDepthBacktest([BacktestAsset().data([data]).tick_size(1.0).lot_size(1.0)])
+    assert hbt._call(99, asset_no=0, order_id=1, flag=1, price=99.0, qty=1.0) == ReturnCode.INVALID_ORDER_REQUEST
+    assert len(hbt.orders(0)) == 0
