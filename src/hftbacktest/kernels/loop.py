@@ -1,4 +1,4 @@
-"""The event loop (spec §2): one clock over every asset's local/exchange data and order buses, plus the
+"""The event loop: one clock over every asset's local/exchange data and order buses, plus the
 public operations (elapse, wait_*, submit/modify/cancel) as cached kernels the bot object forwards to.
 
 Data files are switched lazily: when a processor exhausts its chunk, `_next_chunk` leaves nopython mode through
@@ -213,8 +213,9 @@ def _prepare(e, op, asset_no, order_id, ns, kind, flag, price, qty):
 @borrowed(jit=False)
 def entry(op, p, asset_no, order_id, ns, kind, flag, price, qty):
     """The engine's single entry point, compiled once as a C-ABI `cfunc` by kernels/entry.py: `p` points to the
-    engine (or to an order table for FN_TABLE_FIND); the other arguments are the named slots of abi.py. The event loop is written out here rather than called, so
-    its code is compiled and optimised exactly once (a called kernel would be finalised again in every caller)."""
+    engine (or to an order table for FN_TABLE_FIND); the other arguments are the named slots of abi.py. The event
+    loop is written out here rather than called, so its code is compiled and optimised exactly once (a called
+    kernel would be finalised again in every caller)."""
     if op == FN_TABLE_FIND:
         return ob.find(struct_from_ptr(p, table_type), order_id)
     e = struct_from_ptr(p, engine_type)

@@ -53,7 +53,7 @@ asset_fields = [
     ("lat_tab", types.int64[:, ::1]),
     ("lat_ce", types.int64),
     ("lat_cr", types.int64),
-    ("compat", types.boolean),  # reproduce reference bugs #316/#312/#317 (spec §4.4)
+    ("compat", types.boolean),  # reproduce reference bugs #316/#312/#317 (docs/architecture.md "Reference compatibility")
     ("record_trades", types.boolean),
     # books, orders, buses
     ("depth_l", depth_type),
