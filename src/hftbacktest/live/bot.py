@@ -97,57 +97,82 @@ class LiveBot(structref.StructRefProxy):
 
     @property
     def num_assets(self):
+        """Number of instruments the bot trades."""
         return _num_assets(self)
 
     def elapse(self, duration):
+        """Wait `duration` ns of wall-clock time, applying market data and order updates as they arrive. Returns
+        0, END_OF_DATA (1) once SIGINT/SIGTERM arrived, CUSTOM (19) if the error handler or the order hook
+        raised."""
         return int(_elapse(self, int(duration)))
 
     def wait_next_feed(self, include_order_resp, timeout):
+        """Wait for the next market data (or, with include_order_resp, order update), at most `timeout` ns.
+        Returns MARKET_FEED (2), ORDER_RESPONSE (3), or 0 when the timeout passed first."""
         return int(_wait_next_feed(self, bool(include_order_resp), int(timeout)))
 
     def wait_order_response(self, asset_no, order_id, timeout):
+        """Wait for the answer to the order's pending request, at most `timeout` ns. Returns ORDER_RESPONSE (3),
+        or 0 when the timeout passed first."""
         return int(_wait_order_response(self, asset_no, np.int64(np.uint64(order_id)), int(timeout)))
 
     @property
     def current_timestamp(self):
+        """Wall-clock time, ns since the epoch."""
         return time.time_ns()
 
     def orders(self, asset_no):
+        """The instrument's orders as the bot knows them: get(id), values(), `in`, len."""
         return _orders(self, asset_no)
 
     def last_trades(self, asset_no):
+        """Market trades received since the last clear_last_trades (needs the instrument's
+        last_trades_capacity)."""
         return _last_trades(self, asset_no)
 
     def clear_last_trades(self, asset_no):
+        """Forget the recorded market trades of the instrument (-1: of every instrument)."""
         _clear_last_trades(self, asset_no)
 
     def modify(self, asset_no, order_id, price, qty, wait):
+        """Amend a resting LIMIT order's price and quantity (Binance's order amendment; docs/live.md). With
+        `wait`, return once answered. Returns a ReturnCode (0: sent)."""
         return int(_modify(self, asset_no, np.int64(np.uint64(order_id)), float(price), float(qty), wait))
 
     def depth(self, asset_no):
+        """The instrument's order book as the connector streams it, a live view."""
         return _depth(self, asset_no)
 
     def state_values(self, asset_no):
+        """The instrument's state record (position and trade counters), a live view."""
         return _state_values(self, asset_no)[0]
 
     def position(self, asset_no):
+        """The instrument's position (signed; negative when short), as the exchange reports it."""
         return float(_position(self, asset_no))
 
     def submit_buy_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        """Send a buy order through the connector (`order_id` unique among the instrument's orders; an invalid
+        price or quantity returns 13 and sends nothing). With `wait`, return once the exchange answered. Returns
+        a ReturnCode (0: sent)."""
         return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), BUY, float(price), float(qty),
                            time_in_force, order_type, wait))
 
     def submit_sell_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        """Send a sell order; as submit_buy_order."""
         return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), SELL, float(price), float(qty),
                            time_in_force, order_type, wait))
 
     def cancel(self, asset_no, order_id, wait):
+        """Ask the exchange to cancel an open order. With `wait`, return once answered. Returns a ReturnCode."""
         return int(_cancel(self, asset_no, np.int64(np.uint64(order_id)), wait))
 
     def clear_inactive_orders(self, asset_no):
+        """Remove filled, cancelled and expired orders from the instrument's order table (-1: every instrument)."""
         return _clear_inactive_orders(self, asset_no)
 
     def close(self):
+        """Detach from the connector(s) and release the bot's IPC resources. Returns 0."""
         return _close(self)
 
 
