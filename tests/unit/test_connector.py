@@ -36,8 +36,12 @@ def test_config_errors_name_the_key_and_never_show_secrets(tmp_path):
     cfg = ConnectorConfig.from_mapping({**BASE, "api_key": "KEY-abcdef", "secret": "SECRET-xyz"})
     assert "KEY-abcdef" not in repr(cfg) and "SECRET-xyz" not in str(cfg) and "***" in repr(cfg)
     path = tmp_path / "c.toml"
-    path.write_text('stream_url = "ws://127.0.0.1:1/ws"\napi_url = "http://127.0.0.1:2"\nfoo = 1\n')
-    assert load_config(path).order_prefix == ""
+    path.write_text('stream_url = "ws://127.0.0.1:1/ws"\napi_url = "http://127.0.0.1:2"\norder_prefx = "hbt"\n')
+    with pytest.raises(ConfigError, match=f"{path}: unknown key 'order_prefx', did you mean 'order_prefix'"):
+        load_config(path)  # a typo must not start the connector without its prefix
+    path.write_text('stream_url = "ws://127.0.0.1:1/ws"\napi_url = "http://127.0.0.1:2"\n[limits]\nrate = 1\n')
+    with pytest.raises(ConfigError, match="unknown key 'limits'"):
+        load_config(path)
     path.write_text("stream_url = [")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(path)
