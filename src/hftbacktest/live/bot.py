@@ -128,7 +128,8 @@ class LiveBot(structref.StructRefProxy):
         return _depth(self, asset_no)
 
     def state_values(self, asset_no):
-        return _state_values(self, asset_no)[0]
+        # np.record (`.position` works, as on the backtest bot), still a view of the engine state
+        return _state_values(self, asset_no).view(np.recarray)[0]
 
     def position(self, asset_no):
         return float(_position(self, asset_no))
