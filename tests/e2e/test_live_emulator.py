@@ -119,33 +119,49 @@ class Venue:
         return self.get(f"/_emu/ledger?api_key={KEY}")
 
 
-@pytest.fixture(scope="module")
-def venue(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("live")
+def _start_emulator(ports: tuple[str, str] = ("0", "0")) -> tuple[Proc, str, str]:
     emu = Proc([sys.executable, "-m", "hftbacktest.cli", "emulator", "--market", "synthetic:BTCUSDT", "--seed", "7",
-                "--listen-key-validity", "3600", "--admin"], "stdout",
+                "--listen-key-validity", "3600", "--admin", "--port", ports[0], "--ws-port", ports[1]], "stdout",
                {"HFTBACKTEST_EMU_ADMIN_TOKEN": ADMIN["X-EMU-ADMIN-TOKEN"]})
     rest = emu.wait_for("REST ", start=True).split()[1]
     ws = emu.wait_for("WS ", start=True).split()[1]
+    return emu, rest, ws
+
+
+def _start_venue(tmp: Path, name: str) -> Venue:
+    emu, rest, ws = _start_emulator()
     cfg = tmp / "connector.toml"
     cfg.write_text(f'stream_url = "{ws}"\napi_url = "{rest}"\norder_prefix = "{PREFIX}"\n'
                    f'api_key = "{KEY}"\nsecret = "{SECRET}"\nbackoff_max_s = 1.0\n'
                    # short enough for test_stalled_market_stream_resyncs_the_book; the synthetic book moves often
                    'max_book_age_s = 3.0\nstream_idle_timeout_s = 6.0\n')
     cfg.chmod(0o600)
-    name = f"e2e{os.getpid()}"
     v = Venue(rest, ws, name, None, emu)
     v.connector_args = [sys.executable, "-m", "hftbacktest.connector", "--name", name, "--connector",
                         "binancefutures", "--config", str(cfg)]
-    v.start_connector()
     try:
-        yield v
-    finally:
-        con = v.connector
-        rc = con.stop()
+        v.start_connector()
+    except BaseException:
         emu.stop()
+        raise
+    return v
+
+
+def _stop_venue(v: Venue) -> None:
+    con = v.connector
+    try:
+        rc = con.stop()
+    finally:
+        v.emulator.stop()
     assert rc == 0, "".join(con.log[-30:])  # SIGTERM is a graceful shutdown
     assert not any(KEY in line and "api_key" in line for line in con.log)
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory):
+    v = _start_venue(tmp_path_factory.mktemp("live"), f"e2e{os.getpid()}")
+    yield v
+    _stop_venue(v)
 
 
 @pytest.fixture(scope="module")
@@ -577,3 +593,46 @@ def test_a_bot_without_the_connectors_token_cannot_place_an_order(venue):
         venue.connector.wait_for(f"from bot {bot_id}: it has not presented this connector's token", 10)
     assert len(venue.ledger()) == ledger_before  # nothing reached the exchange
     assert not any(token in line for line in venue.connector.log)
+
+
+def test_connector_reconciles_with_an_exchange_that_restarted_empty(tmp_path):
+    """kill -9 the exchange and start it again with no orders and no position: after the connector reconnects
+    it reconciles, and the bot's order table and position match the exchange's (no phantom order) within a
+    bound; trading then resumes on the new exchange."""
+    from hftbacktest.types import EXPIRED, IOC
+
+    v = _start_venue(tmp_path, f"e2erst{os.getpid()}")
+    errors = []
+    hbt = _bot(v, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        ask = hbt.depth(0).best_ask_tick
+        assert hbt.submit_buy_order(0, 1, (ask + 50) * 0.1, 0.002, IOC, LIMIT, True) == 3  # taker: a position
+        _wait_until(hbt, lambda: abs(hbt.position(0) - 0.002) < 1e-9, 15, "the position")
+        bid = hbt.depth(0).best_bid_tick
+        for k in range(5):
+            assert hbt.submit_buy_order(0, 10 + k, (bid - 400 - k) * 0.1, 0.002, GTX, LIMIT, True) == 3
+        pos, exch_open, bot_open = _settle(hbt, v)
+        assert len(bot_open) == 5 and bot_open == exch_open and abs(pos - 0.002) < 1e-9
+
+        ports = tuple(url.rsplit(":", 1)[1].split("/")[0] for url in (v.rest, v.ws))
+        v.emulator.p.kill()
+        v.emulator.stop()
+        v.emulator, rest, ws = _start_emulator(ports)
+        assert (rest, ws) == (v.rest, v.ws)
+        assert v.account()["open_orders"] == [] and not v.account()["positions"].get("BTCUSDT", {}).get("qty")
+        # an upper bound: reconnect backoff (<= 1 s) + reconciliation, generous for a loaded box
+        _wait_until(hbt, lambda: not _open_orders(hbt) and hbt.position(0) == 0.0, 60, "the bot to match")
+        assert all(hbt.orders(0).get(10 + k).status == EXPIRED for k in range(5))
+        v.connector.wait_for("reconciling orders and positions with the exchange", 10)
+
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        bid = hbt.depth(0).best_bid_tick
+        assert hbt.submit_buy_order(0, 20, (bid - 400) * 0.1, 0.002, GTX, LIMIT, True) == 3  # trading resumes
+        pos, exch_open, bot_open = _settle(hbt, v)
+        assert bot_open == exch_open == {(bid - 400, 1)} and pos == hbt.position(0) == 0.0
+        _cancel_all(hbt)
+        _check_ledger(v.ledger())
+    finally:
+        hbt.close()
+        _stop_venue(v)

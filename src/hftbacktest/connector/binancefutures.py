@@ -57,6 +57,7 @@ class BinanceFuturesConnector:
         self.name = name
         self.cfg = cfg
         self.rest = BinanceRest(cfg)
+        self.rest.on_recovered = self._on_rest_recovered
         self.orders = OrderManager(cfg.order_prefix)
         self.books: dict[str, SymbolBook] = {}
         self.symbol_info: dict[str, tuple[float, float]] = {}  # symbol -> (tick, lot) asked by bots
@@ -80,6 +81,8 @@ class BinanceFuturesConnector:
         self.refused: dict[int, int] = {}  # bot id -> requests refused for want of the token
         self._token = ""
         self._adoptions: dict[str, asyncio.Task] = {}  # symbol -> adoption of its exchange orders at first use
+        self._reconciler: asyncio.Task | None = None
+        self._reconcile_again = False
 
     # --- publishing -----------------------------------------------------------------------------
     def send(self, bot_id: int, msg: Any) -> None:
@@ -94,10 +97,18 @@ class BinanceFuturesConnector:
     def error(self, kind: ErrorKind, value: Any, code: int = 0, bot_id: int = TO_ALL) -> None:
         self.send(bot_id, codec.Error(kind, value, code))
 
-    def publish_position(self, symbol: str, qty: float, ts: int) -> None:
+    def publish_position(self, symbol: str, qty: float, ts: int, as_of: int | None = None) -> None:
+        """Publish unless older than what bots have. `as_of`: a REST snapshot asked for at that exchange time (ns);
+        it replaces every stream update older than the question, whatever its own update time (an exchange that
+        lost its state reports a flat position with update time 0)."""
         cached = self.positions.get(symbol)
-        if cached is not None and ts < cached[1]:
-            return
+        if cached is not None:
+            if as_of is None and ts < cached[1]:
+                return
+            if as_of is not None:
+                if cached[1] >= as_of:
+                    return  # the stream already told us about a change after the question
+                ts = max(ts, cached[1])
         self.positions[symbol] = (qty, ts)
         self.send(TO_ALL, codec.Position(symbol, qty, ts))
 
@@ -411,6 +422,13 @@ class BinanceFuturesConnector:
             log.error("bot %d: order id %d on %s is still live (duplicated client order id)", bot_id, order.order_id, symbol)
             self._refuse(bot_id, symbol, order, {"code": -4116, "msg": "order id is still live"})
             return
+        rec.inflight += 1
+        try:
+            await self._place(rec, symbol)
+        finally:
+            rec.inflight -= 1
+
+    async def _place(self, rec: ManagedOrder, symbol: str) -> None:
         try:
             reply = await self.rest.request("POST", "/fapi/v1/order", self._order_params(symbol, rec), signed=True)
         except RateLimited as exc:
@@ -468,6 +486,13 @@ class BinanceFuturesConnector:
 
     async def _change_order(self, rec: ManagedOrder, method: str, params: dict, *, gone_code: int, what: str) -> None:
         """Send a cancel (DELETE) or amend (PUT) of a live order and apply the reply."""
+        rec.inflight += 1
+        try:
+            await self._send_change(rec, method, params, gone_code, what)
+        finally:
+            rec.inflight -= 1
+
+    async def _send_change(self, rec: ManagedOrder, method: str, params: dict, gone_code: int, what: str) -> None:
         try:
             reply = await self.rest.request(method, "/fapi/v1/order", params, signed=True)
         except RateLimited as exc:
@@ -486,7 +511,8 @@ class BinanceFuturesConnector:
             self._fail(rec, False, reply.error_value())
 
     async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
-        """Find out what happened to an order whose request outcome is unknown."""
+        """Find out what happened to an order whose request outcome or state is unknown. An exchange that has no
+        such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot fill."""
         params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
         delay = 0.2
         for _ in range(5):
@@ -495,12 +521,13 @@ class BinanceFuturesConnector:
             except RateLimited:
                 reply = None
             if reply is not None and reply.ok:
-                fwd = self.orders.on_rest_order(rec, reply.data)
+                fwd = self.orders.on_rest_catch_up(rec, reply.data)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 return
             if reply is not None and reply.code == -2013:
-                fwd = self.orders.expire_unknown(rec) if is_submit else self.orders.on_rest_failure(rec, False)
+                log.warning("order %s: the exchange does not know it; expired", rec.client_id)
+                fwd = self.orders.expire_unknown(rec)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 if is_submit:
@@ -508,7 +535,7 @@ class BinanceFuturesConnector:
                 return
             await asyncio.sleep(delay)
             delay *= 2
-        log.error("order %s: state still unknown; waiting for the user stream", rec.client_id)
+        log.error("order %s: state still unknown; the user stream or the next reconciliation will tell", rec.client_id)
 
     # --- market data ----------------------------------------------------------------------------
     def _streams(self, symbols: list[str]) -> list[str]:
@@ -756,12 +783,30 @@ class BinanceFuturesConnector:
             for symbol in list(self.symbol_info):
                 await self._prepare_symbol(symbol)
             await self._refresh_positions()
-            return
-        for symbol in list(self.symbol_info):
-            await self._reconcile(symbol)
-        await self._refresh_positions()
+        else:
+            self.request_reconcile("user stream reconnected")
+
+    def _on_rest_recovered(self) -> None:
+        if self.cfg.has_credentials and self._user_connected_once:  # before that there is nothing to reconcile
+            self.request_reconcile("REST answers again")
+
+    def request_reconcile(self, why: str) -> None:
+        """Reconcile every symbol's orders and the positions with REST, once more if asked again meanwhile (the
+        answer must postdate the event that asked)."""
+        self._reconcile_again = True
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = self.spawn(self._reconcile_all(why))
+
+    async def _reconcile_all(self, why: str) -> None:
+        while self._reconcile_again:
+            self._reconcile_again = False
+            log.info("reconciling orders and positions with the exchange (%s)", why)
+            for symbol in list(self.symbol_info):
+                await self._reconcile(symbol)
+            await self._refresh_positions()
 
     async def _refresh_positions(self) -> None:
+        asked = self.rest.now_ms() * 1_000_000
         reply = await self._safe_request("GET", "/fapi/v2/positionRisk", signed=True)
         if reply is None or not reply.ok:
             return
@@ -771,24 +816,30 @@ class BinanceFuturesConnector:
                 continue
             symbol = row["symbol"].lower()
             seen.add(symbol)
-            self.publish_position(symbol, float(row["positionAmt"]), int(row.get("updateTime", 0)) * 1_000_000)
+            self.publish_position(symbol, float(row["positionAmt"]), int(row.get("updateTime", 0)) * 1_000_000, asked)
         for symbol in self.symbol_info:
             if symbol not in seen:
-                self.publish_position(symbol, 0.0, 0)
+                self.publish_position(symbol, 0.0, 0, asked)
 
     async def _reconcile(self, symbol: str) -> None:
-        """After a user-stream gap: make our view of open orders match the exchange's."""
+        """After a user-stream gap or a REST outage: make our view of open orders match the exchange's. Orders it
+        no longer lists are asked for one by one (filled, cancelled, or unknown to an exchange that lost its
+        state: expired). Orders with a request in flight are left to that request's answer."""
         reply = await self._safe_request("GET", "/fapi/v1/openOrders", {"symbol": symbol.upper()}, signed=True)
         if reply is None or not reply.ok:
+            log.warning("%s: open orders unavailable (%s); not reconciled", symbol,
+                        reply.error_value() if reply else "rate limited")
             return
         listed = {row["clientOrderId"]: row for row in reply.data}
         unknown_ours = False
         for cid, row in listed.items():
             rec = self.orders.by_client.get(cid)
             if rec is not None:
+                if rec.inflight:
+                    continue
                 before = (rec.order.status, rec.order.leaves_qty)
-                fwd = self.orders.on_rest_order(rec, row)
-                if fwd is not None and (fwd.status, fwd.leaves_qty) != before:
+                fwd = self.orders.on_rest_catch_up(rec, row)
+                if fwd is not None and ((fwd.status, fwd.leaves_qty) != before or fwd.exec_qty > 0):
                     self.publish_order(rec, fwd)
             elif cid.startswith(self.cfg.order_prefix) and self.cfg.order_prefix:
                 if self.cfg.adopt_orders:
@@ -800,5 +851,5 @@ class BinanceFuturesConnector:
         if unknown_ours:
             await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
         for rec in self.orders.open_orders(symbol):
-            if rec.client_id not in listed:
+            if rec.client_id not in listed and not rec.inflight:
                 await self._resolve(rec, False)
