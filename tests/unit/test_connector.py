@@ -364,3 +364,29 @@ def test_rest_calls_back_once_at_the_first_answer_after_an_outage():
             await runner.cleanup()
 
     asyncio.run(run())
+
+
+def test_a_live_order_of_ours_unknown_here_is_cancelled_by_reconciliation():
+    """A submit given up as never placed (-2013) that lands after all: its user-stream NEW finds no record, so
+    the connector reconciles and cancels it rather than leave an order nobody manages."""
+    import orjson
+
+    from hftbacktest.connector.rest import RestReply
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.expire_unknown(rec)
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [{"clientOrderId": rec.client_id, "status": "NEW"}])
+    answers["/fapi/v1/order"] = lambda p: RestReply(200, {"status": "CANCELED"})
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(200, [])
+    frame = {"e": "ORDER_TRADE_UPDATE", "T": 5, "o": {"c": rec.client_id, "X": "NEW", "x": "NEW", "s": "BTCUSDT"}}
+
+    async def run():
+        assert con._on_user(orjson.dumps(frame)) is False
+        assert con._reconciler is not None
+        await con._reconciler
+        con._on_user(orjson.dumps({**frame, "o": {**frame["o"], "c": "someone-else"}}))  # not ours: left alone
+        assert con._reconciler.done()
+
+    asyncio.run(run())
+    assert ("DELETE", "/fapi/v1/order", rec.client_id) in asked

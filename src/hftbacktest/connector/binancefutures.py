@@ -753,9 +753,15 @@ class BinanceFuturesConnector:
             return False
         try:
             if kind == "ORDER_TRADE_UPDATE":
-                rec = self.orders.on_ws_update(msg["o"], int(msg.get("T") or msg.get("E") or 0))
+                o = msg["o"]
+                rec = self.orders.on_ws_update(o, int(msg.get("T") or msg.get("E") or 0))
                 if rec is not None:
                     self.publish_order(rec)
+                elif self._is_stray(o.get("c", ""), o.get("X", "")):
+                    # ours by its prefix, live, and unknown here (e.g. a submit given up as never placed that
+                    # landed after all): reconciliation cancels or adopts it, so no order lives unmanaged
+                    log.warning("live order %s is unknown to this connector", o.get("c"))
+                    self.request_reconcile("an unknown order of ours is live")
             elif kind == "ACCOUNT_UPDATE":
                 ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
                 for p in msg.get("a", {}).get("P", []):
@@ -768,6 +774,11 @@ class BinanceFuturesConnector:
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed %s user frame dropped (%s)", kind, exc)
         return False
+
+    def _is_stray(self, client_id: str, status: str) -> bool:
+        prefix = self.cfg.order_prefix
+        return (bool(prefix) and client_id.startswith(prefix) and client_id not in self.orders.by_client
+                and status in ("NEW", "PARTIALLY_FILLED"))
 
     async def _prepare_symbol(self, symbol: str) -> None:
         """First use of a symbol with credentials: optional cancel-all, then its position."""
