@@ -138,9 +138,10 @@ class BinanceFuturesConnector:
             loop.add_signal_handler(sig, self._on_signal)
         self._session = aiohttp.ClientSession()
         await self.rest.start()
-        reply = await self._safe_request("GET", "/fapi/v1/time")
-        if reply is not None and reply.ok:
-            await self.rest.sync_time()
+        if not await self._reach_exchange():
+            self.exit_code = 1
+            await self._shutdown()
+            return self.exit_code
         await self._load_exchange_info()
         if self.cfg.has_credentials and self.cfg.hedge_mode_check:
             dual = await self._safe_request("GET", "/fapi/v1/positionSide/dual", signed=True)
@@ -159,6 +160,39 @@ class BinanceFuturesConnector:
         await self.stop.wait()
         await self._shutdown()
         return self.exit_code
+
+    async def _reach_exchange(self) -> bool:
+        """A first answer from the exchange's REST API, retried with backoff up to `critical_after` times. A
+        connector that cannot reach the exchange at start says so and exits 1 instead of announcing itself; once
+        up, it reconnects forever (bots hear CriticalConnectionError after `critical_after` failures)."""
+        url = self.cfg.api_url
+        backoff = Backoff(self.cfg)
+        attempts = self.cfg.critical_after
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = await self.rest.request("GET", "/fapi/v1/time")
+            except RateLimited as exc:
+                reply = RestReply(429, None, None, str(exc))
+            if reply.ok:
+                await self.rest.sync_time()
+                return True
+            if reply.status and reply.status < 500 and reply.status not in (418, 429):
+                log.critical("the exchange REST API at %s refused GET /fapi/v1/time (%s): is api_url right? "
+                             "exiting", url, reply.msg or reply.status)
+                return False
+            if self.stop.is_set():
+                return False  # interrupted by a signal
+            if attempt == attempts:
+                break
+            delay = backoff.next_delay()
+            log.error("cannot reach the exchange at %s (%s); attempt %d of %d, next in %.1f s", url, reply.msg,
+                      attempt, attempts, delay)
+            try:
+                await asyncio.wait_for(self.stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+        log.critical("cannot reach the exchange at %s (%s) after %d attempts; exiting", url, reply.msg, attempt)
+        return False
 
     def _on_signal(self) -> None:
         self._signals += 1
@@ -624,11 +658,17 @@ class BinanceFuturesConnector:
             for task in self._snapshot_tasks.values():
                 task.cancel()
             self.error(ErrorKind.ConnectionInterrupted, f"market stream: {reason}")
-            if backoff.failures >= self.cfg.critical_after:
-                self.error(ErrorKind.CriticalConnectionError, f"market stream failed {backoff.failures} times")
+            self._stream_failing(backoff, "market", self.cfg.stream_url, reason)
             delay = backoff.next_delay()
             log.warning("market stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
+
+    def _stream_failing(self, backoff: Backoff, which: str, url: str, reason: str) -> None:
+        if backoff.failures >= self.cfg.critical_after:
+            msg = (f"cannot reach the exchange's {which} stream at {url} ({reason}); {backoff.failures} failures "
+                   "in a row, still retrying")
+            log.error("%s", msg)
+            self.error(ErrorKind.CriticalConnectionError, msg)
 
     async def _read_market(self, ws) -> str:
         idle = self.cfg.stream_idle_timeout_s
@@ -713,8 +753,7 @@ class BinanceFuturesConnector:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.error(ErrorKind.ConnectionInterrupted, f"user stream: {reason}")
-            if backoff.failures >= self.cfg.critical_after:
-                self.error(ErrorKind.CriticalConnectionError, f"user stream failed {backoff.failures} times")
+            self._stream_failing(backoff, "user", self.cfg.stream_url, reason)
             delay = backoff.next_delay()
             log.warning("user stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)

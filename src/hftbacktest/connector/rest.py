@@ -145,8 +145,11 @@ class BinanceRest:
                     self.banned = resp.status == 418
                     log.error("Binance answered HTTP %d; no REST request for %.0f s", resp.status, retry_after)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            reply = RestReply(0, None, None, f"transport error: {type(exc).__name__}: {exc}"[:300])
+            if not self.outage:
+                log.error("cannot reach the exchange at %s: %s", self.cfg.api_url, reply.msg)
             self.outage = True
-            return RestReply(0, None, None, f"transport error: {type(exc).__name__}: {exc}"[:300])
+            return reply
         if reply.status >= 500:
             self.outage = True
         elif self.outage:
