@@ -134,14 +134,19 @@ def _live(args) -> int:
     import logging
 
     from hftbacktest import Recorder
-    from hftbacktest.live import ErrorKind, HashMapMarketDepth, Instrument, LiveBotBuilder, OrderLatencyLogger
+    from hftbacktest.live import (
+        BotError, ErrorKind, HashMapMarketDepth, Instrument, LiveBotBuilder, OrderLatencyLogger,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    critical = []
+
     def on_error(err):
         if err.kind == ErrorKind.CriticalConnectionError:
-            logging.error("critical: %s", err)
-        elif err.kind != ErrorKind.Custom:
+            critical.append(err)
+            raise BotError(str(err))  # stop quoting blind: the running wait returns 19
+        if err.kind != ErrorKind.Custom:
             logging.warning("%s", err)
 
     builder = (
@@ -163,6 +168,9 @@ def _live(args) -> int:
         hbt.close()
     if args.out:
         recorder.to_npz(args.out)
+    if critical:
+        print(f"error: live run stopped by {critical[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -66,6 +66,7 @@ def test_registration_feed_orders_and_position_flow_through_compiled_code(rig):
     assert (depth.best_bid_tick, depth.best_ask_tick) == (1000, 1001)
     hbt.elapse(0)
     assert hbt.position(0) == 0.5
+    assert hbt.state_values(0).position == 0.5 and hbt.state_values(0)["position"] == 0.5  # attribute, as in backtest
     assert errors == []  # heartbeats never reach the handler
 
     assert hbt.submit_buy_order(0, 1000, 100.0, 0.002, GTX, LIMIT, False) == 0

@@ -57,6 +57,7 @@ class BinanceFuturesConnector:
         self.name = name
         self.cfg = cfg
         self.rest = BinanceRest(cfg)
+        self.rest.on_recovered = self._on_rest_recovered
         self.orders = OrderManager(cfg.order_prefix)
         self.books: dict[str, SymbolBook] = {}
         self.symbol_info: dict[str, tuple[float, float]] = {}  # symbol -> (tick, lot) asked by bots
@@ -80,6 +81,8 @@ class BinanceFuturesConnector:
         self.refused: dict[int, int] = {}  # bot id -> requests refused for want of the token
         self._token = ""
         self._adoptions: dict[str, asyncio.Task] = {}  # symbol -> adoption of its exchange orders at first use
+        self._reconciler: asyncio.Task | None = None
+        self._reconcile_again = False
 
     # --- publishing -----------------------------------------------------------------------------
     def send(self, bot_id: int, msg: Any) -> None:
@@ -94,10 +97,18 @@ class BinanceFuturesConnector:
     def error(self, kind: ErrorKind, value: Any, code: int = 0, bot_id: int = TO_ALL) -> None:
         self.send(bot_id, codec.Error(kind, value, code))
 
-    def publish_position(self, symbol: str, qty: float, ts: int) -> None:
+    def publish_position(self, symbol: str, qty: float, ts: int, as_of: int | None = None) -> None:
+        """Publish unless older than what bots have. `as_of`: a REST snapshot asked for at that exchange time (ns);
+        it replaces every stream update older than the question, whatever its own update time (an exchange that
+        lost its state reports a flat position with update time 0)."""
         cached = self.positions.get(symbol)
-        if cached is not None and ts < cached[1]:
-            return
+        if cached is not None:
+            if as_of is None and ts < cached[1]:
+                return
+            if as_of is not None:
+                if cached[1] >= as_of:
+                    return  # the stream already told us about a change after the question
+                ts = max(ts, cached[1])
         self.positions[symbol] = (qty, ts)
         self.send(TO_ALL, codec.Position(symbol, qty, ts))
 
@@ -127,9 +138,10 @@ class BinanceFuturesConnector:
             loop.add_signal_handler(sig, self._on_signal)
         self._session = aiohttp.ClientSession()
         await self.rest.start()
-        reply = await self._safe_request("GET", "/fapi/v1/time")
-        if reply is not None and reply.ok:
-            await self.rest.sync_time()
+        if not await self._reach_exchange():
+            self.exit_code = 1
+            await self._shutdown()
+            return self.exit_code
         await self._load_exchange_info()
         if self.cfg.has_credentials and self.cfg.hedge_mode_check:
             dual = await self._safe_request("GET", "/fapi/v1/positionSide/dual", signed=True)
@@ -148,6 +160,39 @@ class BinanceFuturesConnector:
         await self.stop.wait()
         await self._shutdown()
         return self.exit_code
+
+    async def _reach_exchange(self) -> bool:
+        """A first answer from the exchange's REST API, retried with backoff up to `critical_after` times. A
+        connector that cannot reach the exchange at start says so and exits 1 instead of announcing itself; once
+        up, it reconnects forever (bots hear CriticalConnectionError after `critical_after` failures)."""
+        url = self.cfg.api_url
+        backoff = Backoff(self.cfg)
+        attempts = self.cfg.critical_after
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = await self.rest.request("GET", "/fapi/v1/time")
+            except RateLimited as exc:
+                reply = RestReply(429, None, None, str(exc))
+            if reply.ok:
+                await self.rest.sync_time()
+                return True
+            if reply.status and reply.status < 500 and reply.status not in (418, 429):
+                log.critical("the exchange REST API at %s refused GET /fapi/v1/time (%s): is api_url right? "
+                             "exiting", url, reply.msg or reply.status)
+                return False
+            if self.stop.is_set():
+                return False  # interrupted by a signal
+            if attempt == attempts:
+                break
+            delay = backoff.next_delay()
+            log.error("cannot reach the exchange at %s (%s); attempt %d of %d, next in %.1f s", url, reply.msg,
+                      attempt, attempts, delay)
+            try:
+                await asyncio.wait_for(self.stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+        log.critical("cannot reach the exchange at %s (%s) after %d attempts; exiting", url, reply.msg, attempt)
+        return False
 
     def _on_signal(self) -> None:
         self._signals += 1
@@ -411,6 +456,13 @@ class BinanceFuturesConnector:
             log.error("bot %d: order id %d on %s is still live (duplicated client order id)", bot_id, order.order_id, symbol)
             self._refuse(bot_id, symbol, order, {"code": -4116, "msg": "order id is still live"})
             return
+        rec.inflight += 1
+        try:
+            await self._place(rec, symbol)
+        finally:
+            rec.inflight -= 1
+
+    async def _place(self, rec: ManagedOrder, symbol: str) -> None:
         try:
             reply = await self.rest.request("POST", "/fapi/v1/order", self._order_params(symbol, rec), signed=True)
         except RateLimited as exc:
@@ -468,6 +520,13 @@ class BinanceFuturesConnector:
 
     async def _change_order(self, rec: ManagedOrder, method: str, params: dict, *, gone_code: int, what: str) -> None:
         """Send a cancel (DELETE) or amend (PUT) of a live order and apply the reply."""
+        rec.inflight += 1
+        try:
+            await self._send_change(rec, method, params, gone_code, what)
+        finally:
+            rec.inflight -= 1
+
+    async def _send_change(self, rec: ManagedOrder, method: str, params: dict, gone_code: int, what: str) -> None:
         try:
             reply = await self.rest.request(method, "/fapi/v1/order", params, signed=True)
         except RateLimited as exc:
@@ -486,7 +545,8 @@ class BinanceFuturesConnector:
             self._fail(rec, False, reply.error_value())
 
     async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
-        """Find out what happened to an order whose request outcome is unknown."""
+        """Find out what happened to an order whose request outcome or state is unknown. An exchange that has no
+        such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot fill."""
         params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
         delay = 0.2
         for _ in range(5):
@@ -495,12 +555,13 @@ class BinanceFuturesConnector:
             except RateLimited:
                 reply = None
             if reply is not None and reply.ok:
-                fwd = self.orders.on_rest_order(rec, reply.data)
+                fwd = self.orders.on_rest_catch_up(rec, reply.data)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 return
             if reply is not None and reply.code == -2013:
-                fwd = self.orders.expire_unknown(rec) if is_submit else self.orders.on_rest_failure(rec, False)
+                log.warning("order %s: the exchange does not know it; expired", rec.client_id)
+                fwd = self.orders.expire_unknown(rec)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 if is_submit:
@@ -508,7 +569,7 @@ class BinanceFuturesConnector:
                 return
             await asyncio.sleep(delay)
             delay *= 2
-        log.error("order %s: state still unknown; waiting for the user stream", rec.client_id)
+        log.error("order %s: state still unknown; the user stream or the next reconciliation will tell", rec.client_id)
 
     # --- market data ----------------------------------------------------------------------------
     def _streams(self, symbols: list[str]) -> list[str]:
@@ -597,11 +658,17 @@ class BinanceFuturesConnector:
             for task in self._snapshot_tasks.values():
                 task.cancel()
             self.error(ErrorKind.ConnectionInterrupted, f"market stream: {reason}")
-            if backoff.failures >= self.cfg.critical_after:
-                self.error(ErrorKind.CriticalConnectionError, f"market stream failed {backoff.failures} times")
+            self._stream_failing(backoff, "market", self.cfg.stream_url, reason)
             delay = backoff.next_delay()
             log.warning("market stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
+
+    def _stream_failing(self, backoff: Backoff, which: str, url: str, reason: str) -> None:
+        if backoff.failures >= self.cfg.critical_after:
+            msg = (f"cannot reach the exchange's {which} stream at {url} ({reason}); {backoff.failures} failures "
+                   "in a row, still retrying")
+            log.error("%s", msg)
+            self.error(ErrorKind.CriticalConnectionError, msg)
 
     async def _read_market(self, ws) -> str:
         idle = self.cfg.stream_idle_timeout_s
@@ -686,8 +753,7 @@ class BinanceFuturesConnector:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.error(ErrorKind.ConnectionInterrupted, f"user stream: {reason}")
-            if backoff.failures >= self.cfg.critical_after:
-                self.error(ErrorKind.CriticalConnectionError, f"user stream failed {backoff.failures} times")
+            self._stream_failing(backoff, "user", self.cfg.stream_url, reason)
             delay = backoff.next_delay()
             log.warning("user stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
@@ -726,9 +792,15 @@ class BinanceFuturesConnector:
             return False
         try:
             if kind == "ORDER_TRADE_UPDATE":
-                rec = self.orders.on_ws_update(msg["o"], int(msg.get("T") or msg.get("E") or 0))
+                o = msg["o"]
+                rec = self.orders.on_ws_update(o, int(msg.get("T") or msg.get("E") or 0))
                 if rec is not None:
                     self.publish_order(rec)
+                elif self._is_stray(o.get("c", ""), o.get("X", "")):
+                    # ours by its prefix, live, and unknown here (e.g. a submit given up as never placed that
+                    # landed after all): reconciliation cancels or adopts it, so no order lives unmanaged
+                    log.warning("live order %s is unknown to this connector", o.get("c"))
+                    self.request_reconcile("an unknown order of ours is live")
             elif kind == "ACCOUNT_UPDATE":
                 ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
                 for p in msg.get("a", {}).get("P", []):
@@ -741,6 +813,11 @@ class BinanceFuturesConnector:
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed %s user frame dropped (%s)", kind, exc)
         return False
+
+    def _is_stray(self, client_id: str, status: str) -> bool:
+        prefix = self.cfg.order_prefix
+        return (bool(prefix) and client_id.startswith(prefix) and client_id not in self.orders.by_client
+                and status in ("NEW", "PARTIALLY_FILLED"))
 
     async def _prepare_symbol(self, symbol: str) -> None:
         """First use of a symbol with credentials: optional cancel-all, then its position."""
@@ -756,12 +833,30 @@ class BinanceFuturesConnector:
             for symbol in list(self.symbol_info):
                 await self._prepare_symbol(symbol)
             await self._refresh_positions()
-            return
-        for symbol in list(self.symbol_info):
-            await self._reconcile(symbol)
-        await self._refresh_positions()
+        else:
+            self.request_reconcile("user stream reconnected")
+
+    def _on_rest_recovered(self) -> None:
+        if self.cfg.has_credentials and self._user_connected_once:  # before that there is nothing to reconcile
+            self.request_reconcile("REST answers again")
+
+    def request_reconcile(self, why: str) -> None:
+        """Reconcile every symbol's orders and the positions with REST, once more if asked again meanwhile (the
+        answer must postdate the event that asked)."""
+        self._reconcile_again = True
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = self.spawn(self._reconcile_all(why))
+
+    async def _reconcile_all(self, why: str) -> None:
+        while self._reconcile_again:
+            self._reconcile_again = False
+            log.info("reconciling orders and positions with the exchange (%s)", why)
+            for symbol in list(self.symbol_info):
+                await self._reconcile(symbol)
+            await self._refresh_positions()
 
     async def _refresh_positions(self) -> None:
+        asked = self.rest.now_ms() * 1_000_000
         reply = await self._safe_request("GET", "/fapi/v2/positionRisk", signed=True)
         if reply is None or not reply.ok:
             return
@@ -771,24 +866,30 @@ class BinanceFuturesConnector:
                 continue
             symbol = row["symbol"].lower()
             seen.add(symbol)
-            self.publish_position(symbol, float(row["positionAmt"]), int(row.get("updateTime", 0)) * 1_000_000)
+            self.publish_position(symbol, float(row["positionAmt"]), int(row.get("updateTime", 0)) * 1_000_000, asked)
         for symbol in self.symbol_info:
             if symbol not in seen:
-                self.publish_position(symbol, 0.0, 0)
+                self.publish_position(symbol, 0.0, 0, asked)
 
     async def _reconcile(self, symbol: str) -> None:
-        """After a user-stream gap: make our view of open orders match the exchange's."""
+        """After a user-stream gap or a REST outage: make our view of open orders match the exchange's. Orders it
+        no longer lists are asked for one by one (filled, cancelled, or unknown to an exchange that lost its
+        state: expired). Orders with a request in flight are left to that request's answer."""
         reply = await self._safe_request("GET", "/fapi/v1/openOrders", {"symbol": symbol.upper()}, signed=True)
         if reply is None or not reply.ok:
+            log.warning("%s: open orders unavailable (%s); not reconciled", symbol,
+                        reply.error_value() if reply else "rate limited")
             return
         listed = {row["clientOrderId"]: row for row in reply.data}
         unknown_ours = False
         for cid, row in listed.items():
             rec = self.orders.by_client.get(cid)
             if rec is not None:
+                if rec.inflight:
+                    continue
                 before = (rec.order.status, rec.order.leaves_qty)
-                fwd = self.orders.on_rest_order(rec, row)
-                if fwd is not None and (fwd.status, fwd.leaves_qty) != before:
+                fwd = self.orders.on_rest_catch_up(rec, row)
+                if fwd is not None and ((fwd.status, fwd.leaves_qty) != before or fwd.exec_qty > 0):
                     self.publish_order(rec, fwd)
             elif cid.startswith(self.cfg.order_prefix) and self.cfg.order_prefix:
                 if self.cfg.adopt_orders:
@@ -800,5 +901,5 @@ class BinanceFuturesConnector:
         if unknown_ours:
             await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
         for rec in self.orders.open_orders(symbol):
-            if rec.client_id not in listed:
+            if rec.client_id not in listed and not rec.inflight:
                 await self._resolve(rec, False)

@@ -1,19 +1,20 @@
-"""Connector TOML configuration, read with tomllib into a frozen, validated object.
+"""Connector TOML configuration, parsed into a frozen, validated object.
 
 Keys follow hftbacktest's documentation (`stream_url`, `api_url`, `order_prefix`, `api_key`, `secret`)
 plus our optional tuning keys. Errors name the offending key; secrets never appear in repr or messages.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .._toml import read_toml
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,11 @@ class ConnectorConfig:
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], source: str = "<config>") -> "ConnectorConfig":
         known = {f.name: f for f in fields(cls)}
-        for key in raw:
+        for key in raw:  # every value is a scalar: a table (any nested level) is an unknown key too
             if key not in known:
-                log.warning("%s: unknown key %r ignored", source, key)
+                close = difflib.get_close_matches(key, known, 1)
+                hint = f", did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{source}: unknown key {key!r}{hint} (accepted: {', '.join(known)})")
         values: dict[str, Any] = {}
         for name, f in known.items():
             if name not in raw:
@@ -129,15 +132,7 @@ class ConnectorConfig:
 
 def load_config(path: str | os.PathLike) -> ConnectorConfig:
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    cfg = ConnectorConfig.from_mapping(raw, str(p))
+    cfg = ConnectorConfig.from_mapping(read_toml(p), str(p))
     if cfg.has_credentials:
         mode = stat.S_IMODE(p.stat().st_mode)
         if mode & 0o077:

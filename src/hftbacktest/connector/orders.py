@@ -10,7 +10,7 @@ import logging
 import secrets
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..live.ipc.codec import WireOrder
 from ..types import (
@@ -49,8 +49,9 @@ class ManagedOrder:
     removed_by_ws: bool = False
     removed_by_rest: bool = False
     cum_qty: float = 0.0  # last forwarded cumulative fill
+    cum_value: float = 0.0  # sum of price x qty of the forwarded fills
     dead_since: float = 0.0
-    extra: dict = field(default_factory=dict)
+    inflight: int = 0  # REST requests for this order not yet answered (reconciliation leaves such orders alone)
 
     @property
     def reported_terminal(self) -> bool:
@@ -149,6 +150,21 @@ class OrderManager:
             self._terminal(rec, "removed_by_rest")
         return None if already_final else rec.order
 
+    def on_rest_catch_up(self, rec: ManagedOrder, body: dict) -> WireOrder | None:
+        """The REST view of an order after a user-stream gap: its state, plus the fills the stream missed as one
+        execution at their average price (so the bot's balance and trade count stay right)."""
+        cum = float(body.get("executedQty") or 0.0)
+        missed = cum - rec.cum_qty
+        fwd = self.on_rest_order(rec, body)
+        tick = rec.order.tick_size
+        if missed <= 1e-12 or not tick:
+            return fwd
+        total = float(body.get("avgPrice") or 0.0) * cum
+        price = (total - rec.cum_value) / missed
+        rec.cum_qty, rec.cum_value = cum, total
+        log.info("%s %s: %s filled while the user stream was down", rec.symbol, rec.client_id, missed)
+        return rec.order._replace(exec_qty=missed, exec_price_tick=round(price / tick))
+
     def on_rest_failure(self, rec: ManagedOrder, is_submit: bool, exch_ts: int = 0) -> WireOrder | None:
         """A definite rejection. A refused submit kills the order; a refused cancel leaves it as it was."""
         already_final = rec.reported_terminal
@@ -214,6 +230,7 @@ class OrderManager:
             return None
         if is_new_fill:
             rec.cum_qty = cum
+            rec.cum_value += upd.exec_qty * float(o.get("L") or 0.0)
             log.debug("fill %s %s l=%s L=%s n=%s %s rp=%s", rec.symbol, rec.client_id, o.get("l"), o.get("L"),
                       o.get("n"), o.get("N"), o.get("rp"))
         if rec.reported_terminal:

@@ -145,7 +145,8 @@ class LiveBot(structref.StructRefProxy):
 
     def state_values(self, asset_no):
         """The instrument's state record (position and trade counters), a live view."""
-        return _state_values(self, asset_no)[0]
+        # np.record (`.position` works, as on the backtest bot), still a view of the engine state
+        return _state_values(self, asset_no).view(np.recarray)[0]
 
     def position(self, asset_no):
         """The instrument's position (signed; negative when short), as the exchange reports it."""
