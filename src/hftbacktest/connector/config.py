@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 _PREFIX_RE = re.compile(r"^[.A-Za-z0-9:/_-]{0,20}$")
 _SECRET_KEYS = ("api_key", "secret")
+_TABLES = ("paper",)  # read by connector/paper.py
 
 
 def mask(secret: str) -> str:
@@ -54,6 +55,7 @@ class ConnectorConfig:
     rate_limit_orders_10s: int = 300
     rate_limit_orders_1m: int = 1200
     ipc: str = "iceoryx2"
+    journal: str = ""  # order journal file (JSONL, connector/journal.py); "" = none
 
     def __repr__(self) -> str:  # never show secrets
         parts = []
@@ -72,7 +74,7 @@ class ConnectorConfig:
     def from_mapping(cls, raw: dict[str, Any], source: str = "<config>") -> "ConnectorConfig":
         known = {f.name: f for f in fields(cls)}
         for key in raw:
-            if key not in known:
+            if key not in known and key not in _TABLES:
                 log.warning("%s: unknown key %r ignored", source, key)
         values: dict[str, Any] = {}
         for name, f in known.items():
