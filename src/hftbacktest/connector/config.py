@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 _PREFIX_RE = re.compile(r"^[.A-Za-z0-9:/_-]{0,20}$")
 _SECRET_KEYS = ("api_key", "secret")
+_TABLES = ("paper",)  # read by connector/paper.py
 
 
 def mask(secret: str) -> str:
@@ -55,6 +56,7 @@ class ConnectorConfig:
     rate_limit_orders_10s: int = 300
     rate_limit_orders_1m: int = 1200
     ipc: str = "iceoryx2"
+    journal: str = ""  # order journal file (JSONL, connector/journal.py); "" = none
 
     def __repr__(self) -> str:  # never show secrets
         parts = []
@@ -72,11 +74,11 @@ class ConnectorConfig:
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], source: str = "<config>") -> "ConnectorConfig":
         known = {f.name: f for f in fields(cls)}
-        for key in raw:  # every value is a scalar: a table (any nested level) is an unknown key too
-            if key not in known:
-                close = difflib.get_close_matches(key, known, 1)
+        for key in raw:  # every value is a scalar, except the tables other modules read (_TABLES)
+            if key not in known and key not in _TABLES:
+                close = difflib.get_close_matches(key, [*known, *_TABLES], 1)
                 hint = f", did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"{source}: unknown key {key!r}{hint} (accepted: {', '.join(known)})")
+                raise ConfigError(f"{source}: unknown key {key!r}{hint} (accepted: {', '.join([*known, *_TABLES])})")
         values: dict[str, Any] = {}
         for name, f in known.items():
             if name not in raw:
