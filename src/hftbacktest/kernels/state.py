@@ -99,6 +99,9 @@ engine_fields = [
     ("error", types.int64),  # last data error code (100) reported by the loader
     ("entry", types.int64),  # address of the C entry point (kernels.entry), filled at build
     ("aptr", types.int64[::1]),  # address of each AssetState (owned by `assets`)
+    # no event of any processor or order bus before this time (set when the loop stops with nothing due, else
+    # I64_MIN): until then an elapse only moves cur_ts, which the bot's elapse does without calling the engine
+    ("quiet_until", types.int64),
 ]
 engine_type = EngineType(engine_fields)
 
@@ -181,6 +184,7 @@ def new_engine(assets, key, entry):
     e.error = 0
     e.entry = entry
     e.aptr = np.zeros(len(assets), np.int64)
+    e.quiet_until = -9223372036854775808
     for a in range(len(assets)):
         e.aptr[a] = struct_ptr(assets[a])
         assets[a].ord_l.entry = entry
