@@ -12,9 +12,12 @@ name says otherwise; strategies in benchmarks/strategies, shapes.py documents it
   wait-feed          wait_next_feed(True, 1 s) loop, re-quote on every touch change
   last-trades        elapse(10 ms), reads and clears last_trades each step (capacity 10 000)
   requote12-intp     requote12 with the synthetic intp_order_latency table
-  requote12-partial  requote12 on the partial-fill exchange (reference_compatible)
+  requote12-partial  requote12 on the partial-fill exchange (reference_compatible), 0.013 BTC quotes
   requote12-<queue>  requote12 with log_prob, log_prob2, power_prob3(3)
   requote12-2assets  btcusdt + ethusdt;   requote12-8assets: 4 x btcusdt + 4 x ethusdt
+  split-*            breakdown.py: no strategy at all (the data path, one wake-up), wake-ups every 10 ms only,
+                     the requote12 ladder placed once and left resting; differences between cells say where the
+                     time per event goes
 Each strategy script runs in one fresh process per package with every cell repeated 1 + --repeat times; the first
 run compiles (the reference's strategies cannot be cached), the figure is the fastest of the others (the strategy
 call only, `run_s`). Final states, steps and timestamps of both packages must be equal (as in parity.py).
@@ -35,6 +38,10 @@ import _ref
 import parity
 
 REQUOTE = {"shape": "requote", "levels": 12, "spacing": 5, "step": 10_000_000}
+# an odd quote size (0.013 BTC): a resting order filled by exactly its leaves_qty stays behind at the reference's
+# exchange and stops its replay with code 14 at the next touch (reference bug #312, kept by reference_compatible)
+PARTIAL = {**REQUOTE, "notional": 790.0, "max_notional": 20_000.0}
+ONE_WAKE_UP = 10**15  # longer than any sample: elapse returns once, at the end of the data
 
 
 def cells(rows: int | None) -> list[tuple[str, str, dict]]:
@@ -55,12 +62,18 @@ def cells(rows: int | None) -> list[tuple[str, str, dict]]:
         ("shapes", "last-trades", [btc(last_trades_capacity=10_000)], "hashmap", {"shape": "trades"}),
         ("shapes", "requote12-intp", [btc(latency=intp)], "hashmap", REQUOTE),
         ("shapes", "requote12-partial", [btc(exchange="partial_fill", reference_compatible=True)], "hashmap",
-         REQUOTE),
+         PARTIAL),
         ("shapes", "requote12-log_prob", [btc(queue={"kind": "log_prob"})], "hashmap", REQUOTE),
         ("shapes", "requote12-log_prob2", [btc(queue={"kind": "log_prob2"})], "hashmap", REQUOTE),
         ("shapes", "requote12-power_prob3", [btc(queue={"kind": "power_prob3", "n": 3.0})], "hashmap", REQUOTE),
         ("shapes", "requote12-2assets", [btc(), eth()], "hashmap", REQUOTE),
         ("shapes", "requote12-8assets", [btc(), eth()] * 4, "hashmap", REQUOTE),
+        # cut-down strategies that split the cells above (time per event: data path, wake-ups, resting orders)
+        ("breakdown", "split-data-path", [btc()], "hashmap", {"shape": "idle", "step": ONE_WAKE_UP}),
+        ("breakdown", "split-wake-10ms", [btc()], "hashmap", {"shape": "idle", "step": 10_000_000}),
+        ("breakdown", "split-static12", [btc()], "hashmap", {**REQUOTE, "shape": "static"}),
+        ("breakdown", "split-8assets-data-path", [btc(), eth()] * 4, "hashmap",
+         {"shape": "idle", "step": ONE_WAKE_UP}),
     ]
     return [(script, name, {"name": name, "depth": depth, "assets": assets, "params": params})
             for script, name, assets, depth, params in out]

@@ -30,7 +30,7 @@ from .abi import (
     FN_WAIT_ORDER_RESPONSE,
     struct_from_ptr,
 )
-from .numeric import I64_MAX
+from .numeric import I64_MAX, I64_MIN
 from .orders import table_type
 from .state import asset, data_array_type, engine_type
 
@@ -219,6 +219,7 @@ def entry(op, p, asset_no, order_id, ns, kind, flag, price, qty):
     if op == FN_TABLE_FIND:
         return ob.find(struct_from_ptr(p, table_type), order_id)
     e = struct_from_ptr(p, engine_type)
+    e.quiet_until = I64_MIN  # an order operation or an error leaves it unknown
     if op == FN_CLEAR_INACTIVE:
         clear_inactive_orders(e, asset_no)
         return np.int64(OK)
@@ -251,6 +252,7 @@ def entry(op, p, asset_no, order_id, ns, kind, flag, price, qty):
             return END_OF_DATA
         if ts > target:
             e.cur_ts = target
+            e.quiet_until = ts  # every slot is exact here: nothing can happen before ts without an operation
             return result
         a = j >> 2
         kind = j & 3

@@ -100,6 +100,9 @@ engine_fields = [
     ("entry", types.int64),  # address of the C entry point (kernels.entry), filled at build
     ("aptr", types.int64[::1]),  # address of each AssetState (owned by `assets`)
     ("closed", types.boolean),  # close() was called: time-advancing and order operations return CLOSED
+    # no event of any processor or order bus before this time (set when the loop stops with nothing due, else
+    # I64_MIN): until then an elapse only moves cur_ts, which the bot's elapse does without calling the engine
+    ("quiet_until", types.int64),
 ]
 engine_type = EngineType(engine_fields)
 
@@ -210,6 +213,7 @@ def new_engine(assets, key, entry):
     e.entry = entry
     e.aptr = np.zeros(len(assets), np.int64)
     e.closed = False
+    e.quiet_until = -9223372036854775808
     for a in range(len(assets)):
         e.aptr[a] = struct_ptr(assets[a])
         assets[a].ord_l.entry = entry
