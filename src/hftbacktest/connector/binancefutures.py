@@ -21,6 +21,7 @@ from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
 from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
 from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
+from .ws_orders import WsOrderApi
 
 log = logging.getLogger("hftbacktest.connector")
 
@@ -57,6 +58,7 @@ class BinanceFuturesConnector:
         self.name = name
         self.cfg = cfg
         self.rest = BinanceRest(cfg)
+        self.ws_orders = WsOrderApi(cfg, self.rest) if cfg.order_transport == "ws" else None
         self.orders = OrderManager(cfg.order_prefix)
         self.books: dict[str, SymbolBook] = {}
         self.symbol_info: dict[str, tuple[float, float]] = {}  # symbol -> (tick, lot) asked by bots
@@ -143,6 +145,8 @@ class BinanceFuturesConnector:
             self.spawn(coro)
         if self.cfg.has_credentials:
             self.spawn(self._user_loop())
+            if self.ws_orders is not None:
+                self.spawn(self.ws_orders.run(self._session, Backoff(self.cfg)))
         else:
             log.warning("no api_key/secret: market data only, every order will be refused")
         await self.stop.wait()
@@ -412,7 +416,7 @@ class BinanceFuturesConnector:
             self._refuse(bot_id, symbol, order, {"code": -4116, "msg": "order id is still live"})
             return
         try:
-            reply = await self.rest.request("POST", "/fapi/v1/order", self._order_params(symbol, rec), signed=True)
+            reply = await self._order_request("POST", self._order_params(symbol, rec))
         except RateLimited as exc:
             self._fail(rec, True, {"code": -1003, "msg": str(exc)})
             return
@@ -469,7 +473,7 @@ class BinanceFuturesConnector:
     async def _change_order(self, rec: ManagedOrder, method: str, params: dict, *, gone_code: int, what: str) -> None:
         """Send a cancel (DELETE) or amend (PUT) of a live order and apply the reply."""
         try:
-            reply = await self.rest.request(method, "/fapi/v1/order", params, signed=True)
+            reply = await self._order_request(method, params)
         except RateLimited as exc:
             self._fail(rec, False, {"code": -1003, "msg": str(exc)})
             return
@@ -484,6 +488,12 @@ class BinanceFuturesConnector:
             level = logging.INFO if reply.code == -5027 else logging.ERROR  # -5027: amend with nothing to change
             log.log(level, "%s %s refused: %s %s", what, rec.client_id, reply.code, reply.msg)
             self._fail(rec, False, reply.error_value())
+
+    async def _order_request(self, method: str, params: dict) -> RestReply:
+        """Place (POST), cancel (DELETE) or amend (PUT) over the configured order transport."""
+        if self.ws_orders is not None:
+            return await self.ws_orders.send(method, "/fapi/v1/order", params)
+        return await self.rest.request(method, "/fapi/v1/order", params, signed=True)
 
     async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
         """Find out what happened to an order whose request outcome is unknown."""
