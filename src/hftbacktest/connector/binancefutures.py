@@ -735,10 +735,13 @@ class BinanceFuturesConnector:
             log.warning("unparseable user frame dropped: %.80r", raw)
             return False
         try:
-            if kind == "ORDER_TRADE_UPDATE":
-                rec = self.orders.on_ws_update(msg["o"], int(msg.get("T") or msg.get("E") or 0))
+            if kind in ("ORDER_TRADE_UPDATE", "TRADE_LITE"):
+                ev, ts_ms = (msg["o"] if kind == "ORDER_TRADE_UPDATE" else msg), int(msg.get("T") or msg.get("E") or 0)
+                rec = self.orders.on_ws_update(ev, ts_ms) if kind == "ORDER_TRADE_UPDATE" else self.orders.on_trade_lite(ev)
                 if rec is not None:
                     self.publish_order(rec)
+                else:
+                    self._exchange_fill(ev, ts_ms)
             elif kind == "ACCOUNT_UPDATE":
                 ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
                 for p in msg.get("a", {}).get("P", []):
@@ -751,6 +754,16 @@ class BinanceFuturesConnector:
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed %s user frame dropped (%s)", kind, exc)
         return False
+
+    def _exchange_fill(self, ev: dict, ts_ms: int) -> None:
+        """Liquidation/ADL/settlement/delivery fills go to every bot (like the position they move)."""
+        symbol = str(ev.get("s", "")).lower()
+        tick = self.symbol_info.get(symbol, (0.0, 0.0))[0]
+        fill = self.orders.on_exchange_fill(ev, tick, ts_ms)
+        if fill is not None:
+            log.warning("%s: exchange-placed fill %s %s %s at %s (order id %d for the bots)", symbol, ev.get("c"),
+                        ev.get("S"), ev.get("l"), ev.get("L"), fill.order_id)
+            self.send(TO_ALL, codec.OrderUpdate(symbol, fill))
 
     async def _prepare_symbol(self, symbol: str) -> None:
         """First use of a symbol with credentials: optional cancel-all, then its position."""
