@@ -111,3 +111,17 @@ def test_liquidation_fills_reach_the_bots_once_as_filled_orders():
     assert om.on_exchange_fill({**upd, "t": 52, "c": "adl_autoclose"}, 0.1, 5001).exec_qty == 0.002
     assert om.on_exchange_fill({**upd, "x": "NEW", "t": None, "l": "0"}, 0.1, 5000) is None  # no execution
     assert om.on_exchange_fill({**upd, "c": "web_123", "t": 53}, 0.1, 5000) is None  # another tool's order
+
+
+def test_the_user_streams_new_event_answers_a_pending_submit():
+    om = OrderManager("hbt-")
+    rec = om.submit(7, "btcusdt", _order())
+    new = {**_update(rec.client_id, None, 0, 0, 900), "x": "NEW", "X": "NEW", "l": "0", "L": "0"}
+    fwd = om.on_ws_update(new, 900)
+    assert fwd.order.status == NEW and fwd.order.req == NONE and fwd.order.exec_qty == 0
+    om.mark_request(rec, CANCELED, 950)  # the bot, answered, cancels before the submit's own reply arrived
+    late = om.on_rest_order(rec, {"status": "NEW", "origQty": "0.002", "executedQty": "0", "updateTime": 900}, NEW)
+    assert late is None and rec.order.req == CANCELED  # it neither answers nor ends the cancel
+    done = om.on_rest_order(rec, {"status": "CANCELED", "origQty": "0.002", "executedQty": "0", "updateTime": 960},
+                            CANCELED)
+    assert done.status == CANCELED and done.req == NONE

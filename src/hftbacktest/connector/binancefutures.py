@@ -422,14 +422,14 @@ class BinanceFuturesConnector:
             return
         self._after_reply(reply)
         if reply.ok:
-            fwd = self.orders.on_rest_order(rec, reply.data)
+            fwd = self.orders.on_rest_order(rec, reply.data, NEW)
             if fwd is not None:
                 self.publish_order(rec, fwd)
         elif reply.code == -4116:  # our retry found the first attempt already placed
-            await self._resolve(rec, True)
+            await self._resolve(rec, True, NEW)
         elif reply.unknown:
             log.warning("submit %s: status unknown (%s); querying", rec.client_id, reply.msg)
-            await self._resolve(rec, True)
+            await self._resolve(rec, True, NEW)
         else:
             level = logging.INFO if reply.code == -5022 else logging.ERROR
             log.log(level, "submit %s refused: %s %s", rec.client_id, reply.code, reply.msg)
@@ -478,12 +478,13 @@ class BinanceFuturesConnector:
             self._fail(rec, False, {"code": -1003, "msg": str(exc)})
             return
         self._after_reply(reply)
+        answers = CANCELED if method == "DELETE" else REPLACED
         if reply.ok:
-            fwd = self.orders.on_rest_order(rec, reply.data)
+            fwd = self.orders.on_rest_order(rec, reply.data, answers)
             if fwd is not None:
                 self.publish_order(rec, fwd)
         elif reply.code == gone_code or reply.unknown:
-            await self._resolve(rec, False)  # gone meanwhile, or outcome unknown: ask for its real state
+            await self._resolve(rec, False, answers)  # gone meanwhile, or outcome unknown: ask for its real state
         else:
             level = logging.INFO if reply.code == -5027 else logging.ERROR  # -5027: amend with nothing to change
             log.log(level, "%s %s refused: %s %s", what, rec.client_id, reply.code, reply.msg)
@@ -495,8 +496,8 @@ class BinanceFuturesConnector:
             return await self.ws_orders.send(method, "/fapi/v1/order", params)
         return await self.rest.request(method, "/fapi/v1/order", params, signed=True)
 
-    async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
-        """Find out what happened to an order whose request outcome is unknown."""
+    async def _resolve(self, rec: ManagedOrder, is_submit: bool, answers: int | None = None) -> None:
+        """Find out what happened to an order whose request (`answers`) outcome is unknown."""
         params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
         delay = 0.2
         for _ in range(5):
@@ -505,7 +506,7 @@ class BinanceFuturesConnector:
             except RateLimited:
                 reply = None
             if reply is not None and reply.ok:
-                fwd = self.orders.on_rest_order(rec, reply.data)
+                fwd = self.orders.on_rest_order(rec, reply.data, answers)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 return

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..live.ipc.codec import WireOrder
 from ..types import (
     BUY, CANCELED, EXPIRED, FILLED, FOK, GTC, GTX, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED, REJECTED,
-    SELL, UNSUPPORTED,
+    REPLACED, SELL, UNSUPPORTED,
 )
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,12 @@ class OrderManager:
         if rec.removed_by_ws and rec.removed_by_rest:
             self.by_client.pop(rec.client_id, None)
 
-    def on_rest_order(self, rec: ManagedOrder, body: dict) -> WireOrder | None:
-        """A successful REST reply (new/cancel/query). Returns the order to forward, or None if already final."""
+    def on_rest_order(self, rec: ManagedOrder, body: dict, answers: int | None = None) -> WireOrder | None:
+        """A successful REST or WS API reply (new/cancel/amend/query). Returns the order to forward, or None if
+        already final. `answers`: the request (NEW/CANCELED/REPLACED) it replies to; when the user stream already
+        answered that request and the bot may have sent the next one, the reply must not end that one."""
         already_final = rec.reported_terminal
+        before = rec.order
         exch_ts = int(body.get("updateTime") or 0) * 1_000_000
         status = STATUS.get(body.get("status", ""), UNSUPPORTED)
         o = rec.order
@@ -147,11 +150,14 @@ class OrderManager:
                 # a modify reply carries the amended price (MARKET orders show "0": keep ours)
                 price_tick=round(price / o.tick_size) if price > 0 and o.tick_size else o.price_tick,
             )
-        # Any reply ends the pending request, even a stale one. Fills reach bots only from the user stream
-        # (`executedQty` is cumulative), so a REST-derived update carries no execution.
-        rec.order = o._replace(req=NONE, exec_qty=0.0)
+        # A reply ends the pending request it answers, even when its state is older. Fills reach bots only from the
+        # user stream (`executedQty` is cumulative), so a REST-derived update carries no execution.
+        superseded = answers is not None and before.req != answers
+        rec.order = o._replace(req=before.req if superseded else NONE, exec_qty=0.0)
         if is_terminal(status):
             self._terminal(rec, "removed_by_rest")
+        if superseded and rec.order._replace(exec_qty=before.exec_qty) == before:
+            return None  # nothing new, and a bot waiting on its next request must not take this for the answer
         return None if already_final else rec.order
 
     def on_rest_failure(self, rec: ManagedOrder, is_submit: bool, exch_ts: int = 0) -> WireOrder | None:
@@ -209,6 +215,10 @@ class OrderManager:
             exec_price_tick=round(float(o.get("L") or 0.0) / tick) if tick and is_new_fill else 0,
             maker=bool(o.get("m", False)) if is_new_fill else cur.maker,
         )
+        if (o.get("x"), cur.req) in (("NEW", NEW), ("AMENDMENT", REPLACED)):
+            # The exchange accepted the order (or the amendment): the request is answered, though its reply may
+            # still be on its way (the user stream often wins over the WS API or REST reply).
+            upd = upd._replace(req=NONE)
         if o.get("x") == "AMENDMENT" and tick:
             upd = upd._replace(price_tick=round(float(o.get("p") or 0.0) / tick))
         if rec.reported_terminal and not is_new_fill:
