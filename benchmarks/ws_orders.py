@@ -1,6 +1,7 @@
 """The connector's order round trip on loopback, REST vs WebSocket API order transport: the time from a bot's
 `submit_buy_order(..., wait=True)` (and `cancel(..., wait=True)`) to the exchange's answer reaching that bot,
-through the LiveBot, IPC, the connector and the emulator. p50/p99 per transport and request.
+through the LiveBot, IPC, the connector and the emulator, p50/p99 per transport and request; then the
+connector's transport alone (`BinanceRest` vs `WsOrderApi`, place -> reply, in this process).
 
     .venv/bin/python benchmarks/ws_orders.py [--orders 300]
 
@@ -12,6 +13,7 @@ The bot's answer is whichever comes first: the request's reply or the user strea
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import queue
 import subprocess
@@ -78,6 +80,51 @@ def start_connector(tmp: Path, name: str, rest: str, ws: str, transport: str) ->
     return proc
 
 
+async def transport_round_trips(rest: str, ws: str, price: float, n: int) -> dict[str, list[float]]:
+    """The connector's transport classes alone (signing, aiohttp, the emulator): place -> reply, per transport."""
+    import aiohttp
+
+    from hftbacktest.connector.config import ConnectorConfig
+    from hftbacktest.connector.rest import BinanceRest
+    from hftbacktest.connector.ws_orders import WsOrderApi
+
+    class Backoff:
+        failures = 0
+
+        def healthy_since(self):
+            pass
+
+        def next_delay(self):
+            return 0.1
+
+    cfg = ConnectorConfig.from_mapping({"stream_url": ws, "api_url": rest, "api_key": "bench", "secret": "bench-secret",
+                                        "order_transport": "ws", "ws_api_url": ws.rsplit("/ws", 1)[0] + "/ws-fapi/v1"})
+    out: dict[str, list[float]] = {"rest": [], "ws": []}
+    async with aiohttp.ClientSession() as session:
+        client = BinanceRest(cfg)
+        api = WsOrderApi(cfg, client)
+        task = asyncio.get_running_loop().create_task(api.run(session, Backoff()))
+        assert await api.wait_up(30)
+        try:
+            for i in range(n):
+                for t in ("rest", "ws"):
+                    send = (lambda m, p: client.request(m, "/fapi/v1/order", p, signed=True)) if t == "rest" else \
+                        (lambda m, p: api.send(m, "/fapi/v1/order", p))
+                    cid = f"t{t}{i}"
+                    t0 = time.perf_counter()
+                    reply = await send("POST", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                                "timeInForce": "GTX", "quantity": "0.002", "price": f"{price:.1f}",
+                                                "newClientOrderId": cid})
+                    out[t].append(time.perf_counter() - t0)
+                    assert reply.ok, reply
+                    assert (await send("DELETE", {"symbol": "BTCUSDT", "origClientOrderId": cid})).ok
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.close()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=300, help="place + cancel round trips per transport")
@@ -126,12 +173,15 @@ def main() -> int:
                 if i >= args.warmup:
                     times[(t, "submit")].append(t1 - t0)
                     times[(t, "cancel")].append(t2 - t1)
+        price = (bots["rest"].depth(0).best_bid_tick - 200) * 0.1
+        for t, xs in asyncio.run(transport_round_trips(rest, ws, price, args.orders)).items():
+            times[(t, "transport place")] = xs
         load = os.getloadavg()
         print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
               f"(1/5/15 min) at the end")
         for (t, what), xs in times.items():
             arr = np.array(xs) * 1e3
-            print(f"connector order round trip {t:4s} {what:6s}: p50 {np.percentile(arr, 50):6.2f} ms  "
+            print(f"connector {t:4s} {what:15s}: p50 {np.percentile(arr, 50):6.2f} ms  "
                   f"p99 {np.percentile(arr, 99):6.2f} ms  ({len(arr)} orders)")
     finally:
         for hbt in bots.values():

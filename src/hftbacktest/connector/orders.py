@@ -35,6 +35,8 @@ ALIVE = (NEW, PARTIALLY_FILLED)
 
 def is_terminal(status: int) -> bool:
     return status not in ALIVE and status != UNSUPPORTED  # an unknown status is not proof of death
+
+
 # Client ids of the orders Binance itself places on an account (Event-Order-Update page, "special client order
 # id"): liquidation, auto-deleveraging, settlement and delivery closes.
 EXCHANGE_ORDER_PREFIXES = ("autoclose-", "adl_autoclose", "settlement_autoclose-", "delivery_autoclose-")
