@@ -131,19 +131,24 @@ def _start_emulator(ports: tuple[str, str] = ("0", "0")) -> tuple[Proc, str, str
     return emu, rest, ws
 
 
-def _start_venue(tmp: Path, name: str) -> Venue:
+def _start_venue(tmp: Path, name: str, transport: str = "rest") -> Venue:
     emu, rest, ws = _start_emulator()
     cfg = tmp / "connector.toml"
     cfg.write_text(f'stream_url = "{ws}"\napi_url = "{rest}"\norder_prefix = "{PREFIX}"\n'
                    f'api_key = "{KEY}"\nsecret = "{SECRET}"\nbackoff_max_s = 1.0\n'
                    # short enough for test_stalled_market_stream_resyncs_the_book; the synthetic book moves often
-                   'max_book_age_s = 3.0\nstream_idle_timeout_s = 6.0\n')
+                   'max_book_age_s = 3.0\nstream_idle_timeout_s = 6.0\n'
+                   + (f'order_transport = "ws"\nws_api_url = "{ws.rsplit("/ws", 1)[0]}/ws-fapi/v1"\n'
+                      if transport == "ws" else ""))
     cfg.chmod(0o600)
     v = Venue(rest, ws, name, None, emu)
+    v.transport = transport
     v.connector_args = [sys.executable, "-m", "hftbacktest.connector", "--name", name, "--connector",
                         "binancefutures", "--config", str(cfg)]
     try:
         v.start_connector()
+        if transport == "ws":
+            v.connector.wait_for("order WebSocket API connected")
     except BaseException:
         emu.stop()
         raise
@@ -160,9 +165,10 @@ def _stop_venue(v: Venue) -> None:
     assert not any(KEY in line and "api_key" in line for line in con.log)
 
 
-@pytest.fixture(scope="module")
-def venue(tmp_path_factory):
-    v = _start_venue(tmp_path_factory.mktemp("live"), f"e2e{os.getpid()}")
+@pytest.fixture(scope="module", params=["rest", "ws"])
+def venue(request, tmp_path_factory):
+    """Emulator + connector, once per order transport (REST, Binance's WebSocket API with REST fallback)."""
+    v = _start_venue(tmp_path_factory.mktemp("live"), f"e2e{os.getpid()}{request.param}", request.param)
     yield v
     _stop_venue(v)
 
@@ -253,6 +259,11 @@ def test_grid_strategy_live_matches_the_exchange(venue, grid, tmp_path):
         ours, kind = _check_ledger(venue.ledger())
         kinds = Counter(kind(e) for e in ours)
         assert kinds["NEW"] > 5 and kinds["CANCELED"] > 0 and kinds["TRADE"] + kinds["FILLED"] > 0, kinds
+        # Each fill arrives twice (TRADE_LITE first, then ORDER_TRADE_UPDATE) and is counted once.
+        fills = [e for e in ours if kind(e) == "TRADE"]
+        _wait_until(hbt, lambda: hbt.state_values(0)["num_trades"] >= len(fills), 10, "every fill")
+        assert hbt.state_values(0)["num_trades"] == len(fills)
+        assert abs(hbt.state_values(0)["trading_volume"] - sum(e["lastQty"] for e in fills)) < 1e-9
         assert not [e for e in errors if e.kind == ErrorKind.CriticalConnectionError]
     finally:
         hbt.close()
@@ -273,6 +284,8 @@ FAULTS = [
     {"kind": "rest_429", "retry_after": 1, "path": "/fapi/v1/order"},
     {"kind": "ws_drop", "channel": "user"},
 ]
+# Over the WS API the order faults are lost replies of executed requests (resolved by querying the order).
+WS_FAULTS = [f for f in FAULTS if not f["kind"].startswith("rest_")] + [{"kind": "ws_api_drop"}] * 2
 
 
 def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
@@ -285,7 +298,7 @@ def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
     try:
         recorder = Recorder(1, 10_000)
         grid.gridtrading(hbt, recorder.recorder, 10, 100_000_000, 3, 1, 1, 0.002, 0.01)
-        for fault in FAULTS:
+        for fault in FAULTS if venue.transport == "rest" else WS_FAULTS:
             venue.post("/_emu/fault", dict(fault))
             assert grid.gridtrading(hbt, recorder.recorder, 15, 100_000_000, 3, 1, 1, 0.002, 0.01) == 15
         _cancel_all(hbt)
@@ -295,7 +308,8 @@ def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
         assert bot_open == exch_open, log_tail
         _check_ledger(venue.ledger())
         fired = {f["kind"] for f in venue.get("/_emu/faults") if f["what"] == "fired"}
-        assert {"ws_drop", "depth_gap", "listen_key_expire", "rest_5xx", "rest_429"} <= fired, fired
+        order_faults = {"rest_5xx", "rest_429"} if venue.transport == "rest" else {"ws_api_drop"}
+        assert {"ws_drop", "depth_gap", "listen_key_expire"} | order_faults <= fired, fired
         kinds = Counter(e.kind for e in errors)
         assert kinds[ErrorKind.ConnectionInterrupted] >= 3  # market drop, depth gap, user stream drops
         # A 429 throttles (the affected request fails with -1003 or is retried) but never escalates.
@@ -445,6 +459,37 @@ def test_gridtrading_example_live_mode(venue):
     assert "live: 30 steps" in proc.stdout and "0 orders still open" in proc.stdout, proc.stdout
     open_orders = [o for o in venue.account()["open_orders"] if o["clientOrderId"].startswith(PREFIX)]
     assert open_orders == []  # the example cancelled what it had placed before exiting
+
+
+def test_liquidation_fill_reaches_the_bots_balance_and_trade_count(venue):
+    """Binance's own close of the position (an `autoclose-*` order) moves the bot's position and also its balance,
+    trade count and volume, exactly once per fill, though each fill comes as TRADE_LITE and ORDER_TRADE_UPDATE."""
+    from hftbacktest import GTC, MARKET
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_ask), 30, "a book")
+        assert hbt.submit_buy_order(0, 4747, hbt.depth(0).best_ask, 0.004, GTC, MARKET, True) == 3
+        pos, _, _ = _settle(hbt, venue)
+        assert abs(pos) > 0 and abs(hbt.position(0) - pos) < 1e-9
+        sv = hbt.state_values(0)
+        trades0, volume0, balance0 = int(sv["num_trades"]), float(sv["trading_volume"]), float(sv["balance"])
+        seq0 = max(e["seq"] for e in venue.ledger())
+        venue.post("/_emu/fault", {"kind": "liquidation", "symbol": "BTCUSDT", "api_key": KEY})
+        _wait_until(hbt, lambda: abs(hbt.position(0)) < 1e-12, 15, "the liquidation to flatten the position")
+        closes = [e for e in venue.ledger() if e["seq"] > seq0 and e.get("event") == "TRADE"]
+        assert closes and all(e["clientOrderId"].startswith("autoclose-") for e in closes), closes
+        _wait_until(hbt, lambda: hbt.state_values(0)["num_trades"] >= trades0 + len(closes), 10, "the fills")
+        sv = hbt.state_values(0)
+        assert int(sv["num_trades"]) == trades0 + len(closes)
+        assert abs(float(sv["trading_volume"]) - volume0 - sum(e["lastQty"] for e in closes)) < 1e-9
+        side = 1.0 if pos < 0 else -1.0  # the close's direction: a sell raises the balance
+        proceeds = -side * sum(e["lastQty"] * e["lastPrice"] for e in closes)
+        assert abs(float(sv["balance"]) - balance0 - proceeds) < 1e-6
+        venue.connector.wait_for("exchange-placed fill autoclose-", 10)
+    finally:
+        hbt.close()
 
 
 _CRASHING_BOT = """

@@ -194,7 +194,7 @@ def test_user_stream_echo_of_a_rest_reply_is_not_forwarded():
     assert om.on_ws_update({**ws(rec.client_id, "NEW", "NEW", 0, T=1000), "m": False}, 1000) is None
     assert rec.order.req == REPLACED  # still pending: only the modify's own answer ends it
     amended = om.on_ws_update({**ws(rec.client_id, "AMENDMENT", "NEW", 0, T=1100), "p": "60000.5", "m": False}, 1100)
-    assert amended.order.price_tick == 600005 and amended.order.req == REPLACED
+    assert amended.order.price_tick == 600005 and amended.order.req == NONE  # the amendment answers the modify
 
 
 def test_rejected_submit_expires_and_unknown_enum_is_kept():

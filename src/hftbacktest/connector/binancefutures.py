@@ -21,6 +21,7 @@ from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
 from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
 from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
+from .ws_orders import WsOrderApi
 
 log = logging.getLogger("hftbacktest.connector")
 
@@ -58,6 +59,7 @@ class BinanceFuturesConnector:
         self.cfg = cfg
         self.rest = BinanceRest(cfg)
         self.rest.on_recovered = self._on_rest_recovered
+        self.ws_orders = WsOrderApi(cfg, self.rest) if cfg.order_transport == "ws" else None
         self.orders = OrderManager(cfg.order_prefix)
         self.books: dict[str, SymbolBook] = {}
         self.symbol_info: dict[str, tuple[float, float]] = {}  # symbol -> (tick, lot) asked by bots
@@ -155,6 +157,8 @@ class BinanceFuturesConnector:
             self.spawn(coro)
         if self.cfg.has_credentials:
             self.spawn(self._user_loop())
+            if self.ws_orders is not None:
+                self.spawn(self.ws_orders.run(self._session, Backoff(self.cfg)))
         else:
             log.warning("no api_key/secret: market data only, every order will be refused")
         await self.stop.wait()
@@ -464,20 +468,20 @@ class BinanceFuturesConnector:
 
     async def _place(self, rec: ManagedOrder, symbol: str) -> None:
         try:
-            reply = await self.rest.request("POST", "/fapi/v1/order", self._order_params(symbol, rec), signed=True)
+            reply = await self._order_request("POST", self._order_params(symbol, rec))
         except RateLimited as exc:
             self._fail(rec, True, {"code": -1003, "msg": str(exc)})
             return
         self._after_reply(reply)
         if reply.ok:
-            fwd = self.orders.on_rest_order(rec, reply.data)
+            fwd = self.orders.on_rest_order(rec, reply.data, NEW)
             if fwd is not None:
                 self.publish_order(rec, fwd)
         elif reply.code == -4116:  # our retry found the first attempt already placed
-            await self._resolve(rec, True)
+            await self._resolve(rec, True, NEW)
         elif reply.unknown:
             log.warning("submit %s: status unknown (%s); querying", rec.client_id, reply.msg)
-            await self._resolve(rec, True)
+            await self._resolve(rec, True, NEW)
         else:
             level = logging.INFO if reply.code == -5022 else logging.ERROR
             log.log(level, "submit %s refused: %s %s", rec.client_id, reply.code, reply.msg)
@@ -528,25 +532,33 @@ class BinanceFuturesConnector:
 
     async def _send_change(self, rec: ManagedOrder, method: str, params: dict, gone_code: int, what: str) -> None:
         try:
-            reply = await self.rest.request(method, "/fapi/v1/order", params, signed=True)
+            reply = await self._order_request(method, params)
         except RateLimited as exc:
             self._fail(rec, False, {"code": -1003, "msg": str(exc)})
             return
         self._after_reply(reply)
+        answers = CANCELED if method == "DELETE" else REPLACED
         if reply.ok:
-            fwd = self.orders.on_rest_order(rec, reply.data)
+            fwd = self.orders.on_rest_order(rec, reply.data, answers)
             if fwd is not None:
                 self.publish_order(rec, fwd)
         elif reply.code == gone_code or reply.unknown:
-            await self._resolve(rec, False)  # gone meanwhile, or outcome unknown: ask for its real state
+            await self._resolve(rec, False, answers)  # gone meanwhile, or outcome unknown: ask for its real state
         else:
             level = logging.INFO if reply.code == -5027 else logging.ERROR  # -5027: amend with nothing to change
             log.log(level, "%s %s refused: %s %s", what, rec.client_id, reply.code, reply.msg)
             self._fail(rec, False, reply.error_value())
 
-    async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
-        """Find out what happened to an order whose request outcome or state is unknown. An exchange that has no
-        such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot fill."""
+    async def _order_request(self, method: str, params: dict) -> RestReply:
+        """Place (POST), cancel (DELETE) or amend (PUT) over the configured order transport."""
+        if self.ws_orders is not None:
+            return await self.ws_orders.send(method, "/fapi/v1/order", params)
+        return await self.rest.request(method, "/fapi/v1/order", params, signed=True)
+
+    async def _resolve(self, rec: ManagedOrder, is_submit: bool, answers: int | None = None) -> None:
+        """Find out what happened to an order whose request (`answers`) outcome or state is unknown. An exchange
+        that has no such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot
+        fill."""
         params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
         delay = 0.2
         for _ in range(5):
@@ -555,7 +567,7 @@ class BinanceFuturesConnector:
             except RateLimited:
                 reply = None
             if reply is not None and reply.ok:
-                fwd = self.orders.on_rest_catch_up(rec, reply.data)
+                fwd = self.orders.on_rest_catch_up(rec, reply.data, answers)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 return
@@ -791,16 +803,18 @@ class BinanceFuturesConnector:
             log.warning("unparseable user frame dropped: %.80r", raw)
             return False
         try:
-            if kind == "ORDER_TRADE_UPDATE":
-                o = msg["o"]
-                rec = self.orders.on_ws_update(o, int(msg.get("T") or msg.get("E") or 0))
+            if kind in ("ORDER_TRADE_UPDATE", "TRADE_LITE"):
+                ev, ts_ms = (msg["o"] if kind == "ORDER_TRADE_UPDATE" else msg), int(msg.get("T") or msg.get("E") or 0)
+                rec = self.orders.on_ws_update(ev, ts_ms) if kind == "ORDER_TRADE_UPDATE" else self.orders.on_trade_lite(ev)
                 if rec is not None:
                     self.publish_order(rec)
-                elif self._is_stray(o.get("c", ""), o.get("X", "")):
+                elif self._is_stray(ev.get("c", ""), ev.get("X", "")):
                     # ours by its prefix, live, and unknown here (e.g. a submit given up as never placed that
                     # landed after all): reconciliation cancels or adopts it, so no order lives unmanaged
-                    log.warning("live order %s is unknown to this connector", o.get("c"))
+                    log.warning("live order %s is unknown to this connector", ev.get("c"))
                     self.request_reconcile("an unknown order of ours is live")
+                else:
+                    self._exchange_fill(ev, ts_ms)
             elif kind == "ACCOUNT_UPDATE":
                 ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
                 for p in msg.get("a", {}).get("P", []):
@@ -818,6 +832,16 @@ class BinanceFuturesConnector:
         prefix = self.cfg.order_prefix
         return (bool(prefix) and client_id.startswith(prefix) and client_id not in self.orders.by_client
                 and status in ("NEW", "PARTIALLY_FILLED"))
+
+    def _exchange_fill(self, ev: dict, ts_ms: int) -> None:
+        """Liquidation/ADL/settlement/delivery fills go to every bot (like the position they move)."""
+        symbol = str(ev.get("s", "")).lower()
+        tick = self.symbol_info.get(symbol, (0.0, 0.0))[0]
+        fill = self.orders.on_exchange_fill(ev, tick, ts_ms)
+        if fill is not None:
+            log.warning("%s: exchange-placed fill %s %s %s at %s (order id %d for the bots)", symbol, ev.get("c"),
+                        ev.get("S"), ev.get("l"), ev.get("L"), fill.order_id)
+            self.send(TO_ALL, codec.OrderUpdate(symbol, fill))
 
     async def _prepare_symbol(self, symbol: str) -> None:
         """First use of a symbol with credentials: optional cancel-all, then its position."""

@@ -57,6 +57,8 @@ class ConnectorConfig:
     rate_limit_orders_1m: int = 1200
     ipc: str = "iceoryx2"
     journal: str = ""  # order journal file (JSONL, connector/journal.py); "" = none
+    order_transport: str = "rest"  # "ws": orders over Binance's WebSocket API (`ws_api_url`), REST while it is down
+    ws_api_url: str = ""
 
     def __repr__(self) -> str:  # never show secrets
         parts = []
@@ -124,6 +126,11 @@ class ConnectorConfig:
             raise ConfigError(f"{source}: key 'depth_stream' must be depth@0ms, depth@100ms, depth@250ms or depth@500ms")
         if self.ipc != "iceoryx2":
             raise ConfigError(f"{source}: key 'ipc' must be 'iceoryx2' (the only transport offered)")
+        if self.order_transport not in ("rest", "ws"):
+            raise ConfigError(f"{source}: key 'order_transport' must be 'rest' or 'ws', got {self.order_transport!r}")
+        if self.order_transport == "ws" and not self.ws_api_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"{source}: key 'ws_api_url' (needed by order_transport = 'ws') must start with ws:// "
+                              f"or wss://, got {self.ws_api_url!r}")
         for name in ("rest_timeout_s", "backoff_initial_s", "backoff_max_s", "heartbeat_s", "stream_idle_timeout_s",
                      "listen_key_keepalive_s", "max_book_age_s"):
             if getattr(self, name) <= 0:
