@@ -49,16 +49,16 @@ from . import depth as dp
 from . import exchange as xp
 from . import models as m
 from . import orders as ob
-from .state import new_asset_state
+from .state import asset_config, new_asset_state
 
 # --- kernels (plain njit: called from Python, which owns every argument) ---------------------------------------------
 
 
 @njit(cache=True, error_model="numpy")
-def _new_core(tick, lot, cfg_f, cfg_i):
+def _new_core(tick, lot, cfg):
     depth = dp.new_depth(dp.MODE_HASHMAP, tick, lot, 0.0, 0.0, False)
     no_data = np.zeros(0, event_dtype)
-    return new_asset_state(cfg_f, cfg_i, np.zeros((0, 4), np.int64), depth, depth, no_data, np.int64(0))
+    return new_asset_state(cfg, np.zeros((0, 4), np.int64), depth, depth, no_data, np.int64(0))
 
 
 @njit(cache=True, error_model="numpy")
@@ -291,10 +291,11 @@ class ExchangeCore:
 
     def __init__(self, config: CoreConfig):
         self.config = c = config
-        cfg_f = np.array([c.tick_size, c.lot_size, c.contract_size, c.maker_fee, c.taker_fee, c.queue_n])
-        cfg_i = np.array([c.asset_type, c.fee_model, c.queue_model, c.exchange_model, m.LATENCY_CONSTANT, 0,
-                          c.response_latency, 0, 0], np.int64)
-        self._s = _new_core(float(c.tick_size), float(c.lot_size), cfg_f, cfg_i)
+        cfg = asset_config(tick_size=c.tick_size, lot_size=c.lot_size, contract_size=c.contract_size,
+                           maker_fee=c.maker_fee, taker_fee=c.taker_fee, queue_n=c.queue_n, asset_type=c.asset_type,
+                           fee_model=c.fee_model, queue_model=c.queue_model, exchange_model=c.exchange_model,
+                           latency_model=m.LATENCY_CONSTANT, response_latency=c.response_latency)
+        self._s = _new_core(float(c.tick_size), float(c.lot_size), cfg)
         self._out = np.zeros(_BUF, order_dtype)
         self._res = np.zeros(2, np.int64)
         self._leaves: dict[int, float] = {}  # open qty per live order: a reply's fill is the decrease
