@@ -10,7 +10,7 @@ import logging
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..live.ipc.codec import WireOrder
 from ..types import (
@@ -58,6 +58,7 @@ class ManagedOrder:
     cum_value: float = 0.0  # sum of price x qty of the forwarded fills
     dead_since: float = 0.0
     inflight: int = 0  # REST requests for this order not yet answered (reconciliation leaves such orders alone)
+    trade_ids: set = field(default_factory=set)  # fills already forwarded (TRADE_LITE and ORDER_TRADE_UPDATE)
 
     @property
     def reported_terminal(self) -> bool:
@@ -266,10 +267,9 @@ class OrderManager:
     @staticmethod
     def _first_sight(rec: ManagedOrder, trade_id) -> bool:
         """True the first time a trade id of this order is seen (on TRADE_LITE or ORDER_TRADE_UPDATE)."""
-        seen = rec.extra.setdefault("trades", set())
-        if trade_id in seen:
+        if trade_id in rec.trade_ids:
             return False
-        seen.add(trade_id)
+        rec.trade_ids.add(trade_id)
         return True
 
     def on_trade_lite(self, m: dict) -> ManagedOrder | None:
