@@ -78,6 +78,9 @@ def test_registration_feed_orders_and_position_flow_through_compiled_code(rig):
     assert hbt.wait_order_response(0, 1000, 1_000_000_000) == 3
     order = hbt.orders(0).get(1000)
     assert order.status == NEW and order.req == NONE and order.cancellable
+    # the compiled methods from plain Python too, as on the backtest bot
+    assert hbt.elapse_bt(1) == 0 and hbt.feed_latency(0) == (1_000, 1_005)
+    assert hbt.order_latency(0)[:2] == (req.order.local_timestamp, req.order.local_timestamp + 1000)
 
     assert hbt.cancel(0, 1000, False) == 0
     (_, creq), = con.requests()
@@ -263,3 +266,29 @@ def test_live_bot_type_name_carries_the_cache_salt(rig):
                                   env={**os.environ, "HFTBACKTEST_CACHE_SALT": salt}).stdout.strip()
              for salt in ("aaaa", "bbbb")}
     assert names == {"aaaa": "hftbacktest.LiveBotType.aaaa", "bbbb": "hftbacktest.LiveBotType.bbbb"}
+
+
+def test_reference_style_live_api_from_the_top_level_package():
+    import hftbacktest
+    import hftbacktest.live
+    from hftbacktest import HashMapMarketDepthLiveBot, LiveInstrument, ROIVectorMarketDepthLiveBot
+
+    assert hftbacktest.ROIVectorMarketDepthLiveBot is hftbacktest.live.ROIVectorMarketDepthLiveBot
+    name = f"tref{os.getpid()}"
+    con = FakeConnector(name)
+    inst = LiveInstrument().connector(name).symbol("ETHUSDT").tick_size(0.01).lot_size(0.001)
+    with pytest.raises(ConfigError, match="roi_lb/roi_ub"):
+        ROIVectorMarketDepthLiveBot([inst])
+    bots = [HashMapMarketDepthLiveBot([inst]), ROIVectorMarketDepthLiveBot([inst.roi_lb(1000.0).roi_ub(5000.0)])]
+    try:
+        regs = [req for _, req in con.requests() if isinstance(req, c.RegisterInstrument)]
+        assert regs == [c.RegisterInstrument("ethusdt", 0.01, 0.001)] * 2
+        bid = c.Feed("ethusdt", (BID, 1_000, 1_005, 2000.0, 1.5, 0, 0, 0.0))
+        for hbt in bots:
+            con.batch(TO_ALL, bid)
+            assert hbt.wait_next_feed(False, 1_000_000_000) == 2
+            assert hbt.depth(0).best_bid_tick == 200000
+    finally:
+        for hbt in bots:
+            hbt.close()
+        con.ch.close()
