@@ -155,6 +155,40 @@ def test_latency_log_round_trip_and_errors(tmp_path):
         latency_log_to_npz(tmp_path / "bad.jsonl", tmp_path / "x.npz")
 
 
+def test_live_latencies_that_miss_the_data_are_warned_about(tmp_path):
+    """Latencies logged live today, data from another day: the backtest says they do not overlap."""
+    import warnings
+
+    from _engine_data import ask, bid, rows
+
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+
+    day = 86_400 * 10**9
+    data = rows(bid(1 * day, 100.0, 1.0), ask(1 * day + 10, 100.1, 1.0), bid(1 * day + 20, 100.0, 2.0))
+    log = OrderLatencyLogger(tmp_path / "lat.jsonl")
+    for k in range(3):
+        log.record(5 * day + k, 5 * day + k + 100, 5 * day + k + 200, NEW)
+    log.close()
+    latency_log_to_npz(tmp_path / "lat.jsonl", tmp_path / "lat.npz")
+
+    def build(lat):
+        asset = (BacktestAsset().data([data]).linear_asset(1.0).intp_order_latency(lat).risk_adverse_queue_model()
+                 .no_partial_fill_exchange().trading_value_fee_model(0.0, 0.0).tick_size(0.1).lot_size(0.001))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            HashMapMarketDepthBacktest([asset]).close()
+        return [str(w.message) for w in seen if issubclass(w.category, UserWarning)]
+
+    got = build([str(tmp_path / "lat.npz")])
+    assert len(got) == 1 and "asset 0: the order latencies (1970-01-06T00:00:00Z .. " in got[0], got
+    assert "do not overlap the data (1970-01-02T00:00:00Z .. 1970-01-02T00:00:00Z)" in got[0]
+    overlapping = np.load(tmp_path / "lat.npz")["data"].copy()
+    overlapping["req_ts"] -= 4 * day
+    overlapping["exch_ts"] -= 4 * day
+    overlapping["resp_ts"] -= 4 * day
+    assert build(overlapping) == []
+
+
 def _rig_bot(name, errors, **options):
     b = LiveBotBuilder().register(Instrument(name, "btcusdt", 0.1, 0.001)).error_handler(errors.append).id(44)
     if "hook" in options:
@@ -292,3 +326,15 @@ def test_reference_style_live_api_from_the_top_level_package():
         for hbt in bots:
             hbt.close()
         con.ch.close()
+
+
+def test_live_docs_need_nothing_outside_the_repository():
+    """docs/live.md's walk-through runs from a fresh clone: no sample data from outside, every file it names exists."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "live.md").read_text()
+    assert "../" not in text
+    named = set(re.findall(r"\b((?:examples|src/hftbacktest)/[\w/.-]+\.(?:py|toml))\b", text))
+    assert "examples/gridtrading.py" in named and all((root / p).is_file() for p in named), named
