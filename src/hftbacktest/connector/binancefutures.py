@@ -544,9 +544,10 @@ class BinanceFuturesConnector:
             log.log(level, "%s %s refused: %s %s", what, rec.client_id, reply.code, reply.msg)
             self._fail(rec, False, reply.error_value())
 
-    async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
+    async def _resolve(self, rec: ManagedOrder, is_submit: bool, reconciling: bool = False) -> None:
         """Find out what happened to an order whose request outcome or state is unknown. An exchange that has no
-        such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot fill."""
+        such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot fill.
+        `reconciling`: no request of ours is waiting; if one starts meanwhile, its answer decides instead."""
         params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
         delay = 0.2
         for _ in range(5):
@@ -554,6 +555,8 @@ class BinanceFuturesConnector:
                 reply = await self.rest.request("GET", "/fapi/v1/order", params, signed=True)
             except RateLimited:
                 reply = None
+            if reconciling and rec.inflight:
+                return
             if reply is not None and reply.ok:
                 fwd = self.orders.on_rest_catch_up(rec, reply.data)
                 if fwd is not None:
@@ -885,8 +888,8 @@ class BinanceFuturesConnector:
         for cid, row in listed.items():
             rec = self.orders.by_client.get(cid)
             if rec is not None:
-                if rec.inflight:
-                    continue
+                if rec.inflight or rec.reported_terminal:
+                    continue  # a request's answer decides; or it ended after this listing was made
                 before = (rec.order.status, rec.order.leaves_qty)
                 fwd = self.orders.on_rest_catch_up(rec, row)
                 if fwd is not None and ((fwd.status, fwd.leaves_qty) != before or fwd.exec_qty > 0):
@@ -902,4 +905,4 @@ class BinanceFuturesConnector:
             await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
         for rec in self.orders.open_orders(symbol):
             if rec.client_id not in listed and not rec.inflight:
-                await self._resolve(rec, False)
+                await self._resolve(rec, False, reconciling=True)
