@@ -1,7 +1,8 @@
 """Grid trading: one `@njit` strategy, run as a backtest on converted data or live through a connector.
 
     # backtest on a raw Binance USD-M file (converted on the fly) or an already converted .npz
-    python examples/gridtrading.py backtest --data ../shared/data/binance-usdm/btcusdt_20240808.gz
+    hftbacktest generate binancefutures --symbol BTCUSDT --minutes 10 --seed 1 -o feed.gz
+    python examples/gridtrading.py backtest --data feed.gz
 
     # live: start the emulator and a connector named `bf` first (see docs/live.md), then
     python examples/gridtrading.py live --connector bf --symbol btcusdt --seconds 60 --latency-log latency.jsonl

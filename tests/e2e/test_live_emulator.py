@@ -716,3 +716,55 @@ def test_live_examples_exit_1_when_no_connector_runs(example):
     proc = _run_example([*example, "--connector", f"nobody{os.getpid()}", "--seconds", "60"])
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     assert "connector silent" in proc.stderr.splitlines()[-1], proc.stderr[-3000:]
+
+
+def _signed(venue, method: str, path: str, params: dict):
+    """A signed REST request as another client of the same account would send it (not through the connector)."""
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    query = urlencode({**params, "timestamp": int(time.time() * 1000)})
+    sig = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+    req = urllib.request.Request(f"{venue.rest}{path}?{query}&signature={sig}", method=method,
+                                 headers={"X-MBX-APIKEY": KEY})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return orjson.loads(resp.read())
+
+
+def test_orders_cancelled_and_fills_made_while_the_user_stream_is_down_are_reconciled(venue):
+    """The user stream drops and stays refused; meanwhile another client cancels the bot's orders and buys on the
+    account. The bot cannot know until the stream is back; then reconciliation shows it both: no phantom orders,
+    the exchange's position."""
+    from hftbacktest.types import CANCELED
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        bid = hbt.depth(0).best_bid_tick
+        for k in range(3):
+            assert hbt.submit_buy_order(0, 7070 + k, (bid - FAR - k) * 0.1, 0.002, GTX, LIMIT, True) == 3
+        pos_before, exch_open, bot_open = _settle(hbt, venue)
+        assert len(bot_open) == 3 and bot_open == exch_open
+
+        venue.post("/_emu/fault", {"kind": "ws_drop", "channel": "user", "refuse_s": 600})
+        # the fault closes the user stream after its next message: this order's NEW event
+        assert hbt.submit_buy_order(0, 7073, (bid - FAR - 3) * 0.1, 0.002, GTX, LIMIT, True) == 3
+        venue.connector.wait_for("user stream dropped", 30)
+        _signed(venue, "DELETE", "/fapi/v1/allOpenOrders", {"symbol": "BTCUSDT"})
+        _signed(venue, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                  "quantity": "0.003", "newClientOrderId": "another-client-1"})
+        pos = venue.account()["positions"]["BTCUSDT"]["qty"]
+        assert abs(pos - pos_before - 0.003) < 1e-9 and not venue.account()["open_orders"]
+        hbt.elapse(500_000_000)
+        assert len(_open_orders(hbt)) == 4  # the stream is refused: the bot cannot know yet
+
+        clear = urllib.request.Request(venue.rest + "/_emu/fault?kind=ws_drop", method="DELETE", headers=ADMIN)
+        urllib.request.urlopen(clear, timeout=10).close()  # reconnects are accepted again
+        _wait_until(hbt, lambda: not _open_orders(hbt) and abs(hbt.position(0) - pos) < 1e-9, 60,
+                    "the bot to match the exchange")  # an upper bound: reconnect backoff + reconciliation
+        assert all(hbt.orders(0).get(7070 + k).status == CANCELED for k in range(4))
+        venue.connector.wait_for("reconciling orders and positions with the exchange (user stream reconnected)", 10)
+    finally:
+        hbt.close()

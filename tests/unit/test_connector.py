@@ -390,3 +390,28 @@ def test_a_live_order_of_ours_unknown_here_is_cancelled_by_reconciliation():
 
     asyncio.run(run())
     assert ("DELETE", "/fapi/v1/order", rec.client_id) in asked
+
+
+def test_reconciliation_yields_to_a_request_sent_while_it_asked():
+    """The bot cancels while reconciliation's query is on its way: the cancel's own answer decides, not the query."""
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+
+    def query(params):
+        rec.inflight += 1  # what _cancel does when the bot's request arrives meanwhile
+        return RestReply(400, None, -2013, "Order does not exist.")
+
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [])
+    answers["/fapi/v1/order"] = query
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(200, [])
+
+    async def run():
+        con.request_reconcile("test")
+        await con._reconciler
+
+    asyncio.run(run())
+    assert not [m for m in sent if isinstance(m, c.OrderUpdate)] and con.orders.find_live("btcusdt", 1) is rec

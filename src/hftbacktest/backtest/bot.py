@@ -837,6 +837,8 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
                 feed.chunk(1, 0)
         except DataError as exc:
             raise DataError(f"asset {no}: {exc}") from None
+        from .asset import check_latency_overlap
+        check_latency_overlap(no, cfg, first, len(feed) == 1)
         depths = [dp.new_depth(mode, cfg.tick_size, cfg.lot_size, cfg.roi_lb, cfg.roi_ub, cfg.reference_compatible)
                   for _ in range(2)]
         if cfg.snapshot is not None:

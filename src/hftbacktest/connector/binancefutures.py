@@ -555,10 +555,11 @@ class BinanceFuturesConnector:
             return await self.ws_orders.send(method, "/fapi/v1/order", params)
         return await self.rest.request(method, "/fapi/v1/order", params, signed=True)
 
-    async def _resolve(self, rec: ManagedOrder, is_submit: bool, answers: int | None = None) -> None:
+    async def _resolve(self, rec: ManagedOrder, is_submit: bool, answers: int | None = None,
+                       reconciling: bool = False) -> None:
         """Find out what happened to an order whose request (`answers`) outcome or state is unknown. An exchange
         that has no such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot
-        fill."""
+        fill. `reconciling`: no request of ours is waiting; if one starts meanwhile, its answer decides instead."""
         params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
         delay = 0.2
         for _ in range(5):
@@ -566,6 +567,8 @@ class BinanceFuturesConnector:
                 reply = await self.rest.request("GET", "/fapi/v1/order", params, signed=True)
             except RateLimited:
                 reply = None
+            if reconciling and rec.inflight:
+                return
             if reply is not None and reply.ok:
                 fwd = self.orders.on_rest_catch_up(rec, reply.data, answers)
                 if fwd is not None:
@@ -909,8 +912,8 @@ class BinanceFuturesConnector:
         for cid, row in listed.items():
             rec = self.orders.by_client.get(cid)
             if rec is not None:
-                if rec.inflight:
-                    continue
+                if rec.inflight or rec.reported_terminal:
+                    continue  # a request's answer decides; or it ended after this listing was made
                 before = (rec.order.status, rec.order.leaves_qty)
                 fwd = self.orders.on_rest_catch_up(rec, row)
                 if fwd is not None and ((fwd.status, fwd.leaves_qty) != before or fwd.exec_qty > 0):
@@ -926,4 +929,4 @@ class BinanceFuturesConnector:
             await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
         for rec in self.orders.open_orders(symbol):
             if rec.client_id not in listed and not rec.inflight:
-                await self._resolve(rec, False)
+                await self._resolve(rec, False, reconciling=True)

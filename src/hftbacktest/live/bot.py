@@ -152,6 +152,17 @@ class LiveBot(structref.StructRefProxy):
         """The instrument's position (signed; negative when short), as the exchange reports it."""
         return float(_position(self, asset_no))
 
+    def elapse_bt(self, duration):
+        return 0  # live time passes by itself, as in the compiled method
+
+    def feed_latency(self, asset_no):
+        lat = _latencies(self, asset_no)
+        return (int(lat[1]), int(lat[2])) if lat[0] else None
+
+    def order_latency(self, asset_no):
+        lat = _latencies(self, asset_no)
+        return (int(lat[4]), int(lat[5]), int(lat[6])) if lat[3] else None
+
     def submit_buy_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
         """Send a buy order through the connector (`order_id` unique among the instrument's orders; an invalid
         price or quantity returns 13 and sends nothing). With `wait`, return once the exchange answered. Returns
@@ -569,6 +580,12 @@ def _state_values(bot, asset_no):
 @njit(cache=True)
 def _position(bot, asset_no):
     return bot.assets[asset_no].sv_l[0].position
+
+
+@njit(cache=True)
+def _latencies(bot, asset_no):
+    s = bot.assets[asset_no]
+    return s.has_feed_lat, s.feed_lat[0], s.feed_lat[1], s.has_ord_lat, s.ord_lat[0], s.ord_lat[1], s.ord_lat[2]
 
 
 @njit(cache=True)
