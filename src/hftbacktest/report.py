@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import _atomic
+
 MAX_POINTS = 4000  # per line; keeps a day of 10 ms records responsive in the browser
 MAX_FILL_MARKERS = 3000
 
@@ -102,7 +104,7 @@ def render(run: RunRecord, *, book_size: float | None = None, resample: str = "1
 def write_report(run: RunRecord, output: str | Path, **kwargs: Any) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(run, **kwargs), encoding="utf-8")
+    _atomic.atomic_write_bytes(output, render(run, **kwargs).encode("utf-8"))
     return output
 
 

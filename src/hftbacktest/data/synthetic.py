@@ -32,12 +32,16 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import io
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import orjson
+
+from .. import _atomic
 
 
 @dataclass
@@ -502,9 +506,11 @@ class SyntheticFeed:
 
     def write(self, path: str) -> int:
         """Write the feed (gzip if the name ends with .gz); returns the number of lines."""
-        opener = gzip.open if str(path).endswith(".gz") else open
         n = 0
-        with opener(path, "wt", encoding="utf-8", newline="\n", **({"compresslevel": 5} if opener is gzip.open else {})) as f:
+        with _atomic.atomic_writer(path, "wb") as raw, io.TextIOWrapper(
+                # the gzip header names the final file, not the temporary one
+                gzip.GzipFile(os.path.basename(path), "wb", 5, raw) if str(path).endswith(".gz") else raw,
+                encoding="utf-8", newline="\n") as f:
             batch = []
             for line in self.lines():
                 batch.append(line)

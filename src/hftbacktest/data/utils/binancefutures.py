@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from ... import _atomic
 from ...errors import DataError, DataQualityError
 from ...types import (BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, SELL_EVENT, TRADE_EVENT,
                       event_dtype)
@@ -463,13 +464,15 @@ def _correct_latency(rows: NDArray, base_latency, min_lat: int | None) -> int:
 
 
 def _save_npz(path: str, data: NDArray) -> None:
-    """np.savez_compressed(path, data=data), streaming a memory-mapped array in bounded pieces."""
+    """np.savez_compressed(path, data=data), atomically (see _atomic), streaming a memory-mapped array in
+    bounded pieces."""
     if not isinstance(data, np.memmap):
-        np.savez_compressed(path, data=data)
+        _atomic.savez(path, data=data)
         return
     import zipfile
 
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
+    with _atomic.atomic_writer(_atomic.npz_path(path), "wb") as out, \
+            zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
             zf.open("data.npy", "w", force_zip64=True) as f:
         np.lib.format.write_array_header_2_0(f, np.lib.format.header_data_from_array_1_0(data))
         for a, b in S.blocks(len(data)):

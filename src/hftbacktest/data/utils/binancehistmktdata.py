@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 from numpy.typing import NDArray
 
+from ... import _atomic
 from ...types import BUY_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, SELL_EVENT, TRADE_EVENT, event_dtype
 from ..validation import correct_event_order, correct_local_timestamp, validate_event_order
 
@@ -85,7 +86,7 @@ def convert(
     validate_event_order(data)
     if output_filename is not None:
         print("Saving to %s" % output_filename)
-        np.savez_compressed(output_filename, data=data)
+        _atomic.savez(output_filename, data=data)
     return data
 
 
@@ -108,5 +109,5 @@ def convert_snapshot(
     ordered = sorted(bids, key=lambda r: r[4], reverse=True) + sorted(asks, key=lambda r: r[4])
     data = _to_array(ordered)
     if output_filename is not None:
-        np.savez(output_filename, data=data)
+        _atomic.savez(output_filename, compressed=False, data=data)
     return data
