@@ -100,9 +100,11 @@ def test_resync_policy_drops_unsynced_diffs_and_clears_whole_book(faulty_feed, c
     assert not np.isnan(default["px"][(default["ev"] & 0xFF) == DEPTH_CLEAR_EVENT]).any()
 
 
-def test_empty_file_gives_empty_array(tmp_path):
+def test_empty_file_gives_empty_array_and_says_so(tmp_path):
     data, report, warned = _quiet_convert(_write(tmp_path / "e.gz", []))
-    assert data.shape == (0,) and data.dtype == event_dtype and warned == []
+    assert data.shape == (0,) and data.dtype == event_dtype and warned == [f"{tmp_path / 'e.gz'}: the input is empty"]
+    with pytest.raises(DataQualityError, match="e.gz: the input is empty"), contextlib.redirect_stdout(io.StringIO()):
+        convert(str(tmp_path / "e.gz"), strict=True)
 
 
 def test_truncated_gzip_keeps_what_was_read(tmp_path):

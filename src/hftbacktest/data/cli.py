@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="resync: drop depth diffs that cannot be applied and clear the book at each snapshot")
     p.add_argument("--mark-price-time", default="T", choices=["T", "E"],
                    help="timestamp field of markPriceUpdate rows (T = next funding time, as the reference)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep repeated trades and depth diffs as the reference does (default: drop and count them)")
     p.add_argument("--tmp-dir", help="where inputs larger than memory blocks spill (default: the system temp dir)")
     p.set_defaults(func=_convert)
 
@@ -87,6 +89,7 @@ def _convert(args) -> int:
                                    combined_stream=not args.plain_stream, ts_unit=args.ts_unit,
                                    strict=args.strict, gap_policy=args.gap_policy,
                                    mark_price_time=args.mark_price_time, tmp_dir=args.tmp_dir,
+                                   duplicates="keep" if args.keep_duplicates else "drop",
                                    return_report=True)
     print(report.summary(), file=sys.stderr)
     print(f"wrote {len(data):,} events to {out}")
