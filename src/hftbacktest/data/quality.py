@@ -59,6 +59,7 @@ class QualityReport:
     crossed_book_count: int = 0
     rows: int | None = None  # event rows read (None: not a conversion)
     duplicates_dropped: bool = False
+    gap_policy: str = "none"  # the conversion's: the crossed-book check replays the book its output holds
 
     @property
     def ok(self) -> bool:
@@ -92,8 +93,11 @@ class QualityReport:
         if self.non_monotonic_exch_lines:
             out.append(f"exchange time goes backwards within a stream at lines {lines(self.non_monotonic_exch_lines)}")
         if self.crossed_book_count:
+            hint = "" if self.gap_policy == "resync" else (
+                " (a snapshot applied at its arrival can revert newer diffs or keep levels a gap left stale; "
+                "gap_policy='resync', CLI --gap-policy resync, resets the book at each snapshot)")
             out.append(f"crossed book (best bid >= best ask) after {self.crossed_book_count} message(s), "
-                       f"first at lines {self.crossed_book_lines}")
+                       f"first at lines {self.crossed_book_lines}{hint}")
         if self.rest_errors:
             out.append("REST error responses: " + "; ".join(f"line {n}: {m}" for n, m in self.rest_errors[:_SHOW]))
         return out

@@ -367,13 +367,15 @@ def _msg_blocks(m: NDArray, nrows: int, mem_rows: int):
 
 
 class _BookCheck:
-    """Replays the depth stream as a synced consumer would (only applicable diffs, whole-book resets at each
-    snapshot, bridging diffs after it) in a background thread, counting messages that leave the book crossed."""
+    """Replays the depth stream as the output holds it, in a background thread, counting messages that leave the
+    book crossed: with `resync` as a synced consumer would (only applicable diffs, whole-book resets at each
+    snapshot, bridging diffs after it), else as the reference conversion does (every kept diff and snapshot in
+    arrival order, a snapshot clearing only the price range it covers)."""
 
-    def __init__(self, conv: _Converter, apply, defer_to):
+    def __init__(self, conv: _Converter, apply, defer_to, resync: bool, drop):
         import threading
 
-        self.report, self.apply, self.defer_to = conv.report, apply, defer_to
+        self.report, self.apply, self.defer_to, self.resync, self.drop = conv.report, apply, defer_to, resync, drop
         self.rows, self.msgs, self.mem_rows = conv.rows, conv.msgs, conv.mem_rows  # before any resync
         self.result = None
         self.error = None
@@ -389,6 +391,14 @@ class _BookCheck:
             for a, m, next_row in _msg_blocks(self.msgs, len(rows), self.mem_rows):
                 kind, line, row = m[:, 1], m[:, 0], m[:, 7]
                 ends = np.append(row[1:], next_row)
+                if not self.resync:
+                    book_msg = (kind == P.KIND_SNAPSHOT) | (kind == P.KIND_DEPTH)
+                    sel = np.nonzero(book_msg & ~self.drop[a: a + len(m)])[0]
+                    if len(sel):
+                        book = book_apply(*book, ev, key, qty, row[sel], ends[sel], line[sel], False, 0.0, False,
+                                          crossed_at)
+                    S.release(rows)
+                    continue
                 sel = np.nonzero((kind == P.KIND_SNAPSHOT) | self.apply[a: a + len(m)])[0]
                 spans = np.stack([row[sel], ends[sel], line[sel]], 1)
                 # bridging diffs wait for their snapshot: only those and the snapshots they wait for are moved
@@ -542,7 +552,7 @@ def convert(
     ts_unit: Literal["auto", "ns", "us", "ms"] = "auto",
     strict: bool = False,
     gap_policy: Literal["none", "resync"] = "none",
-    mark_price_time: Literal["T", "E"] = "T",
+    mark_price_time: Literal["T", "E"] = "E",
     duplicates: Literal["drop", "keep"] = "drop",
     initial_last_u: Optional[int] = None,
     return_report: bool = False,
@@ -553,13 +563,16 @@ def convert(
     Same signature, defaults and output as hftbacktest 2.4.4 (`opt`: 'm' mark/index/funding rows 100-102,
     't' bookTicker rows 103/104). `buffer_size` is accepted for compatibility only: tables grow as needed.
 
-    Bad numbers (non-finite, negative, out of range) skip their line and repeated trades/diffs are dropped,
-    both counted in the report; otherwise the output is the reference's. Extras (keyword-only):
+    Bad numbers (non-finite, negative, out of range) skip their line, repeated trades/diffs are dropped (both
+    counted in the report) and mark-price rows take the event time; otherwise the output is the reference's.
+    Extras (keyword-only):
       ts_unit: unit of the local timestamps ('auto' detects 19/16/13 digits = ns/us/ms; always stored in ns).
       strict: raise DataQualityError naming the line at the first problem instead of skipping and warning.
       gap_policy='resync': drop depth diffs that cannot be applied (gaps, stale, duplicates), clear whole
         sides (DEPTH_CLEAR with px=NaN) at each resync snapshot and replay the bridging diffs after it.
-      mark_price_time='E': use the event time of markPriceUpdate (T is the next funding time).
+      mark_price_time='T': time markPriceUpdate rows (opt 'm') by their `T` as the reference does; `T` is the
+        next funding time, up to 8 h ahead, which shifts every local timestamp by as much. Default 'E': the
+        event time.
       duplicates='keep': keep repeated messages (a trade id not above the highest seen, a depth diff repeating
         or older than the last applied one) as the reference does; by default they are dropped and counted.
       initial_last_u: last `u` of the previous file, so its first diff continues the sequence.
@@ -578,9 +591,11 @@ def convert(
     conv.run()
     conv.report.rows = len(conv.rows)
     apply, defer_to, duplicate = _fill_report(conv, initial_last_u)
-    book_check = _BookCheck(conv, apply, defer_to)  # runs in a thread (nogil) while the rest proceeds
     drop = duplicate if duplicates == "drop" else np.zeros_like(duplicate)
     conv.report.duplicates_dropped = duplicates == "drop"
+    conv.report.gap_policy = gap_policy
+    # runs in a thread (nogil) while the rest proceeds
+    book_check = _BookCheck(conv, apply, defer_to, gap_policy == "resync", drop)
     rewritten = gap_policy == "resync" or bool(drop.any())
     if rewritten:
         _rewrite(conv, drop, gap_policy == "resync", apply, defer_to)
