@@ -70,7 +70,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     final = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(final)
     _remove_stale(folder, name)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as exc:  # name the file the user asked for, not our temporary
+        raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from None
     try:
         try:
             mode = os.stat(final).st_mode & 0o7777
