@@ -12,12 +12,17 @@ name says otherwise; strategies in benchmarks/strategies, shapes.py documents it
   wait-feed          wait_next_feed(True, 1 s) loop, re-quote on every touch change
   last-trades        elapse(10 ms), reads and clears last_trades each step (capacity 10 000)
   requote12-intp     requote12 with the synthetic intp_order_latency table
-  requote12-partial  requote12 on the partial-fill exchange (reference_compatible)
+  requote12-partial  requote12 on the partial-fill exchange (reference_compatible), 0.013 BTC quotes
   requote12-<queue>  requote12 with log_prob, log_prob2, power_prob3(3)
   requote12-2assets  btcusdt + ethusdt;   requote12-8assets: 4 x btcusdt + 4 x ethusdt
+  split-*            breakdown.py: no strategy at all (the data path, one wake-up), wake-ups every 10 ms only,
+                     the requote12 ladder placed once and left resting; differences between cells say where the
+                     time per event goes
 Each strategy script runs in one fresh process per package with every cell repeated 1 + --repeat times; the first
 run compiles (the reference's strategies cannot be cached), the figure is the fastest of the others (the strategy
-call only, `run_s`). Final states, steps and timestamps of both packages must be equal (as in parity.py).
+call only, `run_s`; `b+r o/r` is the same ratio for bot build + strategy call, since this package reads and checks
+the first 262 144 rows of a file while building the bot and the reference loads its data during the run). Final
+states, steps and timestamps of both packages must be equal (as in parity.py).
 Prints the load average before and after: the ratios are only as good as the box is quiet.
 """
 from __future__ import annotations
@@ -35,6 +40,10 @@ import _ref
 import parity
 
 REQUOTE = {"shape": "requote", "levels": 12, "spacing": 5, "step": 10_000_000}
+# an odd quote size (0.013 BTC): a resting order filled by exactly its leaves_qty stays behind at the reference's
+# exchange and stops its replay with code 14 at the next touch (reference bug #312, kept by reference_compatible)
+PARTIAL = {**REQUOTE, "notional": 790.0, "max_notional": 20_000.0}
+ONE_WAKE_UP = 10**15  # longer than any sample: elapse returns once, at the end of the data
 
 
 def cells(rows: int | None) -> list[tuple[str, str, dict]]:
@@ -55,12 +64,18 @@ def cells(rows: int | None) -> list[tuple[str, str, dict]]:
         ("shapes", "last-trades", [btc(last_trades_capacity=10_000)], "hashmap", {"shape": "trades"}),
         ("shapes", "requote12-intp", [btc(latency=intp)], "hashmap", REQUOTE),
         ("shapes", "requote12-partial", [btc(exchange="partial_fill", reference_compatible=True)], "hashmap",
-         REQUOTE),
+         PARTIAL),
         ("shapes", "requote12-log_prob", [btc(queue={"kind": "log_prob"})], "hashmap", REQUOTE),
         ("shapes", "requote12-log_prob2", [btc(queue={"kind": "log_prob2"})], "hashmap", REQUOTE),
         ("shapes", "requote12-power_prob3", [btc(queue={"kind": "power_prob3", "n": 3.0})], "hashmap", REQUOTE),
         ("shapes", "requote12-2assets", [btc(), eth()], "hashmap", REQUOTE),
         ("shapes", "requote12-8assets", [btc(), eth()] * 4, "hashmap", REQUOTE),
+        # cut-down strategies that split the cells above (time per event: data path, wake-ups, resting orders)
+        ("breakdown", "split-data-path", [btc()], "hashmap", {"shape": "idle", "step": ONE_WAKE_UP}),
+        ("breakdown", "split-wake-10ms", [btc()], "hashmap", {"shape": "idle", "step": 10_000_000}),
+        ("breakdown", "split-static12", [btc()], "hashmap", {**REQUOTE, "shape": "static"}),
+        ("breakdown", "split-8assets-data-path", [btc(), eth()] * 4, "hashmap",
+         {"shape": "idle", "step": ONE_WAKE_UP}),
     ]
     return [(script, name, {"name": name, "depth": depth, "assets": assets, "params": params})
             for script, name, assets, depth, params in out]
@@ -111,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before {load_before[0]:.2f} / after {load_after[0]:.2f} (1 min), "
           f"{os.cpu_count()} cores; warm = fastest of {args.repeat} runs after the compiling one")
     print(f"{'cell':24} {'events':>10} {'ours s':>8} {'ref s':>8} {'ours/ref':>8} {'ours ns/ev':>10} "
-          f"{'ref ns/ev':>9}  state")
+          f"{'ref ns/ev':>9} {'b+r o/r':>7}  state")
     table, all_equal = [], True
     for _, name, run in todo:
         o, r = results["ours"].get(name, []), results["ref"].get(name, [])
@@ -126,10 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             table.append({"cell": name, "events": n, "error": True})
             continue
         to, tr = min(timed_o), min(timed_r)
-        print(f"{name:24} {n:>10,} {to:8.3f} {tr:8.3f} {to / tr:8.2f} {to / n * 1e9:10.1f} {tr / n * 1e9:9.1f}  "
-              f"{'equal' if same else 'DIFFERENT'}")
+        bro = min(x["build_s"] + x["run_s"] for x in o[1:] if "run_s" in x)
+        brr = min(x["build_s"] + x["run_s"] for x in r[1:] if "run_s" in x)
+        print(f"{name:24} {n:>10,} {to:8.3f} {tr:8.3f} {to / tr:8.2f} {to / n * 1e9:10.1f} {tr / n * 1e9:9.1f} "
+              f"{bro / brr:7.2f}  {'equal' if same else 'DIFFERENT'}")
         table.append({"cell": name, "events": n, "ours_s": timed_o, "ref_s": timed_r, "ratio": to / tr,
-                      "state_equal": same, "steps": o[0].get("steps")})
+                      "build_run_ratio": bro / brr, "state_equal": same, "steps": o[0].get("steps")})
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as fh:

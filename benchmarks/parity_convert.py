@@ -64,7 +64,7 @@ def main() -> int:
             for opt in OPTS:
                 ref = np.load(out_dir / f"ref_{opt or 'none'}.npy")
                 with contextlib.redirect_stdout(io.StringIO()):
-                    ours = binancefutures.convert(str(src), opt=opt)
+                    ours = binancefutures.convert(str(src), opt=opt, mark_price_time="T")  # as the reference
                 same = ours.dtype == event_dtype == ref.dtype and ours.tobytes() == ref.tobytes()
                 failures += not same
                 print(f"{src.name:28} {opt!r:4} {len(ours):>9,} {'yes' if same else 'NO':>9}  "

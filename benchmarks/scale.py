@@ -1,15 +1,18 @@
 """Multi-file data lists: memory stays flat and time grows linearly with the number of events.
 
-    .venv/bin/python benchmarks/scale.py [--days 30] [--rows 200000] [--steps 1,2,5,10,20,30]
+    .venv/bin/python benchmarks/scale.py [--days 30] [--rows 200000] [--steps 1,2,5,10,20,30] [--no-ref]
 
 Writes `--days` synthetic days (a random-walk book: depth updates on both sides plus trades, `--rows` events a day)
 as compressed `.npz` files (what `convert` writes) into benchmarks/_work/scale/, then, for every step k, backtests
-the first k files as one data list in a fresh process (the docs example's asset config, `elapse(100 ms)` until the
-data ends, no orders) and prints one line per step: files, events, seconds, ns/event, peak RSS.
+the first k files as one data list in a fresh process per package (the docs example's asset config,
+`elapse(100 ms)` until the data ends, no orders) and prints one line per step: files, events, seconds and ns/event,
+peak RSS, for this package and for hftbacktest 2.4.4, with the ratios ours/reference; both must take the same
+number of steps. Ends with a least-squares line (time against events) per package and the load average.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--steps", default="1,2,5,10,20,30")
+    ap.add_argument("--no-ref", action="store_true", help="this package only")
+    ap.add_argument("--ours")
+    ap.add_argument("--ref")
     args = ap.parse_args(argv)
     folder = _ref.WORK / "scale"
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,13 +94,43 @@ def main(argv: list[str] | None = None) -> int:
             np.savez_compressed(tmp, data=day(k, args.rows))
             tmp.replace(path)
         paths.append(str(path))
-    py = _ref.our_python()
-    print(f"{'files':>5} {'events':>11} {'seconds':>8} {'ns/event':>9} {'peak RSS MB':>11}", flush=True)
+    sides = ("ours",) if args.no_ref else ("ours", "ref")
+    py = _ref.interpreters(args.ours, args.ref)
+    load_before = os.getloadavg()
+    head = f"{'files':>5} {'events':>11}"
+    for side in sides:
+        head += f" {side + ' s':>8} {'ns/ev':>6} {'RSS MB':>6}"
+    if len(sides) == 2:
+        head += f" {'time o/r':>8} {'RSS o/r':>7}"
+    print(head, flush=True)
+    points: dict[str, list[tuple[int, float, float]]] = {side: [] for side in sides}
+    same = True
     for k in [int(s) for s in args.steps.split(",") if int(s) <= args.days]:
-        res = _ref.run_snippet(py, CHILD, *paths[:k], timeout=3600).lines[-1]
         events = k * args.rows
-        print(f"{k:>5} {events:>11,} {res['seconds']:>8.2f} {res['seconds'] / events * 1e9:>9.1f} "
-              f"{res['peak_rss_mb']:>11.0f}", flush=True)
+        res = {side: _ref.run_snippet(py[side], CHILD, *paths[:k], timeout=3600).lines[-1] for side in sides}
+        line = f"{k:>5} {events:>11,}"
+        for side in sides:
+            r = res[side]
+            points[side].append((events, r["seconds"], r["peak_rss_mb"]))
+            line += f" {r['seconds']:>8.2f} {r['seconds'] / events * 1e9:>6.0f} {r['peak_rss_mb']:>6.0f}"
+        if len(sides) == 2:
+            o, r = res["ours"], res["ref"]
+            line += f" {o['seconds'] / r['seconds']:>8.2f} {o['peak_rss_mb'] / r['peak_rss_mb']:>7.2f}"
+            if o["steps"] != r["steps"]:
+                same = False
+                line += f"  STEPS DIFFER ({o['steps']} vs {r['steps']})"
+        print(line, flush=True)
+    for side, pts in points.items():
+        if len(pts) >= 2:
+            xs, ys, rss = (np.array(v) for v in zip(*pts))
+            slope, intercept = np.polyfit(xs, ys, 1)
+            worst = max(abs(y - (intercept + slope * x)) / y for x, y in zip(xs, ys))
+            print(f"{side}: least-squares line {intercept:.3f} s + {slope * 1e9:.1f} ns/event (worst point "
+                  f"{worst:.0%} off it); peak RSS {rss.min():.0f}..{rss.max():.0f} MB")
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f} / after {load_after[0]:.2f} (1 min), {os.cpu_count()} cores")
+    if not same:
+        return 1
     return 0
 
 

@@ -1,7 +1,8 @@
 """Grid trading: one `@njit` strategy, run as a backtest on converted data or live through a connector.
 
     # backtest on a raw Binance USD-M file (converted on the fly) or an already converted .npz
-    python examples/gridtrading.py backtest --data ../shared/data/binance-usdm/btcusdt_20240808.gz
+    hftbacktest generate binancefutures --symbol BTCUSDT --minutes 10 --seed 1 -o feed.gz
+    python examples/gridtrading.py backtest --data feed.gz
 
     # live: start the emulator and a connector named `bf` first (see docs/live.md), then
     python examples/gridtrading.py live --connector bf --symbol btcusdt --seconds 60 --latency-log latency.jsonl
@@ -134,14 +135,19 @@ def _live(args) -> int:
     import logging
 
     from hftbacktest import Recorder
-    from hftbacktest.live import ErrorKind, HashMapMarketDepth, Instrument, LiveBotBuilder, OrderLatencyLogger
+    from hftbacktest.live import (
+        BotError, ErrorKind, HashMapMarketDepth, Instrument, LiveBotBuilder, OrderLatencyLogger,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    critical = []
+
     def on_error(err):
         if err.kind == ErrorKind.CriticalConnectionError:
-            logging.error("critical: %s", err)
-        elif err.kind != ErrorKind.Custom:
+            critical.append(err)
+            raise BotError(str(err))  # stop quoting blind: the running wait returns 19
+        if err.kind != ErrorKind.Custom:
             logging.warning("%s", err)
 
     builder = (
@@ -163,6 +169,9 @@ def _live(args) -> int:
         hbt.close()
     if args.out:
         recorder.to_npz(args.out)
+    if critical:
+        print(f"error: live run stopped by {critical[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,12 +5,14 @@
 The error handler runs in Python between the strategy's waits. Here it counts order rejections (the connector
 forwards Binance's code and message, e.g. -5022 when a post-only order would take liquidity), logs interruptions
 (the connector reconnects and rebuilds the book by itself) and stops the strategy on a critical error by raising
-BotError: the strategy's current wait then returns 19 and the loop ends.
+BotError: the strategy's current wait then returns 19 and the loop ends. A run stopped by a critical error (e.g. no
+connector running: "connector silent") exits with code 1.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import numpy as np
 from numba import njit
@@ -25,6 +27,7 @@ class ErrorPolicy:
     def __init__(self, max_rejections: int):
         self.rejections = 0
         self.max_rejections = max_rejections
+        self.critical = None  # the critical error that stopped the run
 
     def __call__(self, err):
         if err.kind == ErrorKind.OrderError:
@@ -36,6 +39,7 @@ class ErrorPolicy:
         elif err.kind == ErrorKind.ConnectionInterrupted:
             log.warning("connection interrupted, connector is recovering: %s", err.value)
         elif err.kind == ErrorKind.CriticalConnectionError:
+            self.critical = err
             raise BotError(f"critical: {err.value}")
         else:
             log.info("connector notice %s", err)
@@ -83,6 +87,9 @@ def main(argv=None) -> int:
     finally:
         hbt.close()
     print(f"finished with code {rc}; {policy.rejections} rejections")
+    if policy.critical is not None:
+        print(f"error: stopped by {policy.critical}", file=sys.stderr)
+        return 1
     return 0
 
 

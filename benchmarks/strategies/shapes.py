@@ -4,9 +4,9 @@
 
 run["params"]["shape"] picks one; every shape ends its step by re-quoting a ladder (`_ladder`): `levels` GTX
 quotes a side, `spacing` ticks apart, from the top ticks the shape chose; a working quote off the new ladder is
-cancelled (in order-id order, so hash-map iteration order never matters), a missing rung is submitted with order id
-2 * tick (bid) or 2 * tick + 1 (ask), as in the docs' grid tutorial, skipping the side that would add to an
-inventory beyond `max_notional`. Every asset is quoted each step.
+cancelled (in order-id order, so hash-map iteration order never matters), a rung without an order gets a new one
+(fresh order ids from a counter: a reused id can meet a partly filled order still alive at the exchange), skipping
+the side that would add to an inventory beyond `max_notional`. Every asset is quoted each step.
   requote    elapse(step); ladder from the touch (with levels >= 10 every mid move re-sends most of the book)
   roi_scan   elapse(step); sum the resting quantity over `window` ticks on each side with bid/ask_qty_at_tick and
              move the top quotes by up to 2 ticks towards the heavier side
@@ -27,7 +27,7 @@ DEFAULTS = {"levels": 1, "spacing": 1, "step": 10_000_000, "notional": 100.0, "m
 
 
 @njit
-def _ladder(hbt, a, top_bid, top_ask, levels, spacing, notional, max_notional, ids):
+def _ladder(hbt, a, top_bid, top_ask, levels, spacing, notional, max_notional, ids, have):
     depth = hbt.depth(a)
     mid = (depth.best_bid + depth.best_ask) / 2.0
     lot = depth.lot_size
@@ -35,35 +35,38 @@ def _ladder(hbt, a, top_bid, top_ask, levels, spacing, notional, max_notional, i
     inventory = hbt.position(a) * mid
     can_buy = inventory < max_notional
     can_sell = inventory > -max_notional
-    low_bid = top_bid - (levels - 1) * spacing
-    high_ask = top_ask + (levels - 1) * spacing
+    have[:] = False
     n = 0
     values = hbt.orders(a).values()
     while values.has_next():
         order = values.get()
-        if not order.cancellable:
-            continue
         t = order.price_tick
         if order.side == BUY:
-            keep = can_buy and low_bid <= t <= top_bid and (top_bid - t) % spacing == 0
+            k = (top_bid - t) // spacing
+            on = can_buy and 0 <= k < levels and (top_bid - t) % spacing == 0
+            slot = k
         else:
-            keep = can_sell and top_ask <= t <= high_ask and (t - top_ask) % spacing == 0
-        if not keep and n < ids.shape[0]:
+            k = (t - top_ask) // spacing
+            on = can_sell and 0 <= k < levels and (t - top_ask) % spacing == 0
+            slot = levels + k
+        if on:
+            have[slot] = True  # also while its own request is in flight: no second order on the rung
+        elif order.cancellable and n < ids.shape[0] - 1:
             ids[n] = order.order_id
             n += 1
     for oid in np.sort(ids[:n]):
         hbt.cancel(a, oid, False)
-    orders = hbt.orders(a)
     tick = depth.tick_size
+    last = ids.shape[0] - 1  # the last slot holds the next fresh order id
     for k in range(levels):
-        if can_buy:
+        if can_buy and not have[k]:
             t = top_bid - k * spacing
-            if not (2 * t) in orders:
-                hbt.submit_buy_order(a, 2 * t, t * tick, qty, GTX, LIMIT, False)
-        if can_sell:
+            hbt.submit_buy_order(a, ids[last], t * tick, qty, GTX, LIMIT, False)
+            ids[last] += 1
+        if can_sell and not have[levels + k]:
             t = top_ask + k * spacing
-            if not (2 * t + 1) in orders:
-                hbt.submit_sell_order(a, 2 * t + 1, t * tick, qty, GTX, LIMIT, False)
+            hbt.submit_sell_order(a, ids[last], t * tick, qty, GTX, LIMIT, False)
+            ids[last] += 1
 
 
 @njit
@@ -74,6 +77,8 @@ def _sane(depth):
 @njit
 def shapes_algo(hbt, n_assets, shape, levels, spacing, step, notional, max_notional, window):
     ids = np.zeros(4 * levels + 256, np.int64)
+    ids[-1] = 1
+    have = np.zeros(2 * levels, np.bool_)
     last = np.zeros((n_assets, 2), np.int64)
     flow = np.zeros(n_assets)
     steps = 0
@@ -122,7 +127,7 @@ def shapes_algo(hbt, n_assets, shape, levels, spacing, step, notional, max_notio
                     bb -= 1
                 elif flow[a] < 0.0:
                     ba += 1
-            _ladder(hbt, a, bb, ba, levels, spacing, notional, max_notional, ids)
+            _ladder(hbt, a, bb, ba, levels, spacing, notional, max_notional, ids, have)
     return steps
 
 

@@ -12,4 +12,8 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), {
     "HashMapMarketDepthBacktest": ".backtest.bot",
     "ROIVectorMarketDepthBacktest": ".backtest.bot",
     "Recorder": ".recorder",
+    # the reference's Python live API names (hftbacktest.live has the builder-style API too)
+    "LiveInstrument": ".live",
+    "HashMapMarketDepthLiveBot": ".live",
+    "ROIVectorMarketDepthLiveBot": ".live",
 })

@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "hftbacktest.demo",
     "hftbacktest.data.cli",
     "hftbacktest.backtest.cli",
+    "hftbacktest.backtest.compile",
     "hftbacktest.report",
     "hftbacktest.emulator.cli",
     "hftbacktest.sweep",

@@ -107,6 +107,8 @@ def _cold():
     _start()
 warmup.start = _cold
 import hftbacktest.backtest.bot
+from hftbacktest.kernels import entry
+entry.entry_point()
 print("ready", flush=True)
 warmup.wait()
 """

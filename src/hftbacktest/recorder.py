@@ -18,6 +18,7 @@ from numba.core import types
 from numba.experimental import structref
 from numba.extending import overload, overload_method
 
+from . import _atomic
 from ._cache_salt import SALT
 from .errors import ConfigError
 from .backtest.views import BotType
@@ -216,4 +217,4 @@ class Recorder:
             per_asset = order_latency if isinstance(order_latency, Mapping) else {0: order_latency}
             for asset_no, rows in per_asset.items():
                 arrays[f"order_latency_{asset_no}"] = np.asarray(rows)
-        np.savez_compressed(file, **arrays)
+        _atomic.savez(file, **arrays)

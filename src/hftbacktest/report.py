@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import _atomic
+
 MAX_POINTS = 4000  # per line; keeps a day of 10 ms records responsive in the browser
 MAX_FILL_MARKERS = 3000
 
@@ -104,7 +106,7 @@ def render(run: RunRecord, *, book_size: float | None = None, resample: str = "1
 def write_report(run: RunRecord, output: str | Path, **kwargs: Any) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(run, **kwargs), encoding="utf-8")
+    _atomic.atomic_write_bytes(output, render(run, **kwargs).encode("utf-8"))
     return output
 
 
@@ -263,11 +265,12 @@ def _latency_figure(rows: np.ndarray):
     import plotly.graph_objects as go
 
     entry, response = _latency_ms(rows)
+    upper, bins = _latency_bins(entry, response)
     fig = go.Figure()
-    fig.add_trace(go.Histogram(x=entry, name="entry (request → exchange)", opacity=0.7, marker_color="#4393c3"))
-    fig.add_trace(go.Histogram(x=response, name="response (exchange → local)", opacity=0.7, marker_color="#f4a582"))
-    # the axis covers 99.5 % of the samples; rare spikes stay in the data (zoom out to see them)
-    upper = float(np.percentile(np.concatenate([entry, response]), 99.5)) * 1.15 if len(entry) else 1.0
+    fig.add_trace(go.Histogram(x=entry, name="entry (request → exchange)", opacity=0.7, marker_color="#4393c3",
+                               xbins=bins))
+    fig.add_trace(go.Histogram(x=response, name="response (exchange → local)", opacity=0.7,
+                               marker_color="#f4a582", xbins=bins))
     fig.update_layout(title=f"Order latency ({len(entry)} samples; median entry {np.median(entry):.2f} ms, "
                             f"response {np.median(response):.2f} ms)" if len(entry) else "Order latency (no samples)",
                       barmode="overlay", height=330, xaxis=dict(title="milliseconds", range=[0, upper]),
@@ -288,6 +291,17 @@ def _fee_breakdown(frame) -> tuple[float, float]:
     equity_wo_fee = frame["equity_wo_fee"].drop_nans().drop_nulls()
     gross = float(equity_wo_fee[-1] - equity_wo_fee[0]) if len(equity_wo_fee) else float("nan")
     return gross, float(frame["fee"][-1] - frame["fee"][0])
+
+
+def _latency_bins(entry: np.ndarray, response: np.ndarray) -> tuple[float, dict]:
+    """The x-axis end (99.5 % of the samples; rare spikes stay in the data, zoom out to see them) and one bin
+    layout for both histograms: 80 bins up to it, coarser only when spikes would need more than 4000 bins."""
+    if not len(entry):
+        return 1.0, dict(start=0.0, end=1.0, size=1.0 / 80)
+    both = np.concatenate([entry, response])
+    upper = max(float(np.percentile(both, 99.5)) * 1.15, 1e-6)
+    top = max(float(both.max()), upper)
+    return upper, dict(start=0.0, end=top, size=max(upper / 80, top / 4000))
 
 
 def _latency_ms(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -352,8 +366,8 @@ def _latency_image(rows: np.ndarray):
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     ax = fig.subplots()
     if len(entry):
-        upper = float(np.percentile(np.concatenate([entry, response]), 99.5)) * 1.15
-        bins = np.linspace(0.0, upper, 80)
+        upper, b = _latency_bins(entry, response)
+        bins = np.arange(0.0, upper + b["size"], b["size"])
         ax.hist(entry, bins=bins, alpha=0.7, color="#4393c3", label="entry (request → exchange)")
         ax.hist(response, bins=bins, alpha=0.7, color="#f4a582", label="response (exchange → local)")
         ax.legend()

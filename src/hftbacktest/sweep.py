@@ -879,12 +879,15 @@ def register(subparsers) -> None:
 def write_table(df, output: str | Path) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".parquet":
-        df.write_parquet(output)
-    elif output.suffix == ".csv":
-        df.write_csv(output)
-    else:
+    if output.suffix not in (".parquet", ".csv"):
         raise _error(str(output), "output must end with .csv or .parquet")
+    from ._atomic import atomic_writer
+
+    with atomic_writer(output, "wb") as f:
+        if output.suffix == ".parquet":
+            df.write_parquet(f)
+        else:
+            df.write_csv(f)
     return output
 
 

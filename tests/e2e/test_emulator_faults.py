@@ -214,6 +214,30 @@ def test_rest_timeout_after_execution(emu):
     assert fired(emu, "rest_timeout")
 
 
+def test_ws_api_drop_executes_then_closes_without_the_reply(emu):
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    async def go():
+        async with EmuClient(emu, "k", "s") as c:
+            price = await _resting_price(c, "SELL")
+            api = await c.ws("/ws-fapi/v1")
+            params = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC",
+                      "quantity": "0.002", "price": price, "newClientOrderId": "wsdrop-1", "apiKey": "k",
+                      "timestamp": int(time.time() * 1000)}
+            params["signature"] = hmac.new(b"s", urlencode(sorted(params.items())).encode(), hashlib.sha256).hexdigest()
+            emu.inject("ws_api_drop")
+            await api.send_json({"id": "x", "method": "order.place", "params": params})
+            msg = await asyncio.wait_for(api.receive(), 10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and api.closed  # no reply
+            status, body, _ = await c.signed("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="wsdrop-1")
+            assert body["status"] == "NEW"  # it was executed
+            await c.signed("DELETE", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="wsdrop-1")
+    run(go())
+    assert fired(emu, "ws_api_drop")
+
+
 def test_rest_delay_and_forced_rate_limits(emu):
     async def go():
         async with EmuClient(emu, "k", "s") as c:

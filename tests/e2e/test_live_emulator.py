@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "e2e-"
 KEY = SECRET = "demo"
 ADMIN = {"X-EMU-ADMIN-TOKEN": "admin-token-of-the-live-e2e-tests"}  # the emulator's /_emu plane, via its env
+# Ticks below the best bid for an order that must rest for a test's whole length: the synthetic market moves about
+# $6 per sqrt(second) (3 % daily volatility) plus jumps, so $40 away fills within a minute on a slow box; $300 will not.
+FAR = 3000
 
 
 def _load_example(name: str):
@@ -119,33 +122,55 @@ class Venue:
         return self.get(f"/_emu/ledger?api_key={KEY}")
 
 
-@pytest.fixture(scope="module")
-def venue(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("live")
+def _start_emulator(ports: tuple[str, str] = ("0", "0")) -> tuple[Proc, str, str]:
     emu = Proc([sys.executable, "-m", "hftbacktest.cli", "emulator", "--market", "synthetic:BTCUSDT", "--seed", "7",
-                "--listen-key-validity", "3600", "--admin"], "stdout",
+                "--listen-key-validity", "3600", "--admin", "--port", ports[0], "--ws-port", ports[1]], "stdout",
                {"HFTBACKTEST_EMU_ADMIN_TOKEN": ADMIN["X-EMU-ADMIN-TOKEN"]})
     rest = emu.wait_for("REST ", start=True).split()[1]
     ws = emu.wait_for("WS ", start=True).split()[1]
+    return emu, rest, ws
+
+
+def _start_venue(tmp: Path, name: str, transport: str = "rest") -> Venue:
+    emu, rest, ws = _start_emulator()
     cfg = tmp / "connector.toml"
     cfg.write_text(f'stream_url = "{ws}"\napi_url = "{rest}"\norder_prefix = "{PREFIX}"\n'
                    f'api_key = "{KEY}"\nsecret = "{SECRET}"\nbackoff_max_s = 1.0\n'
                    # short enough for test_stalled_market_stream_resyncs_the_book; the synthetic book moves often
-                   'max_book_age_s = 3.0\nstream_idle_timeout_s = 6.0\n')
+                   'max_book_age_s = 3.0\nstream_idle_timeout_s = 6.0\n'
+                   + (f'order_transport = "ws"\nws_api_url = "{ws.rsplit("/ws", 1)[0]}/ws-fapi/v1"\n'
+                      if transport == "ws" else ""))
     cfg.chmod(0o600)
-    name = f"e2e{os.getpid()}"
     v = Venue(rest, ws, name, None, emu)
+    v.transport = transport
     v.connector_args = [sys.executable, "-m", "hftbacktest.connector", "--name", name, "--connector",
                         "binancefutures", "--config", str(cfg)]
-    v.start_connector()
     try:
-        yield v
-    finally:
-        con = v.connector
-        rc = con.stop()
+        v.start_connector()
+        if transport == "ws":
+            v.connector.wait_for("order WebSocket API connected")
+    except BaseException:
         emu.stop()
+        raise
+    return v
+
+
+def _stop_venue(v: Venue) -> None:
+    con = v.connector
+    try:
+        rc = con.stop()
+    finally:
+        v.emulator.stop()
     assert rc == 0, "".join(con.log[-30:])  # SIGTERM is a graceful shutdown
     assert not any(KEY in line and "api_key" in line for line in con.log)
+
+
+@pytest.fixture(scope="module", params=["rest", "ws"])
+def venue(request, tmp_path_factory):
+    """Emulator + connector, once per order transport (REST, Binance's WebSocket API with REST fallback)."""
+    v = _start_venue(tmp_path_factory.mktemp("live"), f"e2e{os.getpid()}{request.param}", request.param)
+    yield v
+    _stop_venue(v)
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +259,11 @@ def test_grid_strategy_live_matches_the_exchange(venue, grid, tmp_path):
         ours, kind = _check_ledger(venue.ledger())
         kinds = Counter(kind(e) for e in ours)
         assert kinds["NEW"] > 5 and kinds["CANCELED"] > 0 and kinds["TRADE"] + kinds["FILLED"] > 0, kinds
+        # Each fill arrives twice (TRADE_LITE first, then ORDER_TRADE_UPDATE) and is counted once.
+        fills = [e for e in ours if kind(e) == "TRADE"]
+        _wait_until(hbt, lambda: hbt.state_values(0)["num_trades"] >= len(fills), 10, "every fill")
+        assert hbt.state_values(0)["num_trades"] == len(fills)
+        assert abs(hbt.state_values(0)["trading_volume"] - sum(e["lastQty"] for e in fills)) < 1e-9
         assert not [e for e in errors if e.kind == ErrorKind.CriticalConnectionError]
     finally:
         hbt.close()
@@ -254,6 +284,8 @@ FAULTS = [
     {"kind": "rest_429", "retry_after": 1, "path": "/fapi/v1/order"},
     {"kind": "ws_drop", "channel": "user"},
 ]
+# Over the WS API the order faults are lost replies of executed requests (resolved by querying the order).
+WS_FAULTS = [f for f in FAULTS if not f["kind"].startswith("rest_")] + [{"kind": "ws_api_drop"}] * 2
 
 
 def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
@@ -266,7 +298,7 @@ def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
     try:
         recorder = Recorder(1, 10_000)
         grid.gridtrading(hbt, recorder.recorder, 10, 100_000_000, 3, 1, 1, 0.002, 0.01)
-        for fault in FAULTS:
+        for fault in FAULTS if venue.transport == "rest" else WS_FAULTS:
             venue.post("/_emu/fault", dict(fault))
             assert grid.gridtrading(hbt, recorder.recorder, 15, 100_000_000, 3, 1, 1, 0.002, 0.01) == 15
         _cancel_all(hbt)
@@ -276,7 +308,8 @@ def test_connector_recovers_from_faults_without_losing_orders(venue, grid):
         assert bot_open == exch_open, log_tail
         _check_ledger(venue.ledger())
         fired = {f["kind"] for f in venue.get("/_emu/faults") if f["what"] == "fired"}
-        assert {"ws_drop", "depth_gap", "listen_key_expire", "rest_5xx", "rest_429"} <= fired, fired
+        order_faults = {"rest_5xx", "rest_429"} if venue.transport == "rest" else {"ws_api_drop"}
+        assert {"ws_drop", "depth_gap", "listen_key_expire"} | order_faults <= fired, fired
         kinds = Counter(e.kind for e in errors)
         assert kinds[ErrorKind.ConnectionInterrupted] >= 3  # market drop, depth gap, user stream drops
         # A 429 throttles (the affected request fails with -1003 or is retried) but never escalates.
@@ -428,6 +461,37 @@ def test_gridtrading_example_live_mode(venue):
     assert open_orders == []  # the example cancelled what it had placed before exiting
 
 
+def test_liquidation_fill_reaches_the_bots_balance_and_trade_count(venue):
+    """Binance's own close of the position (an `autoclose-*` order) moves the bot's position and also its balance,
+    trade count and volume, exactly once per fill, though each fill comes as TRADE_LITE and ORDER_TRADE_UPDATE."""
+    from hftbacktest import GTC, MARKET
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_ask), 30, "a book")
+        assert hbt.submit_buy_order(0, 4747, hbt.depth(0).best_ask, 0.004, GTC, MARKET, True) == 3
+        pos, _, _ = _settle(hbt, venue)
+        assert abs(pos) > 0 and abs(hbt.position(0) - pos) < 1e-9
+        sv = hbt.state_values(0)
+        trades0, volume0, balance0 = int(sv["num_trades"]), float(sv["trading_volume"]), float(sv["balance"])
+        seq0 = max(e["seq"] for e in venue.ledger())
+        venue.post("/_emu/fault", {"kind": "liquidation", "symbol": "BTCUSDT", "api_key": KEY})
+        _wait_until(hbt, lambda: abs(hbt.position(0)) < 1e-12, 15, "the liquidation to flatten the position")
+        closes = [e for e in venue.ledger() if e["seq"] > seq0 and e.get("event") == "TRADE"]
+        assert closes and all(e["clientOrderId"].startswith("autoclose-") for e in closes), closes
+        _wait_until(hbt, lambda: hbt.state_values(0)["num_trades"] >= trades0 + len(closes), 10, "the fills")
+        sv = hbt.state_values(0)
+        assert int(sv["num_trades"]) == trades0 + len(closes)
+        assert abs(float(sv["trading_volume"]) - volume0 - sum(e["lastQty"] for e in closes)) < 1e-9
+        side = 1.0 if pos < 0 else -1.0  # the close's direction: a sell raises the balance
+        proceeds = -side * sum(e["lastQty"] * e["lastPrice"] for e in closes)
+        assert abs(float(sv["balance"]) - balance0 - proceeds) < 1e-6
+        venue.connector.wait_for("exchange-placed fill autoclose-", 10)
+    finally:
+        hbt.close()
+
+
 _CRASHING_BOT = """
 import os, signal, sys
 from hftbacktest import GTX, LIMIT
@@ -435,7 +499,7 @@ from hftbacktest.live import Instrument, LiveBotBuilder
 hbt = LiveBotBuilder().register(Instrument(sys.argv[1], "btcusdt", 0.1, 0.001)).build()
 while hbt.wait_next_feed(False, 1_000_000_000) != 2 or hbt.depth(0).best_bid_tick <= 0:
     pass
-price = (hbt.depth(0).best_bid_tick - 400) * 0.1
+price = (hbt.depth(0).best_bid_tick - %d) * 0.1
 assert hbt.submit_buy_order(0, 4242, price, 0.002, GTX, LIMIT, True) == 3
 assert hbt.orders(0).get(4242).status == 1
 print("placed", flush=True)
@@ -455,11 +519,11 @@ def test_open_orders_of_a_departed_bot_are_handed_to_the_next_one(venue):
     first = _bot(venue, errors)
     try:
         _wait_until(first, lambda: np.isfinite(first.depth(0).best_bid), 30, "a book")
-        price = (first.depth(0).best_bid_tick - 400) * 0.1
+        price = (first.depth(0).best_bid_tick - FAR) * 0.1
         assert first.submit_buy_order(0, 4141, price, 0.002, GTX, LIMIT, True) == 3
     finally:
         first.close()
-    proc = _run_example(["-c", _CRASHING_BOT, venue.name], timeout=120)
+    proc = _run_example(["-c", _CRASHING_BOT % FAR, venue.name], timeout=120)
     assert proc.returncode == -9 and "placed" in proc.stdout, proc.stderr[-3000:]
     heir = _bot(venue, errors)
     try:
@@ -489,7 +553,7 @@ def test_bot_rebuilds_its_state_when_a_killed_connector_comes_back(venue):
     hbt = _bot(venue, errors)
     try:
         _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
-        price = (hbt.depth(0).best_bid_tick - 400) * 0.1
+        price = (hbt.depth(0).best_bid_tick - FAR) * 0.1
         assert hbt.submit_buy_order(0, 4343, price, 0.002, GTX, LIMIT, True) == 3
         old = venue.connector
         old.p.kill()
@@ -524,7 +588,7 @@ def test_restarted_connector_with_adopt_orders_keeps_the_bots_orders(venue):
     hbt = _bot(venue, errors)
     try:
         _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
-        price = (hbt.depth(0).best_bid_tick - 400) * 0.1
+        price = (hbt.depth(0).best_bid_tick - FAR) * 0.1
         assert hbt.submit_buy_order(0, 4545, price, 0.002, GTX, LIMIT, True) == 3
         venue.connector.p.kill()
         venue.connector.stop()
@@ -577,3 +641,130 @@ def test_a_bot_without_the_connectors_token_cannot_place_an_order(venue):
         venue.connector.wait_for(f"from bot {bot_id}: it has not presented this connector's token", 10)
     assert len(venue.ledger()) == ledger_before  # nothing reached the exchange
     assert not any(token in line for line in venue.connector.log)
+
+
+def test_connector_reconciles_with_an_exchange_that_restarted_empty(tmp_path):
+    """kill -9 the exchange and start it again with no orders and no position: after the connector reconnects
+    it reconciles, and the bot's order table and position match the exchange's (no phantom order) within a
+    bound; trading then resumes on the new exchange."""
+    from hftbacktest.types import EXPIRED, IOC
+
+    v = _start_venue(tmp_path, f"e2erst{os.getpid()}")
+    errors = []
+    hbt = _bot(v, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        ask = hbt.depth(0).best_ask_tick
+        assert hbt.submit_buy_order(0, 1, (ask + 50) * 0.1, 0.002, IOC, LIMIT, True) == 3  # taker: a position
+        _wait_until(hbt, lambda: abs(hbt.position(0) - 0.002) < 1e-9, 15, "the position")
+        bid = hbt.depth(0).best_bid_tick
+        for k in range(5):
+            assert hbt.submit_buy_order(0, 10 + k, (bid - FAR - k) * 0.1, 0.002, GTX, LIMIT, True) == 3
+        pos, exch_open, bot_open = _settle(hbt, v)
+        assert len(bot_open) == 5 and bot_open == exch_open and abs(pos - 0.002) < 1e-9
+
+        ports = tuple(url.rsplit(":", 1)[1].split("/")[0] for url in (v.rest, v.ws))
+        v.emulator.p.kill()
+        v.emulator.stop()
+        v.emulator, rest, ws = _start_emulator(ports)
+        assert (rest, ws) == (v.rest, v.ws)
+        assert v.account()["open_orders"] == [] and not v.account()["positions"].get("BTCUSDT", {}).get("qty")
+        # an upper bound: reconnect backoff (<= 1 s) + reconciliation, generous for a loaded box
+        _wait_until(hbt, lambda: not _open_orders(hbt) and hbt.position(0) == 0.0, 60, "the bot to match")
+        assert all(hbt.orders(0).get(10 + k).status == EXPIRED for k in range(5))
+        v.connector.wait_for("reconciling orders and positions with the exchange", 10)
+
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        bid = hbt.depth(0).best_bid_tick
+        assert hbt.submit_buy_order(0, 20, (bid - FAR) * 0.1, 0.002, GTX, LIMIT, True) == 3  # trading resumes
+        pos, exch_open, bot_open = _settle(hbt, v)
+        assert bot_open == exch_open == {(bid - FAR, 1)} and pos == hbt.position(0) == 0.0
+        _cancel_all(hbt)
+        _check_ledger(v.ledger())
+    finally:
+        hbt.close()
+        _stop_venue(v)
+
+
+def _dead_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound then closed: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connector_that_cannot_reach_the_exchange_says_so_and_exits_1(venue, tmp_path):
+    """A dead REST port: a few attempts, each logged as 'cannot reach the exchange', then exit 1 and never 'up'.
+    A REST URL that answers but is not Binance's (404): exit 1 at once, naming api_url."""
+    port = _dead_port()
+    for api_url, expected in ((f"http://127.0.0.1:{port}", f"cannot reach the exchange at http://127.0.0.1:{port}"),
+                              (venue.rest + "/not-binance", "is api_url right?")):
+        cfg = tmp_path / "dead.toml"
+        cfg.write_text(f'stream_url = "{venue.ws}"\napi_url = "{api_url}"\napi_key = "{KEY}"\nsecret = "{SECRET}"\n'
+                       'critical_after = 3\nbackoff_initial_s = 0.05\n')
+        cfg.chmod(0o600)
+        proc = _run_example(["-m", "hftbacktest.connector", "--name", f"dead{os.getpid()}", "--connector",
+                             "binancefutures", "--config", str(cfg)], timeout=60)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert expected in proc.stderr and " up (" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("example", [["examples/gridtrading.py", "live"], ["examples/live_order_error_handling.py"]])
+def test_live_examples_exit_1_when_no_connector_runs(example):
+    """No connector with that name: the bot hears 'connector silent' (after 5 s), stops and exits 1."""
+    proc = _run_example([*example, "--connector", f"nobody{os.getpid()}", "--seconds", "60"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    assert "connector silent" in proc.stderr.splitlines()[-1], proc.stderr[-3000:]
+
+
+def _signed(venue, method: str, path: str, params: dict):
+    """A signed REST request as another client of the same account would send it (not through the connector)."""
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    query = urlencode({**params, "timestamp": int(time.time() * 1000)})
+    sig = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+    req = urllib.request.Request(f"{venue.rest}{path}?{query}&signature={sig}", method=method,
+                                 headers={"X-MBX-APIKEY": KEY})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return orjson.loads(resp.read())
+
+
+def test_orders_cancelled_and_fills_made_while_the_user_stream_is_down_are_reconciled(venue):
+    """The user stream drops and stays refused; meanwhile another client cancels the bot's orders and buys on the
+    account. The bot cannot know until the stream is back; then reconciliation shows it both: no phantom orders,
+    the exchange's position."""
+    from hftbacktest.types import CANCELED
+
+    errors = []
+    hbt = _bot(venue, errors)
+    try:
+        _wait_until(hbt, lambda: np.isfinite(hbt.depth(0).best_bid), 30, "a book")
+        bid = hbt.depth(0).best_bid_tick
+        for k in range(3):
+            assert hbt.submit_buy_order(0, 7070 + k, (bid - FAR - k) * 0.1, 0.002, GTX, LIMIT, True) == 3
+        pos_before, exch_open, bot_open = _settle(hbt, venue)
+        assert len(bot_open) == 3 and bot_open == exch_open
+
+        venue.post("/_emu/fault", {"kind": "ws_drop", "channel": "user", "refuse_s": 600})
+        # the fault closes the user stream after its next message: this order's NEW event
+        assert hbt.submit_buy_order(0, 7073, (bid - FAR - 3) * 0.1, 0.002, GTX, LIMIT, True) == 3
+        venue.connector.wait_for("user stream dropped", 30)
+        _signed(venue, "DELETE", "/fapi/v1/allOpenOrders", {"symbol": "BTCUSDT"})
+        _signed(venue, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                  "quantity": "0.003", "newClientOrderId": "another-client-1"})
+        pos = venue.account()["positions"]["BTCUSDT"]["qty"]
+        assert abs(pos - pos_before - 0.003) < 1e-9 and not venue.account()["open_orders"]
+        hbt.elapse(500_000_000)
+        assert len(_open_orders(hbt)) == 4  # the stream is refused: the bot cannot know yet
+
+        clear = urllib.request.Request(venue.rest + "/_emu/fault?kind=ws_drop", method="DELETE", headers=ADMIN)
+        urllib.request.urlopen(clear, timeout=10).close()  # reconnects are accepted again
+        _wait_until(hbt, lambda: not _open_orders(hbt) and abs(hbt.position(0) - pos) < 1e-9, 60,
+                    "the bot to match the exchange")  # an upper bound: reconnect backoff + reconciliation
+        assert all(hbt.orders(0).get(7070 + k).status == CANCELED for k in range(4))
+        venue.connector.wait_for("reconciling orders and positions with the exchange (user stream reconnected)", 10)
+    finally:
+        hbt.close()

@@ -65,6 +65,7 @@ BASE_LATENCY_DIGESTS = [  # a list: 1000 and 1000.0 would be one dict key
 
 
 def _convert(path, **kw):
+    kw.setdefault("mark_price_time", "T")  # the reference's timing of markPriceUpdate rows (opt 'm')
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", DataQualityWarning)  # EDGE_LINES has a REST error on purpose
         return binancefutures.convert(str(path), **kw)

@@ -36,8 +36,12 @@ def test_config_errors_name_the_key_and_never_show_secrets(tmp_path):
     cfg = ConnectorConfig.from_mapping({**BASE, "api_key": "KEY-abcdef", "secret": "SECRET-xyz"})
     assert "KEY-abcdef" not in repr(cfg) and "SECRET-xyz" not in str(cfg) and "***" in repr(cfg)
     path = tmp_path / "c.toml"
-    path.write_text('stream_url = "ws://127.0.0.1:1/ws"\napi_url = "http://127.0.0.1:2"\nfoo = 1\n')
-    assert load_config(path).order_prefix == ""
+    path.write_text('stream_url = "ws://127.0.0.1:1/ws"\napi_url = "http://127.0.0.1:2"\norder_prefx = "hbt"\n')
+    with pytest.raises(ConfigError, match=f"{path}: unknown key 'order_prefx', did you mean 'order_prefix'"):
+        load_config(path)  # a typo must not start the connector without its prefix
+    path.write_text('stream_url = "ws://127.0.0.1:1/ws"\napi_url = "http://127.0.0.1:2"\n[limits]\nrate = 1\n')
+    with pytest.raises(ConfigError, match="unknown key 'limits'"):
+        load_config(path)
     path.write_text("stream_url = [")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(path)
@@ -190,7 +194,7 @@ def test_user_stream_echo_of_a_rest_reply_is_not_forwarded():
     assert om.on_ws_update({**ws(rec.client_id, "NEW", "NEW", 0, T=1000), "m": False}, 1000) is None
     assert rec.order.req == REPLACED  # still pending: only the modify's own answer ends it
     amended = om.on_ws_update({**ws(rec.client_id, "AMENDMENT", "NEW", 0, T=1100), "p": "60000.5", "m": False}, 1100)
-    assert amended.order.price_tick == 600005 and amended.order.req == REPLACED
+    assert amended.order.price_tick == 600005 and amended.order.req == NONE  # the amendment answers the modify
 
 
 def test_rejected_submit_expires_and_unknown_enum_is_kept():
@@ -244,3 +248,170 @@ def test_signed_requests_verify_on_a_loopback_server():
             await runner.cleanup()
 
     asyncio.run(run())
+
+
+def _offline_connector():
+    """A connector whose REST calls and bot messages go to the test (no network, no IPC)."""
+    from hftbacktest.connector.binancefutures import BinanceFuturesConnector
+
+    cfg = ConnectorConfig.from_mapping({**BASE, "api_key": "k", "secret": "s", "order_prefix": "t-"})
+    con = BinanceFuturesConnector("unit", cfg)
+    sent, answers, asked = [], {}, []
+    con.send = lambda bot_id, msg: sent.append(msg)
+
+    async def request(method, path, params=None, **kw):
+        asked.append((method, path, (params or {}).get("origClientOrderId")))
+        return answers[path](params or {})
+
+    con.rest.request = request
+    con.symbol_info["btcusdt"] = (0.1, 0.001)
+    con._user_connected_once = True
+    return con, sent, answers, asked
+
+
+def test_reconciliation_after_the_exchange_lost_its_state():
+    """After a gap the exchange still lists one order, filled another meanwhile and has never heard of a third
+    (it restarted empty); the position it reports is flat with update time 0. The bot must end up with exactly
+    that: no phantom order, the missed fill counted once, the flat position, the in-flight order left alone."""
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    kept, filled, lost = (con.orders.submit(7, "btcusdt", order(i)) for i in (1, 2, 3))
+    for rec in (kept, filled, lost):
+        con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+    filled.cum_qty, filled.cum_value = 0.004, 0.004 * 60000.0  # one partial fill came over the stream
+    pending = con.orders.submit(7, "btcusdt", order(4))
+    pending.inflight = 1  # its submit is still waiting for an answer: only that answer may decide
+    con.positions["btcusdt"] = (0.5, 5_000 * 10**6)
+    row = lambda rec, status, executed, avg: {
+        "clientOrderId": rec.client_id, "status": status, "origQty": "0.01", "executedQty": executed,
+        "avgPrice": avg, "price": "60000.0", "updateTime": 9000}
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [row(kept, "NEW", "0", "0")])
+    answers["/fapi/v1/order"] = lambda p: {
+        filled.client_id: RestReply(200, row(filled, "FILLED", "0.01", "60000.6")),
+        lost.client_id: RestReply(400, None, -2013, "Order does not exist."),
+    }[p["origClientOrderId"]]
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(
+        200, [{"symbol": "BTCUSDT", "positionSide": "BOTH", "positionAmt": "0.000", "updateTime": 0}])
+
+    async def run():
+        con.request_reconcile("test")
+        await con._reconciler
+
+    asyncio.run(run())
+    updates = {m.order.order_id: m.order for m in sent if isinstance(m, c.OrderUpdate)}
+    assert set(updates) == {2, 3}  # the listed order did not change; the in-flight one was not touched
+    assert (updates[2].status, updates[2].leaves_qty, updates[2].exec_qty) == (FILLED, 0.0, pytest.approx(0.006))
+    assert updates[2].exec_price_tick == 600010  # the missed 0.006 at (0.01 x 60000.6 - 0.004 x 60000) / 0.006
+    assert (updates[3].status, updates[3].req) == (EXPIRED, NONE)
+    assert ("GET", "/fapi/v1/order", pending.client_id) not in asked
+    assert con.orders.open_orders("btcusdt") == [kept, pending]
+    positions = [m for m in sent if isinstance(m, c.Position)]
+    assert [p.qty for p in positions] == [0.0]  # the flat REST position replaces the stream's older 0.5
+    con.publish_position("btcusdt", 0.5, 4_000 * 10**6)  # a late stream update from before the question
+    assert con.positions["btcusdt"][0] == 0.0
+
+
+def test_rest_position_older_than_a_stream_update_is_ignored_and_outage_end_reconciles():
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    future = (con.rest.now_ms() + 60_000) * 10**6
+    con.positions["btcusdt"] = (0.5, future)  # the stream reported a change after the question was asked
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [])
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(
+        200, [{"symbol": "BTCUSDT", "positionSide": "BOTH", "positionAmt": "0.000", "updateTime": 0}])
+
+    async def run():
+        con.rest.outage = True
+        con.rest.on_recovered()  # what BinanceRest calls at the first answer after an outage
+        await con._reconciler
+
+    asyncio.run(run())
+    assert ("GET", "/fapi/v1/openOrders", None) in asked
+    assert not [m for m in sent if isinstance(m, c.Position)] and con.positions["btcusdt"] == (0.5, future)
+
+
+def test_rest_calls_back_once_at_the_first_answer_after_an_outage():
+    from aiohttp import web
+
+    statuses = [503, 200, 200]
+
+    async def handler(request: web.Request):
+        return web.json_response({"serverTime": 1}, status=statuses.pop(0))
+
+    async def run():
+        app = web.Application()
+        app.router.add_get("/fapi/v1/time", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        rest = BinanceRest(ConnectorConfig.from_mapping({**BASE, "api_url": f"http://127.0.0.1:{port}"}))
+        calls = []
+        rest.on_recovered = lambda: calls.append(1)
+        try:
+            assert (await rest.request("GET", "/fapi/v1/time")).status == 503 and rest.outage
+            assert (await rest.request("GET", "/fapi/v1/time")).ok and not rest.outage and calls == [1]
+            assert (await rest.request("GET", "/fapi/v1/time")).ok and calls == [1]
+            await runner.cleanup()
+            assert (await rest.request("GET", "/fapi/v1/time")).status == 0 and rest.outage  # nobody listens
+        finally:
+            await rest.close()
+            await runner.cleanup()
+
+    asyncio.run(run())
+
+
+def test_a_live_order_of_ours_unknown_here_is_cancelled_by_reconciliation():
+    """A submit given up as never placed (-2013) that lands after all: its user-stream NEW finds no record, so
+    the connector reconciles and cancels it rather than leave an order nobody manages."""
+    import orjson
+
+    from hftbacktest.connector.rest import RestReply
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.expire_unknown(rec)
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [{"clientOrderId": rec.client_id, "status": "NEW"}])
+    answers["/fapi/v1/order"] = lambda p: RestReply(200, {"status": "CANCELED"})
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(200, [])
+    frame = {"e": "ORDER_TRADE_UPDATE", "T": 5, "o": {"c": rec.client_id, "X": "NEW", "x": "NEW", "s": "BTCUSDT"}}
+
+    async def run():
+        assert con._on_user(orjson.dumps(frame)) is False
+        assert con._reconciler is not None
+        await con._reconciler
+        con._on_user(orjson.dumps({**frame, "o": {**frame["o"], "c": "someone-else"}}))  # not ours: left alone
+        assert con._reconciler.done()
+
+    asyncio.run(run())
+    assert ("DELETE", "/fapi/v1/order", rec.client_id) in asked
+
+
+def test_reconciliation_yields_to_a_request_sent_while_it_asked():
+    """The bot cancels while reconciliation's query is on its way: the cancel's own answer decides, not the query."""
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+
+    def query(params):
+        rec.inflight += 1  # what _cancel does when the bot's request arrives meanwhile
+        return RestReply(400, None, -2013, "Order does not exist.")
+
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [])
+    answers["/fapi/v1/order"] = query
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(200, [])
+
+    async def run():
+        con.request_reconcile("test")
+        await con._reconciler
+
+    asyncio.run(run())
+    assert not [m for m in sent if isinstance(m, c.OrderUpdate)] and con.orders.find_live("btcusdt", 1) is rec

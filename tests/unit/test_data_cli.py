@@ -22,17 +22,18 @@ def test_generate_convert_validate_roundtrip_in_real_processes(tmp_path, capsys)
 
     assert main(["generate", "binancefutures", "--symbol", "BTCUSDT", "--minutes", "0.5", "--seed", "1",
                  "-o", str(tmp_path / "feed.gz")]) == 0
-    # resync: the default (reference) placement of the REST snapshot replays stale levels (spec D3), which
-    # `validate` would rightly report as a crossed local book
-    conv = run("convert", "binancefutures", "feed.gz", "-o", "feed.npz", "--opt", "mt", "--gap-policy", "resync",
-               "--mark-price-time", "E")
+    # the README's recipe as written: the default policy and --opt mt on our own synthetic feed
+    conv = run("convert", "binancefutures", "feed.gz", "-o", "feed.npz", "--opt", "mt")
     assert conv.returncode == 0, conv.stderr
     assert "no problems found" in conv.stderr and "wrote" in conv.stdout
+    assert "ahead of exch_timestamp" not in conv.stderr  # mark-price rows did not shift the local clock
     data = np.load(tmp_path / "feed.npz")["data"]
     assert data.dtype == event_dtype and len(data) > 1000
+    mark = data[(data["ev"] & 0xFF) == 101]
+    assert len(mark) and np.all(np.abs(mark["local_ts"] - mark["exch_ts"]) < 1_000_000_000)
     val = run("validate", "feed.npz", "feed.gz")
     assert val.returncode == 0, val.stdout + val.stderr
-    assert "ok: ordering" in val.stdout
+    assert "ok: ordering" in val.stdout and val.stdout.rstrip().endswith("all 2 files ok")
 
 
 @pytest.fixture()
@@ -47,6 +48,10 @@ def test_validate_and_strict_convert_name_the_gap_line(in_dir, capsys):
     line = capsys.readouterr().out.split("injected gap at line ")[1].split(":")[0]
     assert main(["validate", "bad.gz"]) == 1
     assert f"gap (pu_mismatch) at line {line}" in capsys.readouterr().out
+    assert main(["convert", "binancefutures", "bad.gz", "--gap-policy", "resync", "-o", "good.npz"]) == 0
+    capsys.readouterr()
+    assert main(["validate", "good.npz", "bad.gz"]) == 1  # the last file's verdict is not the overall one
+    assert capsys.readouterr().out.rstrip().endswith("1 of 2 files with problems")
     with contextlib.redirect_stdout(sys.stderr):
         assert main(["convert", "binancefutures", "bad.gz", "--strict"]) == 1
     assert f"bad.gz:{line}:" in capsys.readouterr().err

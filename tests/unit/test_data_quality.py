@@ -4,11 +4,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import warnings
 
 import numpy as np
 import pytest
 
+from hftbacktest.data.check import check_events
 from hftbacktest.data.quality import DataQualityWarning
 from hftbacktest.data.synthetic import generate
 from hftbacktest.data.utils.binancefutures import check_quality, convert
@@ -57,9 +59,36 @@ def test_every_injected_fault_is_found(faulty_feed):
     assert [g.start_line for g in report.gaps] == lines["gap"]
     assert all(g.kind == "pu_mismatch" and g.end_line > g.start_line for g in report.gaps)  # resynced
     assert report.duplicate_lines == lines["duplicate"]
-    assert report.crossed_book_lines == lines["crossed"]
+    # the default output keeps levels a gap left stale until the next snapshot: more crossings than injected
+    assert set(lines["crossed"]) <= set(report.crossed_book_lines) and "--gap-policy resync" in warned[0]
+    _, resynced, _ = _quiet_convert(path, gap_policy="resync")
+    assert resynced.crossed_book_lines == lines["crossed"]
     assert [n for n, _ in report.malformed] == lines["garbage"]
     assert len(warned) == 1 and f"line {lines['gap'][0]}" in warned[0]
+
+
+def _diff(ts, U, u, pu, bids, asks):
+    data = {"e": "depthUpdate", "E": ts, "T": ts, "s": "XUSDT", "U": U, "u": u, "pu": pu,
+            "b": [[f"{p}", f"{q}"] for p, q in bids], "a": [[f"{p}", f"{q}"] for p, q in asks]}
+    return f"{ts * 1_000_000 + 500_000} " + json.dumps({"stream": "x@depth@0ms", "data": data}, separators=(",", ":"))
+
+
+def test_crossed_book_finding_describes_the_output(tmp_path):
+    # a snapshot (state after u=20) that arrives after a newer diff: the reference conversion applies it at its
+    # arrival, reverting that diff, so the stale ask 101 crosses the book at the next diff; a synced consumer
+    # (and gap_policy='resync') applies the snapshot first and never crosses
+    snap = {"lastUpdateId": 20, "E": 1700000000002, "T": 1700000000002, "bids": [["100.0", "1"]],
+            "asks": [["101.0", "1"]]}
+    lines = [_diff(1700000000001, 11, 20, 10, [(100.0, 1)], [(101.0, 1)]),
+             _diff(1700000000003, 21, 30, 20, [(100.0, 0), (101.5, 1)], [(101.0, 0), (102.0, 1)]),
+             "1700000000004000000 " + json.dumps(snap, separators=(",", ":")),
+             _diff(1700000000005, 31, 40, 30, [(101.5, 0), (102.5, 1)], [(102.0, 0), (103.0, 1)])]
+    path = _write(tmp_path / "late_snapshot.gz", lines)
+    for policy, crossed in (("none", [4]), ("resync", [])):
+        data, report, warned = _quiet_convert(path, gap_policy=policy)
+        assert report.crossed_book_lines == crossed, policy
+        assert any("crossed" in p for p in check_events(data)) == bool(crossed), policy
+        assert ("--gap-policy resync" in " ".join(warned)) == bool(crossed)
 
 
 def test_clean_synthetic_feed_has_no_problem(clean_feed):
@@ -100,9 +129,11 @@ def test_resync_policy_drops_unsynced_diffs_and_clears_whole_book(faulty_feed, c
     assert not np.isnan(default["px"][(default["ev"] & 0xFF) == DEPTH_CLEAR_EVENT]).any()
 
 
-def test_empty_file_gives_empty_array(tmp_path):
+def test_empty_file_gives_empty_array_and_says_so(tmp_path):
     data, report, warned = _quiet_convert(_write(tmp_path / "e.gz", []))
-    assert data.shape == (0,) and data.dtype == event_dtype and warned == []
+    assert data.shape == (0,) and data.dtype == event_dtype and warned == [f"{tmp_path / 'e.gz'}: the input is empty"]
+    with pytest.raises(DataQualityError, match="e.gz: the input is empty"), contextlib.redirect_stdout(io.StringIO()):
+        convert(str(tmp_path / "e.gz"), strict=True)
 
 
 def test_truncated_gzip_keeps_what_was_read(tmp_path):

@@ -1,6 +1,7 @@
 """Emulator fill rules on hand-built books: queue position, partial fills, crossing, taker walks, PnL and fees.
 
-Expected values are derived by hand from the rules in docs/emulator.md (the backtester's L2 + risk-averse queue).
+Expected values are derived by hand from the backtest's exchange rules (kernels/exchange.py: risk-averse queue,
+partial-fill exchange, the emulator's defaults), which the emulator's matching core runs.
 """
 from __future__ import annotations
 
@@ -22,12 +23,22 @@ def venue():
     v = Venue([SPEC], now_ms=lambda: 1_000, notify=lambda account, payload: events.append(payload))
     v.events = events
     v.add_account("a", "s", balance=1_000_000.0, maker_fee=-0.00005, taker_fee=0.0007)
-    book = v.markets["BTCUSDT"].book
     for tick, lots in ((600_000, 5), (599_999, 7)):
-        book.set(BID, tick, lots)
+        level(v, BID, tick, lots)
     for tick, lots in ((600_001, 2), (600_002, 3)):
-        book.set(ASK, tick, lots)
+        level(v, ASK, tick, lots)
     return v
+
+
+def level(v, side, tick, lots):
+    """A displayed level changes, as the replay applies it: the book, then the matching core."""
+    market = v.markets["BTCUSDT"]
+    market.book.set(side, tick, lots)
+    v.on_depth(market, [(side, tick, lots)])
+
+
+def ahead(v, order):
+    return v.markets["BTCUSDT"].queue_ahead(order)
 
 
 def place(v, **params):
@@ -44,14 +55,13 @@ def updates(v, cid):
 def test_queue_position_advances_on_trades_and_decreases(venue):
     market = venue.markets["BTCUSDT"]
     order = place(venue, side="BUY", price="60000.0", quantity="0.002", newClientOrderId="q")
-    assert order.status == "NEW" and order.front == 5  # behind the displayed 5 lots
+    assert order.status == "NEW" and ahead(venue, order) == 5  # behind the displayed 5 lots
     venue.on_trade(market, 600_000, 3, buyer_is_maker=True)  # sell aggressor hits our price: 2 ahead remain
-    assert order.front == 2 and order.executed == 0
-    market.book.set(BID, 600_000, 1)
-    venue.on_level(market, BID, 600_000, 1)  # cancels ahead of us: risk-averse front = min(front, qty)
-    assert order.front == 1
+    assert ahead(venue, order) == 2 and order.executed == 0
+    level(venue, BID, 600_000, 1)  # cancels ahead of us: risk-averse front = min(front, qty)
+    assert ahead(venue, order) == 1
     venue.on_trade(market, 600_000, 2, buyer_is_maker=True)  # overruns the queue by 1 lot
-    assert order.executed == 1 and order.status == "PARTIALLY_FILLED" and order.front == 0
+    assert order.executed == 1 and order.status == "PARTIALLY_FILLED" and ahead(venue, order) == 0
     venue.on_trade(market, 600_000, 4, buyer_is_maker=True)
     assert order.status == "FILLED" and order.order_id not in market.resting
     assert updates(venue, "q") == [("NEW", "NEW", "0.000", "0", False),
@@ -62,9 +72,9 @@ def test_queue_position_advances_on_trades_and_decreases(venue):
 def test_level_increase_does_not_move_queue_back_and_buyer_trades_ignore_bids(venue):
     market = venue.markets["BTCUSDT"]
     order = place(venue, side="BUY", price="60000.0", quantity="0.002")
-    venue.on_level(market, BID, 600_000, 50)
+    level(venue, BID, 600_000, 50)
     venue.on_trade(market, 600_000, 10, buyer_is_maker=False)  # buyer aggressor trades with asks only
-    assert order.front == 5 and order.executed == 0
+    assert ahead(venue, order) == 5 and order.executed == 0
 
 
 def test_trade_through_and_opposite_best_fill_whole_order_as_maker(venue):
@@ -73,8 +83,7 @@ def test_trade_through_and_opposite_best_fill_whole_order_as_maker(venue):
     venue.on_trade(market, 599_999, 1, buyer_is_maker=True)  # a sale below our bid: we would have been hit
     assert a.status == "FILLED" and a.executed == 4 and a.avg_price() == pytest.approx(60000.0)
     b = place(venue, side="SELL", price="60000.2", quantity="0.002", newClientOrderId="reached")
-    market.book.set(BID, 600_002, 1)  # the best bid rises to our ask
-    venue.on_book_moved(market)
+    level(venue, BID, 600_002, 1)  # the best bid rises to our ask
     assert b.status == "FILLED" and updates(venue, "reached")[-1][4] is True
 
 
@@ -86,6 +95,24 @@ def test_taker_walks_the_book_and_gtc_remainder_fills_at_limit(venue):
                      ("TRADE", "FILLED", "0.001", "60000.30", False)]
     assert order.cum_quote == pytest.approx(0.002 * 60000.1 + 0.003 * 60000.2 + 0.001 * 60000.3)
     assert venue.markets["BTCUSDT"].book.qty(ASK, 600_001) == 2  # no market impact
+
+
+@pytest.mark.parametrize("backlog", [4096, 2])
+def test_book_changes_while_nothing_rests_reach_the_core_before_the_next_order(venue, monkeypatch, backlog):
+    """An idle core is brought up to date before an order arrives: from the held-back changes, or (past the
+    backlog) rebuilt from the book. Either way the order sees the book as displayed."""
+    import hftbacktest.emulator.matching as matching
+
+    monkeypatch.setattr(matching, "SYNC_BACKLOG", backlog)
+    level(venue, ASK, 600_001, 0)  # the touch leaves, a thinner level and a new one appear
+    level(venue, ASK, 600_002, 1)
+    level(venue, ASK, 600_004, 6)
+    level(venue, BID, 600_000, 8)
+    rest = place(venue, side="BUY", price="60000.0", quantity="0.002", newClientOrderId="r")
+    assert ahead(venue, rest) == 8
+    walk = place(venue, side="BUY", price="60000.3", quantity="0.003", timeInForce="IOC", newClientOrderId="w")
+    assert [u[2:4] for u in updates(venue, "w") if u[0] == "TRADE"] == [("0.001", "60000.20")]
+    assert walk.status == "EXPIRED"  # nothing at 600_003; 600_004 lies beyond its limit
 
 
 def test_ioc_fok_market(venue):
@@ -110,8 +137,7 @@ def test_position_pnl_and_fees(venue):
     account = venue.accounts["a"]
     place(venue, side="BUY", type="MARKET", timeInForce=None, quantity="0.002")  # taker 2 lots @ 60000.1
     sell = place(venue, side="SELL", price="60010.0", quantity="0.002", reduceOnly="true")
-    market.book.set(BID, 600_100, 3)
-    venue.on_book_moved(market)  # maker fill at 60010.0
+    level(venue, BID, 600_100, 3)  # maker fill at 60010.0
     assert sell.status == "FILLED"
     taker_fee = 0.002 * 60000.1 * 0.0007
     maker_fee = 0.002 * 60010.0 * -0.00005
@@ -153,10 +179,10 @@ def test_validation_errors(venue, params, code):
 
 def test_modify_requeues_on_price_change_and_cancel(venue):
     order = place(venue, side="BUY", price="59999.9", quantity="0.002", newClientOrderId="m")
-    assert order.front == 7
+    assert ahead(venue, order) == 7
     venue.modify_order(venue.accounts["a"], {"symbol": "BTCUSDT", "origClientOrderId": "m", "side": "BUY",
                                              "quantity": "0.002", "price": "60000.0"})
-    assert order.front == 5 and order.price_tick == 600_000
+    assert ahead(venue, order) == 5 and order.price_tick == 600_000
     venue.cancel_order(venue.accounts["a"], {"symbol": "BTCUSDT", "orderId": str(order.order_id)})
     assert order.status == "CANCELED"
     with pytest.raises(ApiError) as err:
@@ -174,17 +200,17 @@ def test_amend_follows_binance_rules(venue):
     # Binance USD-M "Modify Order": amended orders are re-queued; an unchanged amendment is refused (-5027);
     # a filter violation leaves the order as it was; GTX that would cross, or qty <= executed, cancels it.
     order = place(venue, side="BUY", price="60000.0", quantity="0.003", newClientOrderId="q")
-    assert order.front == 5
-    venue.on_level(venue.markets["BTCUSDT"], BID, 600_000, 2)  # the order advanced: 2 lots ahead of it
-    assert order.front == 2
+    assert ahead(venue, order) == 5
+    venue.on_trade(venue.markets["BTCUSDT"], 600_000, 3, True)  # the order advanced: 2 lots ahead of it
+    assert ahead(venue, order) == 2
     with pytest.raises(ApiError) as err:
         _amend(venue, "q", "60000.0", "0.003")
     assert err.value.code == -5027
     _amend(venue, "q", "60000.0", "0.002")  # even a smaller quantity loses the place in the queue
-    assert order.front == 5 and order.qty == 2  # behind everything the book shows at the price
-    venue.markets["BTCUSDT"].book.set(BID, 600_000, 9)
+    assert ahead(venue, order) == 5 and order.qty == 2  # behind everything the book shows at the price
+    level(venue, BID, 600_000, 9)
     _amend(venue, "q", "60000.0", "0.001")
-    assert order.front == 9
+    assert ahead(venue, order) == 9
     with pytest.raises(ApiError) as err:
         _amend(venue, "q", "60000.05", "0.001")
     assert err.value.code == -4014 and order.price_tick == 600_000 and order.status == "NEW"
@@ -227,3 +253,27 @@ def test_bad_feed_line_names_file_and_line(tmp_path):
         f.write("1723161255030314668 {not json\n")
     with pytest.raises(DataError, match=r"bad_20240808.gz:2"):
         load_recorded(str(path))
+
+
+@pytest.mark.parametrize("queue, exchange, text", [
+    ("power_prob:0", "partial_fill", "n must be a finite number > 0"),
+    ("fifo", "partial_fill", "queue model 'fifo'"),
+    ("risk_averse", "partial", "exchange model 'partial'"),
+])
+def test_unknown_or_bad_matching_model_is_refused_at_start(queue, exchange, text):
+    with pytest.raises(ConfigError, match=text):
+        Venue([SPEC], queue=queue, exchange=exchange)
+
+
+def test_power_prob_queue_advances_on_cancels_ahead():
+    """The chosen queue model is the backtest's: with power_prob a level shrinking moves the order forward by a
+    share of the decrease, where risk-averse would keep it at min(front, qty)."""
+    v = Venue([SPEC], now_ms=lambda: 1_000, queue="power_prob:2")
+    v.add_account("a", "s", balance=1_000_000.0)
+    level(v, BID, 600_000, 10)
+    level(v, ASK, 600_001, 10)
+    order = place(v, side="BUY", price="60000.0", quantity="0.002")
+    assert ahead(v, order) == 10
+    level(v, BID, 600_000, 12)  # 10 ahead, 2 behind
+    level(v, BID, 600_000, 8)  # 4 lots leave somewhere in the queue
+    assert 6 < ahead(v, order) < 8  # most of the decrease was ahead of us (risk-averse: min(10, 8) = 8)

@@ -66,6 +66,7 @@ def test_registration_feed_orders_and_position_flow_through_compiled_code(rig):
     assert (depth.best_bid_tick, depth.best_ask_tick) == (1000, 1001)
     hbt.elapse(0)
     assert hbt.position(0) == 0.5
+    assert hbt.state_values(0).position == 0.5 and hbt.state_values(0)["position"] == 0.5  # attribute, as in backtest
     assert errors == []  # heartbeats never reach the handler
 
     assert hbt.submit_buy_order(0, 1000, 100.0, 0.002, GTX, LIMIT, False) == 0
@@ -77,6 +78,9 @@ def test_registration_feed_orders_and_position_flow_through_compiled_code(rig):
     assert hbt.wait_order_response(0, 1000, 1_000_000_000) == 3
     order = hbt.orders(0).get(1000)
     assert order.status == NEW and order.req == NONE and order.cancellable
+    # the compiled methods from plain Python too, as on the backtest bot
+    assert hbt.elapse_bt(1) == 0 and hbt.feed_latency(0) == (1_000, 1_005)
+    assert hbt.order_latency(0)[:2] == (req.order.local_timestamp, req.order.local_timestamp + 1000)
 
     assert hbt.cancel(0, 1000, False) == 0
     (_, creq), = con.requests()
@@ -149,6 +153,40 @@ def test_latency_log_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"req_ts": 1, "exch_ts": 2, "resp_ts": 3}\n{"req_ts": 1}\n')
     with pytest.raises(DataError, match="bad.jsonl:2"):
         latency_log_to_npz(tmp_path / "bad.jsonl", tmp_path / "x.npz")
+
+
+def test_live_latencies_that_miss_the_data_are_warned_about(tmp_path):
+    """Latencies logged live today, data from another day: the backtest says they do not overlap."""
+    import warnings
+
+    from _engine_data import ask, bid, rows
+
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+
+    day = 86_400 * 10**9
+    data = rows(bid(1 * day, 100.0, 1.0), ask(1 * day + 10, 100.1, 1.0), bid(1 * day + 20, 100.0, 2.0))
+    log = OrderLatencyLogger(tmp_path / "lat.jsonl")
+    for k in range(3):
+        log.record(5 * day + k, 5 * day + k + 100, 5 * day + k + 200, NEW)
+    log.close()
+    latency_log_to_npz(tmp_path / "lat.jsonl", tmp_path / "lat.npz")
+
+    def build(lat):
+        asset = (BacktestAsset().data([data]).linear_asset(1.0).intp_order_latency(lat).risk_adverse_queue_model()
+                 .no_partial_fill_exchange().trading_value_fee_model(0.0, 0.0).tick_size(0.1).lot_size(0.001))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            HashMapMarketDepthBacktest([asset]).close()
+        return [str(w.message) for w in seen if issubclass(w.category, UserWarning)]
+
+    got = build([str(tmp_path / "lat.npz")])
+    assert len(got) == 1 and "asset 0: the order latencies (1970-01-06T00:00:00Z .. " in got[0], got
+    assert "do not overlap the data (1970-01-02T00:00:00Z .. 1970-01-02T00:00:00Z)" in got[0]
+    overlapping = np.load(tmp_path / "lat.npz")["data"].copy()
+    overlapping["req_ts"] -= 4 * day
+    overlapping["exch_ts"] -= 4 * day
+    overlapping["resp_ts"] -= 4 * day
+    assert build(overlapping) == []
 
 
 def _rig_bot(name, errors, **options):
@@ -262,3 +300,41 @@ def test_live_bot_type_name_carries_the_cache_salt(rig):
                                   env={**os.environ, "HFTBACKTEST_CACHE_SALT": salt}).stdout.strip()
              for salt in ("aaaa", "bbbb")}
     assert names == {"aaaa": "hftbacktest.LiveBotType.aaaa", "bbbb": "hftbacktest.LiveBotType.bbbb"}
+
+
+def test_reference_style_live_api_from_the_top_level_package():
+    import hftbacktest
+    import hftbacktest.live
+    from hftbacktest import HashMapMarketDepthLiveBot, LiveInstrument, ROIVectorMarketDepthLiveBot
+
+    assert hftbacktest.ROIVectorMarketDepthLiveBot is hftbacktest.live.ROIVectorMarketDepthLiveBot
+    name = f"tref{os.getpid()}"
+    con = FakeConnector(name)
+    inst = LiveInstrument().connector(name).symbol("ETHUSDT").tick_size(0.01).lot_size(0.001)
+    with pytest.raises(ConfigError, match="roi_lb/roi_ub"):
+        ROIVectorMarketDepthLiveBot([inst])
+    bots = [HashMapMarketDepthLiveBot([inst]), ROIVectorMarketDepthLiveBot([inst.roi_lb(1000.0).roi_ub(5000.0)])]
+    try:
+        regs = [req for _, req in con.requests() if isinstance(req, c.RegisterInstrument)]
+        assert regs == [c.RegisterInstrument("ethusdt", 0.01, 0.001)] * 2
+        bid = c.Feed("ethusdt", (BID, 1_000, 1_005, 2000.0, 1.5, 0, 0, 0.0))
+        for hbt in bots:
+            con.batch(TO_ALL, bid)
+            assert hbt.wait_next_feed(False, 1_000_000_000) == 2
+            assert hbt.depth(0).best_bid_tick == 200000
+    finally:
+        for hbt in bots:
+            hbt.close()
+        con.ch.close()
+
+
+def test_live_docs_need_nothing_outside_the_repository():
+    """docs/live.md's walk-through runs from a fresh clone: no sample data from outside, every file it names exists."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "live.md").read_text()
+    assert "../" not in text
+    named = set(re.findall(r"\b((?:examples|src/hftbacktest)/[\w/.-]+\.(?:py|toml))\b", text))
+    assert "examples/gridtrading.py" in named and all((root / p).is_file() for p in named), named

@@ -57,7 +57,7 @@ def test_compressed_member_without_ctypes_zlib(tmp_path):
     np.savez_compressed(path, data=arr)
     m = _npz.member(path)
     assert not m.stored and m.rows == 3000
-    for lib in (None, _npz._LIBZ):
+    for lib in (None, _npz._LIBZ, _npz._ISAL):
         inf = _npz.Inflater(m, lib=lib)
         parts = [inf.read(700 * 64) for _ in range(4)] + [inf.read(200 * 64)]
         assert np.concatenate(parts).tobytes() == arr.tobytes()
@@ -86,8 +86,10 @@ def corrupt(path: str, where: float) -> None:
     open(path, "wb").write(bytes(raw))
 
 
-@pytest.mark.parametrize("lib", ["ctypes", "python"])
+@pytest.mark.parametrize("lib", ["isal", "ctypes", "python"])
 def test_corrupt_compressed_member_names_the_file(tmp_path, small_slices, monkeypatch, lib):
+    if lib != "isal":
+        monkeypatch.setattr(_npz, "_ISAL", None)
     if lib == "python":
         monkeypatch.setattr(_npz, "_LIBZ", None)
     path = str(tmp_path / "bad.npz")

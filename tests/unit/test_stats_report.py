@@ -131,3 +131,17 @@ def test_report_with_embedded_images_needs_no_javascript(tmp_path):
     assert 20_000 < out.stat().st_size < 1_000_000  # no plotly.js inlined
     with pytest.raises(ConfigError, match="charts must be"):
         render(RunRecord([AssetView(rec)]), charts="svg")
+
+
+def test_latency_histograms_share_one_bin_width():
+    from hftbacktest.report import _latency_figure
+
+    rng = np.random.default_rng(4)
+    lat = np.zeros(2000, order_latency_dtype)
+    lat["req_ts"] = 1_000_000_000 + np.arange(2000) * 1_000_000
+    lat["exch_ts"] = lat["req_ts"] + rng.normal(3e6, 1e5, 2000).astype(np.int64)  # narrow entry latency
+    lat["resp_ts"] = lat["exch_ts"] + rng.lognormal(np.log(5e7), 0.8, 2000).astype(np.int64)  # wide response
+    lat["resp_ts"][7] = lat["exch_ts"][7] + 60_000_000_000  # one 60 s spike: bins stay bounded in number
+    entry, response = _latency_figure(lat).data
+    assert entry.xbins == response.xbins and entry.xbins.start == 0
+    assert entry.xbins.end >= 60_000 and entry.xbins.end / entry.xbins.size <= 4000

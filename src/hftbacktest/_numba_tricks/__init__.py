@@ -47,3 +47,8 @@ def warn_untested() -> None:
         warnings.warn(f"hftbacktest: numba {numba.__version__} is not a tested version "
                       f"({', '.join('%d.%d' % v for v in TESTED)}): reference-count elision is off (correct, slower)",
                       RuntimeWarning, stacklevel=3)
+
+
+from . import cache as _cache  # noqa: E402
+
+_cache.install()  # before any of the package's (or a user's) cached numba code is compiled or loaded

@@ -48,12 +48,12 @@ def record_from_ptr(typingctx, ptr, record_type_ref):
 
 
 I, F = types.int64, types.float64
-ENTRY_ARGS = (I, I, I, I, I, I, I, F, F)  # op, target pointer, five integers, two floats
+ENTRY_ARGS = (I, I, I, I, I, I, I, F, F)  # op, target pointer, then the slots of kernels/abi.py
 
 
 @intrinsic
-def call_entry(typingctx, fn, op, p, i1, i2, i3, i4, i5, f1, f2):
-    """Call the engine's single C entry point (kernels.entry.c_entry) through its address `fn`."""
+def call_entry(typingctx, fn, op, p, asset_no, order_id, ns, kind, flag, price, qty):
+    """Call the engine's single C entry point (kernels.entry.entry_point()) through its address `fn`."""
 
     def codegen(context, builder, sig, args):
         fnty = ir.FunctionType(ir.IntType(64), [context.get_value_type(t) for t in ENTRY_ARGS])

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from . import cache
 
-cache.install()  # before anything of this package is compiled or loaded
 _ROOT = Path(__file__).parent.parent
 _FILES = ("backtest/bot.py", "backtest/views.py", "recorder.py", "live/bot.py", "types.py")
 

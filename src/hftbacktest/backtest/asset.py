@@ -366,3 +366,22 @@ def _compile_queue_prob(prob, where):
         msg = str(exc).strip().splitlines()[:6]
         raise ConfigError(f"{where}: custom_prob_queue_model: {getattr(py_func, '__name__', prob)!s} does not "
                           f"compile as float64(float64, float64): " + " ".join(msg)) from None
+
+
+def check_latency_overlap(no: int, cfg: AssetConfig, first: np.ndarray, whole: bool) -> None:
+    """intp_order_latency applies recorded latencies by request time and holds the nearest row's outside their
+    span, so a file that does not overlap the data (recorded live on another day) gives every order one latency.
+    Warn. `first`: the first data chunk; `whole`: it is all the data (else only its start is known)."""
+    if cfg.latency_model != m.LATENCY_INTP or not len(first) or not len(cfg.latency_table):
+        return
+    local = first["local_ts"]
+    local = local[local > 0]
+    if not len(local):
+        return
+    lat_lo, lat_hi = int(cfg.latency_table[0, 0]), int(cfg.latency_table[-1, 0])  # sorted by req_ts at load
+    data_lo, data_hi = int(local.min()), int(local.max()) if whole else None
+    if data_lo > lat_hi or (data_hi is not None and data_hi < lat_lo):
+        utc = lambda ns: np.datetime_as_string(np.datetime64(ns, "ns"), unit="s") + "Z"
+        span = f"{utc(data_lo)} .. {utc(data_hi)}" if data_hi is not None else f"from {utc(data_lo)}"
+        warnings.warn(f"asset {no}: the order latencies ({utc(lat_lo)} .. {utc(lat_hi)}) do not overlap the data "
+                      f"({span}): every order gets the latency of the file's nearest end", UserWarning, stacklevel=4)

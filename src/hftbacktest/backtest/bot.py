@@ -21,6 +21,7 @@ import warnings
 import weakref
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import (
@@ -36,6 +37,7 @@ from ..kernels import depth as dp
 from ..kernels import loop
 from ..kernels.depth import DepthType, depth_type
 from ..kernels.orders import OrderTableType, order_record_type
+from ..kernels.entry import address, entry_point
 from ..kernels.abi import (
     FN_CANCEL,
     FN_CLEAR_INACTIVE,
@@ -43,17 +45,22 @@ from ..kernels.abi import (
     FN_ELAPSE,
     FN_GOTO_END,
     FN_MODIFY,
-    FN_SUBMIT,
+    FN_SUBMIT_BUY,
+    FN_SUBMIT_SELL,
     FN_WAIT_NEXT_FEED,
     FN_WAIT_ORDER_RESPONSE,
     FN_TABLE_FIND,
+    ENTRY_ARGS,
     call_entry,
+    order_kind,
     struct_from_ptr,
     struct_ptr,
 )
-from ..kernels.state import asset_state_type, engine_type, new_asset_list, new_asset_state, new_engine
 from ..kernels import perp
-from ..types import BUY, EXCH_EVENT, FUNDING_RATE_EVENT, NEW, PARTIALLY_FILLED, SELL, order_dtype
+from ..kernels.state import (
+    asset_config, asset_state_type, engine_type, new_asset_list, new_asset_state, new_engine,
+)
+from ..types import EXCH_EVENT, FUNDING_RATE_EVENT, NEW, PARTIALLY_FILLED, order_dtype
 from .asset import AssetConfig, BacktestAsset
 from .views import BotType, DepthViewType, OrdersViewType, bot_type, depth_view_type, orders_view_type, recast
 from .reader import AssetFeed, Source, as_kernel_array, check_source
@@ -200,8 +207,46 @@ def _asset(e, asset_no):
 
 
 @njit(inline="always")
-def _call(e, op, i1, i2, i3, i4, i5, f1, f2):
-    return call_entry(e.entry, op, struct_ptr(e), i1, i2, i3, i4, i5, f1, f2)
+def _call(e, op, asset_no=0, order_id=0, ns=0, kind=0, flag=0, price=0.0, qty=0.0):
+    """Operation `op` of the engine's entry point, its arguments by slot name (kernels/abi.py)."""
+    return call_entry(e.entry, op, struct_ptr(e), np.int64(asset_no), np.int64(order_id), np.int64(ns),
+                      np.int64(kind), np.int64(flag), np.float64(price), np.float64(qty))
+
+
+@njit(inline="always")
+def _table_find(t, order_id):
+    return call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), 0, _oid(order_id), 0, 0, 0, 0.0, 0.0)
+
+
+@intrinsic
+def _elapse(typingctx, e, duration):
+    """elapse(duration). Nothing is due before the engine's `quiet_until` (kernels/state.py): there the engine would
+    only set cur_ts and return 0, so that is done here without the call (~15 ns, most of a wake-up with no event).
+    An intrinsic, not a branching @njit helper: numba wraps a call to one in an incref/decref pair of the bot
+    (two atomic operations, ~10 ns) whenever the caller's loop shape defeats its reference-count pruning."""
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        bot, dur = args[0], context.cast(builder, args[1], sig.args[1], types.int64)
+        data = structref._Utils(context, builder, sig.args[0]).get_data_struct(bot)
+        target = builder.add(data.cur_ts, dur)  # wraps like the engine's own sum
+        rc = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
+        with builder.if_else(builder.icmp_signed("<", target, data.quiet_until), likely=True) as (quiet, due):
+            with quiet:
+                data.cur_ts = target
+            with due:
+                fnty = ir.FunctionType(i64, [context.get_value_type(t) for t in ENTRY_ARGS])
+                ptr = builder.ptrtoint(cgutils.create_struct_proxy(sig.args[0])(context, builder, value=bot).meminfo,
+                                       i64)
+                zero, fzero = ir.Constant(i64, 0), ir.Constant(ir.DoubleType(), 0.0)
+                builder.store(builder.call(builder.inttoptr(data.entry, fnty.as_pointer()),
+                                           # slots (kernels/abi.py): asset_no, order_id, ns=duration, kind, flag,
+                                           # price, qty
+                                           [ir.Constant(i64, FN_ELAPSE), ptr, zero, zero, dur, zero, zero, fzero,
+                                            fzero]), rc)
+        return builder.load(rc)
+
+    return types.int64(e, types.int64), codegen
 
 
 @intrinsic
@@ -240,7 +285,7 @@ def _trades(s):
 
 @njit(cache=True)
 def _find(t, order_id):
-    slot = call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), _oid(order_id), 0, 0, 0, 0, 0.0, 0.0)
+    slot = _table_find(t, order_id)
     return None if slot < 0 else t.rec[slot]
 
 
@@ -258,34 +303,34 @@ def _register(kind, typs, impls, inline="never"):
             kind(typ, name, inline=inline)(typer)
 
 
-def _submitter(side):
+def _submitter(op):
     def submit(e, asset_no, order_id, price, qty, time_in_force, order_type, wait):
         _asset(e, asset_no)
-        return _call(e, FN_SUBMIT, asset_no, _oid(order_id), side, time_in_force | (order_type << 8),
-                     np.int64(wait != 0), price, qty)
+        return _call(e, op, asset_no=asset_no, order_id=_oid(order_id), kind=order_kind(time_in_force, order_type),
+                     flag=wait != 0, price=price, qty=qty)
 
     return submit
 
 
 def _modify(e, asset_no, order_id, price, qty, wait):
     _asset(e, asset_no)
-    return _call(e, FN_MODIFY, asset_no, _oid(order_id), np.int64(wait != 0), 0, 0, price, qty)
+    return _call(e, FN_MODIFY, asset_no=asset_no, order_id=_oid(order_id), flag=wait != 0, price=price, qty=qty)
 
 
 def _cancel(e, asset_no, order_id, wait):
     _asset(e, asset_no)
-    return _call(e, FN_CANCEL, asset_no, _oid(order_id), np.int64(wait != 0), 0, 0, 0.0, 0.0)
+    return _call(e, FN_CANCEL, asset_no=asset_no, order_id=_oid(order_id), flag=wait != 0)
 
 
 def _wait_order_response(e, asset_no, order_id, timeout):
     _asset(e, asset_no)
-    return _call(e, FN_WAIT_ORDER_RESPONSE, asset_no, _oid(order_id), timeout, 0, 0, 0.0, 0.0)
+    return _call(e, FN_WAIT_ORDER_RESPONSE, asset_no=asset_no, order_id=_oid(order_id), ns=timeout)
 
 
 def _clear_inactive_orders(e, asset_no):
     if asset_no >= 0:
         _asset(e, asset_no)  # range check
-    _call(e, FN_CLEAR_INACTIVE, asset_no, 0, 0, 0, 0, 0.0, 0.0)
+    _call(e, FN_CLEAR_INACTIVE, asset_no=asset_no)
 
 
 _register(overload_attribute, [BotType], {
@@ -303,19 +348,19 @@ _register(overload_method, [BotType], {
     "funding": lambda e, asset_no: _asset(e, asset_no).perp_f[3],
     "clear_last_trades": lambda e, asset_no: _clear_trades(e, asset_no),
     "clear_inactive_orders": _clear_inactive_orders,
-    "submit_buy_order": _submitter(BUY),
-    "submit_sell_order": _submitter(SELL),
+    "submit_buy_order": _submitter(FN_SUBMIT_BUY),
+    "submit_sell_order": _submitter(FN_SUBMIT_SELL),
     "modify": _modify,
     "cancel": _cancel,
-    "elapse": lambda e, duration: _call(e, FN_ELAPSE, duration, 0, 0, 0, 0, 0.0, 0.0),
-    "elapse_bt": lambda e, duration: _call(e, FN_ELAPSE, duration, 0, 0, 0, 0, 0.0, 0.0),
+    "elapse": lambda e, duration: _elapse(e, duration),
+    "elapse_bt": lambda e, duration: _elapse(e, duration),
     "wait_next_feed": lambda e, include_order_resp, timeout: _call(
-        e, FN_WAIT_NEXT_FEED, np.int64(include_order_resp != 0), timeout, 0, 0, 0, 0.0, 0.0),
+        e, FN_WAIT_NEXT_FEED, ns=timeout, flag=include_order_resp != 0),
     "wait_order_response": _wait_order_response,
     "feed_latency": lambda e, asset_no: _feed_latency_of(_asset(e, asset_no)),
     "order_latency": lambda e, asset_no: _order_latency_of(_asset(e, asset_no)),
-    "close": lambda e: _call(e, FN_CLOSE, 0, 0, 0, 0, 0, 0.0, 0.0),
-    "_goto_end": lambda e: _call(e, FN_GOTO_END, 0, 0, 0, 0, 0, 0.0, 0.0),
+    "close": lambda e: _call(e, FN_CLOSE),
+    "_goto_end": lambda e: _call(e, FN_GOTO_END),
 })
 
 # depth view (also over the engine's type: the live bot hands out the engine's depth)
@@ -435,7 +480,7 @@ _register(overload_method, [OrderIterType], {
 @overload(operator.contains, inline="always")
 def _ov_contains(t, order_id):
     if isinstance(t, (OrderTableType, OrdersViewType)):
-        return lambda t, order_id: call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), _oid(order_id), 0, 0, 0, 0, 0.0, 0.0) >= 0
+        return lambda t, order_id: _table_find(t, order_id) >= 0
     return None
 
 
@@ -592,7 +637,7 @@ class OrderDict(structref.StructRefProxy):
         return _PyOrderIter(self._orders())
 
     def _find(self, order_id):
-        return int(c_entry.ctypes(FN_TABLE_FIND, int(_address(self)), _py_oid(order_id), 0, 0, 0, 0, 0.0, 0.0))
+        return int(entry_point().ctypes(FN_TABLE_FIND, int(_address(self)), 0, _py_oid(order_id), 0, 0, 0, 0.0, 0.0))
 
     def __contains__(self, order_id):
         return self._find(order_id) >= 0
@@ -642,23 +687,29 @@ class Backtest(structref.StructRefProxy):
 
     @property
     def current_timestamp(self):
+        """The backtest's current time (ns, the local clock)."""
         return int(_engine_scalars(self)[0])
 
     @property
     def num_assets(self):
+        """Number of assets the backtest was built with."""
         return int(_engine_scalars(self)[1])
 
     def depth(self, asset_no):
+        """The asset's market depth as the strategy sees it (local side), a live view."""
         return _depth(self, self._checked(asset_no))
 
     def orders(self, asset_no):
+        """The asset's orders as the strategy knows them (local side): get(id), values(), `in`, len."""
         return _orders(self, self._checked(asset_no))
 
     def state_values(self, asset_no):
+        """The asset's position, balance, fees, trade count/volume/value (a live record view)."""
         # np.record: attribute access (`.position`) like the reference, still a live view of the engine state
         return _state(self, self._checked(asset_no)).view(np.recarray)[0]
 
     def position(self, asset_no):
+        """The asset's current position (signed quantity; negative when short)."""
         return float(_state(self, self._checked(asset_no))[0]["position"])
 
     def mark_price(self, asset_no):
@@ -671,16 +722,19 @@ class Backtest(structref.StructRefProxy):
         return float(_perp(self, self._checked(asset_no))[1])
 
     def last_trades(self, asset_no):
+        """Market trades received since the last clear_last_trades (needs BacktestAsset.last_trades_capacity)."""
         return _last_trades(self, self._checked(asset_no))
 
     def clear_last_trades(self, asset_no):
+        """Forget the recorded market trades of the asset (-1: of every asset)."""
         _clear_last_trades(self, asset_no)
 
-    def _call(self, op, i1=0, i2=0, i3=0, i4=0, i5=0, f1=0.0, f2=0.0):
+    def _call(self, op, asset_no=0, order_id=0, ns=0, kind=0, flag=0, price=0.0, qty=0.0):
+        """Operation `op` of the engine's entry point, its arguments by slot name (kernels/abi.py)."""
         addr = self.__dict__.get("_addr")
         if addr is None:
             addr = self.__dict__["_addr"] = int(_address(self))
-        return int(c_entry.ctypes(op, addr, i1, i2, i3, i4, i5, f1, f2))
+        return int(entry_point().ctypes(op, addr, asset_no, order_id, ns, kind, flag, price, qty))
 
     def _checked(self, asset_no):
         if not 0 <= asset_no < self.num_assets:
@@ -688,43 +742,62 @@ class Backtest(structref.StructRefProxy):
         return asset_no
 
     def clear_inactive_orders(self, asset_no):
+        """Remove filled, cancelled and expired orders from the asset's order table (-1: every asset)."""
         if asset_no >= 0:
             self._checked(asset_no)
-        self._call(FN_CLEAR_INACTIVE, asset_no)
+        self._call(FN_CLEAR_INACTIVE, asset_no=asset_no)
 
     def submit_buy_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return self._call(FN_SUBMIT, self._checked(asset_no), _py_oid(order_id), BUY,
-                          int(time_in_force) | (int(order_type) << 8), int(bool(wait)), float(price), float(qty))
+        """Send a buy order (`order_id` unique among the asset's orders). With `wait`, return once the exchange's
+        response arrived. Returns a ReturnCode (0: sent)."""
+        return self._submit(FN_SUBMIT_BUY, asset_no, order_id, price, qty, time_in_force, order_type, wait)
 
     def submit_sell_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
-        return self._call(FN_SUBMIT, self._checked(asset_no), _py_oid(order_id), SELL,
-                          int(time_in_force) | (int(order_type) << 8), int(bool(wait)), float(price), float(qty))
+        """Send a sell order; as submit_buy_order."""
+        return self._submit(FN_SUBMIT_SELL, asset_no, order_id, price, qty, time_in_force, order_type, wait)
+
+    def _submit(self, op, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        return self._call(op, asset_no=self._checked(asset_no), order_id=_py_oid(order_id),
+                          kind=order_kind(int(time_in_force), int(order_type)), flag=int(bool(wait)),
+                          price=float(price), qty=float(qty))
 
     def modify(self, asset_no, order_id, price, qty, wait):
-        return self._call(FN_MODIFY, self._checked(asset_no), _py_oid(order_id), int(bool(wait)), 0, 0,
-                          float(price), float(qty))
+        """Ask the exchange to change an open order's price and quantity. Returns a ReturnCode."""
+        return self._call(FN_MODIFY, asset_no=self._checked(asset_no), order_id=_py_oid(order_id),
+                          flag=int(bool(wait)), price=float(price), qty=float(qty))
 
     def cancel(self, asset_no, order_id, wait):
-        return self._call(FN_CANCEL, self._checked(asset_no), _py_oid(order_id), int(bool(wait)))
+        """Ask the exchange to cancel an open order. Returns a ReturnCode."""
+        return self._call(FN_CANCEL, asset_no=self._checked(asset_no), order_id=_py_oid(order_id),
+                          flag=int(bool(wait)))
 
     def elapse(self, duration):
-        return self._call(FN_ELAPSE, int(duration))
+        """Advance time by `duration` ns, processing every feed and order event in between. Returns 0, or
+        END_OF_DATA (1) once the data is exhausted."""
+        return self._call(FN_ELAPSE, ns=int(duration))
 
     def elapse_bt(self, duration):
-        return self._call(FN_ELAPSE, int(duration))
+        """Same as elapse (the reference's name for the backtest-only variant)."""
+        return self._call(FN_ELAPSE, ns=int(duration))
 
     def wait_next_feed(self, include_order_resp, timeout):
-        return self._call(FN_WAIT_NEXT_FEED, int(bool(include_order_resp)), int(timeout))
+        """Advance to the next market-data event (or, with include_order_resp, order response), at most `timeout`
+        ns. Returns MARKET_FEED (2), ORDER_RESPONSE (3), 0 when the timeout passed first, or END_OF_DATA."""
+        return self._call(FN_WAIT_NEXT_FEED, ns=int(timeout), flag=int(bool(include_order_resp)))
 
     def wait_order_response(self, asset_no, order_id, timeout):
-        return self._call(FN_WAIT_ORDER_RESPONSE, self._checked(asset_no), _py_oid(order_id), int(timeout))
+        """Advance until the response to the order's last request arrives, at most `timeout` ns."""
+        return self._call(FN_WAIT_ORDER_RESPONSE, asset_no=self._checked(asset_no), order_id=_py_oid(order_id),
+                          ns=int(timeout))
 
     def feed_latency(self, asset_no):
+        """(exchange timestamp, local timestamp) of the last market-data event, or None before the first."""
         self._checked(asset_no)
         ok, a, b = _feed_latency(self, asset_no)
         return (int(a), int(b)) if ok else None
 
     def order_latency(self, asset_no):
+        """(request, exchange, response timestamps) of the last order response, or None before the first."""
         self._checked(asset_no)
         ok, a, b, c = _order_latency(self, asset_no)
         return (int(a), int(b), int(c)) if ok else None
@@ -744,9 +817,6 @@ class Backtest(structref.StructRefProxy):
 
 structref.define_boxing(BotType, Backtest)
 
-# Imported only now: compiling (or loading) the entry point compiles kernels whose Python wrappers must already
-# know how to box/unbox every proxy type registered above.
-from ..kernels.entry import address, c_entry  # noqa: E402
 
 
 def _load_array(src: Source) -> np.ndarray:
@@ -765,7 +835,8 @@ def _release(key, keepalive):
 
 
 def _perp_setup(state, cfg: AssetConfig, first, no: int) -> None:
-    """Latency lanes and funding (kernels/perp.py); nothing to do for a 2.x configuration."""
+    """Latency lanes (kernels/perp.py) and the funding data check (funding itself is on through the asset's
+    configuration record); nothing to do for a 2.x configuration."""
     if cfg.latency_lanes:
         perp.set_latency_lanes(state, *cfg.latency_lanes)
     if cfg.funding:
@@ -777,7 +848,6 @@ def _perp_setup(state, cfg: AssetConfig, first, no: int) -> None:
             if not cfg.funding_lenient:
                 raise DataError(msg)
             warnings.warn(msg, stacklevel=4)  # the user's HashMapMarketDepthBacktest(...) line
-        perp.enable_funding(state)
 
 
 def _build(assets: list[BacktestAsset], roi: bool, cls):
@@ -785,6 +855,7 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
         assets = [assets]
     if not assets:
         raise ConfigError("at least one BacktestAsset is required")
+    entry = address()  # first: on a cold cache this starts the compile helper before the constructors compile
     key = next(_KEYS)
     feeds = []
     keepalive = []  # C callbacks the engine calls by address: alive as long as the bot
@@ -801,27 +872,31 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
                 feed.chunk(1, 0)
         except DataError as exc:
             raise DataError(f"asset {no}: {exc}") from None
+        from .asset import check_latency_overlap
+        check_latency_overlap(no, cfg, first, len(feed) == 1)
         depths = [dp.new_depth(mode, cfg.tick_size, cfg.lot_size, cfg.roi_lb, cfg.roi_ub, cfg.reference_compatible)
                   for _ in range(2)]
         if cfg.snapshot is not None:
             snap = _load_array(cfg.snapshot)
             for d in depths:
                 _apply_snapshot(d, snap)
-        cfg_f = np.array([cfg.tick_size, cfg.lot_size, cfg.contract_size, cfg.maker_fee, cfg.taker_fee, cfg.queue_n])
-        cfg_i = np.array([cfg.asset_type, cfg.fee_model, cfg.queue_model, cfg.exchange_model, cfg.latency_model,
-                          cfg.entry_latency, cfg.response_latency, int(cfg.reference_compatible),
-                          int(cfg.last_trades_capacity > 0),
-                          cfg.queue_prob.address if cfg.queue_prob is not None else 0], np.int64)
+        kcfg = asset_config(
+            tick_size=cfg.tick_size, lot_size=cfg.lot_size, contract_size=cfg.contract_size, maker_fee=cfg.maker_fee,
+            taker_fee=cfg.taker_fee, queue_n=cfg.queue_n, asset_type=cfg.asset_type, fee_model=cfg.fee_model,
+            queue_model=cfg.queue_model, exchange_model=cfg.exchange_model, latency_model=cfg.latency_model,
+            entry_latency=cfg.entry_latency, response_latency=cfg.response_latency,
+            reference_compatible=cfg.reference_compatible, record_trades=cfg.last_trades_capacity > 0,
+            queue_fn=cfg.queue_prob.address if cfg.queue_prob is not None else 0, funding=cfg.funding)
         if cfg.queue_prob is not None:
             keepalive.append(cfg.queue_prob)
-        state = new_asset_state(cfg_f, cfg_i, cfg.latency_table, depths[0], depths[1], first, len(feed))
+        state = new_asset_state(kcfg, cfg.latency_table, depths[0], depths[1], first, len(feed))
         _perp_setup(state, cfg, first, no)
         _append_asset(states, state)
         feeds.append(feed)
     from .reader import Feed
 
     loop.FEEDS[key] = Feed(feeds)
-    engine = new_engine(states, key, address())
+    engine = new_engine(states, key, entry)
     obj = cls._numba_box_(bot_type, engine._meminfo)
     obj.__dict__["_feed_key"] = key
     weakref.finalize(obj, _release, key, keepalive)

@@ -68,11 +68,13 @@ def check_source(src: Source) -> None:
 def validate_rows(arr: np.ndarray, where: str, after: tuple = (None, None)) -> tuple:
     """Timestamps must be non-decreasing per processor (EXCH rows by exch_ts, LOCAL rows by local_ts), also across
     chunks (`after`: the previous chunk's last exch_ts / local_ts, None if unknown), and depth/trade rows need a
-    finite price. `arr` is a kernel array (`as_kernel_array`). Returns this chunk's last (exch_ts, local_ts)."""
+    finite price and quantity. `arr` is a kernel array (`as_kernel_array`). Returns this chunk's last
+    (exch_ts, local_ts)."""
     prev = [I64_MIN if t is None else t for t in after]
     code, row, before, now, from_previous, last_x, last_l = check_rows(arr, prev[0], prev[1])
     if code == PRICE_NOT_FINITE:
-        raise DataError(f"{where}: row {row}: price is NaN or infinite")
+        what = "quantity" if np.isfinite(arr["px"][row]) else "price"
+        raise DataError(f"{where}: row {row}: {what} is NaN or infinite")
     if code != ROWS_OK:
         field = "exch_ts" if code == EXCH_TS_BACKWARDS else "local_ts"
         if from_previous:

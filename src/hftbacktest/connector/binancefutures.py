@@ -21,6 +21,7 @@ from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
 from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
 from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
+from .ws_orders import WsOrderApi
 
 log = logging.getLogger("hftbacktest.connector")
 
@@ -57,6 +58,8 @@ class BinanceFuturesConnector:
         self.name = name
         self.cfg = cfg
         self.rest = BinanceRest(cfg)
+        self.rest.on_recovered = self._on_rest_recovered
+        self.ws_orders = WsOrderApi(cfg, self.rest) if cfg.order_transport == "ws" else None
         self.orders = OrderManager(cfg.order_prefix)
         self.books: dict[str, SymbolBook] = {}
         self.symbol_info: dict[str, tuple[float, float]] = {}  # symbol -> (tick, lot) asked by bots
@@ -80,6 +83,8 @@ class BinanceFuturesConnector:
         self.refused: dict[int, int] = {}  # bot id -> requests refused for want of the token
         self._token = ""
         self._adoptions: dict[str, asyncio.Task] = {}  # symbol -> adoption of its exchange orders at first use
+        self._reconciler: asyncio.Task | None = None
+        self._reconcile_again = False
 
     # --- publishing -----------------------------------------------------------------------------
     def send(self, bot_id: int, msg: Any) -> None:
@@ -94,10 +99,18 @@ class BinanceFuturesConnector:
     def error(self, kind: ErrorKind, value: Any, code: int = 0, bot_id: int = TO_ALL) -> None:
         self.send(bot_id, codec.Error(kind, value, code))
 
-    def publish_position(self, symbol: str, qty: float, ts: int) -> None:
+    def publish_position(self, symbol: str, qty: float, ts: int, as_of: int | None = None) -> None:
+        """Publish unless older than what bots have. `as_of`: a REST snapshot asked for at that exchange time (ns);
+        it replaces every stream update older than the question, whatever its own update time (an exchange that
+        lost its state reports a flat position with update time 0)."""
         cached = self.positions.get(symbol)
-        if cached is not None and ts < cached[1]:
-            return
+        if cached is not None:
+            if as_of is None and ts < cached[1]:
+                return
+            if as_of is not None:
+                if cached[1] >= as_of:
+                    return  # the stream already told us about a change after the question
+                ts = max(ts, cached[1])
         self.positions[symbol] = (qty, ts)
         self.send(TO_ALL, codec.Position(symbol, qty, ts))
 
@@ -127,9 +140,10 @@ class BinanceFuturesConnector:
             loop.add_signal_handler(sig, self._on_signal)
         self._session = aiohttp.ClientSession()
         await self.rest.start()
-        reply = await self._safe_request("GET", "/fapi/v1/time")
-        if reply is not None and reply.ok:
-            await self.rest.sync_time()
+        if not await self._reach_exchange():
+            self.exit_code = 1
+            await self._shutdown()
+            return self.exit_code
         await self._load_exchange_info()
         if self.cfg.has_credentials and self.cfg.hedge_mode_check:
             dual = await self._safe_request("GET", "/fapi/v1/positionSide/dual", signed=True)
@@ -143,11 +157,46 @@ class BinanceFuturesConnector:
             self.spawn(coro)
         if self.cfg.has_credentials:
             self.spawn(self._user_loop())
+            if self.ws_orders is not None:
+                self.spawn(self.ws_orders.run(self._session, Backoff(self.cfg)))
         else:
             log.warning("no api_key/secret: market data only, every order will be refused")
         await self.stop.wait()
         await self._shutdown()
         return self.exit_code
+
+    async def _reach_exchange(self) -> bool:
+        """A first answer from the exchange's REST API, retried with backoff up to `critical_after` times. A
+        connector that cannot reach the exchange at start says so and exits 1 instead of announcing itself; once
+        up, it reconnects forever (bots hear CriticalConnectionError after `critical_after` failures)."""
+        url = self.cfg.api_url
+        backoff = Backoff(self.cfg)
+        attempts = self.cfg.critical_after
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = await self.rest.request("GET", "/fapi/v1/time")
+            except RateLimited as exc:
+                reply = RestReply(429, None, None, str(exc))
+            if reply.ok:
+                await self.rest.sync_time()
+                return True
+            if reply.status and reply.status < 500 and reply.status not in (418, 429):
+                log.critical("the exchange REST API at %s refused GET /fapi/v1/time (%s): is api_url right? "
+                             "exiting", url, reply.msg or reply.status)
+                return False
+            if self.stop.is_set():
+                return False  # interrupted by a signal
+            if attempt == attempts:
+                break
+            delay = backoff.next_delay()
+            log.error("cannot reach the exchange at %s (%s); attempt %d of %d, next in %.1f s", url, reply.msg,
+                      attempt, attempts, delay)
+            try:
+                await asyncio.wait_for(self.stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+        log.critical("cannot reach the exchange at %s (%s) after %d attempts; exiting", url, reply.msg, attempt)
+        return False
 
     def _on_signal(self) -> None:
         self._signals += 1
@@ -411,21 +460,28 @@ class BinanceFuturesConnector:
             log.error("bot %d: order id %d on %s is still live (duplicated client order id)", bot_id, order.order_id, symbol)
             self._refuse(bot_id, symbol, order, {"code": -4116, "msg": "order id is still live"})
             return
+        rec.inflight += 1
         try:
-            reply = await self.rest.request("POST", "/fapi/v1/order", self._order_params(symbol, rec), signed=True)
+            await self._place(rec, symbol)
+        finally:
+            rec.inflight -= 1
+
+    async def _place(self, rec: ManagedOrder, symbol: str) -> None:
+        try:
+            reply = await self._order_request("POST", self._order_params(symbol, rec))
         except RateLimited as exc:
             self._fail(rec, True, {"code": -1003, "msg": str(exc)})
             return
         self._after_reply(reply)
         if reply.ok:
-            fwd = self.orders.on_rest_order(rec, reply.data)
+            fwd = self.orders.on_rest_order(rec, reply.data, NEW)
             if fwd is not None:
                 self.publish_order(rec, fwd)
         elif reply.code == -4116:  # our retry found the first attempt already placed
-            await self._resolve(rec, True)
+            await self._resolve(rec, True, NEW)
         elif reply.unknown:
             log.warning("submit %s: status unknown (%s); querying", rec.client_id, reply.msg)
-            await self._resolve(rec, True)
+            await self._resolve(rec, True, NEW)
         else:
             level = logging.INFO if reply.code == -5022 else logging.ERROR
             log.log(level, "submit %s refused: %s %s", rec.client_id, reply.code, reply.msg)
@@ -468,25 +524,42 @@ class BinanceFuturesConnector:
 
     async def _change_order(self, rec: ManagedOrder, method: str, params: dict, *, gone_code: int, what: str) -> None:
         """Send a cancel (DELETE) or amend (PUT) of a live order and apply the reply."""
+        rec.inflight += 1
         try:
-            reply = await self.rest.request(method, "/fapi/v1/order", params, signed=True)
+            await self._send_change(rec, method, params, gone_code, what)
+        finally:
+            rec.inflight -= 1
+
+    async def _send_change(self, rec: ManagedOrder, method: str, params: dict, gone_code: int, what: str) -> None:
+        try:
+            reply = await self._order_request(method, params)
         except RateLimited as exc:
             self._fail(rec, False, {"code": -1003, "msg": str(exc)})
             return
         self._after_reply(reply)
+        answers = CANCELED if method == "DELETE" else REPLACED
         if reply.ok:
-            fwd = self.orders.on_rest_order(rec, reply.data)
+            fwd = self.orders.on_rest_order(rec, reply.data, answers)
             if fwd is not None:
                 self.publish_order(rec, fwd)
         elif reply.code == gone_code or reply.unknown:
-            await self._resolve(rec, False)  # gone meanwhile, or outcome unknown: ask for its real state
+            await self._resolve(rec, False, answers)  # gone meanwhile, or outcome unknown: ask for its real state
         else:
             level = logging.INFO if reply.code == -5027 else logging.ERROR  # -5027: amend with nothing to change
             log.log(level, "%s %s refused: %s %s", what, rec.client_id, reply.code, reply.msg)
             self._fail(rec, False, reply.error_value())
 
-    async def _resolve(self, rec: ManagedOrder, is_submit: bool) -> None:
-        """Find out what happened to an order whose request outcome is unknown."""
+    async def _order_request(self, method: str, params: dict) -> RestReply:
+        """Place (POST), cancel (DELETE) or amend (PUT) over the configured order transport."""
+        if self.ws_orders is not None:
+            return await self.ws_orders.send(method, "/fapi/v1/order", params)
+        return await self.rest.request(method, "/fapi/v1/order", params, signed=True)
+
+    async def _resolve(self, rec: ManagedOrder, is_submit: bool, answers: int | None = None,
+                       reconciling: bool = False) -> None:
+        """Find out what happened to an order whose request (`answers`) outcome or state is unknown. An exchange
+        that has no such order (-2013: never placed, or lost by an exchange restart) ends it as EXPIRED: it cannot
+        fill. `reconciling`: no request of ours is waiting; if one starts meanwhile, its answer decides instead."""
         params = {"symbol": rec.symbol.upper(), "origClientOrderId": rec.client_id}
         delay = 0.2
         for _ in range(5):
@@ -494,13 +567,16 @@ class BinanceFuturesConnector:
                 reply = await self.rest.request("GET", "/fapi/v1/order", params, signed=True)
             except RateLimited:
                 reply = None
+            if reconciling and rec.inflight:
+                return
             if reply is not None and reply.ok:
-                fwd = self.orders.on_rest_order(rec, reply.data)
+                fwd = self.orders.on_rest_catch_up(rec, reply.data, answers)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 return
             if reply is not None and reply.code == -2013:
-                fwd = self.orders.expire_unknown(rec) if is_submit else self.orders.on_rest_failure(rec, False)
+                log.warning("order %s: the exchange does not know it; expired", rec.client_id)
+                fwd = self.orders.expire_unknown(rec)
                 if fwd is not None:
                     self.publish_order(rec, fwd)
                 if is_submit:
@@ -508,7 +584,7 @@ class BinanceFuturesConnector:
                 return
             await asyncio.sleep(delay)
             delay *= 2
-        log.error("order %s: state still unknown; waiting for the user stream", rec.client_id)
+        log.error("order %s: state still unknown; the user stream or the next reconciliation will tell", rec.client_id)
 
     # --- market data ----------------------------------------------------------------------------
     def _streams(self, symbols: list[str]) -> list[str]:
@@ -597,11 +673,17 @@ class BinanceFuturesConnector:
             for task in self._snapshot_tasks.values():
                 task.cancel()
             self.error(ErrorKind.ConnectionInterrupted, f"market stream: {reason}")
-            if backoff.failures >= self.cfg.critical_after:
-                self.error(ErrorKind.CriticalConnectionError, f"market stream failed {backoff.failures} times")
+            self._stream_failing(backoff, "market", self.cfg.stream_url, reason)
             delay = backoff.next_delay()
             log.warning("market stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
+
+    def _stream_failing(self, backoff: Backoff, which: str, url: str, reason: str) -> None:
+        if backoff.failures >= self.cfg.critical_after:
+            msg = (f"cannot reach the exchange's {which} stream at {url} ({reason}); {backoff.failures} failures "
+                   "in a row, still retrying")
+            log.error("%s", msg)
+            self.error(ErrorKind.CriticalConnectionError, msg)
 
     async def _read_market(self, ws) -> str:
         idle = self.cfg.stream_idle_timeout_s
@@ -686,8 +768,7 @@ class BinanceFuturesConnector:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.error(ErrorKind.ConnectionInterrupted, f"user stream: {reason}")
-            if backoff.failures >= self.cfg.critical_after:
-                self.error(ErrorKind.CriticalConnectionError, f"user stream failed {backoff.failures} times")
+            self._stream_failing(backoff, "user", self.cfg.stream_url, reason)
             delay = backoff.next_delay()
             log.warning("user stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
@@ -725,10 +806,18 @@ class BinanceFuturesConnector:
             log.warning("unparseable user frame dropped: %.80r", raw)
             return False
         try:
-            if kind == "ORDER_TRADE_UPDATE":
-                rec = self.orders.on_ws_update(msg["o"], int(msg.get("T") or msg.get("E") or 0))
+            if kind in ("ORDER_TRADE_UPDATE", "TRADE_LITE"):
+                ev, ts_ms = (msg["o"] if kind == "ORDER_TRADE_UPDATE" else msg), int(msg.get("T") or msg.get("E") or 0)
+                rec = self.orders.on_ws_update(ev, ts_ms) if kind == "ORDER_TRADE_UPDATE" else self.orders.on_trade_lite(ev)
                 if rec is not None:
                     self.publish_order(rec)
+                elif self._is_stray(ev.get("c", ""), ev.get("X", "")):
+                    # ours by its prefix, live, and unknown here (e.g. a submit given up as never placed that
+                    # landed after all): reconciliation cancels or adopts it, so no order lives unmanaged
+                    log.warning("live order %s is unknown to this connector", ev.get("c"))
+                    self.request_reconcile("an unknown order of ours is live")
+                else:
+                    self._exchange_fill(ev, ts_ms)
             elif kind == "ACCOUNT_UPDATE":
                 ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
                 for p in msg.get("a", {}).get("P", []):
@@ -741,6 +830,21 @@ class BinanceFuturesConnector:
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed %s user frame dropped (%s)", kind, exc)
         return False
+
+    def _is_stray(self, client_id: str, status: str) -> bool:
+        prefix = self.cfg.order_prefix
+        return (bool(prefix) and client_id.startswith(prefix) and client_id not in self.orders.by_client
+                and status in ("NEW", "PARTIALLY_FILLED"))
+
+    def _exchange_fill(self, ev: dict, ts_ms: int) -> None:
+        """Liquidation/ADL/settlement/delivery fills go to every bot (like the position they move)."""
+        symbol = str(ev.get("s", "")).lower()
+        tick = self.symbol_info.get(symbol, (0.0, 0.0))[0]
+        fill = self.orders.on_exchange_fill(ev, tick, ts_ms)
+        if fill is not None:
+            log.warning("%s: exchange-placed fill %s %s %s at %s (order id %d for the bots)", symbol, ev.get("c"),
+                        ev.get("S"), ev.get("l"), ev.get("L"), fill.order_id)
+            self.send(TO_ALL, codec.OrderUpdate(symbol, fill))
 
     async def _prepare_symbol(self, symbol: str) -> None:
         """First use of a symbol with credentials: optional cancel-all, then its position."""
@@ -756,12 +860,30 @@ class BinanceFuturesConnector:
             for symbol in list(self.symbol_info):
                 await self._prepare_symbol(symbol)
             await self._refresh_positions()
-            return
-        for symbol in list(self.symbol_info):
-            await self._reconcile(symbol)
-        await self._refresh_positions()
+        else:
+            self.request_reconcile("user stream reconnected")
+
+    def _on_rest_recovered(self) -> None:
+        if self.cfg.has_credentials and self._user_connected_once:  # before that there is nothing to reconcile
+            self.request_reconcile("REST answers again")
+
+    def request_reconcile(self, why: str) -> None:
+        """Reconcile every symbol's orders and the positions with REST, once more if asked again meanwhile (the
+        answer must postdate the event that asked)."""
+        self._reconcile_again = True
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = self.spawn(self._reconcile_all(why))
+
+    async def _reconcile_all(self, why: str) -> None:
+        while self._reconcile_again:
+            self._reconcile_again = False
+            log.info("reconciling orders and positions with the exchange (%s)", why)
+            for symbol in list(self.symbol_info):
+                await self._reconcile(symbol)
+            await self._refresh_positions()
 
     async def _refresh_positions(self) -> None:
+        asked = self.rest.now_ms() * 1_000_000
         reply = await self._safe_request("GET", "/fapi/v2/positionRisk", signed=True)
         if reply is None or not reply.ok:
             return
@@ -771,24 +893,30 @@ class BinanceFuturesConnector:
                 continue
             symbol = row["symbol"].lower()
             seen.add(symbol)
-            self.publish_position(symbol, float(row["positionAmt"]), int(row.get("updateTime", 0)) * 1_000_000)
+            self.publish_position(symbol, float(row["positionAmt"]), int(row.get("updateTime", 0)) * 1_000_000, asked)
         for symbol in self.symbol_info:
             if symbol not in seen:
-                self.publish_position(symbol, 0.0, 0)
+                self.publish_position(symbol, 0.0, 0, asked)
 
     async def _reconcile(self, symbol: str) -> None:
-        """After a user-stream gap: make our view of open orders match the exchange's."""
+        """After a user-stream gap or a REST outage: make our view of open orders match the exchange's. Orders it
+        no longer lists are asked for one by one (filled, cancelled, or unknown to an exchange that lost its
+        state: expired). Orders with a request in flight are left to that request's answer."""
         reply = await self._safe_request("GET", "/fapi/v1/openOrders", {"symbol": symbol.upper()}, signed=True)
         if reply is None or not reply.ok:
+            log.warning("%s: open orders unavailable (%s); not reconciled", symbol,
+                        reply.error_value() if reply else "rate limited")
             return
         listed = {row["clientOrderId"]: row for row in reply.data}
         unknown_ours = False
         for cid, row in listed.items():
             rec = self.orders.by_client.get(cid)
             if rec is not None:
+                if rec.inflight or rec.reported_terminal:
+                    continue  # a request's answer decides; or it ended after this listing was made
                 before = (rec.order.status, rec.order.leaves_qty)
-                fwd = self.orders.on_rest_order(rec, row)
-                if fwd is not None and (fwd.status, fwd.leaves_qty) != before:
+                fwd = self.orders.on_rest_catch_up(rec, row)
+                if fwd is not None and ((fwd.status, fwd.leaves_qty) != before or fwd.exec_qty > 0):
                     self.publish_order(rec, fwd)
             elif cid.startswith(self.cfg.order_prefix) and self.cfg.order_prefix:
                 if self.cfg.adopt_orders:
@@ -800,5 +928,5 @@ class BinanceFuturesConnector:
         if unknown_ours:
             await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
         for rec in self.orders.open_orders(symbol):
-            if rec.client_id not in listed:
-                await self._resolve(rec, False)
+            if rec.client_id not in listed and not rec.inflight:
+                await self._resolve(rec, False, reconciling=True)

@@ -34,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("unknown connector %r (available: %s)", args.connector, ", ".join(CONNECTORS))
         return 1
     from ..errors import HftBacktestError
-    from .binancefutures import BinanceFuturesConnector
     from .config import load_config
+    from .journal import JournalingConnector
+    from .paper import PaperConnector, load_paper
 
     try:
         cfg = load_config(args.config)
-        return asyncio.run(BinanceFuturesConnector(args.name, cfg).run())
+        paper = load_paper(args.config)
+        connector = PaperConnector(args.name, cfg, paper) if paper else JournalingConnector(args.name, cfg)
+        return asyncio.run(connector.run())
     except HftBacktestError as exc:
         log.error("%s", exc)
         return 1

@@ -1,25 +1,27 @@
-"""Connector TOML configuration, read with tomllib into a frozen, validated object.
+"""Connector TOML configuration, parsed into a frozen, validated object.
 
 Keys follow hftbacktest's documentation (`stream_url`, `api_url`, `order_prefix`, `api_key`, `secret`)
 plus our optional tuning keys. Errors name the offending key; secrets never appear in repr or messages.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .._toml import read_toml
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 _PREFIX_RE = re.compile(r"^[.A-Za-z0-9:/_-]{0,20}$")
 _SECRET_KEYS = ("api_key", "secret")
+_TABLES = ("paper",)  # read by connector/paper.py
 
 
 def mask(secret: str) -> str:
@@ -54,6 +56,9 @@ class ConnectorConfig:
     rate_limit_orders_10s: int = 300
     rate_limit_orders_1m: int = 1200
     ipc: str = "iceoryx2"
+    journal: str = ""  # order journal file (JSONL, connector/journal.py); "" = none
+    order_transport: str = "rest"  # "ws": orders over Binance's WebSocket API (`ws_api_url`), REST while it is down
+    ws_api_url: str = ""
 
     def __repr__(self) -> str:  # never show secrets
         parts = []
@@ -71,9 +76,11 @@ class ConnectorConfig:
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], source: str = "<config>") -> "ConnectorConfig":
         known = {f.name: f for f in fields(cls)}
-        for key in raw:
-            if key not in known:
-                log.warning("%s: unknown key %r ignored", source, key)
+        for key in raw:  # every value is a scalar, except the tables other modules read (_TABLES)
+            if key not in known and key not in _TABLES:
+                close = difflib.get_close_matches(key, [*known, *_TABLES], 1)
+                hint = f", did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{source}: unknown key {key!r}{hint} (accepted: {', '.join([*known, *_TABLES])})")
         values: dict[str, Any] = {}
         for name, f in known.items():
             if name not in raw:
@@ -119,6 +126,11 @@ class ConnectorConfig:
             raise ConfigError(f"{source}: key 'depth_stream' must be depth@0ms, depth@100ms, depth@250ms or depth@500ms")
         if self.ipc != "iceoryx2":
             raise ConfigError(f"{source}: key 'ipc' must be 'iceoryx2' (the only transport offered)")
+        if self.order_transport not in ("rest", "ws"):
+            raise ConfigError(f"{source}: key 'order_transport' must be 'rest' or 'ws', got {self.order_transport!r}")
+        if self.order_transport == "ws" and not self.ws_api_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"{source}: key 'ws_api_url' (needed by order_transport = 'ws') must start with ws:// "
+                              f"or wss://, got {self.ws_api_url!r}")
         for name in ("rest_timeout_s", "backoff_initial_s", "backoff_max_s", "heartbeat_s", "stream_idle_timeout_s",
                      "listen_key_keepalive_s", "max_book_age_s"):
             if getattr(self, name) <= 0:
@@ -129,15 +141,7 @@ class ConnectorConfig:
 
 def load_config(path: str | os.PathLike) -> ConnectorConfig:
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    cfg = ConnectorConfig.from_mapping(raw, str(p))
+    cfg = ConnectorConfig.from_mapping(read_toml(p), str(p))
     if cfg.has_credentials:
         mode = stat.S_IMODE(p.stat().st_mode)
         if mode & 0o077:

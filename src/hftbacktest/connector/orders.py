@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..live.ipc.codec import WireOrder
 from ..types import (
     BUY, CANCELED, EXPIRED, FILLED, FOK, GTC, GTX, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED, REJECTED,
-    SELL, UNSUPPORTED,
+    REPLACED, SELL, UNSUPPORTED,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,12 @@ ALIVE = (NEW, PARTIALLY_FILLED)
 
 def is_terminal(status: int) -> bool:
     return status not in ALIVE and status != UNSUPPORTED  # an unknown status is not proof of death
+
+
+# Client ids of the orders Binance itself places on an account (Event-Order-Update page, "special client order
+# id"): liquidation, auto-deleveraging, settlement and delivery closes.
+EXCHANGE_ORDER_PREFIXES = ("autoclose-", "adl_autoclose", "settlement_autoclose-", "delivery_autoclose-")
+EXCHANGE_FILL_ID = 1 << 63  # bot order id of such a fill: this + Binance's order id (above any id bots use)
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _ID_DIGITS = 11  # 62**11 > 2**64
 GC_AGE_S = 300.0
@@ -49,8 +55,10 @@ class ManagedOrder:
     removed_by_ws: bool = False
     removed_by_rest: bool = False
     cum_qty: float = 0.0  # last forwarded cumulative fill
+    cum_value: float = 0.0  # sum of price x qty of the forwarded fills
     dead_since: float = 0.0
-    extra: dict = field(default_factory=dict)
+    inflight: int = 0  # REST requests for this order not yet answered (reconciliation leaves such orders alone)
+    trade_ids: set = field(default_factory=set)  # fills already forwarded (TRADE_LITE and ORDER_TRADE_UPDATE)
 
     @property
     def reported_terminal(self) -> bool:
@@ -62,6 +70,7 @@ class OrderManager:
         self.prefix = prefix
         self.by_client: dict[str, ManagedOrder] = {}
         self.live: dict[tuple[str, int], str] = {}  # (symbol, bot order id) -> client id
+        self._exchange_fills: dict[tuple[str, object], None] = {}  # (client id, trade id) seen, oldest first
 
     def new_client_id(self, order_id: int) -> str:
         """prefix + the bot's order id (11 base-62 digits, so a restarted connector can adopt the order) + 5 random
@@ -125,9 +134,12 @@ class OrderManager:
         if rec.removed_by_ws and rec.removed_by_rest:
             self.by_client.pop(rec.client_id, None)
 
-    def on_rest_order(self, rec: ManagedOrder, body: dict) -> WireOrder | None:
-        """A successful REST reply (new/cancel/query). Returns the order to forward, or None if already final."""
+    def on_rest_order(self, rec: ManagedOrder, body: dict, answers: int | None = None) -> WireOrder | None:
+        """A successful REST or WS API reply (new/cancel/amend/query). Returns the order to forward, or None if
+        already final. `answers`: the request (NEW/CANCELED/REPLACED) it replies to; when the user stream already
+        answered that request and the bot may have sent the next one, the reply must not end that one."""
         already_final = rec.reported_terminal
+        before = rec.order
         exch_ts = int(body.get("updateTime") or 0) * 1_000_000
         status = STATUS.get(body.get("status", ""), UNSUPPORTED)
         o = rec.order
@@ -142,12 +154,30 @@ class OrderManager:
                 # a modify reply carries the amended price (MARKET orders show "0": keep ours)
                 price_tick=round(price / o.tick_size) if price > 0 and o.tick_size else o.price_tick,
             )
-        # Any reply ends the pending request, even a stale one. Fills reach bots only from the user stream
-        # (`executedQty` is cumulative), so a REST-derived update carries no execution.
-        rec.order = o._replace(req=NONE, exec_qty=0.0)
+        # A reply ends the pending request it answers, even when its state is older. Fills reach bots only from the
+        # user stream (`executedQty` is cumulative), so a REST-derived update carries no execution.
+        superseded = answers is not None and before.req != answers
+        rec.order = o._replace(req=before.req if superseded else NONE, exec_qty=0.0)
         if is_terminal(status):
             self._terminal(rec, "removed_by_rest")
+        if superseded and rec.order._replace(exec_qty=before.exec_qty) == before:
+            return None  # nothing new, and a bot waiting on its next request must not take this for the answer
         return None if already_final else rec.order
+
+    def on_rest_catch_up(self, rec: ManagedOrder, body: dict, answers: int | None = None) -> WireOrder | None:
+        """The REST view of an order after a user-stream gap: its state, plus the fills the stream missed as one
+        execution at their average price (so the bot's balance and trade count stay right)."""
+        cum = float(body.get("executedQty") or 0.0)
+        missed = cum - rec.cum_qty
+        fwd = self.on_rest_order(rec, body, answers)
+        tick = rec.order.tick_size
+        if missed <= 1e-12 or not tick:
+            return fwd
+        total = float(body.get("avgPrice") or 0.0) * cum
+        price = (total - rec.cum_value) / missed
+        rec.cum_qty, rec.cum_value = cum, total
+        log.info("%s %s: %s filled while the user stream was down", rec.symbol, rec.client_id, missed)
+        return rec.order._replace(exec_qty=missed, exec_price_tick=round(price / tick))
 
     def on_rest_failure(self, rec: ManagedOrder, is_submit: bool, exch_ts: int = 0) -> WireOrder | None:
         """A definite rejection. A refused submit kills the order; a refused cancel leaves it as it was."""
@@ -184,7 +214,8 @@ class OrderManager:
         exch_ts = int(o.get("T") or event_ts_ms) * 1_000_000
         status = STATUS.get(o.get("X", ""), UNSUPPORTED)
         cum = float(o.get("z") or 0.0)
-        is_new_fill = o.get("x") == "TRADE" and cum > rec.cum_qty
+        is_new_fill = o.get("x") == "TRADE" and (
+            self._first_sight(rec, o["t"]) if o.get("t") is not None else cum > rec.cum_qty)
         cur = rec.order
         if exch_ts < cur.exch_timestamp and not is_new_fill:
             return None
@@ -198,30 +229,97 @@ class OrderManager:
             order_type=ORDER_TYPE.get(o.get("o", ""), UNSUPPORTED),
             status=status,
             exch_timestamp=max(exch_ts, cur.exch_timestamp),
-            exec_qty=float(o.get("l") or 0.0),
-            exec_price_tick=round(float(o.get("L") or 0.0) / tick) if tick else 0,
-            maker=bool(o.get("m", False)),
+            # a fill already forwarded from its TRADE_LITE carries no execution the second time
+            exec_qty=float(o.get("l") or 0.0) if is_new_fill else 0.0,
+            exec_price_tick=round(float(o.get("L") or 0.0) / tick) if tick and is_new_fill else 0,
+            maker=bool(o.get("m", False)) if is_new_fill else cur.maker,
         )
+        if (o.get("x"), cur.req) in (("NEW", NEW), ("AMENDMENT", REPLACED)):
+            # The exchange accepted the order (or the amendment): the request is answered, though its reply may
+            # still be on its way (the user stream often wins over the WS API or REST reply).
+            upd = upd._replace(req=NONE)
         if o.get("x") == "AMENDMENT" and tick:
             upd = upd._replace(price_tick=round(float(o.get("p") or 0.0) / tick))
         if rec.reported_terminal and not is_new_fill:
             if is_terminal(status):
                 self._terminal(rec, "removed_by_ws")
             return None
-        if upd == cur and not is_new_fill:
+        if not is_new_fill and upd._replace(exec_qty=cur.exec_qty, exec_price_tick=cur.exec_price_tick) == cur:
             # The REST reply already told the bot exactly this. Forwarding it again could end a request the bot
             # sent meanwhile (e.g. a modify) with the old state, before its real answer arrives.
             return None
         if is_new_fill:
-            rec.cum_qty = cum
+            rec.cum_qty = max(rec.cum_qty, cum)  # a TRADE_LITE may have counted it first
+            rec.cum_value += upd.exec_qty * float(o.get("L") or 0.0)
             log.debug("fill %s %s l=%s L=%s n=%s %s rp=%s", rec.symbol, rec.client_id, o.get("l"), o.get("L"),
                       o.get("n"), o.get("N"), o.get("rp"))
         if rec.reported_terminal:
             upd = upd._replace(status=rec.order.status)  # late fill of an order already reported dead
+        elif is_terminal(status):
+            # A dead order has no pending request; its request's own reply may come later (then it is not
+            # forwarded: the order is already final), and the bot must not wait for it.
+            upd = upd._replace(req=NONE)
         rec.order = upd
         if is_terminal(status):
             self._terminal(rec, "removed_by_ws")
         return rec
+
+    @staticmethod
+    def _first_sight(rec: ManagedOrder, trade_id) -> bool:
+        """True the first time a trade id of this order is seen (on TRADE_LITE or ORDER_TRADE_UPDATE)."""
+        if trade_id in rec.trade_ids:
+            return False
+        rec.trade_ids.add(trade_id)
+        return True
+
+    def on_trade_lite(self, m: dict) -> ManagedOrder | None:
+        """A TRADE_LITE event: Binance sends it before the fill's ORDER_TRADE_UPDATE, so the fill reaches the bot
+        earlier; the update that follows has the same trade id `t` and is not counted again (nor is a TRADE_LITE
+        arriving after its update). Returns the record to forward, or None."""
+        rec = self.by_client.get(m.get("c", ""))
+        last = float(m.get("l") or 0.0)
+        if rec is None or last <= 0.0 or m.get("t") is None or not self._first_sight(rec, m["t"]):
+            return None
+        cur = rec.order
+        qty = float(m.get("q") or cur.qty)
+        cum = rec.cum_qty + last
+        status = FILLED if cum >= qty - 1e-9 * max(qty, 1.0) else PARTIALLY_FILLED
+        tick = cur.tick_size
+        rec.cum_qty = cum
+        rec.cum_value += last * float(m.get("L") or 0.0)
+        rec.order = cur._replace(
+            qty=qty,
+            leaves_qty=max(qty - cum, 0.0),
+            status=cur.status if rec.reported_terminal else status,  # a late fill of an order already dead
+            req=NONE if status == FILLED else cur.req,
+            exch_timestamp=max(int(m.get("T") or m.get("E") or 0) * 1_000_000, cur.exch_timestamp),
+            exec_qty=last,
+            exec_price_tick=round(float(m.get("L") or 0.0) / tick) if tick else 0,
+            maker=bool(m.get("m", False)),
+        )
+        if status == FILLED:
+            self._terminal(rec, "removed_by_ws")
+        return rec
+
+    def on_exchange_fill(self, ev: dict, tick: float, event_ts_ms: int) -> WireOrder | None:
+        """A fill of an order the exchange placed on the account (liquidation, ADL, settlement, delivery), from its
+        TRADE_LITE or ORDER_TRADE_UPDATE `o`, once per trade id: the bots' balance, fee and trade counts must see it,
+        not only their position. Returned as a FILLED order (so no bot holds it live), else None."""
+        cid = str(ev.get("c", ""))
+        last = float(ev.get("l") or 0.0)
+        if not cid.startswith(EXCHANGE_ORDER_PREFIXES) or ev.get("x", "TRADE") != "TRADE" or last <= 0.0 or not tick:
+            return None
+        key = (cid, ev.get("t"))
+        if key in self._exchange_fills:
+            return None
+        self._exchange_fills[key] = None
+        if len(self._exchange_fills) > 10_000:
+            del self._exchange_fills[next(iter(self._exchange_fills))]
+        price_tick = round(float(ev.get("L") or 0.0) / tick)
+        return WireOrder(
+            float(ev.get("q") or last), 0.0, last, price_tick, price_tick, tick,
+            int(ev.get("T") or event_ts_ms) * 1_000_000, 0, EXCHANGE_FILL_ID + int(ev.get("i") or 0),
+            bool(ev.get("m", False)), MARKET, NONE, FILLED, SIDE.get(ev.get("S", ""), 0), UNSUPPORTED)
 
     def open_orders(self, symbol: str) -> list[ManagedOrder]:
         return [self.by_client[c] for (s, _), c in self.live.items() if s == symbol and c in self.by_client]

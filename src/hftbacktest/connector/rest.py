@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 import aiohttp
@@ -74,6 +74,8 @@ class BinanceRest:
         self.order_count_10s = 0
         self.order_count_1m = 0
         self._session: aiohttp.ClientSession | None = None
+        self.outage = False  # the last reply was a transport failure or a 5xx
+        self.on_recovered: Callable[[], None] | None = None  # called at the first answer after an outage
 
     async def start(self) -> None:
         if self._session is None:
@@ -143,7 +145,18 @@ class BinanceRest:
                     self.banned = resp.status == 418
                     log.error("Binance answered HTTP %d; no REST request for %.0f s", resp.status, retry_after)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return RestReply(0, None, None, f"transport error: {type(exc).__name__}: {exc}"[:300])
+            reply = RestReply(0, None, None, f"transport error: {type(exc).__name__}: {exc}"[:300])
+            if not self.outage:
+                log.error("cannot reach the exchange at %s: %s", self.cfg.api_url, reply.msg)
+            self.outage = True
+            return reply
+        if reply.status >= 500:
+            self.outage = True
+        elif self.outage:
+            self.outage = False
+            log.info("REST answers again after an outage")
+            if self.on_recovered is not None:
+                self.on_recovered()
         if reply.code == -1021 and signed and retry_timestamp:
             log.warning("timestamp rejected (-1021): re-syncing clock and retrying %s %s once", method, path)
             await self.sync_time()

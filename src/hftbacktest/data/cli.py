@@ -37,8 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="fail at the first data problem, naming the line")
     p.add_argument("--gap-policy", default="none", choices=["none", "resync"],
                    help="resync: drop depth diffs that cannot be applied and clear the book at each snapshot")
-    p.add_argument("--mark-price-time", default="T", choices=["T", "E"],
-                   help="timestamp field of markPriceUpdate rows (T = next funding time, as the reference)")
+    p.add_argument("--mark-price-time", default="E", choices=["T", "E"],
+                   help="timestamp field of markPriceUpdate rows: E = event time (default); T = the next funding "
+                        "time, as the reference, which shifts every local timestamp by hours")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep repeated trades and depth diffs as the reference does (default: drop and count them)")
     p.add_argument("--tmp-dir", help="where inputs larger than memory blocks spill (default: the system temp dir)")
     p.set_defaults(func=_convert)
 
@@ -87,6 +90,7 @@ def _convert(args) -> int:
                                    combined_stream=not args.plain_stream, ts_unit=args.ts_unit,
                                    strict=args.strict, gap_policy=args.gap_policy,
                                    mark_price_time=args.mark_price_time, tmp_dir=args.tmp_dir,
+                                   duplicates="keep" if args.keep_duplicates else "drop",
                                    return_report=True)
     print(report.summary(), file=sys.stderr)
     print(f"wrote {len(data):,} events to {out}")
@@ -101,6 +105,8 @@ def _validate(args) -> int:
         ok, text = validate_file(path, combined_stream=not args.plain_stream)
         print(text)
         bad += not ok
+    if len(args.files) > 1:  # the last file's own verdict must not read as the overall one
+        print(f"{bad} of {len(args.files)} files with problems" if bad else f"all {len(args.files)} files ok")
     return 1 if bad else 0
 
 

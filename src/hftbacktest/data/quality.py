@@ -57,6 +57,9 @@ class QualityReport:
     min_latency_ns: int | None = None
     crossed_book_lines: list[int] = field(default_factory=list)
     crossed_book_count: int = 0
+    rows: int | None = None  # event rows read (None: not a conversion)
+    duplicates_dropped: bool = False
+    gap_policy: str = "none"  # the conversion's: the crossed-book check replays the book its output holds
 
     @property
     def ok(self) -> bool:
@@ -70,6 +73,9 @@ class QualityReport:
             shown = ", ".join(str(x) for x in xs[:_SHOW])
             return shown + (f", ... ({len(xs)} in all)" if len(xs) > _SHOW else "")
 
+        if self.rows == 0:
+            out.append("the input is empty" if self.lines == 0 else
+                       "no event rows: nothing in the input converts to market data")
         if self.truncated:
             out.append("truncated gzip stream (the last line may be cut; everything before it was kept)")
         if self.malformed:
@@ -82,12 +88,16 @@ class QualityReport:
             end = f"resynced at line {g.end_line}" if g.end_line else "never resynced"
             out.append(f"depth gap ({g.kind}) at line {g.start_line}, {end}: {g.details}")
         if self.duplicate_lines:
-            out.append(f"{len(self.duplicate_lines)} duplicate message(s): lines {lines(self.duplicate_lines)}")
+            what = "dropped" if self.duplicates_dropped else "kept"
+            out.append(f"{len(self.duplicate_lines)} duplicate message(s) {what}: lines {lines(self.duplicate_lines)}")
         if self.non_monotonic_exch_lines:
             out.append(f"exchange time goes backwards within a stream at lines {lines(self.non_monotonic_exch_lines)}")
         if self.crossed_book_count:
+            hint = "" if self.gap_policy == "resync" else (
+                " (a snapshot applied at its arrival can revert newer diffs or keep levels a gap left stale; "
+                "gap_policy='resync', CLI --gap-policy resync, resets the book at each snapshot)")
             out.append(f"crossed book (best bid >= best ask) after {self.crossed_book_count} message(s), "
-                       f"first at lines {self.crossed_book_lines}")
+                       f"first at lines {self.crossed_book_lines}{hint}")
         if self.rest_errors:
             out.append("REST error responses: " + "; ".join(f"line {n}: {m}" for n, m in self.rest_errors[:_SHOW]))
         return out
@@ -109,6 +119,37 @@ class QualityReport:
         probs = self.problems()
         head += ["PROBLEM: " + p for p in probs] if probs else ["no problems found"]
         return "\n".join(head)
+
+
+# --- numbers a feed row may hold -------------------------------------------------------------------------
+
+# No listed contract's price or quantity comes near 1e15, and float64 no longer resolves a 0.1 tick there.
+MAX_VALUE = 1e15
+_FUNDING = 102  # funding rate rows (opt 'm'): the value may be negative
+
+
+def bad_values(ev: np.ndarray, px: np.ndarray, qty: np.ndarray) -> np.ndarray:
+    """Rows whose numbers cannot be market data: a price that is not finite, not positive (a funding rate may
+    be negative) or not below MAX_VALUE; a quantity that is not finite, negative or not below MAX_VALUE."""
+    with np.errstate(invalid="ignore"):  # NaN compares False
+        qty_ok = (qty >= 0) & (qty < MAX_VALUE)
+        ok = qty_ok & (px > 0) & (px < MAX_VALUE)
+        if not ok.all():  # the rare case (or funding rows): a second look at signed values
+            ok |= qty_ok & ((ev & np.uint64(0xFF)) == _FUNDING) & (np.abs(px) < MAX_VALUE)
+    return ~ok
+
+
+def value_problem(ev: int, px: float, qty: float) -> str:
+    """What bad_values found in one row, for the report."""
+    what = "funding rate" if (ev & 0xFF) == _FUNDING else "price"
+    for name, v in ((what, px), ("quantity", qty)):
+        if not np.isfinite(v):
+            return f"{name} is {v} (not a finite number)"
+        if abs(v) >= MAX_VALUE:
+            return f"{name} {v:g} is out of range (>= {MAX_VALUE:g})"
+    if qty < 0:
+        return f"quantity {qty} is negative"
+    return f"price {px} is not positive"
 
 
 def warn_or_raise(report: QualityReport, strict: bool) -> None:
@@ -142,6 +183,7 @@ class DepthSync:
 
     def __init__(self, n_messages: int, report: QualityReport, initial_last_u: int | None = None):
         self.apply = np.zeros(n_messages, bool)
+        self.duplicate = np.zeros(n_messages, bool)  # repeated depth diffs here, repeated trades by msg_checks
         self.defer_to: dict[int, int] = {}
         self.report = report
         self.state, self.last_u, self.last_pu = UNSYNCED, -1, -1
@@ -209,6 +251,7 @@ class DepthSync:
             self.open_gap = None
 
     def _duplicate(self, msg):
+        self.duplicate[msg[0]] = True
         self.duplicates += 1
         self.report.duplicate_lines.append(msg[1])
 
@@ -292,7 +335,8 @@ def msg_checks(m, next_row, flags, st):
     id1, id2, first row; next_row = first row of the next block), carrying state across blocks in st:
     [min row latency, min latency, any latency, negative latencies, last exch_ts per kind 1-4 (4 slots), seen per
     kind 1-4 (4 slots), last trade id, trade seen, message count per kind (7 slots)].
-    flags[i] |= 1 non-MARKET trade, 2 exchange time going backwards within its stream, 4 repeated trade id."""
+    flags[i] |= 1 non-MARKET trade, 2 exchange time going backwards within its stream, 4 repeated trade id (not
+    above the highest one seen: trade ids increase, so a replay after a reconnect repeats lower ones)."""
     m = unowned(m)
     n = len(m)
     for i in range(n):
@@ -323,7 +367,7 @@ def msg_checks(m, next_row, flags, st):
                 prev = st[12] if st[13] != 0 else tid - 1
                 if tid <= prev and tid >= 0:
                     f |= 4
-                st[12] = tid
+                st[12] = max(prev, tid)
                 st[13] = 1
         flags[i] = f
 

@@ -22,7 +22,8 @@ Price model (the book follows a price it does not know, so resting orders are ad
 * bookTicker after every change of the top of the book, markPriceUpdate every second.
 * Local receive time = exchange time + latency (base + exponential jitter) + clock offset; lines are written
   in receive order, as the collector does. The file starts like a real recording: diffs first, then the REST
-  snapshot line that the collector fetched (its lastUpdateId is the `u` of a diff already written).
+  snapshot line that the collector fetched (served from the book of its moment: its lastUpdateId is the `u` of
+  the latest diff, so no newer diff arrives before it).
 
 Fault injection (for tests): dropped diffs (sequence gaps, followed by a fresh snapshot as the collector would
 fetch), duplicated lines, a crossed update (a bid at/above the best ask, withdrawn by the next diff), garbage
@@ -32,12 +33,16 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import io
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import orjson
+
+from .. import _atomic
 
 
 @dataclass
@@ -379,8 +384,11 @@ class SyntheticFeed:
         last_buy = True
         next_depth = t0
         next_mark = t0 + 1000.0 - (t0 % 1000.0)
-        snapshot_at = t0 + c.depth_interval_ms * 3.5  # the first REST snapshot is taken here...
-        snapshot_pending = True
+        # The collector requests the first REST snapshot after a few diffs; the exchange serves it U(80, 200) ms
+        # later from its book of that moment, and it travels like any message. So no diff newer than the
+        # snapshot arrives before it (a snapshot overtaken by newer diffs would revert them in the reference
+        # conversion, which places it at its arrival, and leave stale levels that can cross the book).
+        snapshot_at = t0 + c.depth_interval_ms * 3.5 + rng.uniform(80, 200)
         resync_at = None
         crossed_withdraw: dict[int, int] | None = None
         gap_fault: Fault | None = None
@@ -434,7 +442,8 @@ class SyntheticFeed:
                     plan["gaps"].pop(0)
                     gap_fault = Fault("gap", T, details=f"dropped diff U={msg['U']} u={msg['u']}")
                     self.faults.append(gap_fault)  # its line: the next diff written (where pu breaks)
-                    resync_at = t + 150.0  # the collector notices at the next diff and fetches a snapshot
+                    # the collector notices at the next diff and requests a snapshot, served U(80, 200) ms later
+                    resync_at = t + 150.0 + rng.uniform(80, 200)
                 elif plan["crossed"] and t >= plan["crossed"][0] and crossed_withdraw is None:
                     plan["crossed"].pop(0)
                     bad = self.best_ask + int(rng.integers(0, 3))
@@ -454,10 +463,9 @@ class SyntheticFeed:
                         self._push(out, local + 1000, line, fault=f)
                         self._stream_last["depth"] = local + 1000
                 self._book_ticker(out, T)
-                if (snapshot_pending and t >= snapshot_at) or (resync_at is not None and t >= resync_at):
-                    snap = self.snapshot(T, self._last_u)
-                    self._push(out, self._local_ns(T, "rest") + int(rng.uniform(80, 200) * 1_000_000), snap)
-                    snapshot_pending, resync_at = False, None
+                if (snapshot_at is not None and t >= snapshot_at) or (resync_at is not None and t >= resync_at):
+                    self._push(out, self._local_ns(T, "rest"), self.snapshot(T, self._last_u))
+                    snapshot_at, resync_at = None, None
             else:
                 next_mark += 1000.0
                 if c.mark_price:
@@ -502,9 +510,11 @@ class SyntheticFeed:
 
     def write(self, path: str) -> int:
         """Write the feed (gzip if the name ends with .gz); returns the number of lines."""
-        opener = gzip.open if str(path).endswith(".gz") else open
         n = 0
-        with opener(path, "wt", encoding="utf-8", newline="\n", **({"compresslevel": 5} if opener is gzip.open else {})) as f:
+        with _atomic.atomic_writer(path, "wb") as raw, io.TextIOWrapper(
+                # the gzip header names the final file, not the temporary one
+                gzip.GzipFile(os.path.basename(path), "wb", 5, raw) if str(path).endswith(".gz") else raw,
+                encoding="utf-8", newline="\n") as f:
             batch = []
             for line in self.lines():
                 batch.append(line)

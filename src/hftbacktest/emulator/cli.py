@@ -42,6 +42,11 @@ def register(subparsers) -> None:
     p.add_argument("--order-limit-1m", type=int, default=1200, help="orders per minute per account before -1015")
     p.add_argument("--order-latency-ms", type=float, default=0.0,
                    help="delay before order requests reach the matching engine (paper-trading realism)")
+    p.add_argument("--queue", default="risk_averse", metavar="MODEL",
+                   help="queue position model of the matching (the backtest's): risk_averse (default), "
+                        "power_prob:N, power_prob2:N, power_prob3:N, log_prob, log_prob2")
+    p.add_argument("--exchange", default="partial_fill", choices=("partial_fill", "no_partial_fill"),
+                   help="exchange model of the matching (default partial_fill)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)
 
@@ -79,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
                             listen_key_validity_s=args.listen_key_validity, max_connection_s=args.max_connection_s,
                             weight_limit=args.weight_limit, order_limit_10s=args.order_limit_10s,
                             order_limit_1m=args.order_limit_1m, maker_fee=args.maker_fee, taker_fee=args.taker_fee,
-                            order_latency_ms=args.order_latency_ms)
+                            order_latency_ms=args.order_latency_ms, queue=args.queue, exchange=args.exchange)
     config.admin_token, accounts = _secrets(args)
 
     async def main() -> None:

@@ -23,6 +23,7 @@ log = logging.getLogger("hftbacktest.emulator")
 FAULT_KINDS: dict[str, tuple[bool, dict, str]] = {
     "ws_drop": (False, {"channel": "all", "after": 0, "refuse_s": 0.0},
                 "close WebSocket connections after `after` more messages; refuse reconnects for `refuse_s`"),
+    "ws_api_drop": (False, {}, "execute the next WebSocket API request, then close its connection without replying"),
     "ws_half_open": (False, {"channel": "all", "after": 0},
                      "stop sending data and answering pings on WebSocket connections while keeping TCP open"),
     "ws_delay": (True, {"channel": "all", "ms": 100.0, "jitter_ms": 0.0}, "delay every WebSocket push"),

@@ -136,15 +136,6 @@ class Book:
         ticks = sorted(levels, reverse=(side == BID))[:limit]
         return [(t, levels[t]) for t in ticks]
 
-    def walk(self, side: int, limit_tick: int | None):
-        """Levels of `side` from the touch outwards, up to `limit_tick` inclusive (None = no limit)."""
-        levels = self.side(side)
-        if side == ASK:
-            ticks = sorted(t for t in levels if limit_tick is None or t <= limit_tick)
-        else:
-            ticks = sorted((t for t in levels if limit_tick is None or t >= limit_tick), reverse=True)
-        return [(t, levels[t]) for t in ticks]
-
     def mid_tick(self) -> float | None:
         if self.best_bid is None or self.best_ask is None:
             return None

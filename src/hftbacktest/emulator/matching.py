@@ -1,13 +1,10 @@
 """Accounts, orders and fills of the emulator (one-way mode, USDT-margined linear contracts).
 
-Fill rules (kept consistent with the backtester's L2 exchange + risk-averse queue model, see docs/emulator.md):
-
-* A resting LIMIT order gets `front` = displayed quantity at its price (same side) when it starts resting.
-* A level decrease at its price sets `front = min(front, new qty)`; a trade at its price reduces `front` by the
-  traded quantity, and the part of the trade that overruns the queue (`-front`) fills the order (partially).
-* A trade through its price (buyer-aggressor trade above a resting sell, etc.) or an opposite best price that
-  reaches it fills the whole remaining quantity as maker at the order's own price.
-* Crossing orders walk the displayed book level by level as taker. Own orders never change the replayed book.
+Matching, queue position and fills are the backtest's: each symbol's `Market` drives a `kernels.core.ExchangeCore`
+(the backtest exchange kernels, stepped by every book change, trade and order request) configured with the venue's
+queue and exchange models (`CoreConfig.from_names`; see docs/emulator.md). This module keeps what is Binance's:
+request validation and error codes, order and account bookkeeping (balances, positions, margin, fees as Binance
+reports them) and the user-stream payloads. Own orders never change the replayed book.
 """
 from __future__ import annotations
 
@@ -17,7 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from ..errors import ConfigError
+from ..kernels.core import CoreConfig, ExchangeCore
+from ..types import BUY, EXPIRED, SELL
 from .market import ASK, BID, Book, SymbolSpec
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -27,6 +28,7 @@ SIDE_NAMES = {BID: "BUY", ASK: "SELL"}
 TIFS = ("GTC", "IOC", "FOK", "GTX")
 ACTIVE = ("NEW", "PARTIALLY_FILLED")
 MAX_AMENDMENTS = 10_000  # per order (Binance)
+SYNC_BACKLOG = 4096  # book changes held back from an idle core before it is rebuilt from the book instead
 
 
 class ApiError(Exception):
@@ -65,7 +67,6 @@ class Order:
     executed: int = 0
     cum_quote: float = 0.0
     status: str = "NEW"
-    front: int = 0  # lots ahead in the queue
     amendments: int = 0
 
     @property
@@ -128,13 +129,23 @@ class Account:
 
 
 class Market:
-    """One symbol: its book, the resting own orders of every account, id counters."""
+    """One symbol: its book, the exchange core matching every account's orders against it, the orders resting
+    there, id counters."""
 
-    def __init__(self, spec: SymbolSpec):
+    def __init__(self, spec: SymbolSpec, models: tuple[str, str] = ("risk_averse", "partial_fill")):
         self.spec = spec
         self.book = Book()
-        self.resting: dict[int, Order] = {}
+        self.core = ExchangeCore(CoreConfig.from_names(spec.tick_size, spec.lot_size, *models))
+        self.resting: dict[int, Order] = {}  # orders the core holds (NEW / PARTIALLY_FILLED)
         self.own_trade_ids = itertools.count(1)
+        # Book changes not yet handed to the core: while nothing rests they cannot fill anything, so they go in
+        # one batch before the next order; past SYNC_BACKLOG the core is rebuilt from the book instead.
+        self.unsynced: list[tuple[int, int, int]] | None = []
+
+    def queue_ahead(self, order: Order) -> float | None:
+        """The queue model's estimate of the lots ahead of a resting order (None if it does not rest)."""
+        q = self.core.queue_ahead(order.order_id)
+        return None if q is None else q / self.spec.lot_size
 
     def mark_price(self) -> float:
         mid = self.book.mid_tick()
@@ -170,8 +181,11 @@ class Venue:
     """All markets and accounts. `notify(account, payload)` pushes user-stream events; `now_ms()` is server time."""
 
     def __init__(self, specs: list[SymbolSpec], now_ms: Callable[[], int] | None = None,
-                 notify: Callable[[Account, dict], None] | None = None, default_leverage: int = 20):
-        self.markets = {s.symbol: Market(s) for s in specs}
+                 notify: Callable[[Account, dict], None] | None = None, default_leverage: int = 20,
+                 queue: str = "risk_averse", exchange: str = "partial_fill"):
+        """`queue` / `exchange`: the matching models by name (`kernels.core.parse_queue`, EXCHANGE_MODELS)."""
+        self._models = (queue, exchange)
+        self.markets = {s.symbol: Market(s, self._models) for s in specs}
         self.accounts: dict[str, Account] = {}
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.notify = notify or (lambda account, payload: None)
@@ -195,6 +209,16 @@ class Venue:
             account.leverage[symbol] = leverage or self.default_leverage
         self.accounts[api_key] = account
         return account
+
+    def add_market(self, spec: SymbolSpec) -> Market:
+        """A symbol listed after the start (paper trading learns them as bots register); accounts get the
+        default leverage there."""
+        market = self.markets.get(spec.symbol)
+        if market is None:
+            market = self.markets[spec.symbol] = Market(spec, self._models)
+            for account in self.accounts.values():
+                account.leverage.setdefault(spec.symbol, self.default_leverage)
+        return market
 
     def market(self, symbol: str | None) -> Market:
         if not symbol:
@@ -385,35 +409,34 @@ class Venue:
 
     def _execute_new(self, order: Order) -> None:
         account, market = order.account, self.markets[order.spec.symbol]
-        book = market.book
         self._record(account, order, "NEW")
         self._order_update(order, "NEW")
-        opposite = ASK if order.side == BID else BID
-        limit = order.price_tick if order.type == "LIMIT" else None
-        best = book.best_ask if order.side == BID else book.best_bid
-        crosses = best is not None and (limit is None or (limit >= best if order.side == BID else limit <= best))
-        levels = book.walk(opposite, limit) if crosses else []
-        if order.type == "LIMIT" and order.tif == "FOK" and sum(q for _, q in levels) < order.qty:
-            return self._finish(order, "EXPIRED")
-        self._take(order, levels)
-        if order.leaves <= 0:
-            return
-        if order.type == "MARKET" or order.tif in ("IOC", "FOK"):
-            return self._finish(order, "EXPIRED")
-        if self.fault_hook("unknown_enum") is not None:  # self-trade prevention outcome; older clients lack it
-            return self._finish(order, "EXPIRED_IN_MATCH", "EXPIRED")
-        order.front = book.qty(order.side, order.price_tick)
+        best = market.book.best_ask if order.side == BID else market.book.best_bid
+        if order.type == "MARKET" and best is None:
+            return self._finish(order, "EXPIRED")  # nothing to take
+        self._sync(market)
         market.resting[order.order_id] = order
+        self._apply(market, market.core.submit(order.order_id, order.side, order.price_tick or best,
+                                               order.qty * order.spec.lot_size, order.tif, order.type, self._ns()))
+        if order.status in ACTIVE and self.fault_hook("unknown_enum") is not None:
+            # self-trade prevention outcome; older clients lack it
+            market.core.cancel(order.order_id, self._ns())
+            self._finish(order, "EXPIRED_IN_MATCH", "EXPIRED")
 
-    def _take(self, order: Order, levels: list[tuple[int, int]]) -> None:
-        """Walk the displayed levels as taker. A crossing GTC limit gets any remainder filled at its own price,
-        like the backtester: the replayed book is not depleted by our fills, so resting it would be fiction."""
-        for tick, lots in levels:
-            if order.leaves <= 0:
-                return
-            self._fill(order, min(lots, order.leaves), tick, maker=False)
-        if levels and order.leaves > 0 and order.type == "LIMIT" and order.tif == "GTC":
-            self._fill(order, order.leaves, order.price_tick, maker=False)
+    def _ns(self) -> int:
+        return self.now_ms() * 1_000_000
+
+    def _apply(self, market: Market, replies) -> None:
+        """Book the core's replies: fills into orders and accounts, expiries (IOC / FOK / MARKET remainders)."""
+        lot = market.spec.lot_size
+        for r in replies:
+            order = market.resting.get(r.order_id)
+            if order is None or r.rejected:
+                continue
+            if r.fill_qty:
+                self._fill(order, round(r.fill_qty / lot), r.exec_price_tick, r.maker)
+            if r.status == EXPIRED and order.status in ACTIVE:
+                self._finish(order, "EXPIRED")
 
     def _finish(self, order: Order, status: str, execution: str | None = None) -> None:
         order.status = status
@@ -485,14 +508,20 @@ class Venue:
         if order.status not in ACTIVE:
             raise ApiError(-2011, "Unknown order sent.")
         self.counters["cancels"] += 1
-        self._finish(order, "CANCELED")
+        self._cancel(order)
         return order.rest_body()
+
+    def _cancel(self, order: Order) -> None:
+        market = self.markets[order.spec.symbol]
+        if order.order_id in market.resting:
+            market.core.cancel(order.order_id, self._ns())
+        self._finish(order, "CANCELED")
 
     def cancel_all(self, account: Account, params: dict) -> dict:
         market = self.market(_param(params, "symbol"))
         for order in account.open_orders(market.spec.symbol):
             self.counters["cancels"] += 1
-            self._finish(order, "CANCELED")
+            self._cancel(order)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
     def query_order(self, account: Account, params: dict) -> dict:
@@ -502,7 +531,8 @@ class Venue:
         """Binance USD-M amend: LIMIT only, both price and quantity required. A filter violation rejects the
         amendment and leaves the order as it was; an amendment that would make a GTX order take liquidity, or
         that lowers a partially filled order's quantity to its executed quantity or below, cancels the order.
-        An amended order goes to the back of the queue at its (new) price."""
+        An amended order re-enters the matching core as a new order: the back of the queue at its (new) price,
+        taking liquidity if it crosses."""
         order = self.find_order(account, params, ApiError(-2013, "Order does not exist."))
         spec = order.spec
         if order.status not in ACTIVE:
@@ -528,50 +558,54 @@ class Venue:
         self.counters["amendments"] += 1
         if qty <= order.executed or (crosses and order.tif == "GTX"):
             self.counters["cancels"] += 1
-            self._finish(order, "CANCELED")
+            self._cancel(order)
             return order.rest_body()
         before = (order.price_tick, order.qty)
         order.price_tick, order.qty = price_tick, qty
         order.update_time = self.now_ms()
-        order.front = book.qty(order.side, price_tick)  # back of the queue
         self._record(account, order, "AMENDMENT", priceBefore=spec.fmt_price(before[0]),
                      qtyBefore=spec.fmt_qty(before[1]), amendmentCount=order.amendments)
         self._order_update(order, "AMENDMENT")
-        if crosses:
-            self._take(order, book.walk(ASK if order.side == BID else BID, price_tick))
+        market, ts = self.markets[spec.symbol], self._ns()
+        self._sync(market)
+        market.core.cancel(order.order_id, ts)  # (the core's own modify keeps the queue on a smaller qty)
+        self._apply(market, market.core.submit(order.order_id, order.side, price_tick, order.leaves * spec.lot_size,
+                                               order.tif, "LIMIT", ts))
         return order.rest_body()
 
     # -- market events --------------------------------------------------------------------------------------
-    def on_level(self, market: Market, side: int, tick: int, lots: int) -> None:
-        """A displayed level changed: queues at that price can only move forward (risk-averse)."""
-        for order in market.resting.values():
-            if order.side == side and order.price_tick == tick and lots < order.front:
-                order.front = lots
+    def on_depth(self, market: Market, changes) -> None:
+        """Displayed levels changed, in this order: [(side, tick, lots)] (the book already shows them)."""
+        pending = market.unsynced
+        if pending is None:
+            return
+        pending += changes
+        if market.resting:
+            self._sync(market)
+        elif len(pending) > SYNC_BACKLOG:
+            market.unsynced = None
 
-    def on_book_moved(self, market: Market) -> None:
-        """Fill resting orders that the opposite best price reached (maker, at the order's own price)."""
-        book = market.book
-        hit = [o for o in market.resting.values()
-               if (o.side == BID and book.best_ask is not None and o.price_tick >= book.best_ask)
-               or (o.side == ASK and book.best_bid is not None and o.price_tick <= book.best_bid)]
-        for order in hit:
-            if order.status in ACTIVE:
-                self._fill(order, order.leaves, order.price_tick, maker=True)
+    def _sync(self, market: Market) -> None:
+        """Hand the book changes the core has not seen to it (before any order reaches it)."""
+        pending, ts = market.unsynced, self._ns()
+        if pending is None:  # (nothing rests: a clear cannot touch any order)
+            market.core.clear(ts)
+            book = market.book
+            pending = [(BID, t, q) for t, q in book.bids.items()] + [(ASK, t, q) for t, q in book.asks.items()]
+        elif not pending:
+            return
+        market.unsynced = []
+        rows = np.fromiter(itertools.chain.from_iterable(pending), np.int64, 3 * len(pending)).reshape(-1, 3)
+        replies = market.core.depths(rows[:, 0], rows[:, 1], rows[:, 2] * market.spec.lot_size, ts)
+        if replies:
+            self._apply(market, replies)
 
     def on_trade(self, market: Market, tick: int, lots: int, buyer_is_maker: bool) -> None:
-        hit_side = BID if buyer_is_maker else ASK  # a sell aggressor hits resting bids
-        for order in list(market.resting.values()):
-            if order.side != hit_side or order.status not in ACTIVE:
-                continue
-            through = order.price_tick > tick if hit_side == BID else order.price_tick < tick
-            if through:
-                self._fill(order, order.leaves, order.price_tick, maker=True)
-            elif order.price_tick == tick:
-                order.front -= lots
-                if order.front < 0:
-                    fill = min(-order.front, order.leaves)
-                    order.front = 0
-                    self._fill(order, fill, order.price_tick, maker=True)
+        """A market trade; a seller aggressor (`buyer_is_maker`) can fill resting bids."""
+        self._sync(market)
+        replies = market.core.trade(SELL if buyer_is_maker else BUY, tick, lots * market.spec.lot_size, self._ns())
+        if replies:
+            self._apply(market, replies)
 
     # -- views ----------------------------------------------------------------------------------------------
     def state(self) -> dict:

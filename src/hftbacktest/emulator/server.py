@@ -67,6 +67,8 @@ class EmulatorConfig:
     maker_fee: float = 0.0002  # VIP0
     taker_fee: float = 0.0005
     default_leverage: int = 20
+    queue: str = "risk_averse"  # queue position model by name (kernels.core.parse_queue), e.g. "power_prob:2"
+    exchange: str = "partial_fill"  # or "no_partial_fill" (kernels.core.EXCHANGE_MODELS)
     admin_token: str | None = field(default=None, repr=False)  # None: the `/_emu/...` admin plane is off
 
 
@@ -141,7 +143,8 @@ class Emulator:
             raise ConfigError(f"two feeds for the same symbol: {symbols}")
         self.host, self._rest_port, self._ws_port = host, rest_port, ws_port
         self.venue = Venue([f.spec for f in self.feeds], now_ms=self.now_ms, notify=self._notify_user,
-                           default_leverage=self.config.default_leverage)
+                           default_leverage=self.config.default_leverage, queue=self.config.queue,
+                           exchange=self.config.exchange)
         self.venue.fault_hook = lambda kind: self.faults.fire(kind) if self.faults.faults else None
         self.streams = {f.symbol: _SymbolStream(self.venue.markets[f.symbol], f, f.symbol.lower(),
                                                 tape=Tape(f.spec.tick_size, f.spec.lot_size)) for f in self.feeds}
@@ -352,8 +355,6 @@ class Emulator:
             prev = book.set(side, tick, lots)
             if prev != lots:
                 effective.append((side, tick, lots))
-                if lots < prev and market.resting:
-                    venue.on_level(market, side, tick, lots)
         # newest information wins: levels of the other side that the update crossed are gone
         bb, ba = book.best_bid, book.best_ask
         if bb is not None and ba is not None and bb >= ba:
@@ -365,8 +366,7 @@ class Emulator:
         if not effective:
             return
         self._emit_depth(st, effective)
-        if market.resting and (book.best_bid != prev_bb or book.best_ask != prev_ba):
-            venue.on_book_moved(market)
+        venue.on_depth(market, effective)  # the matching core follows the book (queue positions, fills)
         self._emit_bbo(st)
 
     def _apply_bbo(self, st: _SymbolStream, item) -> None:

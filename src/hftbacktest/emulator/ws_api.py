@@ -136,6 +136,9 @@ async def serve(emu, request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 reply = handle_request(emu, msg.data)
+                if emu.faults.faults and emu.faults.fire("ws_api_drop") is not None:
+                    await ws.close()  # executed, never answered: the client must find out by itself
+                    break
                 await ws.send_str(orjson.dumps(reply).decode())
     except ConnectionError:
         pass

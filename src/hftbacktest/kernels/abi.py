@@ -8,6 +8,8 @@ is stored in the engine at build time and the bot's overloads call it indirectly
 """
 from __future__ import annotations
 
+from numba.extending import register_jitable
+
 from .._numba_tricks.pointers import (  # noqa: F401
     ENTRY_ARGS, F, I, call_entry, call_prob, record_from_ptr, struct_from_ptr, struct_ptr,
 )
@@ -17,9 +19,27 @@ FN_ELAPSE = 0
 FN_WAIT_NEXT_FEED = 1
 FN_WAIT_ORDER_RESPONSE = 2
 FN_GOTO_END = 3
-FN_SUBMIT = 4
-FN_MODIFY = 5
-FN_CANCEL = 6
-FN_CLEAR_INACTIVE = 7
-FN_TABLE_FIND = 8
-FN_CLOSE = 9
+FN_SUBMIT_BUY = 4
+FN_SUBMIT_SELL = 5
+FN_MODIFY = 6
+FN_CANCEL = 7
+FN_CLEAR_INACTIVE = 8
+FN_TABLE_FIND = 9
+FN_CLOSE = 10
+
+# The entry point's arguments after (op, pointer). Each slot means one thing whatever the operation; an operation
+# reads the slots it needs and ignores the others (callers pass 0):
+#   asset_no  asset number (-1 in FN_CLEAR_INACTIVE: every asset)
+#   order_id  the order's id, as int64
+#   ns        nanoseconds: the duration of FN_ELAPSE, the timeout of FN_WAIT_*
+#   kind      time_in_force | order_type << 8 of FN_SUBMIT_*
+#   flag      1: wait for the exchange's response (submit, modify, cancel); for FN_WAIT_NEXT_FEED, also stop at
+#             an order response
+#   price, qty
+ENTRY_SLOTS = ("asset_no", "order_id", "ns", "kind", "flag", "price", "qty")
+
+
+@register_jitable
+def order_kind(time_in_force, order_type):
+    """The `kind` slot of FN_SUBMIT_* (plain Python from Python, inlined in jitted code)."""
+    return time_in_force | (order_type << 8)

@@ -49,16 +49,16 @@ from . import depth as dp
 from . import exchange as xp
 from . import models as m
 from . import orders as ob
-from .state import new_asset_state
+from .state import asset_config, new_asset_state
 
 # --- kernels (plain njit: called from Python, which owns every argument) ---------------------------------------------
 
 
 @njit(cache=True, error_model="numpy")
-def _new_core(tick, lot, cfg_f, cfg_i):
+def _new_core(tick, lot, cfg):
     depth = dp.new_depth(dp.MODE_HASHMAP, tick, lot, 0.0, 0.0, False)
     no_data = np.zeros(0, event_dtype)
-    return new_asset_state(cfg_f, cfg_i, np.zeros((0, 4), np.int64), depth, depth, no_data, np.int64(0))
+    return new_asset_state(cfg, np.zeros((0, 4), np.int64), depth, depth, no_data, np.int64(0))
 
 
 @njit(cache=True, error_model="numpy")
@@ -80,6 +80,26 @@ def _event(s, ev, ts, px, qty, out):
     if rc != 0:
         return -rc
     return _drain(s, out)
+
+
+@njit(cache=True, error_model="numpy")
+def _depths(s, sides, ticks, qtys, ts, start, out, res):
+    """Depth rows from `start` on, at exchange time ts, until one produces replies: res = (next row, -rc or
+    replies drained). Batching keeps a busy book's per-change cost to the kernel's own work."""
+    n = sides.shape[0]
+    i = start
+    while i < n:
+        ev = DEPTH_EVENT | (BUY_EVENT if sides[i] == BUY else SELL_EVENT)
+        rc = xp.process_data(s, ev, ts, ticks[i] * s.tick, qtys[i])
+        i += 1
+        if rc != 0:
+            res[0] = i
+            res[1] = -rc
+            return
+        if s.to_local.head != s.to_local.tail:
+            break
+    res[0] = i
+    res[1] = _drain(s, out)
 
 
 @njit(cache=True, error_model="numpy")
@@ -271,11 +291,13 @@ class ExchangeCore:
 
     def __init__(self, config: CoreConfig):
         self.config = c = config
-        cfg_f = np.array([c.tick_size, c.lot_size, c.contract_size, c.maker_fee, c.taker_fee, c.queue_n])
-        cfg_i = np.array([c.asset_type, c.fee_model, c.queue_model, c.exchange_model, m.LATENCY_CONSTANT, 0,
-                          c.response_latency, 0, 0], np.int64)
-        self._s = _new_core(float(c.tick_size), float(c.lot_size), cfg_f, cfg_i)
+        cfg = asset_config(tick_size=c.tick_size, lot_size=c.lot_size, contract_size=c.contract_size,
+                           maker_fee=c.maker_fee, taker_fee=c.taker_fee, queue_n=c.queue_n, asset_type=c.asset_type,
+                           fee_model=c.fee_model, queue_model=c.queue_model, exchange_model=c.exchange_model,
+                           latency_model=m.LATENCY_CONSTANT, response_latency=c.response_latency)
+        self._s = _new_core(float(c.tick_size), float(c.lot_size), cfg)
         self._out = np.zeros(_BUF, order_dtype)
+        self._res = np.zeros(2, np.int64)
         self._leaves: dict[int, float] = {}  # open qty per live order: a reply's fill is the decrease
         self._half_lot = c.lot_size / 2
         self._pending: deque = deque()  # (arrival ts, kernel, args, what) while an entry latency delays requests
@@ -286,6 +308,7 @@ class ExchangeCore:
         core = cls(CoreConfig(0.1, 0.001, exchange_model=m.EXCH_PARTIAL_FILL))
         core.depth(BUY, 1000, 1.0, 0)
         core.depth(SELL, 1001, 1.0, 0)
+        core.depths(np.array([BUY], np.int64), np.array([1000], np.int64), np.array([2.0]), 0)
         core.submit(1, BUY, 999, 0.001, "GTC", "LIMIT", 0)
         core.modify(1, 998, 0.001, 0)
         core.trade(SELL, 998, 1.0, 0)
@@ -299,6 +322,17 @@ class ExchangeCore:
         """The displayed quantity at a price level became `qty` (0 removes it)."""
         ev = DEPTH_EVENT | (BUY_EVENT if side == BUY else SELL_EVENT)
         return self._market(ev, ts, price_tick, float(qty), "depth")
+
+    def depths(self, sides: np.ndarray, ticks: np.ndarray, qtys: np.ndarray, ts: int) -> list[Reply]:
+        """Several displayed levels changed, in this order (int64 sides / ticks, float64 quantities)."""
+        out = self._due(ts, False, []) if self._pending else []
+        res = self._res
+        i, n = 0, sides.shape[0]
+        while i < n:
+            _depths(self._s, sides, ticks, qtys, ts, i, self._out, res)
+            i = int(res[0])
+            self._collect(int(res[1]), "depth", out)
+        return out
 
     def trade(self, aggressor: int, price_tick: int, qty: float, ts: int) -> list[Reply]:
         """A market trade; `aggressor` BUY means a buyer took the asks (it can fill resting sells)."""

@@ -5,7 +5,7 @@
   a best price leaves it); far-away levels (stale quotes at absurd prices exist in real feeds) go to a small
   overflow list per side, so memory stays bounded.
 * mode ROI reproduces `ROIVectorMarketDepth`: a fixed [roi_lb, roi_ub] tick window, updates outside it ignored,
-  reads outside it NaN, and the reference's clear-depth quirks (see spec §8.3/§8.5).
+  reads outside it NaN, and the reference's clear-depth quirks.
 
 A dense array is faster than a hash map for the per-event update and best-price searches and gives the same
 answers, because both only ever ask "qty at tick t" and "first tick with qty > 0 in a range".
@@ -385,7 +385,7 @@ def _delete_range(d, is_bid, lo_t, hi_t):
 
 @borrowed
 def clear_bid(d, px):
-    """Clear bids from px up to the best bid (reference semantics incl. the level-skip quirk of §8.3)."""
+    """Clear bids from px up to the best bid (reference semantics, including its skip of a level)."""
     if d.mode == MODE_ROI:
         c = rha(px / d.tick)
         if d.bb != I64_MIN:
@@ -412,7 +412,7 @@ def clear_bid(d, px):
 
 @borrowed
 def clear_ask(d, px):
-    """Clear asks from the best ask up to px (ROI mode reproduces the reference's ask-clear bug, §8.5)."""
+    """Clear asks from the best ask up to px (ROI mode reproduces the reference's ask-clear bug)."""
     if d.mode == MODE_ROI:
         c = rha(px / d.tick)
         if d.ba != I64_MAX:

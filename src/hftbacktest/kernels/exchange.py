@@ -1,4 +1,4 @@
-"""The simulated exchange: THIS is where fills happen (spec §3.5, §4).
+"""The simulated exchange: THIS is where fills happen (order entry, queue and resting fills).
 
 Each asset's exchange side has its own depth (`s.depth_x`, fed at exch_ts), its own state (`s.sv_x`), the
 resting-order table `s.ord_x` (with queue positions and per-side price ladders) and replies to the local side
@@ -72,7 +72,7 @@ def respond(s, src, i):
 
 @borrowed
 def apply_fill(s, sv, o):
-    """Account one execution of order record `o` into state record array `sv` (spec §7.3)."""
+    """Account one execution of order record `o` into state record array `sv`."""
     price = o.exec_price_tick * s.tick
     qty = o.exec_qty
     amount = trade_amount(s.asset_type, s.cs, price, qty)
@@ -259,7 +259,7 @@ def _on_sell_trade(s, px, qty, ts):
 
 @borrowed(inline="always")
 def process_data(s, ev, ts, px, qty):
-    """One EXCH row (spec §1.4 dispatch order)."""
+    """One EXCH row (dispatched on its event flags in the reference's order)."""
     kind = ev & 0xFF
     if kind == DEPTH_EVENT or kind == DEPTH_SNAPSHOT_EVENT:
         if ev & BUY_EVENT:
@@ -386,7 +386,7 @@ def _ack_new_partial_cross(s, src, i, ts, is_buy):
 
 @borrowed
 def ack_new(s, src, i, ts):
-    """A new order arrives at the exchange: expire, fill as taker, or rest (spec §4.1/§4.3). Replies once."""
+    """A new order arrives at the exchange: expire, fill as taker, or rest. Replies once."""
     o = src[i]
     if ob.find(s.ord_x, o.order_id) >= 0:
         return ERR_ORDER_ID_EXIST

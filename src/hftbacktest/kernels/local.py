@@ -1,4 +1,4 @@
-"""The local (strategy) side: its own depth fed at local_ts, the user's order table, requests and replies (spec §3)."""
+"""The local (strategy) side: its own depth fed at local_ts, the user's order table, requests and replies."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,7 +51,7 @@ def _grow_trades(s):
 
 @borrowed(inline="always")
 def process_data(s, data, k):
-    """One LOCAL row data[k] (spec §1.4 local dispatch)."""
+    """One LOCAL row data[k]."""
     r = data[k]
     ev = np.int64(r.ev)
     kind = ev & 0xFF
@@ -81,7 +81,7 @@ def process_data(s, data, k):
 
 @borrowed(inline="always")
 def process_responses(s, ts, wait_id, match_id, match_any):
-    """Apply every reply arriving at ts (spec §3.4). Returns True if one is for `wait_id` (when match_id) or,
+    """Apply every reply arriving at ts. Returns True if one is for `wait_id` (when match_id) or,
     when match_any, if there was any reply."""
     b = s.to_local
     t = s.ord_l

@@ -1,4 +1,4 @@
-"""The event loop (spec §2): one clock over every asset's local/exchange data and order buses, plus the
+"""The event loop: one clock over every asset's local/exchange data and order buses, plus the
 public operations (elapse, wait_*, submit/modify/cancel) as cached kernels the bot object forwards to.
 
 Data files are switched lazily: when a processor exhausts its chunk, `_next_chunk` leaves nopython mode through
@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, objmode
 
 from .._numba_tricks.borrow import borrowed
-from ..types import EXCH_EVENT, LOCAL_EVENT, ReturnCode, event_dtype
+from ..types import BUY, EXCH_EVENT, LOCAL_EVENT, SELL, ReturnCode, event_dtype
 from . import exchange as xp
 from . import local as lp
 from . import orders as ob
@@ -24,13 +24,14 @@ from .abi import (
     FN_ELAPSE,
     FN_GOTO_END,
     FN_MODIFY,
-    FN_SUBMIT,
+    FN_SUBMIT_BUY,
+    FN_SUBMIT_SELL,
     FN_TABLE_FIND,
     FN_WAIT_NEXT_FEED,
     FN_WAIT_ORDER_RESPONSE,
     struct_from_ptr,
 )
-from .numeric import I64_MAX
+from .numeric import I64_MAX, I64_MIN
 from .orders import table_type
 from .state import asset, data_array_type, engine_type
 
@@ -39,6 +40,7 @@ END_OF_DATA = int(ReturnCode.END_OF_DATA)
 MARKET_FEED = int(ReturnCode.MARKET_FEED)
 ORDER_RESPONSE = int(ReturnCode.ORDER_RESPONSE)
 CLOSED = int(ReturnCode.CLOSED)
+INVALID_ORDER_REQUEST = int(ReturnCode.INVALID_ORDER_REQUEST)
 DATA_ERROR = int(ReturnCode.DATA_ERROR)
 
 WAIT_NONE = 0
@@ -164,8 +166,8 @@ def clear_last_trades(e, asset_no):
 
 
 @borrowed(inline="always")
-def _prepare(e, op, i1, i2, i3, i4, i5, f1, f2):
-    """The part of operation `op` before time advances (FN_* codes, arguments as documented in abi.py).
+def _prepare(e, op, asset_no, order_id, ns, kind, flag, price, qty):
+    """The part of operation `op` before time advances (FN_* codes and argument slots: abi.py).
 
     Returns (done, rc, target, wait_mode, wait_asset, wait_id, wait_next_feed): when `done`, rc is the result;
     otherwise the loop runs to `target` with those wait conditions."""
@@ -180,55 +182,55 @@ def _prepare(e, op, i1, i2, i3, i4, i5, f1, f2):
             if rc != OK:
                 return True, rc, target, mode, w_asset, oid, wait_next
         if op == FN_ELAPSE:
-            target = e.cur_ts + i1
+            target = e.cur_ts + ns
         elif op == FN_WAIT_NEXT_FEED:
-            target = e.cur_ts + i2
+            target = e.cur_ts + ns
             wait_next = True
-            if i1 != 0:
+            if flag != 0:
                 mode = WAIT_ANY
     elif op == FN_WAIT_ORDER_RESPONSE:
-        target = e.cur_ts + i3
+        target = e.cur_ts + ns
         mode = WAIT_ID
-        w_asset = i1
-        oid = i2
+        w_asset = asset_no
+        oid = order_id
     else:
-        wait = False
-        if op == FN_SUBMIT:  # i4 packs time_in_force (low byte) and order type (next byte)
-            rc = lp.submit(asset(e, i1), e.cur_ts, i2, i3, f1, f2, i4 & 0xFF, (i4 >> 8) & 0xFF)
-            wait = i5 != 0
+        if op == FN_SUBMIT_BUY or op == FN_SUBMIT_SELL:
+            side = BUY if op == FN_SUBMIT_BUY else SELL
+            rc = lp.submit(asset(e, asset_no), e.cur_ts, order_id, side, price, qty, kind & 0xFF, (kind >> 8) & 0xFF)
         elif op == FN_MODIFY:
-            rc = lp.modify(asset(e, i1), e.cur_ts, i2, f1, f2)
-            wait = i3 != 0
+            rc = lp.modify(asset(e, asset_no), e.cur_ts, order_id, price, qty)
         elif op == FN_CANCEL:
-            rc = lp.cancel(asset(e, i1), e.cur_ts, i2)
-            wait = i3 != 0
+            rc = lp.cancel(asset(e, asset_no), e.cur_ts, order_id)
         else:
-            rc = np.int64(-1)
-        if rc != OK or not wait:
+            rc = np.int64(INVALID_ORDER_REQUEST)  # not an operation code
+        if rc != OK or flag == 0:
             return True, rc, target, mode, w_asset, oid, wait_next
         mode = WAIT_ID
-        w_asset = i1
-        oid = i2
+        w_asset = asset_no
+        oid = order_id
     return False, np.int64(OK), target, mode, w_asset, oid, wait_next
 
 
 @borrowed(jit=False)
-def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
+def entry(op, p, asset_no, order_id, ns, kind, flag, price, qty):
     """The engine's single entry point, compiled once as a C-ABI `cfunc` by kernels/entry.py: `p` points to the
-    engine (or to an order table for FN_TABLE_FIND). The event loop is written out here rather than called, so
-    its code is compiled and optimised exactly once (a called kernel would be finalised again in every caller)."""
+    engine (or to an order table for FN_TABLE_FIND); the other arguments are the named slots of abi.py. The event
+    loop is written out here rather than called, so its code is compiled and optimised exactly once (a called
+    kernel would be finalised again in every caller)."""
     if op == FN_TABLE_FIND:
-        return ob.find(struct_from_ptr(p, table_type), i1)
+        return ob.find(struct_from_ptr(p, table_type), order_id)
     e = struct_from_ptr(p, engine_type)
+    e.quiet_until = I64_MIN  # an order operation or an error leaves it unknown
     if op == FN_CLEAR_INACTIVE:
-        clear_inactive_orders(e, i1)
+        clear_inactive_orders(e, asset_no)
         return np.int64(OK)
     if op == FN_CLOSE:
         e.closed = True
         return np.int64(OK)
     if e.closed:  # nothing advances time or queues an order after close()
         return np.int64(CLOSED)
-    done, rc, target, wait_mode, wait_asset, wait_id, wait_next_feed = _prepare(e, op, i1, i2, i3, i4, i5, f1, f2)
+    done, rc, target, wait_mode, wait_asset, wait_id, wait_next_feed = _prepare(
+        e, op, asset_no, order_id, ns, kind, flag, price, qty)
     if done:
         return rc
     slots = e.slots
@@ -251,6 +253,7 @@ def entry(op, p, i1, i2, i3, i4, i5, f1, f2):
             return END_OF_DATA
         if ts > target:
             e.cur_ts = target
+            e.quiet_until = ts  # every slot is exact here: nothing can happen before ts without an operation
             return result
         a = j >> 2
         kind = j & 3

@@ -35,7 +35,7 @@ EXCH_NO_PARTIAL_FILL = 0
 EXCH_PARTIAL_FILL = 1
 
 
-# --- queue position (spec §5) -----------------------------------------------------------------------------------------
+# --- queue position --------------------------------------------------------------------------------------------------
 
 
 @borrowed
@@ -65,7 +65,7 @@ def queue_trade(code, qf, qc, slot, qty):
 
 @borrowed
 def queue_depth(code, n, qf, qc, slot, prev_qty, new_qty, prob_fn=0):
-    """A level's qty changed from prev_qty to new_qty: move the order's queue-ahead estimate (spec §5).
+    """A level's qty changed from prev_qty to new_qty: move the order's queue-ahead estimate.
     `prob_fn` is the address of the user's probability function (QUEUE_CUSTOM only)."""
     if code == QUEUE_RISK_ADVERSE:
         qf[slot] = rmin(qf[slot], new_qty)
@@ -94,7 +94,7 @@ def queue_is_filled(qf, slot, lot):
     return 0.0
 
 
-# --- order latency (spec §6) -----------------------------------------------------------------------------------------
+# --- order latency --------------------------------------------------------------------------------------------------
 
 
 @borrowed(inline="always")
@@ -133,7 +133,7 @@ def intp_response(tab, cur, ts):
     return _intp(ts, r0[1], r0[2] - r0[1], r1[1], r1[2] - r1[1]), cur
 
 
-# --- fees and trading value (spec §7) ----------------------------------------------------------------------------------
+# --- fees and trading value -------------------------------------------------------------------------------------------
 
 
 @borrowed

@@ -4,7 +4,7 @@
 * `OrderTable`: orders live in slots of an `order_dtype` array (so `hbt.orders(a).get(id)` is a record view into
   it); iteration order is slot order. The exchange side also keeps, per resting order, the queue-model state and
   a per-side price ladder (tick -> doubly-linked list of slots) so per-event lookups are O(1).
-* `Bus`: the request/response queue of spec §2.2 (timestamps forced non-decreasing).
+* `Bus`: the request/response queue (timestamps forced non-decreasing).
 """
 from __future__ import annotations
 

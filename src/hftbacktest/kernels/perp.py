@@ -8,11 +8,12 @@ that request; fill reports not caused by a request use the shared lane. `s.lat_l
 
 Mark price: the local side stores each MARK_PRICE row's px in `s.perp_f[0]` (NaN before the first).
 
-Funding (`s.perp_i[0] != 0`): the exchange side keeps the mark price (101) and the funding rate (102) in force;
-a FUNDING_RATE row announces the rate for its funding time (`ival`, or `exch_ts` when `ival` is 0, which is what
-the reference converter's `T` timestamps give). The first exchange event strictly after that time, or a rate
-announced for a later time, settles it once: `position × mark × rate` (linear, × contract size) or `position × contract size / mark × rate` (inverse,
-in coin) is paid from the balance of both sides and added to the cumulative funding.
+Funding (`s.perp_i[0] != 0`, from the `funding` field of the asset's configuration record): the exchange side
+keeps the mark price (101) and the funding rate (102) in force; a FUNDING_RATE row announces the rate for its
+funding time (`ival`, or `exch_ts` when `ival` is 0, which is what the reference converter's `T` timestamps give).
+The first exchange event strictly after that time, or a rate announced for a later time, settles it once:
+`position × mark × rate` (linear, × contract size) or `position × contract size / mark × rate` (inverse, in coin)
+is paid from the balance of both sides and added to the cumulative funding.
 `s.perp_f` = [local mark, exchange mark, rate in force, cumulative funding paid];
 `s.perp_i` = [enabled, pending funding time (0: none), last settled funding time].
 """
@@ -34,11 +35,6 @@ def set_latency_lanes(s, lat_new, lat_cxl, lat_mod):
     s.lat_new = lat_new
     s.lat_cxl = lat_cxl
     s.lat_mod = lat_mod
-
-
-@njit(cache=True, error_model="numpy")
-def enable_funding(s):
-    s.perp_i[0] = 1
 
 
 @borrowed(inline="always")

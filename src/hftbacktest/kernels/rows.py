@@ -18,7 +18,7 @@ PRICE_NOT_FINITE = 3
 @njit(cache=True, error_model="numpy")
 def check_rows(data, prev_exch, prev_local):
     """Violations in priority order: exch_ts going backwards (EXCH rows), then local_ts (LOCAL rows), then a
-    non-finite price on a depth/trade/snapshot row; prev_*: the previous chunk's last timestamp or I64_MIN.
+    non-finite price or quantity on a depth/trade/snapshot row; prev_*: the previous chunk's last timestamp or I64_MIN.
 
     Returns (code, row, before, after, from_previous, last_exch, last_local): the first violation of the
     highest-priority kind (`before -> after` are the timestamps, `from_previous` when `before` came from the
@@ -43,7 +43,7 @@ def check_rows(data, prev_exch, prev_local):
                 last[c] = ts
         kind = ev & 0xFF
         if first_bad[2] < 0 and (kind == DEPTH_EVENT or kind == TRADE_EVENT or kind == DEPTH_SNAPSHOT_EVENT):
-            if not np.isfinite(data[i].px):
+            if not (np.isfinite(data[i].px) and np.isfinite(data[i].qty)):
                 first_bad[2] = i
     for c in range(3):
         if first_bad[c] >= 0:

@@ -53,7 +53,7 @@ asset_fields = [
     ("lat_tab", types.int64[:, ::1]),
     ("lat_ce", types.int64),
     ("lat_cr", types.int64),
-    ("compat", types.boolean),  # reproduce reference bugs #316/#312/#317 (spec §4.4)
+    ("compat", types.boolean),  # reproduce reference bugs #316/#312/#317 (docs/architecture.md "Reference compatibility")
     ("record_trades", types.boolean),
     # books, orders, buses
     ("depth_l", depth_type),
@@ -107,6 +107,9 @@ engine_fields = [
     ("entry", types.int64),  # address of the C entry point (kernels.entry), filled at build
     ("aptr", types.int64[::1]),  # address of each AssetState (owned by `assets`)
     ("closed", types.boolean),  # close() was called: time-advancing and order operations return CLOSED
+    # no event of any processor or order bus before this time (set when the loop stops with nothing due, else
+    # I64_MIN): until then an elapse only moves cur_ts, which the bot's elapse does without calling the engine
+    ("quiet_until", types.int64),
 ]
 engine_type = EngineType(engine_fields)
 
@@ -121,30 +124,58 @@ class Engine(structref.StructRefProxy):
 structref.define_boxing(EngineType, Engine)
 
 
+# The configuration of one asset as it crosses from the Python API (backtest/bot.py, live/bot.py) into the engine:
+# one named record, read field by field in `new_asset_state`.
+asset_config_dtype = np.dtype([
+    ("tick_size", np.float64),
+    ("lot_size", np.float64),
+    ("contract_size", np.float64),
+    ("maker_fee", np.float64),
+    ("taker_fee", np.float64),
+    ("queue_n", np.float64),  # exponent of the power queue models
+    ("asset_type", np.int64),  # codes of kernels/models.py (docs/architecture.md "Model codes")
+    ("fee_model", np.int64),
+    ("queue_model", np.int64),
+    ("queue_fn", np.int64),  # address of a custom queue model's C callback (0: none)
+    ("exchange_model", np.int64),
+    ("latency_model", np.int64),
+    ("entry_latency", np.int64),  # constant latency model, ns
+    ("response_latency", np.int64),
+    ("reference_compatible", np.bool_),
+    ("record_trades", np.bool_),
+    ("funding", np.bool_),  # settle perpetual funding (kernels/perp.py); off as in hftbacktest 2.x
+])
+
+
+def asset_config(**fields) -> np.ndarray:
+    """A one-element `asset_config_dtype` array: the named fields given, every other field 0 / False."""
+    cfg = np.zeros(1, asset_config_dtype)
+    for name, value in fields.items():
+        cfg[name] = value  # an unknown name raises ValueError/KeyError here, never reaches the kernel
+    return cfg
+
+
 @njit(cache=True, error_model="numpy")
-def new_asset_state(
-    cfg_f, cfg_i, lat_tab, depth_l, depth_x, data_l, nfiles
-):
-    """cfg_f = [tick, lot, cs, maker_fee, taker_fee, queue_n];
-    cfg_i = [asset_type, fee_model, queue_model, exch_model, lat_model, lat_entry, lat_resp, compat, record_trades,
-    queue_fn (optional)]."""
+def new_asset_state(cfg_array, lat_tab, depth_l, depth_x, data_l, nfiles):
+    """An asset's engine state from its configuration (`cfg_array`: one `asset_config_dtype` record)."""
+    cfg = cfg_array[0]
     s = structref.new(asset_state_type)
-    s.tick = cfg_f[0]
-    s.lot = cfg_f[1]
-    s.cs = cfg_f[2]
-    s.maker_fee = cfg_f[3]
-    s.taker_fee = cfg_f[4]
-    s.queue_n = cfg_f[5]
-    s.asset_type = cfg_i[0]
-    s.fee_model = cfg_i[1]
-    s.queue_model = cfg_i[2]
-    s.queue_fn = cfg_i[9] if cfg_i.shape[0] > 9 else 0
-    s.exch_model = cfg_i[3]
-    s.lat_model = cfg_i[4]
-    s.lat_entry = cfg_i[5]
-    s.lat_resp = cfg_i[6]
-    s.compat = cfg_i[7] != 0
-    s.record_trades = cfg_i[8] != 0
+    s.tick = cfg.tick_size
+    s.lot = cfg.lot_size
+    s.cs = cfg.contract_size
+    s.maker_fee = cfg.maker_fee
+    s.taker_fee = cfg.taker_fee
+    s.queue_n = cfg.queue_n
+    s.asset_type = cfg.asset_type
+    s.fee_model = cfg.fee_model
+    s.queue_model = cfg.queue_model
+    s.queue_fn = cfg.queue_fn
+    s.exch_model = cfg.exchange_model
+    s.lat_model = cfg.latency_model
+    s.lat_entry = cfg.entry_latency
+    s.lat_resp = cfg.response_latency
+    s.compat = cfg.reference_compatible
+    s.record_trades = cfg.record_trades
     s.lat_tab = lat_tab
     s.lat_ce = 0
     s.lat_cr = 0
@@ -176,6 +207,7 @@ def new_asset_state(
     s.lat_lx = np.zeros(7, np.int64)
     s.perp_f = np.array([np.nan, np.nan, 0.0, 0.0])
     s.perp_i = np.zeros(3, np.int64)
+    s.perp_i[0] = 1 if cfg.funding else 0
     return s
 
 
@@ -196,6 +228,7 @@ def new_engine(assets, key, entry):
     e.entry = entry
     e.aptr = np.zeros(len(assets), np.int64)
     e.closed = False
+    e.quiet_until = -9223372036854775808
     for a in range(len(assets)):
         e.aptr[a] = struct_ptr(assets[a])
         assets[a].ord_l.entry = entry

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 
-HELPER_ENV = "HFTBACKTEST_COMPILE_HELPER"
 _helper: subprocess.Popen | None = None
 
 
@@ -23,7 +22,7 @@ def start() -> None:
     global _helper
     if _helper is not None or os.environ.get("HFTBACKTEST_PARALLEL_COMPILE", "1") == "0":
         return
-    env = {**os.environ, "HFTBACKTEST_PARALLEL_COMPILE": "0", HELPER_ENV: "1"}
+    env = {**os.environ, "HFTBACKTEST_PARALLEL_COMPILE": "0"}
     try:
         _helper = subprocess.Popen([sys.executable, "-m", "hftbacktest.kernels.warmup"], env=env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -52,6 +51,7 @@ def _reap() -> None:
 def compile_late_kernels() -> None:
     """The helper's work: constructors and chunk check first (needed only after the entry point), then the
     exchange kernels, with the signatures the event loop calls them with."""
+    import numba
     from numba import types
 
     # Python wrappers of what is compiled here are cached too: every StructRef boxing must be registered, as in a
@@ -68,8 +68,8 @@ def compile_late_kernels() -> None:
     farr = types.float64[::1]
     dp.new_depth.compile((i64, f64, f64, f64, f64, b))
     st.new_asset_list.compile(())
-    st.new_asset_state.compile((farr, types.int64[::1], types.int64[:, ::1], dp.depth_type, dp.depth_type,
-                                st.data_array_type, i64))
+    cfg = types.Array(numba.from_dtype(st.asset_config_dtype), 1, "C")
+    st.new_asset_state.compile((cfg, types.int64[:, ::1], dp.depth_type, dp.depth_type, st.data_array_type, i64))
     bot._append_asset.compile((types.ListType(st.asset_state_type), st.asset_state_type))
     st.new_engine.compile((types.ListType(st.asset_state_type), i64, i64))
     rows.check_rows.compile((st.data_array_type, i64, i64))
@@ -80,5 +80,4 @@ def compile_late_kernels() -> None:
     md.queue_depth.compile((i64, f64, farr, farr, i64, f64, f64, i64))
 
 if __name__ == "__main__":
-    os.environ[HELPER_ENV] = "1"
     compile_late_kernels()

@@ -26,25 +26,25 @@ from ..kernels.entry import address as entry_address
 from ..kernels import local as lc
 from ..kernels import orders as ob
 from ..kernels.exchange import apply_fill
-from ..kernels.state import asset_state_type, event_array_type, new_asset_state
+from ..kernels.state import asset_config_dtype, asset_state_type, event_array_type, new_asset_state
 from ..kernels.orders import order_array_type
 from ..types import (
-    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, REPLACED, SELL, event_dtype,
+    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, REPLACED, SELL, ReturnCode, event_dtype,
 )
 from .runtime import ST_CHECK_PENDING, ST_HANDLER_FAILED, ST_INTERRUPTED, ST_MORE, runtime
 
-# return codes (same values as the backtest bot; the live-only ones follow the reference's live bot)
-OK = 0
-END_OF_DATA = 1  # interrupted by SIGINT/SIGTERM: the live analogue of the end of the data
-MARKET_FEED = 2
-ORDER_RESPONSE = 3
-ORDER_ID_EXIST = 10
-ORDER_NOT_FOUND = 12
-INVALID_ORDER_STATUS = 14
-INSTRUMENT_NOT_FOUND = 16
-TIMEOUT = 17
-INTERRUPTED = 18
-CUSTOM = 19
+# return codes (types.ReturnCode; the live-only ones follow the reference's live bot), as plain ints for numba
+OK = int(ReturnCode.OK)
+END_OF_DATA = int(ReturnCode.END_OF_DATA)  # interrupted by SIGINT/SIGTERM: the live analogue of the end of the data
+MARKET_FEED = int(ReturnCode.MARKET_FEED)
+ORDER_RESPONSE = int(ReturnCode.ORDER_RESPONSE)
+ORDER_ID_EXIST = int(ReturnCode.ORDER_ID_EXIST)
+ORDER_NOT_FOUND = int(ReturnCode.ORDER_NOT_FOUND)
+INVALID_ORDER_STATUS = int(ReturnCode.INVALID_ORDER_STATUS)
+INSTRUMENT_NOT_FOUND = int(ReturnCode.INSTRUMENT_NOT_FOUND)
+TIMEOUT = int(ReturnCode.TIMEOUT)
+INTERRUPTED = int(ReturnCode.INTERRUPTED)
+CUSTOM = int(ReturnCode.CUSTOM)
 
 REQUEST_TIMEOUT_NS = 60_000_000_000  # default: a request unanswered this long is given up (`Custom(1006)`)
 
@@ -97,57 +97,94 @@ class LiveBot(structref.StructRefProxy):
 
     @property
     def num_assets(self):
+        """Number of instruments the bot trades."""
         return _num_assets(self)
 
     def elapse(self, duration):
+        """Wait `duration` ns of wall-clock time, applying market data and order updates as they arrive. Returns
+        0, END_OF_DATA (1) once SIGINT/SIGTERM arrived, CUSTOM (19) if the error handler or the order hook
+        raised."""
         return int(_elapse(self, int(duration)))
 
     def wait_next_feed(self, include_order_resp, timeout):
+        """Wait for the next market data (or, with include_order_resp, order update), at most `timeout` ns.
+        Returns MARKET_FEED (2), ORDER_RESPONSE (3), or 0 when the timeout passed first."""
         return int(_wait_next_feed(self, bool(include_order_resp), int(timeout)))
 
     def wait_order_response(self, asset_no, order_id, timeout):
+        """Wait for the answer to the order's pending request, at most `timeout` ns. Returns ORDER_RESPONSE (3),
+        or 0 when the timeout passed first."""
         return int(_wait_order_response(self, asset_no, np.int64(np.uint64(order_id)), int(timeout)))
 
     @property
     def current_timestamp(self):
+        """Wall-clock time, ns since the epoch."""
         return time.time_ns()
 
     def orders(self, asset_no):
+        """The instrument's orders as the bot knows them: get(id), values(), `in`, len."""
         return _orders(self, asset_no)
 
     def last_trades(self, asset_no):
+        """Market trades received since the last clear_last_trades (needs the instrument's
+        last_trades_capacity)."""
         return _last_trades(self, asset_no)
 
     def clear_last_trades(self, asset_no):
+        """Forget the recorded market trades of the instrument (-1: of every instrument)."""
         _clear_last_trades(self, asset_no)
 
     def modify(self, asset_no, order_id, price, qty, wait):
+        """Amend a resting LIMIT order's price and quantity (Binance's order amendment; docs/live.md). With
+        `wait`, return once answered. Returns a ReturnCode (0: sent)."""
         return int(_modify(self, asset_no, np.int64(np.uint64(order_id)), float(price), float(qty), wait))
 
     def depth(self, asset_no):
+        """The instrument's order book as the connector streams it, a live view."""
         return _depth(self, asset_no)
 
     def state_values(self, asset_no):
-        return _state_values(self, asset_no)[0]
+        """The instrument's state record (position and trade counters), a live view."""
+        # np.record (`.position` works, as on the backtest bot), still a view of the engine state
+        return _state_values(self, asset_no).view(np.recarray)[0]
 
     def position(self, asset_no):
+        """The instrument's position (signed; negative when short), as the exchange reports it."""
         return float(_position(self, asset_no))
 
+    def elapse_bt(self, duration):
+        return 0  # live time passes by itself, as in the compiled method
+
+    def feed_latency(self, asset_no):
+        lat = _latencies(self, asset_no)
+        return (int(lat[1]), int(lat[2])) if lat[0] else None
+
+    def order_latency(self, asset_no):
+        lat = _latencies(self, asset_no)
+        return (int(lat[4]), int(lat[5]), int(lat[6])) if lat[3] else None
+
     def submit_buy_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        """Send a buy order through the connector (`order_id` unique among the instrument's orders; an invalid
+        price or quantity returns 13 and sends nothing). With `wait`, return once the exchange answered. Returns
+        a ReturnCode (0: sent)."""
         return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), BUY, float(price), float(qty),
                            time_in_force, order_type, wait))
 
     def submit_sell_order(self, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        """Send a sell order; as submit_buy_order."""
         return int(_submit(self, asset_no, np.int64(np.uint64(order_id)), SELL, float(price), float(qty),
                            time_in_force, order_type, wait))
 
     def cancel(self, asset_no, order_id, wait):
+        """Ask the exchange to cancel an open order. With `wait`, return once answered. Returns a ReturnCode."""
         return int(_cancel(self, asset_no, np.int64(np.uint64(order_id)), wait))
 
     def clear_inactive_orders(self, asset_no):
+        """Remove filled, cancelled and expired orders from the instrument's order table (-1: every instrument)."""
         return _clear_inactive_orders(self, asset_no)
 
     def close(self):
+        """Detach from the connector(s) and release the bot's IPC resources. Returns 0."""
         return _close(self)
 
 
@@ -165,10 +202,12 @@ def _new_bot(tick, lot, mode, roi_lb, roi_ub, record_trades, key, feed, feed_ass
     no_data = np.zeros(0, event_dtype)
     for a in range(tick.shape[0]):
         depth = dp.new_depth(mode[a], tick[a], lot[a], roi_lb[a], roi_ub[a], False)
-        cfg_f = np.array([tick[a], lot[a], 1.0, 0.0, 0.0, 0.0])
-        cfg_i = np.zeros(9, np.int64)
-        cfg_i[8] = record_trades[a]
-        s = new_asset_state(cfg_f, cfg_i, np.zeros((0, 4), np.int64), depth, depth, no_data, 0)
+        cfg = np.zeros(1, asset_config_dtype)
+        cfg[0].tick_size = tick[a]
+        cfg[0].lot_size = lot[a]
+        cfg[0].contract_size = 1.0
+        cfg[0].record_trades = record_trades[a] != 0
+        s = new_asset_state(cfg, np.zeros((0, 4), np.int64), depth, depth, no_data, 0)
         s.ord_l.entry = entry  # the order views (`get`, `in`) look ids up through the engine's C entry point
         assets.append(s)
     b = structref.new(live_bot_type)
@@ -541,6 +580,12 @@ def _state_values(bot, asset_no):
 @njit(cache=True)
 def _position(bot, asset_no):
     return bot.assets[asset_no].sv_l[0].position
+
+
+@njit(cache=True)
+def _latencies(bot, asset_no):
+    s = bot.assets[asset_no]
+    return s.has_feed_lat, s.feed_lat[0], s.feed_lat[1], s.has_ord_lat, s.ord_lat[0], s.ord_lat[1], s.ord_lat[2]
 
 
 @njit(cache=True)

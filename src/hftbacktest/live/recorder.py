@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import orjson
 
+from .. import _atomic
 from ..errors import DataError
 from ..types import CANCELED, NEW, REPLACED, order_latency_dtype, order_latency_req_dtype
 
@@ -87,7 +88,7 @@ def latency_log_to_npz(jsonl_paths: Iterable[str | os.PathLike] | str | os.PathL
     if skewed:
         log.warning("%d of %d latency rows have exch_ts < req_ts (clock skew between this host and the exchange)",
                     skewed, len(arr))
-    np.savez_compressed(out_npz, data=arr)
+    _atomic.savez(out_npz, data=arr)
     return arr
 
 

@@ -1,4 +1,4 @@
-"""Binance USD-M (and COIN-M) raw feed → event array, byte-identical to hftbacktest 2.4.4 by default.
+"""Binance USD-M (and COIN-M) raw feed → event array, byte-identical to hftbacktest 2.4.4 on well-formed feeds.
 
 Reading is streamed (gzip decompressed in chunks, rows appended to growable tables), parsing runs in a numba
 kernel with a Python fallback for unusual lines, and every problem is counted in a `QualityReport`.
@@ -13,12 +13,14 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from ... import _atomic
 from ...errors import DataError, DataQualityError
 from ...types import (BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, SELL_EVENT, TRADE_EVENT,
                       event_dtype)
 from .. import _parse as P
 from .. import _spool as S
-from ..quality import DepthSync, QualityReport, book_apply, book_new, msg_checks, warn_or_raise
+from ..quality import (DepthSync, QualityReport, bad_values, book_apply, book_new, msg_checks, value_problem,
+                       warn_or_raise)
 
 try:  # ISA-L inflates about twice as fast as zlib; same API
     from isal import isal_zlib as _zlib
@@ -26,6 +28,8 @@ except ImportError:  # pragma: no cover
     import zlib as _zlib
 
 _CHUNK = 1 << 18  # compressed bytes read per step (≈ 2 MB of text: few page faults, small read-ahead)
+_OUT_CHUNK = 1 << 22  # most text one step may inflate to (a gzip bomb stays bounded)
+MAX_LINE = 1 << 23  # longer lines are skipped unread (a 1000-level depth snapshot is ~50 kB)
 _TS_UNITS = {"ns": (19, 1), "us": (16, 1_000), "ms": (13, 1_000_000)}
 _DIGITS_TO_UNIT = {d: u for u, (d, _) in _TS_UNITS.items()}
 
@@ -40,15 +44,29 @@ class _Tables:
         self.msgs = S.Spool(max(mem_rows // 4, 1), np.int64, initial=msgs, tmp_dir=tmp_dir)
         self.margin = max(8, min(P.ROW_MARGIN, mem_rows // 2))  # a trade/ticker/mark line needs <= 3 rows
 
-    def add_rows(self, rows: list[tuple]) -> None:
-        if rows:
-            # (ev, exch_ts, local_ts, px, qty[, ival])
-            self.rows.append(np.array([(*r[:5], 0, r[5] if len(r) > 5 else 0, 0.0) for r in rows], event_dtype))
+    def add(self, rows: list[tuple], line, kind, local, exch, id0=-1, id1=-1, id2=-1) -> None:
+        """One message and its rows (ev, exch_ts, local_ts, px, qty[, ival]); ValueError (nothing added) when a
+        row's numbers cannot be market data."""
+        arr = np.array([(*r[:5], 0, r[5] if len(r) > 5 else 0, 0.0) for r in rows], event_dtype)
+        bad = np.flatnonzero(bad_values(arr["ev"], arr["px"], arr["qty"]))
+        if len(bad):
+            raise ValueError(value_problem(*(int(arr["ev"][bad[0]]), arr["px"][bad[0]], arr["qty"][bad[0]])))
+        self.add_msg(line, kind, local, exch, id0, id1, id2)
+        if len(arr):
+            self.rows.append(arr)
 
     def add_msg(self, line, kind, local, exch, id0=-1, id1=-1, id2=-1) -> None:
         self.msgs.room(1)
         self.msgs.buf[self.msgs.n] = (line, kind, local, exch, id0, id1, id2, self.rows.total)
         self.msgs.n += 1
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(token: str):
+    raise _NotJson(f"bare {token} is not a JSON number")
 
 
 class _StopReading(Exception):
@@ -106,9 +124,9 @@ class _Converter:
             msg = orjson.loads(body)
         except orjson.JSONDecodeError:
             try:
-                msg = json.loads(body)
-            except ValueError:
-                return self._bad("invalid JSON")
+                msg = json.loads(body, parse_constant=_not_json)
+            except ValueError as exc:
+                return self._bad(f"invalid JSON{' (%s)' % exc if isinstance(exc, _NotJson) else ''}")
         if not isinstance(msg, dict):
             return self._bad("JSON is not an object")
         d = msg.get("data") if self.combined else msg
@@ -187,8 +205,7 @@ class _Converter:
         else:
             x = -1
             self.report.ignored_events += 1
-        self.t.add_msg(self.line_no, kind, local, x, *ids)
-        self.t.add_rows(rows)
+        self.t.add(rows, self.line_no, kind, local, x, *ids)
 
     def _snapshot(self, msg, local) -> None:
         x = int(msg["T"]) * 1_000_000
@@ -198,8 +215,7 @@ class _Converter:
             if len(levels) > 0:
                 rows.append((DEPTH_CLEAR_EVENT | side, x, local, float(levels[-1][0]), 0.0))
                 rows += [(DEPTH_SNAPSHOT_EVENT | side, x, local, float(p), float(q)) for p, q in levels]
-        self.t.add_msg(self.line_no, P.KIND_SNAPSHOT, local, x, int(msg.get("lastUpdateId", -1)))
-        self.t.add_rows(rows)
+        self.t.add(rows, self.line_no, P.KIND_SNAPSHOT, local, x, int(msg.get("lastUpdateId", -1)))
 
     # -- driving the fast path over a decompressed buffer ------------------------------------------------
     def feed(self, buf: np.ndarray, final: bool) -> int:
@@ -210,10 +226,21 @@ class _Converter:
             rows.room(margin)
             msgs.room(1)
             ru, mb = rows.buf, msgs.buf
+            start, n0, m0 = pos, rows.n, msgs.n
             status, pos, self.line_no, rows.n, msgs.n = P.parse_lines(
                 buf, pos, end, final, self.line_no, self.ts_digits, self.ts_mul, self.combined, self.opt_m,
                 self.opt_t, self.mark_use_e, self.sym_bytes, ru, ru.view(np.int64), ru.view(np.float64), rows.n,
                 margin, rows.base, *(mb[:, c] for c in range(8)), msgs.n, self.scratch)
+            if rows.n > n0:
+                new = ru[n0: rows.n]
+                bad = np.flatnonzero(bad_values(new[:, 0], new.view(np.float64)[:, 3], new.view(np.float64)[:, 4]))
+                if len(bad):  # undo from the message holding it on; the slow path names and skips it
+                    j = int(np.searchsorted(mb[m0: msgs.n, 7], rows.base + n0 + bad[0], "right")) - 1 + m0
+                    rows.n, msgs.n = int(mb[j, 7]) - rows.base, j
+                    skip = j - m0  # every line the kernel consumed has one message
+                    pos = start if skip == 0 else start + int(np.flatnonzero(buf[start:pos] == 10)[skip - 1]) + 1
+                    self.line_no = int(mb[j, 0]) - 1
+                    status = P.ST_FALLBACK
             if status == P.ST_DONE:
                 break
             if status == P.ST_FULL:
@@ -239,26 +266,41 @@ class _Converter:
         size = os.path.getsize(self.path)
         with progress_bar(size, f"Reading {self.path}") as bar:
             pending = b""
+            skipping = False  # inside a line longer than MAX_LINE: its bytes are dropped up to its newline
             chunks = _decompressed_chunks(self.path, bar, self.report)
             try:
                 for data in chunks:
+                    if skipping:
+                        nl = data.find(b"\n") + 1
+                        if nl == 0:
+                            continue
+                        data, skipping = memoryview(data)[nl:], False
                     if pending:  # complete the line cut by the previous chunk without copying the whole chunk
                         nl = data.find(b"\n") + 1
                         if nl == 0:
                             pending += data
+                            if len(pending) > MAX_LINE:
+                                self._long_line()
+                                pending, skipping = b"", True
                             continue
                         head = pending + data[:nl]
                         self.feed(np.frombuffer(head, np.uint8), final=False)
                         data = memoryview(data)[nl:]
                     buf = np.frombuffer(data, np.uint8)
                     used = self.feed(buf, final=False)
-                    pending = bytes(buf[used:])
+                    pending = bytes(buf[used:])  # < _OUT_CHUNK: only the branch above can exceed MAX_LINE
             finally:
                 chunks.close()  # also when leaving early: stops the reader thread now, not at garbage collection
             if self.report.truncated and self.strict:
                 raise DataQualityError("truncated gzip stream", path=self.path, line=self.line_no + 1)
+            if skipping:
+                return
             if pending:
                 self.feed(np.frombuffer(pending, np.uint8), final=True)
+
+    def _long_line(self) -> None:
+        self.line_no += 1
+        self._bad(f"line longer than {MAX_LINE:,} bytes (skipped unread)")
 
 
 def _decompressed_chunks(path: str, advance, report: QualityReport):
@@ -284,13 +326,18 @@ def _decompressed_chunks(path: str, advance, report: QualityReport):
                     if not gz:
                         q.put(raw)
                         continue
-                    parts = []
-                    while raw:
+                    parts, size = [], 0
+                    while raw and not stop.is_set():
                         if dec.eof:  # concatenated gzip members
                             dec = _zlib.decompressobj(31)
-                        parts.append(dec.decompress(raw))
-                        raw = dec.unused_data
-                    q.put(b"".join(parts))
+                        parts.append(dec.decompress(raw, _OUT_CHUNK))
+                        size += len(parts[-1])
+                        raw = dec.unused_data if dec.eof else dec.unconsumed_tail
+                        if size >= _OUT_CHUNK:
+                            q.put(b"".join(parts))
+                            parts, size = [], 0
+                    if parts:
+                        q.put(b"".join(parts))
                 if gz and not dec.eof:
                     report.truncated = True
             q.put(None)
@@ -323,13 +370,15 @@ def _msg_blocks(m: NDArray, nrows: int, mem_rows: int):
 
 
 class _BookCheck:
-    """Replays the depth stream as a synced consumer would (only applicable diffs, whole-book resets at each
-    snapshot, bridging diffs after it) in a background thread, counting messages that leave the book crossed."""
+    """Replays the depth stream as the output holds it, in a background thread, counting messages that leave the
+    book crossed: with `resync` as a synced consumer would (only applicable diffs, whole-book resets at each
+    snapshot, bridging diffs after it), else as the reference conversion does (every kept diff and snapshot in
+    arrival order, a snapshot clearing only the price range it covers)."""
 
-    def __init__(self, conv: _Converter, apply, defer_to):
+    def __init__(self, conv: _Converter, apply, defer_to, resync: bool, drop):
         import threading
 
-        self.report, self.apply, self.defer_to = conv.report, apply, defer_to
+        self.report, self.apply, self.defer_to, self.resync, self.drop = conv.report, apply, defer_to, resync, drop
         self.rows, self.msgs, self.mem_rows = conv.rows, conv.msgs, conv.mem_rows  # before any resync
         self.result = None
         self.error = None
@@ -345,6 +394,14 @@ class _BookCheck:
             for a, m, next_row in _msg_blocks(self.msgs, len(rows), self.mem_rows):
                 kind, line, row = m[:, 1], m[:, 0], m[:, 7]
                 ends = np.append(row[1:], next_row)
+                if not self.resync:
+                    book_msg = (kind == P.KIND_SNAPSHOT) | (kind == P.KIND_DEPTH)
+                    sel = np.nonzero(book_msg & ~self.drop[a: a + len(m)])[0]
+                    if len(sel):
+                        book = book_apply(*book, ev, key, qty, row[sel], ends[sel], line[sel], False, 0.0, False,
+                                          crossed_at)
+                    S.release(rows)
+                    continue
                 sel = np.nonzero((kind == P.KIND_SNAPSHOT) | self.apply[a: a + len(m)])[0]
                 spans = np.stack([row[sel], ends[sel], line[sel]], 1)
                 # bridging diffs wait for their snapshot: only those and the snapshots they wait for are moved
@@ -377,7 +434,8 @@ class _BookCheck:
 
 
 def _fill_report(conv: _Converter, initial_last_u):
-    """Message-level checks, block by block over the message table; returns the depth sync's (apply, defer_to)."""
+    """Message-level checks, block by block over the message table; returns the depth sync's (apply, defer_to)
+    and a bool per message: a repeated trade or depth diff."""
     rep = conv.report
     names = {P.KIND_DEPTH: "depthUpdate", P.KIND_TRADE: "trade", P.KIND_TICKER: "bookTicker",
              P.KIND_MARK: "markPriceUpdate", P.KIND_SNAPSHOT: "snapshot", P.KIND_ERROR: "rest_error",
@@ -393,6 +451,7 @@ def _fill_report(conv: _Converter, initial_last_u):
             rep.non_market_trades += line[(flags & 1) != 0].tolist()
             rep.non_monotonic_exch_lines += line[(flags & 2) != 0].tolist()
             rep.duplicate_lines += line[(flags & 4) != 0].tolist()
+            sync.duplicate[a: a + len(m)] |= (flags & 4) != 0
         sync.feed(a, *(m[:, c] for c in (1, 0, 2, 4, 5, 6)))
     counts = st[14:21]
     rep.messages = {names[k]: int(counts[k]) for k in names if counts[k]}
@@ -402,12 +461,13 @@ def _fill_report(conv: _Converter, initial_last_u):
     conv.row_min_latency = int(st[0])
     apply, defer_to = sync.finish()
     rep.duplicate_lines.sort()
-    return apply, defer_to
+    return apply, defer_to, sync.duplicate
 
 
-def _resync(conv: _Converter, apply, defer_to):
-    """Gap-aware rows: drop depth diffs that cannot be applied, replace each snapshot's partial clears by
-    full-side clears (px=NaN), and move buffered bridging diffs to the snapshot's local time, after it."""
+def _rewrite(conv: _Converter, drop, resync: bool, apply, defer_to):
+    """Rows without those of the messages in `drop`; with `resync` (gap_policy='resync') also drop depth diffs
+    that cannot be applied, replace each snapshot's partial clears by full-side clears (px=NaN), and move
+    buffered bridging diffs to the snapshot's local time, after it."""
     rows = conv.rows
     out = S.Spool(conv.mem_rows, np.uint64, initial=min(len(rows), conv.mem_rows), tmp_dir=conv.tmp_dir)
 
@@ -421,13 +481,15 @@ def _resync(conv: _Converter, apply, defer_to):
         ends = np.append(row[1:], next_row)
         r0 = int(row[0])
         keep = np.ones(next_row - r0, bool)
-        for j in np.nonzero(kind == P.KIND_DEPTH)[0].tolist():
+        for j in np.nonzero(drop[a: a + len(m)])[0].tolist():
+            keep[row[j] - r0: ends[j] - r0] = False
+        for j in np.nonzero(kind == P.KIND_DEPTH)[0].tolist() if resync else ():
             if not apply[a + j] or a + j in defer_to:
                 keep[row[j] - r0: ends[j] - r0] = False
                 if apply[a + j]:
                     deferred.setdefault(defer_to[a + j], []).append((int(row[j]), int(ends[j])))
         start = r0
-        for j in np.nonzero(kind == P.KIND_SNAPSHOT)[0].tolist():
+        for j in np.nonzero(kind == P.KIND_SNAPSHOT)[0].tolist() if resync else ():
             s0, s1 = int(row[j]), int(ends[j])
             copy(start, s0, keep[start - r0: s0 - r0])
             snap = np.array(rows[s0:s1])
@@ -466,13 +528,15 @@ def _correct_latency(rows: NDArray, base_latency, min_lat: int | None) -> int:
 
 
 def _save_npz(path: str, data: NDArray) -> None:
-    """np.savez_compressed(path, data=data), streaming a memory-mapped array in bounded pieces."""
+    """np.savez_compressed(path, data=data), atomically (see _atomic), streaming a memory-mapped array in
+    bounded pieces."""
     if not isinstance(data, np.memmap):
-        np.savez_compressed(path, data=data)
+        _atomic.savez(path, data=data)
         return
     import zipfile
 
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
+    with _atomic.atomic_writer(_atomic.npz_path(path), "wb") as out, \
+            zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
             zf.open("data.npy", "w", force_zip64=True) as f:
         np.lib.format.write_array_header_2_0(f, np.lib.format.header_data_from_array_1_0(data))
         for a, b in S.blocks(len(data)):
@@ -491,7 +555,8 @@ def convert(
     ts_unit: Literal["auto", "ns", "us", "ms"] = "auto",
     strict: bool = False,
     gap_policy: Literal["none", "resync"] = "none",
-    mark_price_time: Literal["T", "E"] = "T",
+    mark_price_time: Literal["T", "E"] = "E",
+    duplicates: Literal["drop", "keep"] = "drop",
     initial_last_u: Optional[int] = None,
     return_report: bool = False,
     tmp_dir: Optional[str] = None,
@@ -501,12 +566,18 @@ def convert(
     Same signature, defaults and output as hftbacktest 2.4.4 (`opt`: 'm' mark/index/funding rows 100-102,
     't' bookTicker rows 103/104). `buffer_size` is accepted for compatibility only: tables grow as needed.
 
-    Extras (keyword-only, off by default so the output stays identical to the reference):
+    Bad numbers (non-finite, negative, out of range) skip their line, repeated trades/diffs are dropped (both
+    counted in the report) and mark-price rows take the event time; otherwise the output is the reference's.
+    Extras (keyword-only):
       ts_unit: unit of the local timestamps ('auto' detects 19/16/13 digits = ns/us/ms; always stored in ns).
       strict: raise DataQualityError naming the line at the first problem instead of skipping and warning.
       gap_policy='resync': drop depth diffs that cannot be applied (gaps, stale, duplicates), clear whole
         sides (DEPTH_CLEAR with px=NaN) at each resync snapshot and replay the bridging diffs after it.
-      mark_price_time='E': use the event time of markPriceUpdate (T is the next funding time).
+      mark_price_time='T': time markPriceUpdate rows (opt 'm') by their `T` as the reference does; `T` is the
+        next funding time, up to 8 h ahead, which shifts every local timestamp by as much. Default 'E': the
+        event time.
+      duplicates='keep': keep repeated messages (a trade id not above the highest seen, a depth diff repeating
+        or older than the last applied one) as the reference does; by default they are dropped and counted.
       initial_last_u: last `u` of the previous file, so its first diff continues the sequence.
       return_report: return `(data, QualityReport)` instead of `data`.
       tmp_dir: where inputs larger than memory blocks spill (default: the system temp dir). The result is then
@@ -515,21 +586,29 @@ def convert(
     del buffer_size  # kept for signature compatibility; storage grows on demand
     if gap_policy not in ("none", "resync"):
         raise ValueError(f"gap_policy must be 'none' or 'resync', not {gap_policy!r}")
+    if duplicates not in ("drop", "keep"):
+        raise ValueError(f"duplicates must be 'drop' or 'keep', not {duplicates!r}")
     if not os.path.exists(input_filename):
         raise FileNotFoundError(input_filename)
     conv = _Converter(input_filename, opt, combined_stream, ts_unit, strict, mark_price_time, tmp_dir=tmp_dir)
     conv.run()
-    apply, defer_to = _fill_report(conv, initial_last_u)
-    book_check = _BookCheck(conv, apply, defer_to)  # runs in a thread (nogil) while the rest proceeds
-    if gap_policy == "resync":
-        _resync(conv, apply, defer_to)
+    conv.report.rows = len(conv.rows)
+    apply, defer_to, duplicate = _fill_report(conv, initial_last_u)
+    drop = duplicate if duplicates == "drop" else np.zeros_like(duplicate)
+    conv.report.duplicates_dropped = duplicates == "drop"
+    conv.report.gap_policy = gap_policy
+    # runs in a thread (nogil) while the rest proceeds
+    book_check = _BookCheck(conv, apply, defer_to, gap_policy == "resync", drop)
+    rewritten = gap_policy == "resync" or bool(drop.any())
+    if rewritten:
+        _rewrite(conv, drop, gap_policy == "resync", apply, defer_to)
     if strict:
         book_check.join()
         warn_or_raise(conv.report, strict)
 
     print("Correcting the latency")
     rows = conv.rows
-    shift = _correct_latency(rows, base_latency, conv.row_min_latency if gap_policy == "none" else None)
+    shift = _correct_latency(rows, base_latency, None if rewritten else conv.row_min_latency)
     print("Correcting the event order")
     out = S.event_order(rows, conv.mem_rows, conv.tmp_dir, shift)
     data = out.reshape(-1).view(event_dtype)

@@ -11,7 +11,10 @@ from typing import Optional
 import numpy as np
 from numpy.typing import NDArray
 
+from ... import _atomic
+from ...errors import DataQualityError
 from ...types import BUY_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, SELL_EVENT, TRADE_EVENT, event_dtype
+from ..quality import bad_values, value_problem
 from ..validation import correct_event_order, correct_local_timestamp, validate_event_order
 
 _DEPTH_COLUMNS = ["symbol", "timestamp", "trans_id", "first_update_id", "last_update_id", "side", "update_type",
@@ -20,7 +23,8 @@ _TRADE_COLUMNS = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker"]
 
 
 def _rows(path: str, has_header: Optional[bool], first_cell: str, default_columns: list[str]):
-    """Yield (column index by name, row) for every data row; the header is detected from the first cell."""
+    """Yield (column index by name, row, line number) for every data row; the header is detected from the first
+    cell."""
     print("Reading %s" % path)
     with open(path, newline="") as f:
         reader = csv.reader(f, delimiter=",")
@@ -33,10 +37,29 @@ def _rows(path: str, has_header: Optional[bool], first_cell: str, default_column
                     columns = {name: i for i, name in enumerate(row)}
                     continue
                 if len(row) != len(default_columns):
-                    raise ValueError(f"{path}: expected {len(default_columns)} columns "
-                                     f"({','.join(default_columns)}), got {len(row)}")
+                    raise DataQualityError(f"expected {len(default_columns)} columns "
+                                           f"({','.join(default_columns)}), got {len(row)}", path=path, line=1)
                 columns = {name: i for i, name in enumerate(default_columns)}
-            yield columns, row
+            yield columns, row, reader.line_num
+
+
+def _read(path: str, has_header: Optional[bool], first_cell: str, default_columns: list[str], row_of) -> list[tuple]:
+    """The file's event rows, `row_of(columns, row)` each; a missing field or one that is not a number a feed
+    may hold (see quality.bad_values) is a DataQualityError naming path:line."""
+    rows, lines = [], []
+    for c, row, line in _rows(path, has_header, first_cell, default_columns):
+        try:
+            rows.append(row_of(c, row))
+        except (ValueError, IndexError, KeyError) as exc:
+            what = "bad number" if isinstance(exc, ValueError) else "missing field"
+            raise DataQualityError(f"{what} ({exc})", path=path, line=line) from None
+        lines.append(line)
+    a = _to_array(rows)
+    bad = np.flatnonzero(bad_values(a["ev"], a["px"], a["qty"]))
+    if len(bad):
+        i = int(bad[0])
+        raise DataQualityError(value_problem(int(a["ev"][i]), a["px"][i], a["qty"][i]), path=path, line=lines[i])
+    return rows
 
 
 def _to_array(rows: list[tuple]) -> NDArray:
@@ -68,15 +91,18 @@ def convert(
     compatibility (storage grows as needed).
     """
     del buffer_size
-    rows: list[tuple] = []
-    for c, row in _rows(depth_filename, depth_has_header, "symbol", _DEPTH_COLUMNS):
+    def depth(c, row):
         exch = int(row[c["timestamp"]])
         side = BUY_EVENT if row[c["side"]] == "b" else SELL_EVENT
-        rows.append((DEPTH_EVENT | side, exch, exch + feed_latency, float(row[c["price"]]), float(row[c["qty"]])))
-    for c, row in _rows(trades_filename, trades_has_header, "id", _TRADE_COLUMNS):
+        return DEPTH_EVENT | side, exch, exch + feed_latency, float(row[c["price"]]), float(row[c["qty"]])
+
+    def trade(c, row):
         exch = int(row[c["time"]])
         side = SELL_EVENT if row[c["is_buyer_maker"]] else BUY_EVENT  # a string: "false" is truthy (reference)
-        rows.append((TRADE_EVENT | side, exch, exch + feed_latency, float(row[c["price"]]), float(row[c["qty"]])))
+        return TRADE_EVENT | side, exch, exch + feed_latency, float(row[c["price"]]), float(row[c["qty"]])
+
+    rows = _read(depth_filename, depth_has_header, "symbol", _DEPTH_COLUMNS, depth) \
+        + _read(trades_filename, trades_has_header, "id", _TRADE_COLUMNS, trade)
     print("Correcting the latency")
     tmp = correct_local_timestamp(_to_array(rows), base_latency)
     print("Correcting the event order")
@@ -85,7 +111,7 @@ def convert(
     validate_event_order(data)
     if output_filename is not None:
         print("Saving to %s" % output_filename)
-        np.savez_compressed(output_filename, data=data)
+        _atomic.savez(output_filename, data=data)
     return data
 
 
@@ -98,15 +124,17 @@ def convert_snapshot(
 ) -> NDArray:
     """Depth CSV → DEPTH_SNAPSHOT rows (every row, bids then asks, ordered by quantity as the reference does)."""
     del ss_buffer_size
-    bids: list[tuple] = []
-    asks: list[tuple] = []
-    for c, row in _rows(snapshot_filename, has_header, "symbol", _DEPTH_COLUMNS):
+
+    def level(c, row):
         exch = int(row[c["timestamp"]])
-        bid = row[c["side"]] == "b"
-        (bids if bid else asks).append((DEPTH_SNAPSHOT_EVENT | (BUY_EVENT if bid else SELL_EVENT), exch,
-                                        exch + feed_latency, float(row[c["price"]]), float(row[c["qty"]])))
+        side = BUY_EVENT if row[c["side"]] == "b" else SELL_EVENT
+        return DEPTH_SNAPSHOT_EVENT | side, exch, exch + feed_latency, float(row[c["price"]]), float(row[c["qty"]])
+
+    rows = _read(snapshot_filename, has_header, "symbol", _DEPTH_COLUMNS, level)
+    bids = [r for r in rows if r[0] & BUY_EVENT]
+    asks = [r for r in rows if not r[0] & BUY_EVENT]
     ordered = sorted(bids, key=lambda r: r[4], reverse=True) + sorted(asks, key=lambda r: r[4])
     data = _to_array(ordered)
     if output_filename is not None:
-        np.savez(output_filename, data=data)
+        _atomic.savez(output_filename, compressed=False, data=data)
     return data

@@ -19,7 +19,7 @@ def create_last_snapshot(
     timestamps 0). `initial_snapshot` seeds the book; `output_snapshot_filename` also saves the rows as .npz
     under the key "data". Same behaviour as hftbacktest 2.4.4, using this package's engine (one book rule).
     """
-    from ... import BacktestAsset, HashMapMarketDepthBacktest
+    from ... import BacktestAsset, HashMapMarketDepthBacktest, _atomic
 
     asset = BacktestAsset().data(data).tick_size(tick_size).lot_size(lot_size)
     if initial_snapshot is not None:
@@ -31,5 +31,5 @@ def create_last_snapshot(
     snapshot = np.array(hbt.depth(0).snapshot(), copy=True)
     hbt.close()
     if output_snapshot_filename is not None:
-        np.savez_compressed(output_snapshot_filename, data=snapshot)
+        _atomic.savez(output_snapshot_filename, data=snapshot)
     return snapshot
