@@ -13,6 +13,7 @@ from numba import njit
 from hftbacktest.connector.config import ConnectorConfig
 from hftbacktest.connector.marketdata import SymbolBook
 from hftbacktest.connector.rest import RestReply
+from hftbacktest import Recorder
 from hftbacktest.live import Instrument, LiveBotBuilder
 from hftbacktest.live.ipc import ConnectorChannel
 from hftbacktest.live.ipc import codec as c
@@ -129,6 +130,9 @@ def test_live_bot_mark_price_and_funding_as_in_backtest():
         assert hbt.state_values(0).balance == pytest.approx(balance - 0.4)  # linear: the balance pays it
         assert _read(hbt) == (60_000.0, pytest.approx(0.4))
         assert hbt.feed_latency(0) == (1_000, 1_005)  # a fee is no market data
+        rec = Recorder(1, 8)
+        rec.recorder.record(hbt)
+        assert rec.funding(0)[-1] == pytest.approx(0.4)  # recorded as in the backtest
     finally:
         hbt.close()
         ch.close()

@@ -67,6 +67,8 @@ class LiveBotType(types.StructRef):
         super().__init__(fields)
         self.name = f"hftbacktest.LiveBotType.{SALT}"
 
+    has_funding = True  # the Recorder records hbt.funding (recorder.py)
+
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
