@@ -108,12 +108,13 @@ def _grow(st):
 
 
 def _funding_of(hbt, asset_no):
-    """Cumulative funding of a backtest bot's asset (BacktestAsset().funding); 0 for other bots."""
+    """Cumulative funding of a bot's asset (`hbt.funding`: backtest, or a bot type marked `has_funding`, the live
+    bot); 0 for other bots."""
 
 
 @overload(_funding_of)
 def _funding_of_impl(hbt, asset_no):
-    if isinstance(hbt, BotType):
+    if isinstance(hbt, BotType) or getattr(hbt, "has_funding", False):
         return lambda hbt, asset_no: hbt.funding(asset_no)
     return lambda hbt, asset_no: 0.0
 

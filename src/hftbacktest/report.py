@@ -139,6 +139,9 @@ def _asset_section(asset_no: int, asset: AssetView, book_size: float | None, res
         return f"<section><h2>{html.escape(label)}</h2><p>Fewer than two records: nothing to show.</p></section>"
     kind = InverseAssetRecord if asset.inverse else LinearAssetRecord
     record = kind(recs).contract_size(asset.contract_size)
+    has_funding = asset.funding is not None and len(asset.funding) == len(recs)
+    if has_funding:
+        record.funding(asset.funding)  # adds Fees and Funding to the metrics
     metrics = list(record.DEFAULT_METRICS) + [AnnualRet, NumberOfTrades, TradingVolume, TradingValue,
                                               MeanPositionValue]
     if book_size is not None:
@@ -147,10 +150,7 @@ def _asset_section(asset_no: int, asset: AssetView, book_size: float | None, res
     frame = kind(recs).contract_size(asset.contract_size).resample(_plot_interval(recs)).prepared()
 
     summary = dict(stats.splits[-1])
-    funding = None
-    if asset.funding is not None and len(asset.funding) == len(recs):
-        funding = float(asset.funding[-1] - asset.funding[0])
-        summary["Funding"] = funding  # paid (negative: received); already inside the balance and equity
+    funding = summary["Funding"] if has_funding else None  # paid (negative: received), inside balance and equity
     parts = [f"<section><h2>{html.escape(label)}</h2>", _summary_table(summary)]
     has_latency = asset.order_latency is not None and len(asset.order_latency)
     if charts == "plotly":

@@ -43,6 +43,8 @@ MARK_PRICE_EVENT = 101
 FUNDING_RATE_EVENT = 102
 BEST_BID_EVENT = 103
 BEST_ASK_EVENT = 104
+# live only (connector -> bot): a funding fee the exchange charged, px = amount paid (negative: received)
+FUNDING_FEE_EVENT = 105
 
 # --- order enumerations --------------------------------------------------------------------------
 BUY = 1

@@ -1,5 +1,7 @@
 """Perpetual-futures extras on hand-built events: latency per request type, mark price, funding settlement.
 Tick 1, lot 1; every expected number is derived in the comments."""
+import re
+
 import numpy as np
 import pytest
 
@@ -90,10 +92,13 @@ def test_table_without_req_column_is_one_shared_lane():
     assert hbt.order_latency(0) == (1100, 1600, 2600)
 
 
-def test_unknown_request_type_names_the_row():
+def test_unknown_request_type_names_the_row(tmp_path):
     bad = np.array([(0, 50, 150, NEW), (10, 60, 160, 9)], REQ_DTYPE)
     with pytest.raises(DataError, match=r"row 1: unknown request type 9"):
         _lat_bot(bad)
+    np.savez(tmp_path / "lat.npz", data=bad)
+    with pytest.raises(DataError, match=r"asset 0: .*lat\.npz: row 1: unknown request type 9 in field req"):
+        _lat_bot(str(tmp_path / "lat.npz"))
 
 
 # --- mark price and funding -------------------------------------------------------------------------------------------
@@ -348,3 +353,127 @@ def test_an_order_reaching_the_exchange_after_the_funding_time_settles_first():
     hbt.submit_sell_order(0, 2, 99.0, 3.0, IOC, LIMIT, True)
     assert hbt.position(0) == 0.0
     assert hbt.funding(0) == pytest.approx(3 * 100.0 * 0.0002, rel=1e-12)
+
+
+HOLD_STRATEGY = '''
+from numba import njit
+from hftbacktest import IOC, LIMIT
+
+
+@njit
+def buy_and_hold(hbt, recorder):
+    bought = False
+    while hbt.elapse(100_000_000) == 0:
+        depth = hbt.depth(0)
+        if not bought and depth.best_ask < 1e12:
+            hbt.submit_buy_order(0, 1, depth.best_ask, 0.01, IOC, LIMIT, False)
+            bought = True
+        recorder.record(hbt)
+    return True
+'''
+
+HOLD_CONFIG = '''
+strategy = "strategy.py:buy_and_hold"
+record_size = 100
+
+[[asset]]
+name = "BTCUSDT"
+data = ["feed.npz"]
+tick_size = 0.1
+lot_size = 0.001
+latency = { model = "constant", entry = 1_000_000, response = 1_000_000 }
+fee = { model = "trading_value", maker = -0.00005, taker = 0.0007 }
+funding = true
+'''
+
+
+@pytest.fixture(scope="module")
+def several_fundings(tmp_path_factory):
+    """2.5 minutes of synthetic feed settling funding every minute: funding times B, B + 60 s and B + 120 s."""
+    import contextlib
+    import io
+    import warnings
+
+    from hftbacktest.data.synthetic import generate
+    from hftbacktest.data.utils.binancefutures import convert
+
+    d = tmp_path_factory.mktemp("fund")
+    B = 1_723_161_600_000
+    generate(str(d / "feed.gz"), start_ms=B - 15_000, minutes=2.5, seed=7, funding_interval_ms=60_000)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = convert(str(d / "feed.gz"), opt="m", output_filename=str(d / "feed.npz"))
+        convert(str(d / "feed.gz"), output_filename=str(d / "plain.npz"))
+    (d / "strategy.py").write_text(HOLD_STRATEGY)
+    (d / "run.toml").write_text(HOLD_CONFIG)
+    return d, data, [B + k * 60_000 for k in range(3)]
+
+
+def test_synthetic_feed_across_several_funding_times_stats_and_report(several_fundings, tmp_path):
+    from hftbacktest.recorder import Recorder
+    from hftbacktest.report import load_record, render
+    from hftbacktest.stats import LinearAssetRecord
+    from hftbacktest.types import EXCH_EVENT
+
+    d, data, times = several_fundings
+    a = (BacktestAsset().data([str(d / "feed.npz")]).tick_size(0.1).lot_size(0.001)
+         .constant_order_latency(1_000_000, 1_000_000).trading_value_fee_model(-0.00005, 0.0007).funding(True))
+    hbt = HashMapMarketDepthBacktest([a])
+    rec = Recorder(1, 2000)
+    hbt.elapse(1_000_000_000)
+    hbt.submit_buy_order(0, 1, hbt.depth(0).best_ask, 0.01, IOC, LIMIT, True)
+    assert hbt.position(0) == 0.01
+    while hbt.elapse(100_000_000) == 0:
+        rec.recorder.record(hbt)
+    assert hbt.position(0) == 0.01
+    # hand-derived per funding time: the last mark at or before it, the last rate announced for it
+    x = data[(data["ev"] & EXCH_EVENT) != 0]
+    x = x[np.argsort(x["exch_ts"], kind="stable")]
+    paid = []
+    for t in times:
+        upto = x[x["exch_ts"] <= t * 1_000_000]
+        m = upto[(upto["ev"] & 0xFF) == MARK_PRICE_EVENT]["px"][-1]
+        r = upto[((upto["ev"] & 0xFF) == FUNDING_RATE_EVENT) & (upto["ival"] == t * 1_000_000)]["px"][-1]
+        paid.append(0.01 * m * r)
+    assert len(set(paid)) == 3 and all(p > 0 for p in paid)  # three different settlements (the rate moves)
+    assert hbt.funding(0) == pytest.approx(sum(paid), rel=1e-12)
+    f = rec.funding(0)
+    assert sorted(set(np.round(np.diff(f)[np.diff(f) != 0], 12))) == sorted(np.round(paid, 12))  # one step each
+
+    stats = LinearAssetRecord(rec.get(0)).funding(f).resample("1s").stats()
+    row = stats.splits[-1]
+    assert list(row)[-2:] == ["Fees", "Funding"]
+    assert row["Funding"] == pytest.approx(f[-1] - f[0], rel=1e-9)
+    assert row["Fees"] == pytest.approx(rec.get(0)["fee"][-1] - rec.get(0)["fee"][0], rel=1e-9)
+    assert "Funding" not in LinearAssetRecord(rec.get(0)).resample("1s").stats().splits[-1]  # 2.x columns
+    with pytest.raises(DataError, match="funding: 3 values for a record of"):
+        LinearAssetRecord(rec.get(0)).funding(f[:3])
+
+    rec.to_npz(str(tmp_path / "run.npz"))
+    page = render(load_record(tmp_path / "run.npz"), resample="1s")
+    assert "Funding" in page and "trading PnL" in page
+
+
+def test_backtest_cli_funding_key(several_fundings, capsys):
+    from hftbacktest.cli import main
+
+    d, _, _ = several_fundings
+    assert main(["backtest", str(d / "run.toml"), "--record", str(d / "out.npz")]) == 0
+    out = capsys.readouterr().out
+    shown = re.search(r"Funding\s+│\s+(\S+)", out)
+    with np.load(d / "out.npz") as npz:
+        f = npz["funding_0"]
+    assert shown and float(shown.group(1)) == pytest.approx(f[-1] - f[0], rel=1e-5) and f[-1] > 0, out
+
+    (d / "bad.toml").write_text(HOLD_CONFIG.replace("funding = true", 'funding = "yes"'))
+    assert main(["backtest", str(d / "bad.toml")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and 'asset[0].funding: expected true, false or "lenient"' in err
+
+    (d / "plain.toml").write_text(HOLD_CONFIG.replace("feed.npz", "plain.npz"))
+    assert main(["backtest", str(d / "plain.toml")]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "plain.npz has no funding-rate rows" in err and "Traceback" not in err
+    (d / "lenient.toml").write_text(HOLD_CONFIG.replace("feed.npz", "plain.npz").replace("= true", '= "lenient"'))
+    with pytest.warns(UserWarning, match="plain.npz has no funding-rate rows"):
+        assert main(["backtest", str(d / "lenient.toml")]) == 0

@@ -19,6 +19,7 @@ from ..live.ipc.codec import ErrorKind
 from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE, REPLACED, UNSUPPORTED
 from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
+from .perp import FundingRelay
 from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
 from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
 from .ws_orders import WsOrderApi
@@ -85,6 +86,7 @@ class BinanceFuturesConnector:
         self._adoptions: dict[str, asyncio.Task] = {}  # symbol -> adoption of its exchange orders at first use
         self._reconciler: asyncio.Task | None = None
         self._reconcile_again = False
+        self.perp = FundingRelay(self)
 
     # --- publishing -----------------------------------------------------------------------------
     def send(self, bot_id: int, msg: Any) -> None:
@@ -593,6 +595,8 @@ class BinanceFuturesConnector:
             out += [f"{s}@{self.cfg.depth_stream}", f"{s}@trade"]
             if self.cfg.book_ticker:
                 out.append(f"{s}@bookTicker")
+            if self.cfg.mark_price:
+                out.append(f"{s}@markPrice@1s")
         return out
 
     async def _subscribe(self, symbols: list[str]) -> None:
@@ -735,6 +739,8 @@ class BinanceFuturesConnector:
             elif kind == "bookTicker":
                 symbol = msg["s"].lower()
                 self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in book_ticker_events(msg, local_ts)])
+            elif kind == "markPriceUpdate":
+                self.perp.on_mark_price(msg, local_ts)
             elif "result" in msg and "id" in msg:
                 pass  # subscription ack
             elif kind is not None:
@@ -820,6 +826,7 @@ class BinanceFuturesConnector:
                     self._exchange_fill(ev, ts_ms)
             elif kind == "ACCOUNT_UPDATE":
                 ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
+                self.perp.on_account_update(msg, now_ns())
                 for p in msg.get("a", {}).get("P", []):
                     if p.get("ps", "BOTH") == "BOTH":
                         self.publish_position(p["s"].lower(), float(p["pa"]), ts)

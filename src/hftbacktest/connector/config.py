@@ -37,6 +37,7 @@ class ConnectorConfig:
     secret: str = ""
     recv_window_ms: int = 5000
     book_ticker: bool = False
+    mark_price: bool = True  # subscribe `<symbol>@markPrice@1s` (hbt.mark_price)
     depth_stream: str = "depth@0ms"  # `depth@100ms` is the public alternative
     cancel_on_start: bool = True
     cancel_on_shutdown: bool = False

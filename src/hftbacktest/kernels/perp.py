@@ -14,6 +14,7 @@ funding time (`ival`, or `exch_ts` when `ival` is 0, which is what the reference
 The first exchange event strictly after that time, or a rate announced for a later time, settles it once:
 `position × mark × rate` (linear, × contract size) or `position × contract size / mark × rate` (inverse, in coin)
 is paid from the balance of both sides and added to the cumulative funding.
+Live, the bot applies each FUNDING_FEE_EVENT row from the connector with `funding_fee` (the local side only).
 `s.perp_f` = [local mark, exchange mark, rate in force, cumulative funding paid];
 `s.perp_i` = [enabled, pending funding time (0: none), last settled funding time].
 """
@@ -101,14 +102,26 @@ def _settle(s):
         return
     if s.asset_type == ASSET_INVERSE:
         paid = pos * s.cs / mark * pf[2]
-        # inverse balances are kept negated (equity = -balance - position * cs / price): paying coin raises it
-        s.sv_x[0].balance += paid
-        s.sv_l[0].balance += paid
     else:
         paid = pos * s.cs * mark * pf[2]
-        s.sv_x[0].balance -= paid
-        s.sv_l[0].balance -= paid
+    _pay(s, s.sv_x, paid)
+    _pay(s, s.sv_l, paid)
     pf[3] += paid
+
+
+@borrowed(inline="always")
+def _pay(s, sv, paid):
+    if s.asset_type == ASSET_INVERSE:
+        sv[0].balance += paid  # inverse balances are kept negated (equity = -balance - position * cs / price)
+    else:
+        sv[0].balance -= paid
+
+
+@borrowed
+def funding_fee(s, paid):
+    """Live: a funding fee the exchange charged (a FUNDING_FEE_EVENT row), counted as a settlement is."""
+    _pay(s, s.sv_l, paid)
+    s.perp_f[3] += paid
 
 
 @borrowed
