@@ -15,7 +15,8 @@ from hftbacktest.connector.marketdata import (
     SymbolBook, trade_event,
 )
 from hftbacktest.connector.orders import OrderManager
-from hftbacktest.connector.rest import BinanceRest, format_step
+from hftbacktest.binance.numbers import format_step
+from hftbacktest.connector.rest import BinanceRest
 from hftbacktest.errors import ConfigError
 from hftbacktest.live.ipc.codec import WireOrder
 from hftbacktest.types import BUY, CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, NONE, PARTIALLY_FILLED, REPLACED
@@ -82,9 +83,18 @@ def test_book_age_counts_from_the_last_applied_change():
     assert not book.is_stale(10**12, 10.0)  # syncing: the snapshot task owns it
     book.on_snapshot({"lastUpdateId": 100, "bids": [["10.0", "1"]], "asks": []}, 1_000_000_000)
     assert not book.is_stale(10_000_000_000, 10.0) and book.is_stale(11_000_000_001, 10.0)
-    book.on_depth(diff(101, 101, 100, b=[("10.0", "2")]), 5_000_000_000)
+    book.on_depth(diff(100, 101, 99, b=[("10.0", "2")]), 5_000_000_000)
     assert not book.is_stale(11_000_000_001, 10.0)
     assert book.on_depth(diff(90, 95, 89), 9_000_000_000) == [] and book.updated_ns == 5_000_000_000  # dropped
+
+
+def test_first_diff_must_straddle_the_snapshot_id():
+    """Binance's rule U <= lastUpdateId <= u: a first diff starting after the snapshot id may have skipped ids."""
+    book = SymbolBook("btcusdt")
+    book.on_snapshot({"lastUpdateId": 100, "bids": [["10.0", "1"]], "asks": []}, 1)
+    assert book.on_depth(diff(90, 99, 89), 1) == []  # older than the snapshot: dropped
+    with pytest.raises(DepthGap, match="does not bridge snapshot 100"):
+        book.on_depth(diff(102, 104, 99), 1)
 
 
 def test_stale_snapshot_is_detected():

@@ -13,6 +13,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ..binance import wire
+from ..binance.numbers import format_step
+from ..binance.symbols import SymbolSpec
 from ..live.ipc import TO_ALL, ConnectorChannel, access
 from ..live.ipc import codec
 from ..live.ipc.codec import ErrorKind
@@ -20,7 +23,7 @@ from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE, REPLACED, UNSUP
 from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
 from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
-from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
+from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply
 from .ws_orders import WsOrderApi
 
 log = logging.getLogger("hftbacktest.connector")
@@ -254,13 +257,11 @@ class BinanceFuturesConnector:
             log.warning("exchangeInfo unavailable; tick/lot sizes will not be cross-checked")
             return
         for s in reply.data.get("symbols", []):
-            filters = {f["filterType"]: f for f in s.get("filters", [])}
             try:
-                tick = float(filters["PRICE_FILTER"]["tickSize"])
-                lot = float(filters["LOT_SIZE"]["stepSize"])
-            except (KeyError, ValueError):
+                spec = SymbolSpec.from_exchange_info(s)
+            except (KeyError, TypeError, ValueError):
                 continue
-            self.exchange_filters[s["symbol"].lower()] = (tick, lot)
+            self.exchange_filters[spec.symbol.lower()] = (spec.tick_size, spec.lot_size)
 
     async def _clock_loop(self) -> None:
         while True:
@@ -710,7 +711,7 @@ class BinanceFuturesConnector:
             log.warning("unparseable market frame dropped: %.120r", raw)
             return
         try:
-            if kind == "depthUpdate":
+            if kind == wire.DEPTH_UPDATE:
                 symbol = msg["s"].lower()
                 book = self.books.get(symbol)
                 if book is None:
@@ -728,7 +729,7 @@ class BinanceFuturesConnector:
                     self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in events])
                 elif book.state != "LIVE":
                     self._start_snapshot(symbol)
-            elif kind == "trade":
+            elif kind == wire.TRADE:
                 ev = trade_event(msg, local_ts)
                 if ev is not None:
                     self.send(TO_ALL, codec.Feed(msg["s"].lower(), ev))
@@ -806,9 +807,10 @@ class BinanceFuturesConnector:
             log.warning("unparseable user frame dropped: %.80r", raw)
             return False
         try:
-            if kind in ("ORDER_TRADE_UPDATE", "TRADE_LITE"):
-                ev, ts_ms = (msg["o"] if kind == "ORDER_TRADE_UPDATE" else msg), int(msg.get("T") or msg.get("E") or 0)
-                rec = self.orders.on_ws_update(ev, ts_ms) if kind == "ORDER_TRADE_UPDATE" else self.orders.on_trade_lite(ev)
+            if kind in (wire.ORDER_TRADE_UPDATE, wire.TRADE_LITE):
+                lite = kind == wire.TRADE_LITE
+                ev, ts_ms = (msg if lite else msg["o"]), int(msg.get("T") or msg.get("E") or 0)
+                rec = self.orders.on_trade_lite(ev) if lite else self.orders.on_ws_update(ev, ts_ms)
                 if rec is not None:
                     self.publish_order(rec)
                 elif self._is_stray(ev.get("c", ""), ev.get("X", "")):
