@@ -188,5 +188,11 @@ order_latency_dtype = np.dtype(
     [("req_ts", "i8"), ("exch_ts", "i8"), ("resp_ts", "i8"), ("_padding", "i8")],
     align=True,
 )
+# The same rows with the request type (NEW, CANCELED, REPLACED; 0 any) in place of the padding: one latency lane
+# per request type (kernels/perp.py).
+order_latency_req_dtype = np.dtype(
+    [("req_ts", "i8"), ("exch_ts", "i8"), ("resp_ts", "i8"), ("req", "i8")],
+    align=True,
+)
 
 EVENT_ARRAY = NDArray[Any]

@@ -27,6 +27,7 @@ from ..binance.depth import snapshot_id
 from ..binance.wire import DEPTH_INTERVALS, normalize_stream, stream_route
 from ..binance.numbers import money
 from ..errors import ConfigError
+from ..kernels.core import ExchangeCore
 from .admin import refusal
 from .faults import FAULT_KINDS, FaultInjector, parse_fault_spec
 from ..binance.symbols import SymbolSpec
@@ -146,6 +147,9 @@ class Emulator:
         self.venue = Venue([f.spec for f in self.feeds], now_ms=self.now_ms, notify=self._notify_user,
                            default_leverage=self.config.default_leverage, queue=self.config.queue,
                            exchange=self.config.exchange)
+        # Load (or, on a cold cache, compile) every matching kernel now: the first order must not stall the event
+        # loop for seconds while numba compiles, which clients see as a timeout.
+        ExchangeCore.warm()
         self.venue.fault_hook = lambda kind: self.faults.fire(kind) if self.faults.faults else None
         self.streams = {f.symbol: _SymbolStream(self.venue.markets[f.symbol], f, f.symbol.lower(),
                                                 tape=Tape(f.spec.tick_size, f.spec.lot_size)) for f in self.feeds}
@@ -191,7 +195,8 @@ class Emulator:
 
         emu._thread = threading.Thread(target=run, name="hftbacktest-emulator", daemon=True)
         emu._thread.start()
-        ready.wait(60)
+        if not ready.wait(120):
+            raise RuntimeError("the emulator did not bind its servers within 120 s")
         if errors:
             raise errors[0]
         return emu

@@ -45,8 +45,9 @@ class _Tables:
         self.margin = max(8, min(P.ROW_MARGIN, mem_rows // 2))  # a trade/ticker/mark line needs <= 3 rows
 
     def add(self, rows: list[tuple], line, kind, local, exch, id0=-1, id1=-1, id2=-1) -> None:
-        """One message and its rows; ValueError (nothing added) when a row's numbers cannot be market data."""
-        arr = np.array([(*r, 0, 0, 0.0) for r in rows], event_dtype)
+        """One message and its rows (ev, exch_ts, local_ts, px, qty[, ival]); ValueError (nothing added) when a
+        row's numbers cannot be market data."""
+        arr = np.array([(*r[:5], 0, r[5] if len(r) > 5 else 0, 0.0) for r in rows], event_dtype)
         bad = np.flatnonzero(bad_values(arr["ev"], arr["px"], arr["qty"]))
         if len(bad):
             raise ValueError(value_problem(*(int(arr["ev"][bad[0]]), arr["px"][bad[0]], arr["qty"][bad[0]])))
@@ -190,8 +191,10 @@ class _Converter:
             kind = P.KIND_MARK
             x = int(d["E" if self.mark_use_e else "T"]) * 1_000_000
             if self.opt_m:
+                # with E timestamps the funding-rate row keeps its funding time T in ival (0 otherwise: x is T)
+                nft = int(d["T"]) * 1_000_000 if self.mark_use_e else 0
                 rows += [(100, x, local, float(d["i"]), 0.0), (101, x, local, float(d["p"]), 0.0),
-                         (102, x, local, float(d["r"]), 0.0)]
+                         (102, x, local, float(d["r"]), 0.0, nft)]
         elif e == "bookTicker":
             kind = P.KIND_TICKER
             x = int(d["T"]) * 1_000_000
