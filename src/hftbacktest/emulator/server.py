@@ -22,15 +22,15 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import WSMsgType, web
 
-from ..binance import wire, signing
+from ..binance import signing, wire
 from ..binance.depth import snapshot_id
-from ..binance.wire import DEPTH_INTERVALS, normalize_stream, stream_route
 from ..binance.numbers import money
+from ..binance.symbols import SymbolSpec
+from ..binance.wire import DEPTH_INTERVALS, normalize_stream, stream_route
 from ..errors import ConfigError
 from ..kernels.core import ExchangeCore
 from .admin import refusal
 from .faults import FAULT_KINDS, FaultInjector, parse_fault_spec
-from ..binance.symbols import SymbolSpec
 from .market import ASK, BID, Feed, open_feed
 from .matching import Account, AccountExists, ApiError, Market, Venue
 from .streams import ROUTE_ALLOWS, Conn, StreamHub
@@ -88,6 +88,7 @@ class _SymbolStream:
     trade_id: int = 1_000_000
     last_bbo: tuple = ()
     loops: int = 0  # times the feed restarted
+    feed_ns: int = 0  # market time replayed in the current loop (feed offset of the last item applied)
     tape: Tape | None = None
     kline_sent: dict = field(default_factory=dict)  # stream -> tape version last published
 
@@ -346,6 +347,7 @@ class Emulator:
                     self._apply_trade(st, item[1], item[2], item[3])
                 else:
                     self._apply_depth(st, item[1])
+                st.feed_ns = offset
             if not self.config.loop:
                 return
             await asyncio.sleep(0)
@@ -637,8 +639,19 @@ class Emulator:
             cid = f"{wire.EXCHANGE_ORDER_PREFIXES[0]}{self.now_ms()}"  # a liquidation's client id
         else:
             side, lots, cid = "BUY", max(1, round(spec.min_qty / spec.lot_size)), f"web_{secrets.token_hex(8)}"
-        venue.place_order(account, {"symbol": symbol, "side": side, "type": "MARKET", "quantity": spec.fmt_qty(lots),
-                                    "newClientOrderId": cid, "reduceOnly": "true" if kind == "liquidation" else "false"})
+        order, _ = venue.place_order(account, {"symbol": symbol, "side": side, "type": "MARKET",
+                                               "quantity": spec.fmt_qty(lots), "newClientOrderId": cid,
+                                               "reduceOnly": "true" if kind == "liquidation" else "false"})
+        if kind == "liquidation" and order.executed:
+            # the public side of a liquidation (websocket-market-streams/Liquidation-Order-Streams)
+            now = self.now_ms()
+            avg = order.avg_price()
+            event = {"e": wire.FORCE_ORDER, "E": now, "o": {
+                "s": symbol, "S": side, "o": "LIMIT", "f": "IOC", "q": spec.fmt_qty(order.qty),
+                "p": f"{avg:.{spec.price_decimals}f}", "ap": f"{avg:.{spec.price_decimals}f}", "X": order.status,
+                "l": spec.fmt_qty(order.executed), "z": spec.fmt_qty(order.executed), "T": now}}
+            self.hub.publish(f"{symbol.lower()}@forceOrder", event)
+            self.hub.publish("!forceOrder@arr", event)
 
     # -- REST -----------------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -647,7 +660,8 @@ class Emulator:
         out["ws_connections"] = len(self._ws_all)
         out["messages_published"] = self.messages_published
         out["books"] = {s: {"last_update_id": st.last_u, "best_bid": st.market.book.best_bid,
-                            "best_ask": st.market.book.best_ask, "feed_loops": st.loops}
+                            "best_ask": st.market.book.best_ask, "feed_loops": st.loops,
+                            "feed_s": st.feed_ns / 1e9}
                         for s, st in self.streams.items()}
         out["faults_armed"] = [f.kind for f in self.faults.faults]
         return out
