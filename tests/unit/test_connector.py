@@ -24,6 +24,20 @@ from hftbacktest.types import BUY, CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, N
 BASE = {"stream_url": "ws://127.0.0.1:1/ws", "api_url": "http://127.0.0.1:2"}
 
 
+def test_user_stream_goes_to_the_private_route():
+    """Binance serves listen keys on `/private` only; an unrouted connection would get no order updates."""
+    from hftbacktest.connector.config import ConnectorConfig
+
+    def cfg(**kw):
+        return ConnectorConfig.from_mapping({"api_url": "https://fapi.binance.com", **kw})
+
+    assert cfg(stream_url="wss://fstream.binance.com/ws").user_stream_base == "wss://fstream.binance.com/private/ws"
+    assert cfg(stream_url="ws://127.0.0.1:9/public/stream?streams=a").user_stream_base == "ws://127.0.0.1:9/private/ws"
+    assert cfg(stream_url="wss://x/ws", user_stream_url="wss://y/ws/").user_stream_base == "wss://y/ws"
+    with pytest.raises(ConfigError, match="user_stream_url"):
+        cfg(stream_url="wss://x/ws", user_stream_url="https://y")
+
+
 def test_config_errors_name_the_key_and_never_show_secrets(tmp_path):
     with pytest.raises(ConfigError, match="'api_url'"):
         ConnectorConfig.from_mapping({"stream_url": "ws://x/ws"})

@@ -45,8 +45,26 @@ def stream_route(name: str) -> str:
     return "public" if kind.startswith(("depth", "rpiDepth")) or kind in PUBLIC_KINDS else "market"
 
 
+def routed_url(stream_url: str, route: str) -> str:
+    """The `/<route>/ws` URL on the host of `stream_url` (`wss://fstream.binance.com/ws`, `.../stream?...` or an
+    already routed `.../public/ws`): e.g. the user stream's `/private/ws`."""
+    base = stream_url.split("?", 1)[0].rstrip("/")
+    for tail in ("/ws", "/stream"):
+        if base.endswith(tail):
+            base = base[: -len(tail)]
+            break
+    for prefix in ("/public", "/market", "/private"):
+        if base.endswith(prefix):
+            base = base[: -len(prefix)]
+            break
+    return f"{base}/{route}/ws"
+
+
 def normalize_stream(name: str) -> str:
-    """Stream names have a lowercase symbol and a case-sensitive type (`aggTrade`, `bookTicker`, ...)."""
+    """Stream names have a lowercase symbol and a case-sensitive type (`aggTrade`, `bookTicker`, ...); all-market
+    streams (`!forceOrder@arr`) are taken as written."""
+    if name.startswith("!"):
+        return name
     symbol, sep, rest = name.partition("@")
     return symbol.lower() + sep + rest if sep else name
 

@@ -755,7 +755,8 @@ class BinanceFuturesConnector:
                     raise StreamClosed(f"listenKey: {reply.error_value() if reply else 'rate limited'}")
                 self._listen_key = reply.data["listenKey"]
                 log.info("listen key %s... obtained", self._listen_key[:4])
-                async with self._session.ws_connect(f"{self.cfg.stream_url}/{self._listen_key}", autoping=True) as ws:
+                url = f"{self.cfg.user_stream_base}/{self._listen_key}"
+                async with self._session.ws_connect(url, autoping=True) as ws:
                     backoff.healthy_since()
                     first = not self._user_connected_once
                     self._user_connected_once = True
@@ -769,7 +770,7 @@ class BinanceFuturesConnector:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.error(ErrorKind.ConnectionInterrupted, f"user stream: {reason}")
-            self._stream_failing(backoff, "user", self.cfg.stream_url, reason)
+            self._stream_failing(backoff, "user", self.cfg.user_stream_base, reason)
             delay = backoff.next_delay()
             log.warning("user stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
