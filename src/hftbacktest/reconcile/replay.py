@@ -129,7 +129,7 @@ def _drive(hbt, session: Session, shift: int, sample_ns: int):
     leaves: dict[int, float] = {}  # backtest order id (instance + 1) -> open quantity last seen
     fills: list[Fill] = []
     samples: list[tuple] = []
-    codes = {"sent": 0, "not_open": 0, "in_flight": 0, "refused": 0}
+    codes = {"sent": 0, "not_open": 0, "in_flight": 0, "refused": 0, "refused_live": 0}
     if hbt.elapse(0) == END_OF_DATA:
         raise DataError("the feed ends before the backtest starts")
     next_sample = (hbt.current_timestamp // sample_ns + 1) * sample_ns
@@ -178,6 +178,9 @@ def _drive(hbt, session: Session, shift: int, sample_ns: int):
         if not ok:
             break
         oid = req.inst + 1
+        if not req.replayed:
+            codes["refused_live"] += 1
+            continue
         if req.action == "submit":
             submit = hbt.submit_buy_order if req.side == BUY else hbt.submit_sell_order
             rc = submit(0, oid, req.price, req.qty, req.tif, req.order_type, False)

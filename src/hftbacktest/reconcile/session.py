@@ -26,6 +26,9 @@ TIFS = {"GTC": GTC, "GTX": GTX, "IOC": IOC, "FOK": FOK}
 TYPES = {"LIMIT": LIMIT, "MARKET": MARKET}
 SIDES = {"BUY": BUY, "SELL": SELL}
 # exchange events that answer a request of each action (what the request's latency is measured to)
+# refusal codes that the matching decides: GTX would cross, unknown order (already filled / cancelled), an
+# amendment that changes nothing
+MATCHING_REFUSALS = {-5022, -2011, -2013, -5027}
 ANSWERS = {"submit": ("ack", "fill", "expiry", "cancel"), "cancel": ("cancel",), "modify": ("amend", "cancel")}
 
 
@@ -44,7 +47,15 @@ class Request:
     exch_ts: int = 0  # exchange time of the answer (0: none, or refused)
     resp_ts: int = 0  # local time of the answer
     refused: bool = False
+    code: int | None = None  # the refusal's code
     where: str = ""  # file:line
+
+    @property
+    def replayed(self) -> bool:
+        """A request refused before matching (rate limit, margin, filters) never reached the order book: the
+        backtest does not get it. Refusals that are matching outcomes (a post-only order that would cross, an
+        order already filled or gone) are the backtest's to decide."""
+        return not self.refused or self.code in MATCHING_REFUSALS
 
 
 @dataclass
@@ -244,6 +255,8 @@ def _build(lines, symbol: str, files: list[str]) -> Session:
             for req in waiting:
                 if req.action == action or (action == "change" and req.action != "submit"):
                     req.refused, req.resp_ts = True, ts
+                    code = rec.get("code")
+                    req.code = code if isinstance(code, int) and not isinstance(code, bool) else None
                     waiting.remove(req)
                     break
             continue
