@@ -25,11 +25,11 @@ BOTH = EXCH_EVENT | LOCAL_EVENT
 FEED_LATENCY = MS
 
 
-def feed_rows(extra=()):
+def feed_rows(extra=(), second_trade=3.0):
     rows = [(BOTH | DEPTH_SNAPSHOT_EVENT | BUY_EVENT, 1 * S, 100.0, 5.0),
             (BOTH | DEPTH_SNAPSHOT_EVENT | SELL_EVENT, 1 * S, 100.1, 5.0),
             (BOTH | TRADE_EVENT | SELL_EVENT, 3 * S, 100.0, 3.0),
-            (BOTH | TRADE_EVENT | SELL_EVENT, 4 * S, 100.0, 3.0),
+            (BOTH | TRADE_EVENT | SELL_EVENT, 4 * S, 100.0, second_trade),
             (BOTH | TRADE_EVENT | SELL_EVENT, 5 * S + S // 2, 99.9, 10.0),
             (BOTH | DEPTH_EVENT | BUY_EVENT, 20 * S, 99.0, 1.0), *extra]
     rows.sort(key=lambda r: r[1])
@@ -39,8 +39,8 @@ def feed_rows(extra=()):
     return arr
 
 
-def write_feed(path, extra=()):
-    np.savez(path, data=feed_rows(extra))
+def write_feed(path, extra=(), second_trade=3.0):
+    np.savez(path, data=feed_rows(extra, second_trade))
     return path
 
 
@@ -122,13 +122,151 @@ def test_window_decides_what_counts_as_the_same_fill(tmp_path):
     assert reconcile(journal, feed, CONFIG, window_ms=500).summary["matched_fills"] == 1
 
 
-def test_queue_model_changes_the_figures(files):
-    """power_prob:1 advances the queue on the level's own decrease too: with no depth change at 100.0 it fills
-    like risk_averse, so both models reproduce order 1; calibrate ranks by agreement, then errors."""
-    from hftbacktest.reconcile import calibrate
+def test_queue_model_decides_and_calibrate_ranks_by_agreement(tmp_path):
+    """After the first trade leaves 2 ahead of order 1, the level at 100.0 grows to 8 (3.2 s: all behind) and
+    shrinks to 2 (3.5 s: 6 cancelled); the second trade there is 2. risk_averse keeps 2 ahead (min(2, 2)): the
+    trade does not overrun the queue and order 1 fills only when the sell at 99.9 trades through it at 5.5 s,
+    while live says 4 s: agreement 0 of 2. power_prob:2 puts 1 - 6^2/(6^2+2^2) = 10 % of the cancels ahead
+    (2 - 0.6 = 1.4 ahead), the trade of 2 overruns it by 0.6 lot, rounded to a fill at 4 s: 1 of 2. power_prob:3
+    puts 3.6 % ahead (1.78 left): overrun 0.22 lot, no fill, as risk_averse."""
+    from hftbacktest.reconcile import calibrate, reconcile
+
+    journal = write_journal(tmp_path / "j.jsonl", session_lines())
+    feed = write_feed(tmp_path / "f.npz", extra=[(BOTH | DEPTH_EVENT | BUY_EVENT, 3200 * MS, 100.0, 8.0),
+                                                 (BOTH | DEPTH_EVENT | BUY_EVENT, 3500 * MS, 100.0, 2.0)],
+                      second_trade=2.0)
+    averse = reconcile(journal, feed, CONFIG, window_ms=100)
+    assert averse.summary["agreement"] == 0.0 and averse.summary["backtest_only"] == 2
+    assert averse.fills.filter(pl.col("order_id") == 1)["bt_ts"].drop_nulls().to_list() == [T0 + 5500 * MS]
+    assert reconcile(journal, feed, CONFIG, window_ms=100, queue="power_prob:2").summary["agreement"] == 0.5
+    table = calibrate(journal, feed, CONFIG, ["risk_averse", "power_prob:3,2"], window_ms=100)
+    assert table["queue"].to_list() == ["power_prob:2", "risk_averse", "power_prob:3"]  # ties keep the given order
+    assert table["agreement"].to_list() == [0.5, 0.0, 0.0] and table["rank"].to_list() == [1, 2, 3]
+
+
+def test_requests_refused_before_matching_are_not_replayed(tmp_path):
+    """A submit refused for the order rate (-1015) never reached the book: replaying it would fill it (an order at
+    99.9 is filled by the trade at 5.5 s). A post-only refusal (-5022) is the matching's outcome: it is replayed
+    and the backtest's book decides (here it rests, and fills)."""
+    from hftbacktest.reconcile import reconcile
+
+    base = session_lines()[:8]
+    rejected = [req(2 * S + 800 * MS, 7, price=99.9),
+                {"event": "rejection", "local_ts": T0 + 2 * S + 803 * MS, "symbol": "btcusdt", "order_id": 7,
+                 "client_id": "c7", "action": "submit", "code": -1015, "msg": "Too many new orders"}]
+    s = reconcile(write_journal(tmp_path / "a.jsonl", base + rejected), write_feed(tmp_path / "f.npz"), CONFIG,
+                  window_ms=100).summary
+    assert s["backtest_requests"]["refused_live"] == 1
+    assert (s["backtest_fills"], s["backtest_only"]) == (2, 1)  # orders 1 and 3 only: 7 was never placed
+    rejected[1]["code"] = -5022
+    s = reconcile(write_journal(tmp_path / "b.jsonl", base + rejected), tmp_path / "f.npz", CONFIG,
+                  window_ms=100).summary
+    assert s["backtest_requests"]["refused_live"] == 0 and (s["backtest_fills"], s["backtest_only"]) == (3, 2)
+
+
+def test_feed_gap_excludes_the_orders_it_meets(tmp_path):
+    """A collector gap 4.5 s .. 5.2 s meets orders 2 and 3 (alive then) but not order 1 (filled at 4 s): only
+    order 1 is compared, and it agrees."""
+    from hftbacktest.reconcile import reconcile
+
+    feed = write_feed(tmp_path / "f.npz")
+    (tmp_path / "f.npz.json").write_text(json.dumps({"symbol": "btcusdt", "gaps": [
+        {"kind": "ws_reconnect", "stream": "btcusdt@trade", "start_ns": T0 + 4 * S + S // 2, "end_ns": T0 + 5200 * MS}]}))
+    res = reconcile(write_journal(tmp_path / "j.jsonl", session_lines()), feed, CONFIG, window_ms=100)
+    s = res.summary
+    assert s["orders_excluded"] == 2 and len(s["excluded_intervals"]) == 1
+    assert s["excluded_intervals"][0]["kind"] == "ws_reconnect"
+    assert (s["live_fills"], s["matched_fills"], s["agreement"]) == (1, 1, 1.0)
+    assert res.fills.filter(pl.col("excluded"))["order_id"].to_list() == [2, 3]
+    assert res.excluded.height == 1
+
+
+def test_journal_starting_before_the_feed_is_warned_and_that_interval_excluded(tmp_path):
+    from hftbacktest.reconcile import reconcile
+
+    lines = [req(-S, 9, price=95.0), *session_lines()]  # a second before the feed's first row
+    res = reconcile(write_journal(tmp_path / "j.jsonl", lines), write_feed(tmp_path / "f.npz"), CONFIG)
+    assert any("starts before the feed" in w for w in res.summary["warnings"])
+    assert res.summary["orders_excluded"] == 1
+    assert res.summary["excluded_intervals"][0]["kind"] == "before the feed"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("symbol", "the journal is of BTCUSDT, the feed"),
+    ("period", "does not overlap the feed"),
+    ("overlap", "overlap in time"),
+    ("duplicate", "duplicates"),
+    ("twice", "journal given twice"),
+    ("malformed", "j.jsonl:11: not a JSON line"),
+    ("missing", "j.jsonl:1: missing key 'order_id'"),
+    ("side", "j.jsonl:1: key 'side': unknown value 'LONG'"),
+])
+def test_bad_input_is_a_data_error_naming_the_culprit(tmp_path, case, message):
+    from hftbacktest.reconcile import reconcile
+
+    feed = write_feed(tmp_path / "f.npz")
+    lines = session_lines()
+    journals = [tmp_path / "j.jsonl"]
+    if case == "symbol":
+        (tmp_path / "f.npz.json").write_text(json.dumps({"symbol": "ethusdt", "gaps": []}))
+    elif case == "period":
+        for x in lines:
+            x["local_ts"] += 86_400 * S
+            if "exch_ts" in x:
+                x["exch_ts"] += 86_400 * S
+    elif case in ("overlap", "duplicate"):
+        second = lines[4:] if case == "duplicate" else [dict(x, order_id=x["order_id"] + 10) for x in lines[4:]]
+        journals.append(write_journal(tmp_path / "k.jsonl", second))
+    elif case == "twice":
+        journals.append(tmp_path / "j.jsonl")
+    elif case == "missing":
+        del lines[0]["order_id"]
+    elif case == "side":
+        lines[0]["side"] = "LONG"
+    write_journal(journals[0], lines)
+    if case == "malformed":
+        with open(journals[0], "ab") as fh:
+            fh.write(b'{"event": "fill", "local_ts": 1\n')
+    with pytest.raises(DataError, match=message):
+        reconcile(journals, feed, CONFIG)
+
+
+def test_unknown_queue_model_is_named_with_a_suggestion(files):
+    from hftbacktest.reconcile import calibrate, reconcile
 
     journal, feed = files
-    table = calibrate(journal, feed, CONFIG, ["risk_averse", "power_prob:1,2"], window_ms=100)
-    assert table["queue"].to_list()[0] == "risk_averse" or table["agreement"][0] == table["agreement"][1]
-    assert table["rank"].to_list() == [1, 2, 3]
-    assert set(table["queue"]) == {"risk_averse", "power_prob:1", "power_prob:2"}
+    with pytest.raises(ConfigError, match="unknown queue model 'risk_avers', did you mean 'risk_averse'"):
+        calibrate(journal, feed, CONFIG, ["power_prob:2", "risk_avers"])
+    with pytest.raises(ConfigError, match="'power_prob': n must be a finite number > 0"):
+        reconcile(journal, feed, CONFIG, queue="power_prob:0")
+
+
+def test_cli_writes_report_json_csv_and_errors_in_one_line(files, tmp_path, capsys):
+    from hftbacktest.cli import main
+
+    journal, feed = files
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text('[[asset]]\ntick_size = 0.1\nlot_size = 1.0\nqueue = { model = "risk_adverse" }\n')
+    out = tmp_path / "out" / "r.html"
+    out.parent.mkdir()
+    assert main(["reconcile", "--journal", str(journal), "--feed", str(feed), "--config", str(cfg), "-o", str(out),
+                 "--csv", str(tmp_path / "fills.csv"), "--window-ms", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "fill agreement 50.00 % (1 of 2 live fills)" in text
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["agreement"] == 0.5 and summary["queue"] == "risk_averse"
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Unmatched fills (2)" in page and "plotly" in page
+    assert pl.read_csv(tmp_path / "fills.csv").height == 3
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r.html", "r.json"]  # no temporary left behind
+
+    table = tmp_path / "cal.csv"
+    assert main(["calibrate", "--journal", str(journal), "--feed", str(feed), "--config", str(cfg), "--queue",
+                 "risk_averse", "power_prob:2,3", "-o", str(table)]) == 0
+    assert "best: " in capsys.readouterr().out
+    assert pl.read_csv(table)["queue"].to_list()[0] in ("risk_averse", "power_prob:2", "power_prob:3")
+
+    assert main(["calibrate", "--journal", str(journal), "--feed", str(feed), "--config", str(cfg), "--queue",
+                 "log_prb", "-o", str(table)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown queue model 'log_prb', did you mean 'log_prob'")

@@ -239,7 +239,8 @@ def calibrate(journal, feed, config, queues, latency=None, *, window_ms: float =
                      "live_pnl": s["live_pnl"]})
     table = pl.DataFrame(rows, schema_overrides={"qty_agreement": pl.Float64, "first_fill_error_ms": pl.Float64})
     table = table.with_columns(pl.col("first_fill_error_ms").fill_null(float("inf")).alias("_ttf")) \
-        .sort(["agreement", "fill_count_error", "_ttf"], descending=[True, False, False]).drop("_ttf")
+        .sort(["agreement", "fill_count_error", "_ttf"], descending=[True, False, False], maintain_order=True) \
+        .drop("_ttf")
     return table.with_row_index("rank", offset=1)
 
 

@@ -26,10 +26,16 @@ END_OF_DATA = 1
 
 def queue_table(spec: str) -> dict:
     """'power_prob:2' -> {"model": "power_prob", "n": 2.0} (the backtest config's queue table)."""
-    from ..kernels.core import parse_queue
+    from ..kernels.core import QUEUE_MODELS, parse_queue
 
     name = str(spec).strip().partition(":")[0]
-    parse_queue("risk_averse" if name == "risk_adverse" else spec)  # ConfigError names an unknown model / bad n
+    if name not in _QUEUE_TABLE:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(QUEUE_MODELS), n=1)
+        raise ConfigError(f"unknown queue model {name!r}" + (f", did you mean {close[0]!r}?" if close else "")
+                          + f" (accepted: {', '.join(QUEUE_MODELS)}, with :N for the power_prob models)")
+    parse_queue("risk_averse" if name == "risk_adverse" else spec)  # ConfigError names a missing / bad n
     table = {"model": _QUEUE_TABLE[name]}
     if ":" in str(spec):
         table["n"] = float(str(spec).partition(":")[2])

@@ -161,6 +161,10 @@ def load_journals(paths, symbol: str | None = None) -> Session:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if not paths:
         raise DataError("no journal given")
+    resolved = [p.resolve() for p in paths]
+    for i, p in enumerate(resolved):
+        if p in resolved[:i]:
+            raise DataError(f"{paths[i]}: journal given twice")
     per_file = []
     seen: dict[bytes, str] = {}
     for path in paths:
