@@ -270,3 +270,26 @@ def test_cli_writes_report_json_csv_and_errors_in_one_line(files, tmp_path, caps
                  "log_prb", "-o", str(table)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: unknown queue model 'log_prb', did you mean 'log_prob'")
+
+
+def test_same_millisecond_order_and_trade_are_ordered_by_their_receive_times(tmp_path):
+    """Binance's millisecond stamps: a sell at 100.1 answered at 3000 ms (reply received 0.5 ms later) and a buy
+    trade of 10 at 100.1 stamped 3000 ms too but received 1.0 ms later (feed delay 0.3 ms). Live, the order was in
+    the book first and the trade overran the 5 ahead of it. Read by the receive times (3.0000 s vs 3.0007 s) the
+    backtest does the same; by the stamps alone it would apply the trade first and never fill the order."""
+    from hftbacktest.reconcile import reconcile
+
+    us = 1000
+    rows = [(BOTH | DEPTH_SNAPSHOT_EVENT | BUY_EVENT, 1000 * MS, 1000 * MS + 300 * us, 100.0, 5.0),
+            (BOTH | DEPTH_SNAPSHOT_EVENT | SELL_EVENT, 1000 * MS, 1000 * MS + 300 * us, 100.1, 5.0),
+            (BOTH | TRADE_EVENT | BUY_EVENT, 3000 * MS, 3001 * MS, 100.1, 10.0),
+            (BOTH | DEPTH_EVENT | BUY_EVENT, 10_000 * MS, 10_000 * MS + 300 * us, 99.0, 1.0)]
+    arr = np.zeros(len(rows), event_dtype)
+    for i, (ev, ets, lts, px, qty) in enumerate(rows):
+        arr[i] = (ev, T0 + ets, T0 + lts, px, qty, 0, 0, 0.0)
+    np.savez(tmp_path / "f.npz", data=arr)
+    lines = [req(2999 * MS + 500 * us, 1, side="SELL", price=100.1, tif="GTX"),
+             exch("ack", 3000 * MS + 500 * us, 1, 3000 * MS, side="SELL", price=100.1),
+             fill(3001 * MS + 200 * us, 1, 3000 * MS, "SELL", 100.1, 1.0)]
+    res = reconcile(write_journal(tmp_path / "j.jsonl", lines), tmp_path / "f.npz", CONFIG, window_ms=100)
+    assert (res.summary["matched_fills"], res.summary["agreement"]) == (1, 1.0)

@@ -12,6 +12,7 @@ from .._lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(__name__, globals(), {
     "reconcile": ".api",
     "calibrate": ".api",
+    "strategy_replay": ".api",
     "load": ".api",
     "write_table": ".api",
     "Reconciliation": ".api",

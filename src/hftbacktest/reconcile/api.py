@@ -98,9 +98,7 @@ def reconcile(journal, feed, config, latency=None, *, queue: str | None = None, 
     orders = _orders_frame(inp, run.fills)
     paths = _paths_frame(inp, run)
     lat = _latency_frame(inp)
-    excluded = pl.DataFrame(inp.feed.gaps, schema={"start_ns": pl.Int64, "end_ns": pl.Int64, "kind": pl.Utf8,
-                                                  "detail": pl.Utf8}) if inp.feed.gaps else \
-        pl.DataFrame(schema={"start_ns": pl.Int64, "end_ns": pl.Int64, "kind": pl.Utf8, "detail": pl.Utf8})
+    excluded = _excluded_frame(inp.feed.gaps)
     s = inp.session
     last = paths.tail(1).to_dicts()[0] if len(paths) else {}
     summary = {
@@ -137,6 +135,13 @@ def reconcile(journal, feed, config, latency=None, *, queue: str | None = None, 
 _FILL_SCHEMA = {"inst": pl.Int64, "order_id": pl.UInt64, "side": pl.Utf8, "excluded": pl.Boolean,
                 "live_ts": pl.Int64, "live_price": pl.Float64, "live_qty": pl.Float64, "bt_ts": pl.Int64,
                 "bt_price": pl.Float64, "bt_qty": pl.Float64, "status": pl.Utf8, "dt_ms": pl.Float64}
+
+
+_GAP_SCHEMA = {"start_ns": pl.Int64, "end_ns": pl.Int64, "kind": pl.Utf8, "detail": pl.Utf8}
+
+
+def _excluded_frame(gaps: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(gaps, schema=_GAP_SCHEMA) if gaps else pl.DataFrame(schema=_GAP_SCHEMA)
 
 
 def _orders_frame(inp: Inputs, bt_fills) -> pl.DataFrame:
@@ -221,6 +226,90 @@ def _latency_medians(lat: pl.DataFrame) -> dict:
     return out
 
 
+def strategy_replay(journal, feed, config, latency, strategy, *, queue: str | None = None, symbol: str | None = None,
+                    asset: int = 0, inputs: Inputs | None = None, record_ms: float = 100.0) -> Reconciliation:
+    """Strategy replay: `strategy` (an @njit function taking (hbt) or (hbt, recorder), or FILE.py:FUNC) re-runs on
+    the recorded feed from the session's start, with the bot's order-latency log as its latency model; its fills,
+    volume, position and PnL are compared with the live session's. Order ids of a strategy's own choosing cannot
+    be paired with the live ones, so the comparison is of totals and paths (order replay compares order by order)."""
+    import time
+
+    from ..backtest.cli import load_strategy, num_params
+    from ..recorder import Recorder
+    from .replay import backtest_of
+
+    inp = inputs or load(journal, feed, config, latency, symbol=symbol, asset=asset)
+    if inp.latency_log is None:
+        raise ConfigError("strategy replay needs the bot's order-latency log (latency=..., CLI --latency)")
+    fn = load_strategy(strategy) if isinstance(strategy, str) else strategy
+    n_params = num_params(fn)
+    if n_params not in (1, 2):
+        raise ConfigError(f"strategy {strategy!r} must take (hbt) or (hbt, recorder), it takes {n_params} arguments")
+    log = inp.latency_log
+    table = np.stack([log["req_ts"], log["exch_ts"], log["resp_ts"]], axis=1).astype(np.int64)
+    hbt, qname = backtest_of(inp.feed, inp.spec, inp.depth, queue, table)
+    s = inp.session
+    shift = inp.feed.local_shift
+    t0 = time.perf_counter()
+    try:
+        hbt.elapse(0)
+        start = s.start_ts + shift
+        if hbt.current_timestamp < start:
+            hbt.elapse(start - hbt.current_timestamp)  # the bot started here: the same book, no earlier orders
+        if n_params == 2:
+            rec = Recorder(1, 100_000, grow=True)
+            fn(hbt, rec.recorder)
+            rows = rec.get(0)
+        else:
+            fn(hbt)
+            rows = np.zeros(0)
+        sv = hbt.state_values(0)
+        bt_fills, bt_volume, bt_position = int(sv.num_trades), float(sv.trading_volume), float(sv.position)
+    finally:
+        hbt.close()
+    elapsed = time.perf_counter() - t0
+    live = [f for f in s.fills]
+    cs = float(inp.spec.get("contract_size", 1.0))
+    sides = {i: (1.0 if o.side == BUY else -1.0) for i, o in enumerate(s.orders)}
+    live_position = sum(f.qty * sides[f.inst] for f in live)
+    paths = pl.DataFrame(schema={"ts": pl.Int64, "mid": pl.Float64, "live_position": pl.Float64,
+                                 "bt_position": pl.Float64, "live_pnl": pl.Float64, "bt_pnl": pl.Float64})
+    if len(rows):
+        ts = rows["timestamp"].astype(np.int64) - shift
+        f_ts = np.array(sorted(f.local_ts for f in live), dtype=np.int64)
+        order = sorted(live, key=lambda f: f.local_ts)
+        signed = np.array([f.qty * sides[f.inst] for f in order])
+        cash = np.array([-q * f.price * cs - f.fee for q, f in zip(signed, order)])
+        idx = np.searchsorted(f_ts, ts, side="right")
+        pos_c = np.concatenate([[0.0], np.cumsum(signed)])
+        cash_c = np.concatenate([[0.0], np.cumsum(cash)])
+        mid = rows["price"]
+        paths = pl.DataFrame({"ts": ts, "mid": mid, "live_position": pos_c[idx], "bt_position": rows["position"],
+                              "live_pnl": cash_c[idx] + pos_c[idx] * mid * cs,
+                              "bt_pnl": rows["balance"] + rows["position"] * mid * cs - rows["fee"]})
+    last = paths.tail(1).to_dicts()[0] if len(paths) else {}
+    diff = (paths["bt_position"] - paths["live_position"]).abs() if len(paths) else None
+    summary = {
+        "mode": "strategy replay", "symbol": s.symbol, "journals": s.files, "feed": inp.feed.path,
+        "config": inp.config, "queue": qname, "exchange": inp.spec.get("exchange", "no_partial_fill"),
+        "window_ms": None, "session": _span(s.start_ts, s.end_ts), "requests": len(s.requests),
+        "live_submits": sum(r.action == "submit" for r in s.requests), "live_fills": len(live),
+        "backtest_fills": bt_fills, "fill_count_error": abs(bt_fills - len(live)) / len(live) if live else None,
+        "live_volume": sum(f.qty for f in live), "backtest_volume": bt_volume,
+        "live_position": live_position, "backtest_position": bt_position,
+        "live_pnl": last.get("live_pnl"), "backtest_pnl": last.get("bt_pnl"),
+        "position_mean_abs_diff": None if diff is None else float(diff.mean()),
+        "position_same_share": None if diff is None else float((diff < 1e-9).mean()),
+        "orders": len(s.orders), "orders_excluded": len(inp.excluded), "backtest_requests": {},
+        "excluded_intervals": [dict(g, span=_span(g["start_ns"], g["end_ns"] or inp.feed.end_ts))
+                               for g in inp.feed.gaps],
+        "latency_ms": _latency_medians(_latency_frame(inp)), "feed_local_shift_ns": shift,
+        "warnings": s.warnings + inp.feed.notes, "replay_seconds": round(elapsed, 3),
+    }
+    return Reconciliation(summary, pl.DataFrame(schema=_FILL_SCHEMA), _orders_frame(inp, []), paths,
+                          _latency_frame(inp), _excluded_frame(inp.feed.gaps))
+
+
 def calibrate(journal, feed, config, queues, latency=None, *, window_ms: float = DEFAULT_WINDOW_MS,
               symbol: str | None = None, asset: int = 0, inputs: Inputs | None = None) -> pl.DataFrame:
     """Order replay under each candidate queue model ('risk_averse', 'power_prob:1,2,3', ...), ranked: highest
@@ -252,4 +341,4 @@ def write_table(table: pl.DataFrame, path) -> Path:
     return path
 
 
-__all__ = ["Inputs", "Reconciliation", "calibrate", "load", "reconcile", "write_table"]
+__all__ = ["Inputs", "Reconciliation", "calibrate", "load", "reconcile", "strategy_replay", "write_table"]

@@ -22,6 +22,11 @@ def register(sub) -> None:
                        description="Order replay: the journal's requests go into a backtest of the recorded feed at "
                                    "their recorded times and latencies; fills are compared order by order.")
     _common(p)
+    p.add_argument("--mode", choices=("orders", "strategy"), default="orders",
+                   help="orders: replay the journal's requests (default); strategy: re-run the strategy with the "
+                        "live latency log and compare totals and paths")
+    p.add_argument("--strategy", help="FILE.py:FUNCTION or MODULE:FUNCTION taking (hbt) or (hbt, recorder) for "
+                                      "--mode strategy (default: the config's `strategy`)")
     p.add_argument("--queue", help="queue model instead of the config's (risk_averse, power_prob:2, log_prob, ...)")
     p.add_argument("-o", "--output", default="reconcile.html", help="HTML report (default reconcile.html)")
     p.add_argument("--json", help="summary JSON (default: the report's name with .json)")
@@ -55,6 +60,8 @@ def _reconcile(args) -> int:
         from ..report import _require_matplotlib
 
         _require_matplotlib()
+    if args.mode == "strategy":
+        return _strategy(args)
     res = reconcile(args.journal, args.feed, args.config, args.latency, queue=args.queue, window_ms=args.window_ms,
                     symbol=args.symbol, asset=args.asset)
     s = res.summary
@@ -70,6 +77,31 @@ def _reconcile(args) -> int:
           f"({s['matched_fills']} of {s['live_fills']} live fills), {s['live_only']} live only, "
           f"{s['backtest_only']} backtest only; {s['orders_excluded']} of {s['orders']} orders excluded")
     print(f"wrote {out} and {js}" + (f" and {args.csv}" if args.csv else ""))
+    return 0
+
+
+def _strategy(args) -> int:
+    from ..backtest.cli import read_toml
+    from ..errors import ConfigError
+    from .api import strategy_replay
+
+    target = args.strategy
+    if target is None:
+        target = read_toml(args.config).get("strategy")
+        if not target:
+            raise ConfigError(f"{args.config}: no strategy given (key `strategy` or --strategy)")
+        if target.split(":")[0].endswith(".py"):
+            target = str(Path(args.config).parent / target)
+    res = strategy_replay(args.journal, args.feed, args.config, args.latency, target, queue=args.queue,
+                          symbol=args.symbol, asset=args.asset)
+    s = res.summary
+    _warn(s["warnings"])
+    out = res.write_html(args.output, charts="images" if args.images else "plotly")
+    js = res.write_json(args.json or Path(args.output).with_suffix(".json"))
+    print(f"{s['symbol'].upper()} {s['session']}, strategy re-run, queue {s['queue']}: fills live "
+          f"{s['live_fills']} / backtest {s['backtest_fills']}, volume {s['live_volume']:.6g} / "
+          f"{s['backtest_volume']:.6g}, final position {s['live_position']:.6g} / {s['backtest_position']:.6g}")
+    print(f"wrote {out} and {js}")
     return 0
 
 

@@ -11,6 +11,9 @@ import polars as pl
 from ..report import _PAGE, _figure_html, _image_html, _latency_bins, _summary_table
 
 MAX_ROWS = 300  # unmatched fills listed in the page (the CSV / DataFrame has them all)
+STRATEGY_CARDS = ("live_fills", "backtest_fills", "fill_count_error", "live_volume", "backtest_volume",
+                  "live_position", "backtest_position", "position_same_share", "position_mean_abs_diff", "live_pnl",
+                  "backtest_pnl", "live_submits")
 CARDS = ("agreement", "qty_agreement", "live_fills", "backtest_fills", "matched_fills", "live_only", "backtest_only",
          "fill_count_error", "first_fill_error_ms", "orders", "orders_excluded", "live_pnl", "backtest_pnl")
 
@@ -21,8 +24,11 @@ def render(res, charts: str = "plotly") -> str:
     if charts not in ("plotly", "images"):
         raise ConfigError(f"charts must be 'plotly' or 'images', got {charts!r}")
     s = res.summary
-    sections = [f"<section><h2>Fill agreement · {html.escape(s['queue'])}</h2>"
-                + _summary_table({k: s[k] for k in CARDS if k in s}) + "</section>", _setup(s)]
+    strategy = s["mode"] == "strategy replay"
+    heading = "Live vs strategy re-run" if strategy else "Fill agreement"
+    cards = STRATEGY_CARDS if strategy else CARDS
+    sections = [f"<section><h2>{heading} · {html.escape(s['queue'])}</h2>"
+                + _summary_table({k: s[k] for k in cards if k in s}) + "</section>", _setup(s)]
     figures = [(_paths_figure, _paths_image, res.paths, "position and PnL, live vs backtest"),
                (_fills_figure, _fills_image, res.fills, "fills over time"),
                (_latency_figure, _latency_image, res.latency, "order latency, live vs model")]
@@ -30,7 +36,8 @@ def render(res, charts: str = "plotly") -> str:
         if len(frame):
             body = _figure_html(plotly_fn(frame)) if charts == "plotly" else _image_html(image_fn(frame), alt)
             sections.append(f"<section><h2>{html.escape(alt.capitalize())}</h2>{body}</section>")
-    sections.append(_unmatched(res.fills))
+    if not strategy:
+        sections.append(_unmatched(res.fills))
     script = ""
     if charts == "plotly":
         import plotly.offline
@@ -49,7 +56,8 @@ def _kv(rows: dict) -> str:
 
 def _setup(s: dict) -> str:
     rows = {"journals": ", ".join(s["journals"]), "feed": s["feed"], "config": s["config"], "queue model": s["queue"],
-            "exchange model": s["exchange"], "match window": f"{s['window_ms']:g} ms", "session": s["session"],
+            "exchange model": s["exchange"],
+            "match window": "-" if s["window_ms"] is None else f"{s['window_ms']:g} ms", "session": s["session"],
             "requests": s["requests"], "backtest request outcomes": s["backtest_requests"]}
     for source, m in s["latency_ms"].items():
         rows[f"latency · {source}"] = (f"entry median {m['entry_median']:.3f} ms, response median "

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..types import BUY, FILLED, NEW, NONE, PARTIALLY_FILLED
-from .session import Feed, Fill, Session
+from .session import Feed, Fill, Session, refine_answers
 
 # queue model names as the emulator, paper mode and calibrate take them -> the backtest TOML's table
 _QUEUE_TABLE = {"risk_averse": "risk_adverse", "risk_adverse": "risk_adverse", "power_prob": "power_prob",
@@ -99,14 +99,29 @@ def replay(session: Session, feed: Feed, spec: dict, depth: str = "hashmap", que
     given), each request at its recorded local time with its recorded latency."""
     import time
 
+    t0 = time.perf_counter()
+    hbt, name = backtest_of(feed, spec, depth, queue, session.latency_rows())
+    try:
+        fills, samples, codes = _drive(hbt, session, feed.local_shift, sample_ns)
+    finally:
+        hbt.close()
+    return Replay(fills, samples, codes, name, time.perf_counter() - t0)
+
+
+def backtest_of(feed: Feed, spec: dict, depth: str, queue: str | None, latency: np.ndarray):
+    """(a backtest of the feed configured by `spec`, the queue model's name), with the recorded order latencies
+    `latency` (req_ts, exch_ts, resp_ts[, pad] rows on the journal's clock) as its latency model."""
     from ..backtest.bot import HashMapMarketDepthBacktest, ROIVectorMarketDepthBacktest
     from ..backtest.cli import build_asset
 
     shift = feed.local_shift
-    rows = session.latency_rows()
+    rows = np.zeros((len(latency), 4), np.int64)
+    rows[:, :3] = refine_answers(np.asarray(latency[:, :3], dtype=np.int64))
+    answered = rows[:, 1] > 0
     rows[:, 0] += shift
-    rows[:, 1] = np.maximum(rows[:, 1], rows[:, 0])  # still not before the (shifted) request
-    rows[:, 2] = np.maximum(rows[:, 2] + shift, rows[:, 1])
+    # never before the (shifted) request: a negative entry latency would be a rejection in the backtest
+    rows[answered, 1] = np.maximum(rows[answered, 1], rows[answered, 0])
+    rows[:, 2] = np.maximum(rows[:, 2] + shift, np.maximum(rows[:, 1], rows[:, 0]))
     spec = dict(spec)
     if queue is not None:
         spec["queue"] = queue_table(queue)
@@ -117,14 +132,7 @@ def replay(session: Session, feed: Feed, spec: dict, depth: str = "hashmap", que
     asset = build_asset(spec, base, "asset[0]", None, depth,
                         files={str(base / "<feed>"): feed.data, str(base / "<latency>"): rows})
     make = ROIVectorMarketDepthBacktest if depth == "roi" else HashMapMarketDepthBacktest
-    t0 = time.perf_counter()
-    hbt = make([asset])
-    try:
-        fills, samples, codes = _drive(hbt, session, shift, sample_ns)
-    finally:
-        hbt.close()
-    return Replay(fills, samples, codes, queue_name(spec.get("queue", {"model": "log_prob2"})),
-                  time.perf_counter() - t0)
+    return make([asset]), queue_name(spec.get("queue", {"model": "log_prob2"}))
 
 
 def _drive(hbt, session: Session, shift: int, sample_ns: int):
@@ -214,14 +222,15 @@ def _drive(hbt, session: Session, shift: int, sample_ns: int):
 
 # --- comparison ------------------------------------------------------------------------------------------------------
 
-def _aggregate(fills: list[Fill], tick: float) -> dict[int, list[list]]:
-    """Per instance: [exch_ts, price tick, qty, local_ts] with consecutive fills at one exchange time and price
-    merged (one trade sweeping an order may reach it as one or several executions)."""
+def _aggregate(fills: list[Fill], tick: float, window_ns: int) -> dict[int, list[list]]:
+    """Per instance: [exch_ts, price tick, qty, local_ts] with the fills at one price within `window_ns` of the
+    first of them merged into one execution: one aggressor sweeping the queue reaches an order as one or several
+    partial fills, and how it splits depends on the exact queue position, not on the model's decision."""
     out: dict[int, list[list]] = {}
     for f in sorted(fills, key=lambda f: (f.inst, f.exch_ts)):
         tick_no = int(round(f.price / tick))
         rows = out.setdefault(f.inst, [])
-        if rows and rows[-1][0] == f.exch_ts and rows[-1][1] == tick_no:
+        if rows and rows[-1][1] == tick_no and f.exch_ts - rows[-1][0] <= window_ns:
             rows[-1][2] += f.qty
         else:
             rows.append([f.exch_ts, tick_no, f.qty, f.local_ts])
@@ -243,10 +252,11 @@ def excluded_instances(session: Session, gaps: list[dict]) -> set[int]:
 
 def compare(session: Session, bt_fills: list[Fill], tick: float, lot: float, window_ns: int,
             excluded: set[int]) -> tuple[dict[str, Any], list[dict]]:
-    """Matches live and backtest fills order by order: same price tick and quantity (in lots), exchange times at
-    most `window_ns` apart, earliest first. Returns (figures, one row per fill pair or unmatched fill)."""
-    live = _aggregate(session.fills, tick)
-    bt = _aggregate(bt_fills, tick)
+    """Matches live and backtest executions order by order: same price tick and quantity (in lots), exchange times
+    at most `window_ns` apart, earliest first (an execution: an order's fills at one price within the window).
+    Returns (figures, one row per pair or unmatched execution)."""
+    live = _aggregate(session.fills, tick, window_ns)
+    bt = _aggregate(bt_fills, tick, window_ns)
     rows: list[dict] = []
     n = {"live": 0, "backtest": 0, "matched": 0, "live_qty": 0.0, "common_qty": 0.0}
     first_dt = []

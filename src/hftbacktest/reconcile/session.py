@@ -96,14 +96,18 @@ class Session:
 
     def latency_rows(self) -> np.ndarray:
         """(req_ts, exch_ts, resp_ts, 0) per answered request, sorted: each request's own recorded latency for
-        `intp_order_latency` (the interpolation returns a row's latency at exactly its req_ts). An answer stamped
-        before the request (the exchange's millisecond clock, or skew) arrives at the request time instead:
-        a negative entry latency would be a rejection in the backtest."""
-        rows = [(r.ts, max(r.exch_ts, r.ts), max(r.resp_ts, r.exch_ts, r.ts), 0)
-                for r in self.requests if r.exch_ts > 0 and not r.refused]
+        `intp_order_latency` (the interpolation returns a row's latency at exactly its req_ts)."""
+        rows = [(r.ts, r.exch_ts, r.resp_ts, 0) for r in self.requests if r.exch_ts > 0 and not r.refused]
         if not rows:
             raise DataError(f"{', '.join(self.files)}: no request was answered by the exchange: no latency to replay")
         arr = np.array(rows, dtype=np.int64)
+        # A refusal by the matching (a post-only order that would cross) carries no exchange time, only when its
+        # reply arrived: the exchange decided about one typical response latency before that.
+        resp = int(np.median(arr[:, 2] - arr[:, 1]))
+        est = [(r.ts, min(max(r.resp_ts - resp, r.ts), r.resp_ts), r.resp_ts, 0) for r in self.requests
+               if r.refused and r.replayed and r.resp_ts > r.ts]
+        if est:
+            arr = np.concatenate([arr, np.array(est, dtype=np.int64)])
         return arr[np.argsort(arr[:, 0], kind="stable")]
 
 
@@ -380,9 +384,47 @@ def load_feed(path) -> Feed:
                              "detail": f"stream {g.get('stream', '')}".strip()})
     if len(data) == 0:
         raise DataError(f"{path}: the feed holds no events")
+    data, refined = refine_ms(data)
+    if refined:
+        notes.append(f"exchange times refined within their millisecond by the local receive times "
+                     f"({refined} rows)")
     local = data["local_ts"]
     return Feed(data, str(path), symbol, int(local.min()) - shift, int(local.max()) - shift,
                 sorted(gaps, key=lambda g: g["start_ns"]), shift, notes)
+
+
+MS = 1_000_000
+
+
+def refine_ms(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """Binance stamps events in milliseconds, so an order and a trade of the same millisecond cannot be ordered by
+    their exchange times. Within its millisecond (never out of it), each exchange time becomes its receive time
+    less the smallest receive delay seen: the order of arrival, which the millisecond left undecided. Returns
+    (data, rows changed); data with sub-millisecond exchange times is returned as it is."""
+    from ..types import EXCH_EVENT
+
+    exch_rows = np.flatnonzero((data["ev"] & EXCH_EVENT) != 0)
+    ts = data["exch_ts"][exch_rows]
+    if not len(ts) or np.any(ts % MS):
+        return data, 0
+    delay = int(np.min(data["local_ts"][exch_rows] - ts))
+    est = np.clip(data["local_ts"][exch_rows] - delay, ts, ts + MS - 1)
+    est = np.maximum.accumulate(est)  # the exchange side reads its rows in order
+    out = data.copy()
+    out["exch_ts"][exch_rows] = est
+    return out, int(np.count_nonzero(est != ts))
+
+
+def refine_answers(rows: np.ndarray) -> np.ndarray:
+    """refine_ms for (req_ts, exch_ts, resp_ts) latency rows: each answer's exchange time within its millisecond
+    from when the answer arrived (rows without an exchange time stay as they are)."""
+    rows = rows.copy()
+    ok = rows[:, 1] > 0
+    if not ok.any() or np.any(rows[ok, 1] % MS):
+        return rows
+    delay = int(np.min(rows[ok, 2] - rows[ok, 1]))
+    rows[ok, 1] = np.clip(rows[ok, 2] - delay, rows[ok, 1], rows[ok, 1] + MS - 1)
+    return rows
 
 
 def check_session_feed(session: Session, feed: Feed, margin_ns: int = 0) -> None:
