@@ -71,7 +71,7 @@ def recorded(tmp_path_factory):
         feed = next(data.glob("btcusdt_*.gz"))
         bt = tmp / "bt.toml"
         bt.write_text('[[asset]]\ntick_size = 0.1\nlot_size = 0.001\nexchange = "partial_fill"\n'
-                      'queue = { model = "log_prob2" }\n'
+                      'queue = { model = "log_prob2" }\nfee = { model = "trading_value", maker = 0.0002, taker = 0.0005 }\n'
                       'latency = { model = "constant", entry = 1_000_000, response = 1_000_000 }\n')
         yield journal, latency, feed, bt
     finally:
@@ -86,7 +86,7 @@ def test_order_replay_reproduces_the_live_fills_with_the_emulators_queue_model(r
     res = reconcile(journal, feed, bt, latency, queue=QUEUE, window_ms=100)
     s = res.summary
     print({k: s[k] for k in ("agreement", "live_fills", "backtest_fills", "matched_fills", "live_only",
-                             "backtest_only", "first_fill_error_ms", "orders", "orders_excluded", "backtest_requests")})
+                             "backtest_only", "first_fill_error_ms", "orders", "orders_excluded", "backtest_requests", "live_pnl", "backtest_pnl")})
     assert s["live_fills"] >= 30
     assert s["agreement"] >= 0.99, s
     res.write_html(tmp_path / "r.html")

@@ -6,7 +6,7 @@ event up to the next request or order response), so no strategy needs compiling 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,9 @@ def compare(session: Session, bt_fills: list[Fill], tick: float, lot: float, win
     """Matches live and backtest executions order by order: same price tick and quantity (in lots), exchange times
     at most `window_ns` apart, earliest first (an execution: an order's fills at one price within the window).
     Returns (figures, one row per pair or unmatched execution)."""
+    if session.fills and all(f.exch_ts % 1_000_000 == 0 for f in session.fills):
+        # live times are the exchange's milliseconds: the backtest's (refined within them) on the same grid
+        bt_fills = [replace(f, exch_ts=f.exch_ts - f.exch_ts % 1_000_000) for f in bt_fills]
     live = _aggregate(session.fills, tick, window_ns)
     bt = _aggregate(bt_fills, tick, window_ns)
     rows: list[dict] = []
