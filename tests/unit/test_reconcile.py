@@ -293,3 +293,29 @@ def test_same_millisecond_order_and_trade_are_ordered_by_their_receive_times(tmp
              fill(3001 * MS + 200 * us, 1, 3000 * MS, "SELL", 100.1, 1.0)]
     res = reconcile(write_journal(tmp_path / "j.jsonl", lines), tmp_path / "f.npz", CONFIG, window_ms=100)
     assert (res.summary["matched_fills"], res.summary["agreement"]) == (1, 1.0)
+
+
+def test_strategy_replay_reruns_a_strategy_with_the_live_latency_log(files, tmp_path):
+    """A plain-Python strategy (the API is the same from @njit code) that joins the bid at the session's start:
+    the feed fills it at 4 s as live filled order 1; live also sold order 2, so the positions differ by 1."""
+    from hftbacktest import GTC, LIMIT
+    from hftbacktest.reconcile import strategy_replay
+
+    journal, feed = files
+    log = tmp_path / "latency.jsonl"
+    log.write_bytes(orjson.dumps({"req_ts": T0 + 2 * S, "exch_ts": T0 + 2 * S + MS, "resp_ts": T0 + 2 * S + 2 * MS,
+                                  "req": "NEW"}) + b"\n")
+
+    def strategy(hbt, recorder):
+        hbt.submit_buy_order(0, 1, 100.0, 1.0, GTC, LIMIT, False)
+        while hbt.elapse(500_000_000) == 0 and hbt.current_timestamp < T0 + 8 * S:
+            recorder.record(hbt)
+
+    res = strategy_replay(journal, feed, CONFIG, log, strategy)
+    s = res.summary
+    assert s["mode"] == "strategy replay" and (s["live_fills"], s["backtest_fills"]) == (2, 1)
+    assert (s["live_position"], s["backtest_position"]) == (0.0, 1.0)
+    assert res.paths["ts"][0] == T0 + 2 * S + 500 * MS  # started where the live session did
+    assert res.paths.filter(pl.col("ts") > T0 + 4 * S)["bt_position"].unique().to_list() == [1.0]
+    out = res.write_html(tmp_path / "s.html", charts="images")
+    assert "Live vs strategy re-run" in out.read_text() and "data:image/png;base64" in out.read_text()
