@@ -1,19 +1,21 @@
-"""Sweep speed: 64 configurations of examples/gridtrading.py on the local backend (1 and 2 workers) and on Ray.
+"""Sweep speed: configurations of examples/gridtrading.py on the local backend (1 and 2 workers) and on Ray.
 
-    .venv/bin/python benchmarks/sweep.py                  # btcusdt sample if present (converted once), else synthetic
-    .venv/bin/python benchmarks/sweep.py --synthetic 5    # a 5-minute synthetic feed instead
-    .venv/bin/python benchmarks/sweep.py --configs 16     # fewer configurations (first N of the grid)
-    .venv/bin/python benchmarks/sweep.py --step-ms 10     # more strategy work per run (a 10 ms step)
+    .venv/bin/python benchmarks/sweep.py                  # 64 configurations, btcusdt sample (converted once)
+    .venv/bin/python benchmarks/sweep.py --configs 8      # fewer configurations (first N of the grid): a quick check
+    .venv/bin/python benchmarks/sweep.py --step-ms 1      # more strategy work per run (a 1 ms step, not 100 ms)
+    .venv/bin/python benchmarks/sweep.py --synthetic 5    # a 5-minute synthetic feed instead of the sample
 
-Every sweep runs once as a warm-up (2 configurations, so the strategy is in numba's cache for this process, the
-local workers and Ray's workers), then timed:
-* local backend, 1 worker and 2 workers: wall seconds, the speed-up, and CPU seconds (this process + workers): on
-  a busy Linux box each session gets a fair share of the CPUs (autogroup scheduling), so a second worker adds no
-  wall-clock speed when other sessions keep the cores busy; check the load averages printed with the figures;
+Every backend first runs a warm-up sweep (2 configurations: the strategy in numba's cache for this process, the
+local workers and Ray's workers), then the timed sweep:
+* local backend, 1 worker and 2 workers: wall seconds, the speed-up, and CPU seconds (this process + workers);
 * Ray, a local cluster started by the sweep (`--backend ray`, 2 CPUs), with and without its start-up;
 * per-task overhead in a fresh process: interpreter + package import, data load, first run (numba cache hit for the
-  engine and the strategy) vs the same run again in that process.
-The results of the three sweeps are checked equal (all columns but the run time). Prints one JSON object.
+  engine and the strategy) vs the same run again in that process; and for each sweep the wall time per run not
+  spent in the strategy (`overhead_per_run_s` = (wall x workers - sum of run times) / runs).
+Each phase prints its time and the load averages before and after it on stderr: on a shared box (other sessions
+keeping the cores busy, Linux's fair share per session) a second worker cannot show its speed-up, so compare the
+figures only when the 1-minute load before and after is well below the CPU count.
+The results of the three sweeps are checked equal (all columns but the run time). Prints one JSON object on stdout.
 Generated files go to benchmarks/_work/sweep/ (git-ignored).
 """
 from __future__ import annotations
@@ -102,13 +104,27 @@ def cpu_seconds() -> float:
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def timed(fn, report=None, key=None):
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    result = fn()
-    wall = time.perf_counter() - t0
-    if report is not None:
-        report[f"{key}_cpu_s"] = cpu_seconds() - c0
-    return wall, result
+class Phases:
+    """Timed phases: wall and CPU seconds, the load averages before and after each, printed as they finish."""
+
+    def __init__(self, report: dict):
+        self.report = report
+        self.t0 = time.perf_counter()
+
+    def __call__(self, name: str, fn):
+        load0, t0, c0 = os.getloadavg(), time.perf_counter(), cpu_seconds()
+        result = fn()
+        wall, cpu, load1 = time.perf_counter() - t0, cpu_seconds() - c0, os.getloadavg()
+        self.report.setdefault("phases", {})[name] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                                                      "load_before": load0, "load_after": load1}
+        print(f"[{time.perf_counter() - self.t0:7.1f} s] {name}: {wall:.2f} s wall, {cpu:.2f} s CPU; load "
+              f"{' '.join(f'{x:.2f}' for x in load0)} -> {' '.join(f'{x:.2f}' for x in load1)}",
+              file=sys.stderr, flush=True)
+        return wall, result
+
+
+def overhead_per_run(table, wall: float, workers: int) -> float:
+    return (wall * workers - float(table["elapsed_s"].sum())) / len(table)
 
 
 def main() -> int:
@@ -126,43 +142,51 @@ def main() -> int:
 
     from hftbacktest.sweep import load_sweep, run_sweep
 
-    data = feed(args.synthetic)
+    report: dict = {"cpus": os.cpu_count()}
+    phase = Phases(report)
+    _, data = phase("prepare data", lambda: feed(args.synthetic))
     config = WORK / "sweep.toml"
     config.write_text(SWEEP.format(strategy=ROOT / "examples" / "gridtrading.py", data=data,
                                    step_ns=args.step_ms * 1_000_000))
     runs = load_sweep(config)[: args.configs]
-    report = {"data": str(data.name), "configurations": len(runs), "step_ms": args.step_ms, "cpus": os.cpu_count(),
-              "load_average_at_start": os.getloadavg()}
+    report.update({"data": str(data.name), "configurations": len(runs), "step_ms": args.step_ms})
 
-    run_sweep(runs[:2], workers=2, progress=False)  # warm-up: the strategy compiled and cached
-    t1, one = timed(lambda: run_sweep(runs, workers=1, progress=False), report, "local_1_worker")
-    t2, two = timed(lambda: run_sweep(runs, workers=2, progress=False), report, "local_2_workers")
+    phase("warm-up local", lambda: run_sweep(runs[:2], workers=2, progress=False))
+    t1, one = phase("local 1 worker", lambda: run_sweep(runs, workers=1, progress=False))
+    t2, two = phase("local 2 workers", lambda: run_sweep(runs, workers=2, progress=False))
     report["local_1_worker_s"] = t1
     report["local_2_workers_s"] = t2
     report["local_speedup"] = t1 / t2
     report["mean_run_s"] = float(one["elapsed_s"].mean())
+    report["overhead_per_run_s"] = {"local_1_worker": overhead_per_run(one, t1, 1),
+                                    "local_2_workers": overhead_per_run(two, t2, 2)}
     assert_frame_equal(one.drop("elapsed_s"), two.drop("elapsed_s"), check_exact=True)
 
     if not args.no_ray:
         import ray
 
-        t_start, _ = timed(lambda: (ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False),
-                                    ray.shutdown()))
-        run_sweep(runs[:2], workers=2, backend="ray", progress=False)  # warm-up of the shipped strategy's cache
-        tr, on_ray = timed(lambda: run_sweep(runs, workers=2, backend="ray", progress=False))
+        t_start, _ = phase("ray start + stop", lambda: (ray.init(num_cpus=2, include_dashboard=False,
+                                                                 log_to_driver=False), ray.shutdown()))
+        # warm-up of the shipped strategy's cache on Ray's workers
+        phase("warm-up ray", lambda: run_sweep(runs[:2], workers=2, backend="ray", progress=False))
+        tr, on_ray = phase("ray local cluster, 2 CPUs", lambda: run_sweep(runs, workers=2, backend="ray",
+                                                                           progress=False))
         report["ray_local_cluster_s"] = tr
         report["ray_cluster_start_s"] = t_start
         report["ray_without_start_s"] = tr - t_start
-        report["ray_vs_local_2_workers"] = (tr - t_start) / t2
+        report["ray_vs_local_2_workers"] = tr / t2
+        report["ray_without_start_vs_local_2_workers"] = (tr - t_start) / t2
+        report["overhead_per_run_s"]["ray_without_start"] = overhead_per_run(on_ray, tr - t_start, 2)
         assert_frame_equal(on_ray.drop("elapsed_s"), two.drop("elapsed_s"), check_exact=True)
 
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", OVERHEAD, str(config)], capture_output=True, text=True, check=True)
-    overhead = json.loads(out.stdout.strip().splitlines()[-1])
-    overhead["process_s"] = time.perf_counter() - t0
+    def fresh_process():
+        out = subprocess.run([sys.executable, "-c", OVERHEAD, str(config)], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    t_process, overhead = phase("per-task overhead, fresh process", fresh_process)
+    overhead["process_s"] = t_process
     overhead["cache_hit_s"] = overhead["first_run_s"] - overhead["same_run_again_s"]
     report["per_task_overhead"] = overhead
-    report["load_average_at_end"] = os.getloadavg()
     report["results_equal"] = True
     print(json.dumps(report, indent=1))
     return 0

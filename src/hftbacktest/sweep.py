@@ -119,14 +119,16 @@ class Range:
 
 
 def _range(key: str, table: dict, source: str) -> Range:
+    from math import inf
+
     unknown = set(table) - {"low", "high", "step", "log"}
     if unknown or not {"low", "high"} <= set(table):
         raise _error(source, f"grid key {key!r}: a range is {{ low = .., high = .., step = .. (optional), "
                              f"log = true|false (optional) }}, got {table!r}")
     low, high, step, log = table["low"], table["high"], table.get("step"), table.get("log", False)
     for name, v in (("low", low), ("high", high), ("step", step)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise _error(source, f"grid key {key!r}: {name} must be a number, got {v!r}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == inf):
+            raise _error(source, f"grid key {key!r}: {name} must be a finite number, got {v!r}")
     if not isinstance(log, bool):
         raise _error(source, f"grid key {key!r}: log must be true or false, got {log!r}")
     if high < low:
@@ -291,7 +293,7 @@ def _build_asset(spec_asset: dict[str, Any], base: Path, where: str, arrays: Map
 
 
 def _prepare(spec: RunSpec, arrays: Mapping[str, Any] | None = None):
-    """The strategy and its positional arguments (bot, recorder, parameters) for one run."""
+    """The strategy, bot, recorder and the strategy's bound arguments (bot, recorder, parameters) for one run."""
     from .backtest.cli import load_strategy, num_params
     from .recorder import Recorder
 
@@ -310,16 +312,19 @@ def _prepare(spec: RunSpec, arrays: Mapping[str, Any] | None = None):
     recorder = Recorder(len(assets), int(spec.config.get("record_size", 1_000_000)), grow=True)
     hbt = make_bot(assets)
     bound = inspect.signature(getattr(strategy, "py_func", strategy)).bind(hbt, recorder.recorder, **spec.params)
-    return strategy, hbt, recorder, bound.args
+    # defaults filled in: every parameter is positional then, also one given after a defaulted one (bound.args
+    # alone stops at the first parameter not given and leaves the rest in bound.kwargs)
+    bound.apply_defaults()
+    return strategy, hbt, recorder, bound
 
 
 def _compiled(spec: RunSpec) -> bool:
     """Whether the run's strategy is already compiled for its argument types (in numba's cache)."""
     from .demo import engine_cached
 
-    strategy, hbt, _, args = _prepare(spec)
+    strategy, hbt, _, bound = _prepare(spec)
     try:
-        return not hasattr(strategy, "overloads") or engine_cached(strategy, args) is not False
+        return not hasattr(strategy, "overloads") or engine_cached(strategy, bound.args) is not False
     finally:
         hbt.close()
 
@@ -328,10 +333,10 @@ def run_one(spec: RunSpec, arrays: Mapping[str, Any] | None = None) -> list[dict
     """Runs one configuration in this process; one summary row per asset. `arrays` (path -> rows) replaces files."""
     from .stats import InverseAssetRecord, LinearAssetRecord
 
-    strategy, hbt, recorder, args = _prepare(spec, arrays)
+    strategy, hbt, recorder, bound = _prepare(spec, arrays)
     t0 = time.perf_counter()
     try:
-        strategy(*args)
+        strategy(*bound.args, **bound.kwargs)
     finally:
         hbt.close()
     elapsed = time.perf_counter() - t0
@@ -396,6 +401,14 @@ def _local_task(spec: RunSpec) -> list[dict[str, Any]]:
     return run_one(spec, arrays or None)
 
 
+def _start_worker() -> None:
+    """A new local worker leaves Ctrl-C to the main process, which stops the workers (a terminal sends SIGINT to
+    the whole process group: a worker interrupted mid-task would print its traceback and keep the pool waiting)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _warm_worker() -> None:
     """Imports the package in a new worker (imports only: compiling is left to the first run, see `_Runner`)."""
     import hftbacktest.backtest.bot  # noqa: F401
@@ -409,17 +422,23 @@ class _Local:
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: workers start clean (no inherited numba/LLVM state) and load everything from the cache
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_worker)
         # one submit per worker starts them all now: they import while this process checks the cache
         self.warming = [self.pool.submit(_warm_worker) for _ in range(workers)]
 
     def run(self, runs: Sequence[RunSpec]) -> Iterable[list[dict[str, Any]]]:
-        from concurrent.futures import as_completed
+        from concurrent.futures import FIRST_COMPLETED, wait
 
         futures = [self.pool.submit(_local_task, spec) for spec in runs]
+        pending = set(futures)
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            while pending:
+                # a bounded wait keeps Ctrl-C responsive: when another thread (e.g. one of polars') takes the
+                # SIGINT, an unbounded lock wait in this thread is never interrupted
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
         finally:
             for future in futures:
                 future.cancel()
@@ -427,7 +446,10 @@ class _Local:
     def local_spec(self, spec: RunSpec) -> RunSpec:
         return spec
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        if abort:  # Ctrl-C or an error: running tasks are not waited for (no public API for this before 3.14)
+            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                process.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -453,7 +475,7 @@ class _Runner:
 
     def __exit__(self, *exc):
         try:
-            self.backend.close()
+            self.backend.close(abort=exc[0] is not None)
         finally:
             self.bar.__exit__(*exc)
 
@@ -624,31 +646,48 @@ def _ray_task(spec: RunSpec, job: dict) -> list[dict[str, Any]]:
                           "to it)") from None
 
 
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS is one) answers with its SETTINGS
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def _ray_address(address: str) -> str:
-    """HOST:PORT of the cluster to join, checked reachable within a few seconds (ray.init alone retries for minutes)."""
+    """HOST:PORT of the cluster to join, checked within a few seconds to be reachable and to speak gRPC as Ray's GCS
+    does (ray.init alone retries for many minutes, also against a port where something else listens)."""
     import socket
 
     from .errors import ConfigError
 
-    resolved = address
-    if address == "auto":
-        from ray._private.services import canonicalize_bootstrap_address  # how ray.init resolves "auto"
+    from ray._private.services import canonicalize_bootstrap_address  # how ray.init resolves the address
 
-        try:
-            resolved = canonicalize_bootstrap_address("auto")
-        except Exception as exc:
+    try:
+        resolved = canonicalize_bootstrap_address(address)
+    except Exception as exc:
+        if address == "auto":
             raise ConfigError(f"--ray-address auto: {exc}") from None
-        if not resolved:
-            raise ConfigError("--ray-address auto: no Ray cluster found (RAY_ADDRESS is unset and no `ray start` "
-                              "ran on this machine); start one with `ray start --head` or give HOST:PORT")
+        raise ConfigError(f"--ray-address must be 'auto' or HOST:PORT, got {address!r} ({exc})") from None
+    if not resolved:
+        raise ConfigError("--ray-address auto: no Ray cluster found (RAY_ADDRESS is unset and no `ray start` "
+                          "ran on this machine); start one with `ray start --head` or give HOST:PORT")
     host, sep, port = resolved.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"--ray-address must be 'auto' or HOST:PORT, got {address!r}")
+    name = address if address == resolved else f"{address} ({resolved})"
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S)
     except OSError as exc:
-        raise ConfigError(f"--ray-address {resolved}: cannot reach a Ray cluster there within "
+        raise ConfigError(f"--ray-address {name}: cannot reach a Ray cluster there within "
                           f"{_CONNECT_TIMEOUT_S:g} s ({exc.strerror or exc})") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):  # with TLS the server waits for a hello
+            try:
+                conn.sendall(_HTTP2_HELLO)
+                answer = conn.recv(9)
+            except OSError:
+                answer = b""
+            if len(answer) < 4 or answer[3] != 4:  # a frame header: 3 bytes length, 1 byte type (4: SETTINGS)
+                raise ConfigError(f"--ray-address {name}: something listens there, but not a Ray cluster (no gRPC "
+                                  f"answer within {_CONNECT_TIMEOUT_S:g} s); give the head's GCS port (6379 unless "
+                                  "`ray start --head --port` chose another)")
     return resolved
 
 
@@ -714,7 +753,7 @@ class _Ray:
         """Every node that can run tasks has the same installation (and, shared data, every file)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from .errors import ConfigError
+        from .errors import ConfigError, DataError
 
         ray = self.ray
         scope = {"__name__": "_hftbacktest_sweep_node_check"}
@@ -731,9 +770,15 @@ class _Ray:
         if late:
             raise ConfigError(f"Ray node(s) {', '.join(nodes[r] for r in late)}: no answer to the installation "
                               f"check within {_CHECK_TIMEOUT_S:g} s (can a Python worker start there?)")
-        for ref in ready:
+        problems = []  # every node's, so one attempt shows all that must be fixed
+        for ref in sorted(ready, key=lambda r: nodes[r]):
             hostname, found, missing = ray.get(ref)
-            check_node(f"{hostname} ({nodes[ref]})", found, missing, self.versions)
+            try:
+                check_node(f"{hostname} ({nodes[ref]})", found, missing, self.versions)
+            except (ConfigError, DataError) as exc:
+                problems.append(exc)
+        if problems:
+            raise type(problems[0])("; ".join(str(exc) for exc in problems))
 
     def local_spec(self, spec: RunSpec) -> RunSpec:
         """The run as this process runs it before the workers: the strategy file at its shipped path (its cache)."""
@@ -767,8 +812,8 @@ class _Ray:
                 pass
         self.pending = []
 
-    def close(self) -> None:
-        self._cancel()
+    def close(self, abort: bool = False) -> None:
+        self._cancel()  # pending and running tasks: after an error, Ctrl-C, and (none left) after the last result
         if self.started:
             self.ray.shutdown()
             self.started = False

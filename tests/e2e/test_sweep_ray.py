@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -46,7 +47,24 @@ def _quote(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_p
     market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position)
 
 
-def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position, victim=""):
+def _mapping(address):
+    # the line of /proc/self/maps holding `address`: "start-end perms offset dev inode path"
+    with open("/proc/self/maps") as f:
+        for line in f:
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            if start <= address < end:
+                return line.strip()
+    return ""
+
+
+def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position, victim="", probe=""):
+    # the event rows the engine reads: where do they live in this worker process?
+    if probe:
+        from hftbacktest.kernels.loop import FEEDS
+
+        rows = FEEDS[hbt._feed_key].chunk(0, 0, 0)
+        with open(os.path.join(probe, str(os.getpid())), "w") as f:
+            f.write(_mapping(rows.__array_interface__["data"][0]))
     # the first run to start (anywhere) announces its process and waits to be killed; every later attempt runs
     if victim:
         tmp = f"{victim}.{os.getpid()}"
@@ -200,6 +218,22 @@ def test_sweep_through_ray_address_equals_the_local_backend(cluster, sweep_file,
     assert local_table["run"].to_list() == list(range(6)) and local_table["fee"].n_unique() > 1
 
 
+@pytest.mark.parametrize("mode", ["object-store", "shared"])
+def test_object_store_rows_are_the_nodes_shared_memory_not_a_copy_per_task(cluster, sweep_file, local_table, tmp_path,
+                                                                             mode):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    runs = load_sweep(sweep_file, params={"probe": str(probe)})
+    table = run_sweep(runs, backend="ray", ray_address=cluster.address, ray_data=mode, progress=False)
+    assert_frame_equal(table.drop("elapsed_s"), local_table, check_exact=True)
+    mappings = [p.read_text() for p in probe.iterdir()]
+    assert mappings
+    # object store: every task's rows are in a shared mapping ("rw-s"/"r--s": the node's object store); shared
+    # path: the engine inflates the compressed .npz into private memory (the contrast shows the probe can tell)
+    shared = [m.split()[1].endswith("s") for m in mappings]
+    assert shared == [mode == "object-store"] * len(mappings), mappings
+
+
 def _csv(df, path):
     df.write_csv(path)
     return path
@@ -272,13 +306,25 @@ def test_data_missing_on_the_nodes_names_the_node_and_the_path(cluster, sweep_fi
         run_sweep(load_sweep(path), backend="ray", ray_address=cluster.address, progress=False)
 
 
-def test_a_node_with_another_installation_is_named_before_anything_runs(cluster, sweep_file, tmp_path):
+def test_nodes_with_another_installation_or_without_the_package_are_named_before_anything_runs(cluster, sweep_file,
+                                                                                                tmp_path):
     # the package's source digest is part of the check; HFTBACKTEST_CACHE_SALT stands in for other sources there
     cluster.start_node(tmp_path / "odd.log", "127.0.0.4", _free_ports(1)[0], ["--address", cluster.address],
                        HFTBACKTEST_CACHE_SALT="another-build")
+    # a node whose Python cannot import hftbacktest (shadowed by a package that says it is not installed)
+    bare = tmp_path / "bare" / "hftbacktest"
+    bare.mkdir(parents=True)
+    (bare / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'hftbacktest\'", name="hftbacktest")\n')
+    cluster.start_node(tmp_path / "bare.log", "127.0.0.5", _free_ports(1)[0], ["--address", cluster.address],
+                       PYTHONPATH=str(bare.parent))
     started = tmp_path / "started"
     runs = load_sweep(sweep_file, params={"victim": str(started)})
-    with pytest.raises(ConfigError, match=r"Ray node .*\(127\.0\.0\.4\) runs a different installation: "
-                                          r"source digest another-build \(here \w+\)"):
+    with pytest.raises(ConfigError) as error:
         run_sweep(runs, backend="ray", ray_address=cluster.address, progress=False)
+    message = str(error.value)
+    assert re.search(r"Ray node .*\(127\.0\.0\.4\) runs a different installation: source digest another-build "
+                     r"\(here \w+\)", message), message
+    assert re.search(r"Ray node .*\(127\.0\.0\.5\): cannot import hftbacktest \(ModuleNotFoundError: No module "
+                     r"named 'hftbacktest'\); install hftbacktest-py==", message), message
+    assert "127.0.0.2" not in message and "127.0.0.3" not in message  # the good nodes are not blamed
     assert not started.exists()  # no run started anywhere

@@ -224,7 +224,9 @@ def test_cached_strategy_file_runs_in_workers_from_a_cold_and_a_warm_cache(feed_
     ("half_spread_bps = { low = 0.5, high = 0.1 }", "grid key 'half_spread_bps': empty range \\(high 0.1 < low 0.5\\)"),
     ("half_spread_bps = { low = 0.1, high = 0.5, step = 0 }", "grid key 'half_spread_bps': step must be > 0"),
     ("half_spread_bps = { low = 0.1 }", "grid key 'half_spread_bps': a range is"),
-    ('half_spread_bps = { low = 0.1, high = "x" }', "high must be a number"),
+    ('half_spread_bps = { low = 0.1, high = "x" }', "high must be a finite number"),
+    ("half_spread_bps = { low = nan, high = 1.0 }", "grid key 'half_spread_bps': low must be a finite number, got nan"),
+    ("half_spread_bps = { low = 0.0, high = inf }", "grid key 'half_spread_bps': high must be a finite number"),
     ("half_spread_bps = { low = 0.0, high = 1.0, log = true }", "a log range needs low > 0"),
     ("half_spread_bps = []", "grid key 'half_spread_bps' must be a non-empty list"),
 ])
@@ -285,20 +287,62 @@ half_spread_bps = { low = 0.05, high = 1.0 }
         _search(path, trials=0, workers=1)
 
 
-def test_unreachable_ray_address_fails_fast_with_the_address(tmp_path):
+@pytest.fixture
+def one_run(tmp_path):
+    return load_sweep(write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\nhalf_spread_bps = [0.1]\n"))
+
+
+def test_unreachable_ray_address_fails_fast_with_the_address(one_run):
     import socket
     import time
 
+    pytest.importorskip("ray")
+    # 127.0.0.2: Ray would rewrite 127.0.0.1 to this machine's network address
     with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.2", 0))
         port = s.getsockname()[1]
-    path = write(tmp_path, f'strategy = "{STRATEGY}"\n' + ASSET + PARAMS + "[grid]\nhalf_spread_bps = [0.1]\n")
     t0 = time.monotonic()
-    with pytest.raises(ConfigError, match=f"--ray-address 127.0.0.1:{port}: cannot reach a Ray cluster there"):
-        run_sweep(load_sweep(path), backend="ray", ray_address=f"127.0.0.1:{port}", progress=False)
+    with pytest.raises(ConfigError, match=f"--ray-address 127.0.0.2:{port}: cannot reach a Ray cluster there"):
+        run_sweep(one_run, backend="ray", ray_address=f"127.0.0.2:{port}", progress=False)
     assert time.monotonic() - t0 < 30  # bounded (ray.init alone retries for minutes)
     with pytest.raises(ConfigError, match="--ray-address must be 'auto' or HOST:PORT"):
-        run_sweep(load_sweep(path), backend="ray", ray_address="nowhere", progress=False)
+        run_sweep(one_run, backend="ray", ray_address="nowhere", progress=False)
+
+
+@pytest.mark.parametrize("answer", [None, b"SSH-2.0-OpenSSH_9.6\r\n", b""])
+def test_a_ray_address_where_something_else_listens_fails_fast(one_run, answer, monkeypatch):
+    import socket
+    import threading
+    import time
+
+    pytest.importorskip("ray")
+    monkeypatch.setattr(sweep_module, "_CONNECT_TIMEOUT_S", 1.0)
+    server = socket.socket()
+    server.bind(("127.0.0.2", 0))
+    server.listen()
+    accepted = []
+
+    def serve():  # silent (None), a banner of another protocol, or closing at once
+        conn, _ = server.accept()
+        accepted.append(conn)
+        if answer is not None:
+            conn.sendall(answer)
+            if not answer:
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"127.0.0.2:{server.getsockname()[1]}"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ConfigError, match=f"--ray-address {address}: something listens there, but not a Ray "
+                                              "cluster \\(no gRPC answer within 1 s\\)"):
+            run_sweep(one_run, backend="ray", ray_address=address, progress=False)
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+    assert time.monotonic() - t0 < 20  # ray.init alone tried for more than five minutes
+    assert accepted
 
 
 def test_a_node_with_another_installation_or_missing_data_is_named():
@@ -366,3 +410,87 @@ def test_a_strategy_file_is_imported_under_its_stem_unless_another_module_has_th
         assert shadowing.__module__.startswith("_hftbacktest_strategy_") and sys.modules["json"].__name__ == "json"
     finally:
         sys.modules.pop("mm_stem_check", None)
+
+
+SLEEPING_STRATEGY = """
+import os
+import time
+
+
+def strategy(hbt, recorder, half_spread_bps, marker_dir, **fixed):
+    with open(os.path.join(marker_dir, f"{os.getpid()}.tmp"), "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(f.name, f.name[:-4])
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_the_local_workers_and_exits_130(feed_dir, tmp_path):
+    import signal
+    import time
+
+    markers = tmp_path / "running"
+    markers.mkdir()
+    (tmp_path / "sleeper.py").write_text(SLEEPING_STRATEGY)
+    path = write(tmp_path, 'strategy = "sleeper.py:strategy"\n' + ASSET.replace("feed.npz", str(feed_dir / "feed.npz"))
+                 + PARAMS + f'marker_dir = "{markers}"\n[grid]\nhalf_spread_bps = [0.1, 0.3, 0.5]\n')
+    # its own process group, as a terminal runs a command: Ctrl-C sends SIGINT to the whole group (workers too)
+    proc = subprocess.Popen([sys.executable, "-c", "from hftbacktest.cli import main; raise SystemExit(main())",
+                             "sweep", str(path), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len([p for p in markers.iterdir() if p.suffix != ".tmp"]) < 2:  # both workers are in a run
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.05)
+        workers = [int(p.name) for p in markers.iterdir() if p.suffix != ".tmp"]
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # the runs would sleep for two minutes
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and err.strip().endswith("error: sweep cancelled"), err[-2000:]
+    assert "Traceback" not in err
+    assert not [pid for pid in workers if _alive(pid)]
+    assert len(list(markers.iterdir())) == 2  # the third run never started
+
+
+def test_the_progress_bar_shows_only_on_a_terminal_outside_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(os, "isatty", lambda fd: fd == 1)
+    assert not sweep_module._progress(None).disable
+    monkeypatch.setenv("CI", "true")
+    assert sweep_module._progress(None).disable
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr(os, "isatty", lambda fd: False)  # piped or redirected
+    assert sweep_module._progress(None).disable
+    assert not sweep_module._progress(True).disable and sweep_module._progress(False).disable
+
+
+DEFAULTS_STRATEGY = """
+SEEN = []
+
+
+def strategy(hbt, recorder, half_spread_bps, first="default", second="default"):
+    SEEN.append((half_spread_bps, first, second))
+"""
+
+
+def test_a_parameter_given_after_a_defaulted_one_reaches_the_strategy(feed_dir, tmp_path):
+    from hftbacktest.backtest.cli import load_strategy
+
+    (tmp_path / "defaults.py").write_text(DEFAULTS_STRATEGY)
+    path = write(tmp_path, 'strategy = "defaults.py:strategy"\n' + ASSET.replace("feed.npz", str(feed_dir / "feed.npz"))
+                 + '[params]\nsecond = "given"\n[grid]\nhalf_spread_bps = [0.1]\n')
+    spec = load_sweep(path)[0]
+    run_one(spec)
+    # it was silently dropped: only the parameters before the first one left at its default were passed
+    assert load_strategy(spec.strategy).__globals__["SEEN"] == [(0.1, "default", "given")]

@@ -21,7 +21,6 @@ import warnings
 import weakref
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import (
@@ -37,6 +36,7 @@ from ..kernels import depth as dp
 from ..kernels import loop
 from ..kernels.depth import DepthType, depth_type
 from ..kernels.orders import OrderTableType, order_record_type
+from .._numba_tricks.elapse import quiet_elapse
 from ..kernels.entry import address, entry_point
 from ..kernels.abi import (
     FN_CANCEL,
@@ -50,7 +50,6 @@ from ..kernels.abi import (
     FN_WAIT_NEXT_FEED,
     FN_WAIT_ORDER_RESPONSE,
     FN_TABLE_FIND,
-    ENTRY_ARGS,
     call_entry,
     order_kind,
     struct_from_ptr,
@@ -218,35 +217,13 @@ def _table_find(t, order_id):
     return call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), 0, _oid(order_id), 0, 0, 0, 0.0, 0.0)
 
 
-@intrinsic
-def _elapse(typingctx, e, duration):
-    """elapse(duration). Nothing is due before the engine's `quiet_until` (kernels/state.py): there the engine would
-    only set cur_ts and return 0, so that is done here without the call (~15 ns, most of a wake-up with no event).
-    An intrinsic, not a branching @njit helper: numba wraps a call to one in an incref/decref pair of the bot
-    (two atomic operations, ~10 ns) whenever the caller's loop shape defeats its reference-count pruning."""
+@njit(inline="always")
+def _entry_elapse(e, duration):
+    return _call(e, FN_ELAPSE, ns=duration)
 
-    def codegen(context, builder, sig, args):
-        i64 = ir.IntType(64)
-        bot, dur = args[0], context.cast(builder, args[1], sig.args[1], types.int64)
-        data = structref._Utils(context, builder, sig.args[0]).get_data_struct(bot)
-        target = builder.add(data.cur_ts, dur)  # wraps like the engine's own sum
-        rc = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
-        with builder.if_else(builder.icmp_signed("<", target, data.quiet_until), likely=True) as (quiet, due):
-            with quiet:
-                data.cur_ts = target
-            with due:
-                fnty = ir.FunctionType(i64, [context.get_value_type(t) for t in ENTRY_ARGS])
-                ptr = builder.ptrtoint(cgutils.create_struct_proxy(sig.args[0])(context, builder, value=bot).meminfo,
-                                       i64)
-                zero, fzero = ir.Constant(i64, 0), ir.Constant(ir.DoubleType(), 0.0)
-                builder.store(builder.call(builder.inttoptr(data.entry, fnty.as_pointer()),
-                                           # slots (kernels/abi.py): asset_no, order_id, ns=duration, kind, flag,
-                                           # price, qty
-                                           [ir.Constant(i64, FN_ELAPSE), ptr, zero, zero, dur, zero, zero, fzero,
-                                            fzero]), rc)
-        return builder.load(rc)
 
-    return types.int64(e, types.int64), codegen
+# no engine call while nothing is due (_numba_tricks/elapse.py); the plain call on a numba that trick is not tested on
+_elapse = quiet_elapse(FN_ELAPSE) or _entry_elapse
 
 
 @intrinsic

@@ -13,6 +13,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ..binance import wire
+from ..binance.numbers import format_step
+from ..binance.symbols import SymbolSpec
 from ..live.ipc import TO_ALL, ConnectorChannel, access
 from ..live.ipc import codec
 from ..live.ipc.codec import ErrorKind
@@ -21,7 +24,7 @@ from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
 from .perp import FundingRelay
 from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
-from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
+from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply
 from .ws_orders import WsOrderApi
 
 log = logging.getLogger("hftbacktest.connector")
@@ -258,13 +261,11 @@ class BinanceFuturesConnector:
             log.warning("exchangeInfo unavailable; tick/lot sizes will not be cross-checked")
             return
         for s in reply.data.get("symbols", []):
-            filters = {f["filterType"]: f for f in s.get("filters", [])}
             try:
-                tick = float(filters["PRICE_FILTER"]["tickSize"])
-                lot = float(filters["LOT_SIZE"]["stepSize"])
-            except (KeyError, ValueError):
+                spec = SymbolSpec.from_exchange_info(s)
+            except (KeyError, TypeError, ValueError):
                 continue
-            self.exchange_filters[s["symbol"].lower()] = (tick, lot)
+            self.exchange_filters[spec.symbol.lower()] = (spec.tick_size, spec.lot_size)
 
     async def _clock_loop(self) -> None:
         while True:
@@ -715,7 +716,7 @@ class BinanceFuturesConnector:
             log.warning("unparseable market frame dropped: %.120r", raw)
             return
         try:
-            if kind == "depthUpdate":
+            if kind == wire.DEPTH_UPDATE:
                 symbol = msg["s"].lower()
                 book = self.books.get(symbol)
                 if book is None:
@@ -733,7 +734,7 @@ class BinanceFuturesConnector:
                     self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in events])
                 elif book.state != "LIVE":
                     self._start_snapshot(symbol)
-            elif kind == "trade":
+            elif kind == wire.TRADE:
                 ev = trade_event(msg, local_ts)
                 if ev is not None:
                     self.send(TO_ALL, codec.Feed(msg["s"].lower(), ev))
@@ -759,7 +760,8 @@ class BinanceFuturesConnector:
                     raise StreamClosed(f"listenKey: {reply.error_value() if reply else 'rate limited'}")
                 self._listen_key = reply.data["listenKey"]
                 log.info("listen key %s... obtained", self._listen_key[:4])
-                async with self._session.ws_connect(f"{self.cfg.stream_url}/{self._listen_key}", autoping=True) as ws:
+                url = f"{self.cfg.user_stream_base}/{self._listen_key}"
+                async with self._session.ws_connect(url, autoping=True) as ws:
                     backoff.healthy_since()
                     first = not self._user_connected_once
                     self._user_connected_once = True
@@ -773,7 +775,7 @@ class BinanceFuturesConnector:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.error(ErrorKind.ConnectionInterrupted, f"user stream: {reason}")
-            self._stream_failing(backoff, "user", self.cfg.stream_url, reason)
+            self._stream_failing(backoff, "user", self.cfg.user_stream_base, reason)
             delay = backoff.next_delay()
             log.warning("user stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
@@ -811,9 +813,10 @@ class BinanceFuturesConnector:
             log.warning("unparseable user frame dropped: %.80r", raw)
             return False
         try:
-            if kind in ("ORDER_TRADE_UPDATE", "TRADE_LITE"):
-                ev, ts_ms = (msg["o"] if kind == "ORDER_TRADE_UPDATE" else msg), int(msg.get("T") or msg.get("E") or 0)
-                rec = self.orders.on_ws_update(ev, ts_ms) if kind == "ORDER_TRADE_UPDATE" else self.orders.on_trade_lite(ev)
+            if kind in (wire.ORDER_TRADE_UPDATE, wire.TRADE_LITE):
+                lite = kind == wire.TRADE_LITE
+                ev, ts_ms = (msg if lite else msg["o"]), int(msg.get("T") or msg.get("E") or 0)
+                rec = self.orders.on_trade_lite(ev) if lite else self.orders.on_ws_update(ev, ts_ms)
                 if rec is not None:
                     self.publish_order(rec)
                 elif self._is_stray(ev.get("c", ""), ev.get("X", "")):

@@ -14,6 +14,7 @@ import time
 import aiohttp
 import orjson
 
+from ..binance.wire import routed_url
 from ..live.ipc import TO_ALL, codec
 from ..types import FUNDING_FEE_EVENT, LOCAL_EVENT, MARK_PRICE_EVENT
 
@@ -27,19 +28,6 @@ def mark_price_event(msg: dict, local_ts: int) -> tuple:
     """`markPriceUpdate` -> event row: px the mark price, exch_ts the event time, ival the next funding time."""
     return (LOCAL_MARK_PRICE, int(msg["E"]) * 1_000_000, local_ts, float(msg["p"]), 0.0, 0,
             int(msg.get("T") or 0) * 1_000_000, 0.0)
-
-
-def market_url(stream_url: str) -> str:
-    """The `/market` endpoint next to `stream_url`: Binance routes USD-M streams by path, `@markPrice` belongs to
-    `/market`, and a connection to `/public` or to an unrouted `/ws` silently receives nothing for it."""
-    base = stream_url.rstrip("/")
-    for route in ("/public", "/market", "/private"):
-        if route + "/" in base:
-            return base.replace(route + "/", "/market/", 1)
-    head, sep, tail = base.rpartition("/ws")
-    if sep and not tail:
-        return head + "/market/ws"
-    return base + "/market/ws"
 
 
 def funding_fee_event(paid: float, exch_ts: int, local_ts: int) -> tuple:
@@ -91,7 +79,9 @@ class FundingRelay:
         self.con = connector
         self.seen: dict = {}  # funding rows already forwarded (income history)
         self.lookups: dict[int, asyncio.Task] = {}  # minute of a crossed FUNDING_FEE event -> its lookup
-        self.url = connector.cfg.mark_price_url or market_url(connector.cfg.stream_url)
+        # Binance routes USD-M streams by path: `@markPrice` belongs to `/market`, and a `/public` or unrouted `/ws`
+        # connection silently receives nothing for it
+        self.url = connector.cfg.mark_price_url.rstrip("/") or routed_url(connector.cfg.stream_url, "market")
         self.ws = None  # the /market connection while it is up
 
     async def run(self, backoff) -> None:
