@@ -45,15 +45,31 @@ def _fees(sent):
             if isinstance(m, c.Feed) and m.event[0] == FUNDING_FEE_EVENT | LOCAL_EVENT]
 
 
-def test_mark_price_stream_is_subscribed_and_forwarded():
+@pytest.mark.parametrize("stream_url, expected", [
+    ("wss://fstream.binance.com/ws", "wss://fstream.binance.com/market/ws"),
+    ("wss://fstream.binance.com/public/ws", "wss://fstream.binance.com/market/ws"),
+    ("wss://fstream.binance.com/public/stream", "wss://fstream.binance.com/market/ws"),
+    ("ws://127.0.0.1:18765/ws/", "ws://127.0.0.1:18765/market/ws"),
+])
+def test_mark_price_goes_to_the_market_route(stream_url, expected):
+    from hftbacktest.binance.wire import routed_url
+    from hftbacktest.errors import ConfigError
+
+    assert routed_url(stream_url, "market") == expected
+    assert _connector(stream_url=stream_url)[0].perp.url == expected
+    assert _connector(mark_price_url="ws://h:1/x")[0].perp.url == "ws://h:1/x"
+    with pytest.raises(ConfigError, match="'mark_price_url' must start with ws://"):
+        _connector(mark_price_url="http://h:1/x")
+
+
+def test_mark_price_stream_is_forwarded():
     con, sent, _, _ = _connector()
-    assert "btcusdt@markPrice@1s" in con._streams(["btcusdt"])
-    assert "btcusdt@markPrice@1s" not in _connector(mark_price=False)[0]._streams(["btcusdt"])
     frame = {"stream": "btcusdt@markPrice@1s", "data": {
         "e": "markPriceUpdate", "E": 1_723_161_255_000, "s": "BTCUSDT", "p": "56961.10000000", "i": "56990.2",
         "P": "56980.0", "r": "0.00010000", "T": T_FUNDING}}
-    con._on_market(orjson.dumps(frame))
-    con._on_market(orjson.dumps({**frame, "data": {**frame["data"], "s": "ETHUSDT"}}))  # no bot trades it
+    con.perp.on_frame(orjson.dumps(frame), 5)
+    con.perp.on_frame(orjson.dumps({**frame, "data": {**frame["data"], "s": "ETHUSDT"}}), 6)  # no bot trades it
+    con.perp.on_frame(orjson.dumps({"result": None, "id": 1}), 7)  # the subscription's answer
     (msg,) = sent
     ev, exch_ts, _, px, qty, _, ival, _ = msg.event
     assert msg.symbol == "btcusdt" and ev == MARK_PRICE_EVENT | LOCAL_EVENT

@@ -160,6 +160,8 @@ class BinanceFuturesConnector:
         for coro in (self._ipc_loop(), self._heartbeat_loop(), self._market_loop(), self._clock_loop(),
                      self._book_age_loop()):
             self.spawn(coro)
+        if self.cfg.mark_price:
+            self.spawn(self.perp.run(Backoff(self.cfg)))
         if self.cfg.has_credentials:
             self.spawn(self._user_loop())
             if self.ws_orders is not None:
@@ -381,6 +383,7 @@ class BinanceFuturesConnector:
         if is_new:
             self.books[symbol] = SymbolBook(symbol)
             self.spawn(self._subscribe([symbol]))
+            self.spawn(self.perp.subscribe([symbol]))
             if self.cfg.has_credentials and self._user_connected_once:
                 self.spawn(self._prepare_symbol(symbol))
         log.info("bot %d registered %s", bot_id, symbol)
@@ -596,8 +599,6 @@ class BinanceFuturesConnector:
             out += [f"{s}@{self.cfg.depth_stream}", f"{s}@trade"]
             if self.cfg.book_ticker:
                 out.append(f"{s}@bookTicker")
-            if self.cfg.mark_price:
-                out.append(f"{s}@markPrice@1s")
         return out
 
     async def _subscribe(self, symbols: list[str]) -> None:
@@ -740,8 +741,6 @@ class BinanceFuturesConnector:
             elif kind == "bookTicker":
                 symbol = msg["s"].lower()
                 self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in book_ticker_events(msg, local_ts)])
-            elif kind == "markPriceUpdate":
-                self.perp.on_mark_price(msg, local_ts)
             elif "result" in msg and "id" in msg:
                 pass  # subscription ack
             elif kind is not None:

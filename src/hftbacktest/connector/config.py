@@ -38,7 +38,8 @@ class ConnectorConfig:
     secret: str = ""
     recv_window_ms: int = 5000
     book_ticker: bool = False
-    mark_price: bool = True  # subscribe `<symbol>@markPrice@1s` (hbt.mark_price)
+    mark_price: bool = True  # stream `<symbol>@markPrice@1s` on a `/market` connection (hbt.mark_price)
+    mark_price_url: str = ""  # that connection; "" = derived from stream_url (binance.wire.routed_url(stream_url, "market"))
     depth_stream: str = "depth@0ms"  # `depth@100ms` is the public alternative
     cancel_on_start: bool = True
     cancel_on_shutdown: bool = False
@@ -115,9 +116,10 @@ class ConnectorConfig:
     def _validate(self, source: str) -> None:
         if not self.stream_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"{source}: key 'stream_url' must start with ws:// or wss://, got {self.stream_url!r}")
-        if self.user_stream_url and not self.user_stream_url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"{source}: key 'user_stream_url' must start with ws:// or wss://, "
-                              f"got {self.user_stream_url!r}")
+        for key in ("user_stream_url", "mark_price_url"):
+            url = getattr(self, key)
+            if url and not url.startswith(("ws://", "wss://")):
+                raise ConfigError(f"{source}: key '{key}' must start with ws:// or wss://, got {url!r}")
         if not self.api_url.startswith(("http://", "https://")):
             raise ConfigError(f"{source}: key 'api_url' must start with http:// or https://, got {self.api_url!r}")
         if not _PREFIX_RE.match(self.order_prefix):

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
+import aiohttp
+import orjson
+
+from ..binance.wire import routed_url
 from ..live.ipc import TO_ALL, codec
 from ..types import FUNDING_FEE_EVENT, LOCAL_EVENT, MARK_PRICE_EVENT
 
@@ -74,6 +79,60 @@ class FundingRelay:
         self.con = connector
         self.seen: dict = {}  # funding rows already forwarded (income history)
         self.lookups: dict[int, asyncio.Task] = {}  # minute of a crossed FUNDING_FEE event -> its lookup
+        self.url = connector.cfg.mark_price_url or routed_url(connector.cfg.stream_url, "market")
+        self.ws = None  # the /market connection while it is up
+
+    async def run(self, backoff) -> None:
+        """The `/market` connection: `<symbol>@markPrice@1s` for every symbol a bot trades, reconnecting."""
+        while True:
+            reason = "closed"
+            try:
+                async with self.con._session.ws_connect(self.url, autoping=True, max_msg_size=0) as ws:
+                    self.ws = ws
+                    backoff.healthy_since()
+                    await self.subscribe(list(self.con.books))
+                    reason = await self._read(ws)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.ws = None
+            delay = backoff.next_delay()
+            log.warning("mark price stream %s dropped (%s); reconnecting in %.2f s", self.url, reason, delay)
+            await asyncio.sleep(delay)
+
+    async def subscribe(self, symbols: list[str]) -> None:
+        ws = self.ws
+        if ws is None or ws.closed or not symbols:
+            return  # run() subscribes every symbol on (re)connect
+        for i in range(0, len(symbols), 50):
+            params = [f"{s}@markPrice@1s" for s in symbols[i:i + 50]]
+            await ws.send_str(orjson.dumps({"method": "SUBSCRIBE", "params": params,
+                                            "id": random.getrandbits(31)}).decode())
+            await asyncio.sleep(0.1)  # <= 10 control messages per second
+
+    async def _read(self, ws) -> str:
+        idle = self.con.cfg.stream_idle_timeout_s
+        while True:
+            try:
+                msg = await ws.receive(timeout=idle if self.con.books else None)
+            except asyncio.TimeoutError:
+                return f"no data for {idle:.0f} s"
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                self.on_frame(msg.data, time.time_ns())
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                return f"closed by server ({ws.close_code})"
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                return f"error {ws.exception()}"
+
+    def on_frame(self, raw, local_ts: int) -> None:
+        try:
+            msg = orjson.loads(raw)
+            if "stream" in msg and "data" in msg:
+                msg = msg["data"]
+            if msg.get("e") == "markPriceUpdate":
+                self.on_mark_price(msg, local_ts)
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("malformed mark price frame dropped (%s): %.120r", exc, raw)
 
     def on_mark_price(self, msg: dict, local_ts: int) -> None:
         symbol = msg["s"].lower()
