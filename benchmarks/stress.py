@@ -18,7 +18,8 @@ a stale-cache purge or an upgrade does to processes still starting), and now and
 empty cache while others run (a cold compile next to warm loads). A run fails if it dies on a signal, exits
 non-zero, or its result differs from the first result of the same strategy (wrong machine code loaded).
 With --boundscheck every run uses NUMBA_BOUNDSCHECK=1 (its own cache); with --nrt each run reports numba's NRT
-allocation balance (allocations - frees of meminfos) after the bot is dropped.
+allocation balance (allocations - frees) once the bot, its views and the recorder are garbage; a run without
+working counters counts as an error.
 """
 from __future__ import annotations
 
@@ -224,20 +225,11 @@ def glft_mm(hbt, steps):
     return n
 
 
-def child(strategy: str, order: int, steps: int) -> dict:
-    """One run: build, run, report the final state (and NRT balance when NUMBA_NRT_STATS=1)."""
-    faulthandler.enable()
-    if strategy == "mix":  # a burst run: only the multi-signature helper, in a process that imported the package
-        import hftbacktest.kernels  # noqa: F401
-
-        return {"mix": _mix_check(order)}
-    from numba.core.runtime import rtsys
-
+def _run(strategy: str, order: int, steps: int, paths: dict) -> dict:
+    """Build, run and summarise one backtest; every object it made is unreachable once it returns."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest, ROIVectorMarketDepthBacktest
     from hftbacktest.recorder import Recorder
 
-    paths = prepare()
-    before = rtsys.get_allocation_stats() if os.environ.get("NUMBA_NRT_STATS") == "1" else None
     mix = _mix_check(order)
     asset = (BacktestAsset().data([paths["data"]]).tick_size(0.1).lot_size(0.001).linear_asset(1.0)
              .power_prob_queue_model(2.0).no_partial_fill_exchange().trading_value_fee_model(-0.00005, 0.0007))
@@ -257,13 +249,34 @@ def child(strategy: str, order: int, steps: int) -> dict:
     out = {"steps": int(n), "position": round(float(sv.position), 9), "balance": round(float(sv.balance), 6),
            "trades": int(sv.num_trades), "extra": round(extra, 3), "mix": mix}
     hbt.close()
-    del hbt
-    if before is not None:
-        import gc
+    return out
 
-        gc.collect()
+
+def child(strategy: str, order: int, steps: int) -> dict:
+    """One run: build, run, report the final state (and NRT balance when NUMBA_NRT_STATS=1)."""
+    faulthandler.enable()
+    if strategy == "mix":  # a burst run: only the multi-signature helper, in a process that imported the package
+        import hftbacktest.kernels  # noqa: F401
+
+        return {"mix": _mix_check(order)}
+    import gc
+
+    from numba.core.registry import cpu_target
+    from numba.core.runtime import rtsys
+
+    paths = prepare()
+    stats = os.environ.get("NUMBA_NRT_STATS") == "1"
+    if stats:
+        # numba switches the counters on when its runtime initialises, lazily at the first compile: a process
+        # that only loads cached code never gets there and reading the counters raises
+        rtsys.initialize(cpu_target.target_context)
+        before = rtsys.get_allocation_stats()
+    out = _run(strategy, order, steps, paths)
+    if stats:
+        gc.collect()  # the bot, its views and the recorder are garbage now: every meminfo they held must be freed
         after = rtsys.get_allocation_stats()
         out["nrt_leak"] = (after.alloc - before.alloc) - (after.free - before.free)
+        out["nrt_allocs"] = after.alloc - before.alloc
     return out
 
 
@@ -364,10 +377,12 @@ def main() -> int:
         if r["rc"] != 0:
             continue
         expected = {"mix": {"mix": 145.0}}.get(r["strategy"], r["result"])
-        ref = reference.setdefault(r["strategy"], {k: v for k, v in expected.items() if k != "nrt_leak"})
-        got = {k: v for k, v in r["result"].items() if k != "nrt_leak"}
+        ref = reference.setdefault(r["strategy"], {k: v for k, v in expected.items() if not k.startswith("nrt_")})
+        got = {k: v for k, v in r["result"].items() if not k.startswith("nrt_")}
         if got != ref:
             mismatches.append({"k": r["k"], "strategy": r["strategy"], "got": got, "expected": ref})
+        if args.nrt and r["strategy"] != "mix" and not r["result"].get("nrt_allocs"):
+            errors.append({**r, "rc": 1, "stderr": "NRT statistics missing or zero: the leak check did not run"})
         if r["result"].get("nrt_leak"):
             leaks.append({"k": r["k"], "leak": r["result"]["nrt_leak"]})
     walls = sorted(r["wall"] for r in results if r["strategy"] != "mix")

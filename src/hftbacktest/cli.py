@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "hftbacktest.emulator.cli",
     "hftbacktest.sweep",
     "hftbacktest.data.collect",
+    "hftbacktest.reconcile.cli",
 )
 
 

@@ -16,11 +16,12 @@ import numpy as np
 from numba import njit
 from numba.core import types
 from numba.experimental import structref
-from numba.extending import overload_method
+from numba.extending import overload, overload_method
 
 from . import _atomic
 from ._cache_salt import SALT
 from .errors import ConfigError
+from .backtest.views import BotType
 from .types import record_dtype
 
 
@@ -64,6 +65,7 @@ _STATE_TYPE = RecorderStateType(fields=[
     ("floats", types.Array(types.float64, 3, "C")),
     ("i", types.int64),
     ("grow", types.boolean),
+    ("funding", types.Array(types.float64, 2, "C")),  # cumulative funding per row and asset (kept apart: record_dtype is 2.x's)
 ])
 structref.define_boxing(RecorderStateType, RecorderState)
 
@@ -75,6 +77,7 @@ def _new_state(words, grow):
     st.floats = words.view(np.float64)
     st.i = 0
     st.grow = grow
+    st.funding = np.zeros((words.shape[0], words.shape[1]))
     return st
 
 
@@ -89,11 +92,31 @@ def _get_count(st):
 
 
 @njit(cache=True)
+def _get_funding(st):
+    return st.funding
+
+
+@njit(cache=True)
 def _grow(st):
     bigger = np.zeros((2 * st.words.shape[0], st.words.shape[1], st.words.shape[2]), dtype=np.int64)
     bigger[: st.words.shape[0]] = st.words
     st.words = bigger
     st.floats = bigger.view(np.float64)
+    funding = np.zeros((bigger.shape[0], bigger.shape[1]))
+    funding[: st.funding.shape[0]] = st.funding
+    st.funding = funding
+
+
+def _funding_of(hbt, asset_no):
+    """Cumulative funding of a bot's asset (`hbt.funding`: backtest, or a bot type marked `has_funding`, the live
+    bot); 0 for other bots."""
+
+
+@overload(_funding_of)
+def _funding_of_impl(hbt, asset_no):
+    if isinstance(hbt, BotType) or getattr(hbt, "has_funding", False):
+        return lambda hbt, asset_no: hbt.funding(asset_no)
+    return lambda hbt, asset_no: 0.0
 
 
 @overload_method(RecorderStateType, "record")
@@ -122,6 +145,7 @@ def _record_impl(st, hbt):
             ints[i, asset_no, _NT] = sv.num_trades
             floats[i, asset_no, _VOL] = sv.trading_volume
             floats[i, asset_no, _VAL] = sv.trading_value
+            st.funding[i, asset_no] = _funding_of(hbt, asset_no)
         st.i = i + 1
 
     return impl
@@ -164,6 +188,12 @@ class Recorder:
             raise ConfigError(f"asset_no {asset_no} out of range: the recorder has {self.num_assets} asset(s)")
         return self._state.records[: self._state.i, asset_no]
 
+    def funding(self, asset_no: int) -> np.ndarray:
+        """Cumulative funding paid (`hbt.funding`) at each recorded row of one asset; zeros without funding."""
+        if not 0 <= asset_no < self.num_assets:
+            raise ConfigError(f"asset_no {asset_no} out of range: the recorder has {self.num_assets} asset(s)")
+        return _get_funding(self._state)[: self._state.i, asset_no]
+
     def to_npz(
         self,
         file: str,
@@ -174,10 +204,14 @@ class Recorder:
 
         Optional extras read by `hftbacktest report`: `config` (a JSON-serialisable description of the run, shown
         in the report) and `order_latency` (order_latency_dtype rows, per asset or for asset 0) for the latency
-        histogram.
+        histogram. An asset that paid or received funding also gets `funding_<n>` (cumulative funding per row).
         """
         records = self._state.records[: self._state.i]
         arrays: dict[str, np.ndarray] = {str(a): records[:, a] for a in range(records.shape[1])}
+        for a in range(records.shape[1]):
+            funding = self.funding(a)
+            if np.any(funding != 0.0):
+                arrays[f"funding_{a}"] = np.array(funding)
         if config is not None:
             arrays["config"] = np.array(json.dumps(config, default=str))
         if order_latency is not None:

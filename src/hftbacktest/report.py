@@ -33,6 +33,7 @@ class AssetView:
     inverse: bool = False
     contract_size: float = 1.0
     order_latency: np.ndarray | None = None
+    funding: np.ndarray | None = None  # cumulative funding per record row (Recorder key `funding_<n>`)
 
 
 @dataclass
@@ -67,7 +68,8 @@ def load_record(path: str | Path) -> RunRecord:
                 raise DataError(f"{path}: key '{key}' is not a record array (dtype {rec.dtype})")
             latency_key = f"order_latency_{key}"
             latency = npz[latency_key] if latency_key in npz.files else None
-            assets.append(AssetView(rec, order_latency=latency))
+            funding = npz[f"funding_{key}"] if f"funding_{key}" in npz.files else None
+            assets.append(AssetView(rec, order_latency=latency, funding=funding))
     for i, spec in enumerate(config.get("assets", [])[: len(assets)]):
         assets[i].name = str(spec.get("name", ""))
         assets[i].inverse = spec.get("asset_type") == "inverse"
@@ -137,6 +139,9 @@ def _asset_section(asset_no: int, asset: AssetView, book_size: float | None, res
         return f"<section><h2>{html.escape(label)}</h2><p>Fewer than two records: nothing to show.</p></section>"
     kind = InverseAssetRecord if asset.inverse else LinearAssetRecord
     record = kind(recs).contract_size(asset.contract_size)
+    has_funding = asset.funding is not None and len(asset.funding) == len(recs)
+    if has_funding:
+        record.funding(asset.funding)  # adds Fees and Funding to the metrics
     metrics = list(record.DEFAULT_METRICS) + [AnnualRet, NumberOfTrades, TradingVolume, TradingValue,
                                               MeanPositionValue]
     if book_size is not None:
@@ -144,16 +149,18 @@ def _asset_section(asset_no: int, asset: AssetView, book_size: float | None, res
     stats = record.resample(resample).stats(metrics, **({"book_size": book_size} if book_size else {}))
     frame = kind(recs).contract_size(asset.contract_size).resample(_plot_interval(recs)).prepared()
 
-    parts = [f"<section><h2>{html.escape(label)}</h2>", _summary_table(stats.splits[-1])]
+    summary = dict(stats.splits[-1])
+    funding = summary["Funding"] if has_funding else None  # paid (negative: received), inside balance and equity
+    parts = [f"<section><h2>{html.escape(label)}</h2>", _summary_table(summary)]
     has_latency = asset.order_latency is not None and len(asset.order_latency)
     if charts == "plotly":
         parts.append(_figure_html(_main_figure(frame, recs, asset)))
-        parts.append(_figure_html(_fee_figure(frame)))
+        parts.append(_figure_html(_fee_figure(frame, funding)))
         if has_latency:
             parts.append(_figure_html(_latency_figure(asset.order_latency)))
     else:
         parts.append(_image_html(_main_image(frame, recs, asset), "price and fills, equity, drawdown, position"))
-        parts.append(_image_html(_fee_image(frame), "PnL breakdown and cumulative fees"))
+        parts.append(_image_html(_fee_image(frame, funding), "PnL breakdown and cumulative fees"))
         if has_latency:
             parts.append(_image_html(_latency_image(asset.order_latency), "order latency histogram"))
     parts.append("</section>")
@@ -236,15 +243,15 @@ def _main_figure(frame, recs: np.ndarray, asset: AssetView):
     return fig
 
 
-def _fee_figure(frame):
+def _fee_figure(frame, funding=None):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    gross, fees = _fee_breakdown(frame)
+    names, values = _pnl_steps(frame, funding)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
                         subplot_titles=("PnL breakdown", "Cumulative fees (negative = rebates earned)"))
     fig.add_trace(go.Waterfall(
-        x=["gross PnL", "fees / rebates", "net PnL"], y=[gross, -fees, 0.0], measure=["relative", "relative", "total"],
+        x=names + ["net PnL"], y=values + [0.0], measure=["relative"] * len(values) + ["total"],
         increasing=dict(marker=dict(color="#1a9850")), decreasing=dict(marker=dict(color="#d73027")),
         totals=dict(marker=dict(color="#2166ac")), showlegend=False,
     ), row=1, col=1)
@@ -269,6 +276,15 @@ def _latency_figure(rows: np.ndarray):
                       barmode="overlay", height=330, xaxis=dict(title="milliseconds", range=[0, upper]),
                       yaxis_title="samples", template="plotly_white", margin=dict(l=70, r=30, t=50, b=40))
     return fig
+
+
+def _pnl_steps(frame, funding) -> tuple[list[str], list[float]]:
+    """Waterfall steps to the net PnL: gross (trading) PnL, then funding when the run had any, then fees."""
+    gross, fees = _fee_breakdown(frame)
+    if funding is None:
+        return ["gross PnL", "fees / rebates"], [gross, -fees]
+    # the balance already holds the funding: trading PnL is the equity change without it
+    return ["trading PnL", "funding", "fees / rebates"], [gross + funding, -funding, -fees]
 
 
 def _fee_breakdown(frame) -> tuple[float, float]:
@@ -324,15 +340,15 @@ def _main_image(frame, recs: np.ndarray, asset: AssetView):
     return fig
 
 
-def _fee_image(frame):
+def _fee_image(frame, funding=None):
     from matplotlib.figure import Figure
 
-    gross, fees = _fee_breakdown(frame)
+    names, values = _pnl_steps(frame, funding)
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     ax_bar, ax_fee = fig.subplots(1, 2, width_ratios=[0.35, 0.65])
-    net = gross - fees
-    ax_bar.bar(["gross PnL", "fees / rebates", "net PnL"], [gross, -fees, net], bottom=[0.0, gross, 0.0],
-               color=["#1a9850" if gross >= 0 else "#d73027", "#1a9850" if fees <= 0 else "#d73027", "#2166ac"])
+    bottoms = list(np.concatenate([[0.0], np.cumsum(values)[:-1]]))
+    ax_bar.bar(names + ["net PnL"], values + [sum(values)], bottom=bottoms + [0.0],
+               color=["#1a9850" if v >= 0 else "#d73027" for v in values] + ["#2166ac"])
     ax_bar.axhline(0.0, color="black", lw=0.8)
     ax_bar.set_title("PnL breakdown", loc="left", fontsize=11)
     ts = frame["timestamp"].to_numpy()

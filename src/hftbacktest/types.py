@@ -43,6 +43,8 @@ MARK_PRICE_EVENT = 101
 FUNDING_RATE_EVENT = 102
 BEST_BID_EVENT = 103
 BEST_ASK_EVENT = 104
+# live only (connector -> bot): a funding fee the exchange charged, px = amount paid (negative: received)
+FUNDING_FEE_EVENT = 105
 
 # --- order enumerations --------------------------------------------------------------------------
 BUY = 1
@@ -186,6 +188,12 @@ record_dtype = np.dtype(
 # Recorded order latency rows (what `intp_order_latency` reads).
 order_latency_dtype = np.dtype(
     [("req_ts", "i8"), ("exch_ts", "i8"), ("resp_ts", "i8"), ("_padding", "i8")],
+    align=True,
+)
+# The same rows with the request type (NEW, CANCELED, REPLACED; 0 any) in place of the padding: one latency lane
+# per request type (kernels/perp.py).
+order_latency_req_dtype = np.dtype(
+    [("req_ts", "i8"), ("exch_ts", "i8"), ("resp_ts", "i8"), ("req", "i8")],
     align=True,
 )
 

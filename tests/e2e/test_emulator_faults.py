@@ -355,12 +355,24 @@ def test_external_order_and_liquidation(emu):
             assert m["o"]["c"].startswith("web_")
             acct, _ = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_UPDATE")
             assert float(acct["a"]["P"][0]["pa"]) != 0
+            size = acct["a"]["P"][0]["pa"].lstrip("-")
+            force = await c.ws("/market/stream?streams=btcusdt@forceOrder/!forceOrder@arr")
             emu.inject("liquidation", api_key="k", symbol="BTCUSDT")
             m, _ = await recv_until(uws, lambda m: m.get("e") == "ORDER_TRADE_UPDATE" and m["o"]["x"] == "TRADE")
             assert m["o"]["c"].startswith("autoclose-") and m["o"]["R"] is True
             acct, _ = await recv_until(uws, lambda m: m.get("e") == "ACCOUNT_UPDATE")
             assert float(acct["a"]["P"][0]["pa"]) == 0
+            # the market sees the liquidation too, on both streams (Liquidation-Order-Streams)
+            streams = set()
+            for _ in range(2):
+                f = await recv_json(force)
+                streams.add(f["stream"])
+                o = f["data"]["o"]
+                assert f["data"]["e"] == "forceOrder" and o["X"] == "FILLED" and o["z"] == size == o["q"]
+                assert o["S"] == m["o"]["S"] and float(o["ap"]) > 0
+            assert streams == {"btcusdt@forceOrder", "!forceOrder@arr"}
             await uws.close()
+            await force.close()
     run(go())
     assert fired(emu, "external_order") and fired(emu, "liquidation")
 

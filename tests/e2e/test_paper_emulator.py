@@ -1,6 +1,11 @@
 """Paper trading end to end: the grid strategy through a LiveBot and a paper-mode connector whose market data is
 the emulator's stream. Fills happen, the bot's position equals the paper venue's, the order journal lists every
 fill the bot was told about, and not one request reaches the emulator's order or account endpoints.
+
+The strategy trades a minute of market: the emulator replays its synthetic feed at 3x, so the minute passes in
+20 s of wall time (faster replay makes the paper venue, which matches every market event, the bottleneck on a
+loaded 2-core machine). Every clock the bot and the connector see stays the wall clock (the emulator stamps `E`/`T`
+when it sends), so only the amount of market per second grows, not any time that could disagree.
 """
 from __future__ import annotations
 
@@ -16,13 +21,14 @@ from test_live_emulator import ADMIN, Proc, Venue, _bot, _cancel_all, _load_exam
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 PREFIX = "pp-"
+SPEED = 3  # market seconds per wall second
 
 
 @pytest.fixture(scope="module")
 def paper(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("paper")
     emu = Proc([sys.executable, "-m", "hftbacktest.cli", "emulator", "--market", "synthetic:BTCUSDT", "--seed", "11",
-                "--admin"], "stdout", {"HFTBACKTEST_EMU_ADMIN_TOKEN": ADMIN["X-EMU-ADMIN-TOKEN"]})
+                "--speed", str(SPEED), "--admin"], "stdout", {"HFTBACKTEST_EMU_ADMIN_TOKEN": ADMIN["X-EMU-ADMIN-TOKEN"]})
     rest = emu.wait_for("REST ", start=True).split()[1]
     ws = emu.wait_for("WS ", start=True).split()[1]
     journal = tmp / "orders.jsonl"
@@ -57,7 +63,14 @@ def test_grid_strategy_paper_trades_on_the_emulator_market(paper, tmp_path):
     hbt = _bot(paper, errors, latency)
     try:
         recorder = Recorder(1, 10_000)
-        assert grid.gridtrading(hbt, recorder.recorder, 100, 100_000_000, 3, 1, 1, 0.002, 0.01) == 100
+        market_start = paper.get("/_emu/state")["books"]["BTCUSDT"]["feed_s"]
+        market_s = 0.0
+        for _ in range(20):  # 10 s of wall per round; a loaded machine replays slower than SPEED: more rounds
+            assert grid.gridtrading(hbt, recorder.recorder, 100, 100_000_000, 3, 1, 1, 0.002, 0.01) == 100
+            market_s = paper.get("/_emu/state")["books"]["BTCUSDT"]["feed_s"] - market_start
+            if market_s >= 60.0:
+                break
+        assert market_s >= 60.0, f"the grid saw {market_s:.1f} s of market"
         _cancel_all(hbt)
         for _ in range(20):  # the last updates in flight
             hbt.elapse(100_000_000)

@@ -15,12 +15,27 @@ from hftbacktest.connector.marketdata import (
     SymbolBook, trade_event,
 )
 from hftbacktest.connector.orders import OrderManager
-from hftbacktest.connector.rest import BinanceRest, format_step
+from hftbacktest.binance.numbers import format_step
+from hftbacktest.connector.rest import BinanceRest
 from hftbacktest.errors import ConfigError
 from hftbacktest.live.ipc.codec import WireOrder
 from hftbacktest.types import BUY, CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, NONE, PARTIALLY_FILLED, REPLACED
 
 BASE = {"stream_url": "ws://127.0.0.1:1/ws", "api_url": "http://127.0.0.1:2"}
+
+
+def test_user_stream_goes_to_the_private_route():
+    """Binance serves listen keys on `/private` only; an unrouted connection would get no order updates."""
+    from hftbacktest.connector.config import ConnectorConfig
+
+    def cfg(**kw):
+        return ConnectorConfig.from_mapping({"api_url": "https://fapi.binance.com", **kw})
+
+    assert cfg(stream_url="wss://fstream.binance.com/ws").user_stream_base == "wss://fstream.binance.com/private/ws"
+    assert cfg(stream_url="ws://127.0.0.1:9/public/stream?streams=a").user_stream_base == "ws://127.0.0.1:9/private/ws"
+    assert cfg(stream_url="wss://x/ws", user_stream_url="wss://y/ws/").user_stream_base == "wss://y/ws"
+    with pytest.raises(ConfigError, match="user_stream_url"):
+        cfg(stream_url="wss://x/ws", user_stream_url="https://y")
 
 
 def test_config_errors_name_the_key_and_never_show_secrets(tmp_path):
@@ -82,9 +97,18 @@ def test_book_age_counts_from_the_last_applied_change():
     assert not book.is_stale(10**12, 10.0)  # syncing: the snapshot task owns it
     book.on_snapshot({"lastUpdateId": 100, "bids": [["10.0", "1"]], "asks": []}, 1_000_000_000)
     assert not book.is_stale(10_000_000_000, 10.0) and book.is_stale(11_000_000_001, 10.0)
-    book.on_depth(diff(101, 101, 100, b=[("10.0", "2")]), 5_000_000_000)
+    book.on_depth(diff(100, 101, 99, b=[("10.0", "2")]), 5_000_000_000)
     assert not book.is_stale(11_000_000_001, 10.0)
     assert book.on_depth(diff(90, 95, 89), 9_000_000_000) == [] and book.updated_ns == 5_000_000_000  # dropped
+
+
+def test_first_diff_must_straddle_the_snapshot_id():
+    """Binance's rule U <= lastUpdateId <= u: a first diff starting after the snapshot id may have skipped ids."""
+    book = SymbolBook("btcusdt")
+    book.on_snapshot({"lastUpdateId": 100, "bids": [["10.0", "1"]], "asks": []}, 1)
+    assert book.on_depth(diff(90, 99, 89), 1) == []  # older than the snapshot: dropped
+    with pytest.raises(DepthGap, match="does not bridge snapshot 100"):
+        book.on_depth(diff(102, 104, 99), 1)
 
 
 def test_stale_snapshot_is_detected():

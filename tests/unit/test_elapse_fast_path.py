@@ -1,7 +1,16 @@
 """elapse inside @njit skips the engine call while nothing is due (the engine's `quiet_until`): the results must be
-exactly those of the Python-side proxy, whose elapse always runs the engine."""
+exactly those of the Python-side proxy, whose elapse always runs the engine. On an untested numba the trick is off
+and the plain entry-point call (same results) is used."""
+import warnings
+
 import numpy as np
+import pytest
 from numba import njit
+from numba.experimental import structref
+
+import hftbacktest._numba_tricks as tricks
+from hftbacktest._numba_tricks import elapse as elapse_trick
+from hftbacktest.backtest import bot
 
 from hftbacktest import GTC, GTX, LIMIT, BacktestAsset, HashMapMarketDepthBacktest
 from hftbacktest.types import BUY_EVENT, DEPTH_EVENT, EXCH_EVENT, LOCAL_EVENT, SELL_EVENT, TRADE_EVENT, event_dtype
@@ -52,22 +61,34 @@ def step(hbt, k, trace):
             hbt.submit_sell_order(0, 2 * k + 2, depth.best_ask, 1.0, GTC, LIMIT, False)
 
 
-@njit
-def run_njit(hbt, trace):
-    for k in range(trace.shape[0]):
-        trace[k, 2] = hbt.elapse(STEP)
-        trace[k, 0] = hbt.current_timestamp
-        trace[k, 1] = hbt.position(0)
-        values = hbt.orders(0).values()
-        while values.has_next():
-            order = values.get()
-            trace[k, 3] += order.order_id * (order.status + 16 * order.req)
-        if k % 5 == 0:
-            depth = hbt.depth(0)
-            if depth.best_bid_tick > -(2**62) and depth.best_ask_tick < 2**62:
-                hbt.submit_buy_order(0, 2 * k + 1, depth.best_bid, 1.0, GTX, LIMIT, False)
-                hbt.submit_sell_order(0, 2 * k + 2, depth.best_ask, 1.0, GTC, LIMIT, False)
-    return hbt.state_values(0).num_trades
+def make_run(elapse):
+    @njit
+    def run(hbt, trace):
+        for k in range(trace.shape[0]):
+            trace[k, 2] = elapse(hbt, STEP)
+            trace[k, 0] = hbt.current_timestamp
+            trace[k, 1] = hbt.position(0)
+            values = hbt.orders(0).values()
+            while values.has_next():
+                order = values.get()
+                trace[k, 3] += order.order_id * (order.status + 16 * order.req)
+            if k % 5 == 0:
+                depth = hbt.depth(0)
+                if depth.best_bid_tick > -(2**62) and depth.best_ask_tick < 2**62:
+                    hbt.submit_buy_order(0, 2 * k + 1, depth.best_bid, 1.0, GTX, LIMIT, False)
+                    hbt.submit_sell_order(0, 2 * k + 2, depth.best_ask, 1.0, GTC, LIMIT, False)
+        return hbt.state_values(0).num_trades
+
+    return run
+
+
+@njit(inline="always")
+def _method_elapse(hbt, duration):
+    return hbt.elapse(duration)
+
+
+run_njit = make_run(_method_elapse)
+run_plain = make_run(bot._entry_elapse)  # what an untested numba gets
 
 
 @njit
@@ -75,11 +96,12 @@ def quiet_until(hbt):
     return hbt.quiet_until
 
 
-def test_njit_elapse_matches_the_engine_step_for_step():
+@pytest.mark.parametrize("run", [run_njit, run_plain], ids=["fast", "plain"])
+def test_njit_elapse_matches_the_engine_step_for_step(run):
     data = feed()
     ours = np.zeros((STEPS, 4))
     hbt = build(data)
-    trades = run_njit(hbt, ours)
+    trades = run(hbt, ours)
     proxy = np.zeros((STEPS, 4))
     ref = build(data)
     for k in range(STEPS):
@@ -110,3 +132,22 @@ def test_quiet_until_is_the_next_due_event_and_orders_reset_it():
     due = min(int(data["exch_ts"][data["exch_ts"] > later].min()),
               int(data["local_ts"][data["local_ts"] > later].min()))
     assert quiet_until(hbt) == min(due, now + 300)  # the request reaches the exchange after the 300 ns entry latency
+
+
+def test_the_fast_path_is_the_one_in_use_on_this_numba():
+    assert tricks.numba_is_tested()
+    assert bot._elapse is not bot._entry_elapse
+
+
+def test_untested_numba_gets_no_fast_path(monkeypatch):
+    monkeypatch.setattr(tricks, "numba_is_tested", lambda: False)
+    monkeypatch.setattr(tricks, "_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert elapse_trick.quiet_elapse(0) is None
+    assert any("not a tested version" in str(w.message) for w in caught)
+
+
+def test_unknown_structref_internals_get_no_fast_path(monkeypatch):
+    monkeypatch.delattr(structref._Utils, "get_data_struct")
+    assert elapse_trick.quiet_elapse(0) is None

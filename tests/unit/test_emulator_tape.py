@@ -2,7 +2,7 @@
 Binance's stream routes."""
 from __future__ import annotations
 
-from hftbacktest.emulator.streams import stream_route
+from hftbacktest.binance.wire import stream_route
 from hftbacktest.emulator.tape import MINUTE_MS, Tape
 
 

@@ -148,8 +148,8 @@ def test_latency_log_round_trip_and_errors(tmp_path):
     arr = latency_log_to_npz([tmp_path / "a.jsonl"], tmp_path / "lat.npz")
     assert arr["req_ts"].tolist() == [100, 200, 300]
     loaded = np.load(tmp_path / "lat.npz")["data"]
-    assert loaded.dtype.names == ("req_ts", "exch_ts", "resp_ts", "_padding")
-    assert loaded["exch_ts"].tolist() == [0, 190, 310]
+    assert loaded.dtype.names == ("req_ts", "exch_ts", "resp_ts", "req")  # the request type: one latency lane each
+    assert loaded["exch_ts"].tolist() == [0, 190, 310] and loaded["req"].tolist() == [NEW, CANCELED, NEW]
     (tmp_path / "bad.jsonl").write_text('{"req_ts": 1, "exch_ts": 2, "resp_ts": 3}\n{"req_ts": 1}\n')
     with pytest.raises(DataError, match="bad.jsonl:2"):
         latency_log_to_npz(tmp_path / "bad.jsonl", tmp_path / "x.npz")

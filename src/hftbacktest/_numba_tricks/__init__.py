@@ -9,6 +9,9 @@
   `record_from_ptr`, `call_entry`, `call_prob`). Rule: an address is only dereferenced while its owner (the
   engine, the bot proxy) is alive; `struct_from_ptr` takes a new reference, `record_from_ptr` takes none (only
   for arrays that are never reallocated).
+* `elapse`   — `quiet_elapse`: the bot's elapse as an intrinsic reading the engine StructRef's data directly (only
+  `cur_ts` moves while nothing is due). Rule: built only on a tested numba with the StructRef helper it uses;
+  otherwise None and the bot calls the entry point every time.
 * `cache`    — numba's on-disk cache made safe across processes (entries written data-first under a lock, each
   data file tagged with its key and checked at load) and purged when the package's sources change. Rule: if the
   cache layout is not the one recognised here, caching is turned off for the process (compile, never guess).

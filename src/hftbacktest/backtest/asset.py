@@ -9,6 +9,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..kernels import models as m
+from ..kernels.perp import LANE_CODES
+from ..types import CANCELED, NEW, REPLACED
 from .reader import Source, check_source
 
 
@@ -36,6 +38,10 @@ class AssetConfig:
     latency_offset: int
     reference_compatible: bool
     queue_prob: Any = field(default=None, repr=False)  # compiled C callback of custom_prob_queue_model
+    # latency tables per request type (NEW, CANCELED, REPLACED; empty: the shared table), from a `req` column
+    latency_lanes: tuple = field(default=(), repr=False)
+    funding: bool = False
+    funding_lenient: bool = False  # data without funding-rate rows: a warning instead of a DataError
 
 
 class BacktestAsset:
@@ -63,6 +69,7 @@ class BacktestAsset:
         self._last_trades_capacity = 0
         self._latency_offset = 0
         self._compat = False
+        self._funding = (False, False)
 
     # --- data -------------------------------------------------------------------------------------------------
     def data(self, data):
@@ -202,6 +209,13 @@ class BacktestAsset:
         self._compat = bool(enabled)
         return self
 
+    def funding(self, enabled=True, lenient=False):
+        """Settle perpetual funding from the data's funding-rate (102) and mark-price (101) rows (off by
+        default, as in hftbacktest 2.x). Data without funding-rate rows (converter option `m`) is a DataError
+        at build, or a warning naming the file with `lenient=True`."""
+        self._funding = (bool(enabled), bool(lenient))
+        return self
+
     # --- build ------------------------------------------------------------------------------------------------
     def build(self, asset_no: int = 0, roi: bool = False) -> AssetConfig:
         where = f"asset {asset_no}"
@@ -245,8 +259,11 @@ class BacktestAsset:
         queue_prob = _compile_queue_prob(self._queue_prob, where) if self._queue[0] == m.QUEUE_CUSTOM else None
         code, entry, resp, lat_data, lat_offset = self._latency
         table = np.zeros((1, 4), np.int64)
+        lanes: tuple = ()
         if code == m.LATENCY_INTP:
             table = _load_latency(lat_data, lat_offset, where)
+            if np.any(table[:, 3] != 0):
+                lanes = tuple(np.ascontiguousarray(table[table[:, 3] == c]) for c in LANE_CODES)
         return AssetConfig(
             sources=tuple(self._sources),
             snapshot=self._snapshot,
@@ -270,11 +287,15 @@ class BacktestAsset:
             latency_offset=self._latency_offset,
             reference_compatible=self._compat,
             queue_prob=queue_prob,
+            latency_lanes=lanes,
+            funding=self._funding[0],
+            funding_lenient=self._funding[1],
         )
 
 
 def _load_latency(data, offset: int, where: str) -> np.ndarray:
-    """Recorded order latencies (req_ts, exch_ts, resp_ts, pad) as one (n, 4) i64 table, offset applied."""
+    """Recorded order latencies (req_ts, exch_ts, resp_ts, req) as one (n, 4) i64 table, offset applied
+    (req: the request-type column when the rows have one, else 0)."""
     items = data if isinstance(data, (list, tuple)) else [data]
     parts = []
     for item in items:
@@ -293,7 +314,15 @@ def _load_latency(data, offset: int, where: str) -> np.ndarray:
             missing = {"req_ts", "exch_ts", "resp_ts"} - set(arr.dtype.names)
             if missing:
                 raise DataError(f"{where}: {name}: latency rows lack fields {sorted(missing)}")
-            tab = np.stack([arr["req_ts"], arr["exch_ts"], arr["resp_ts"], np.zeros(len(arr), np.int64)], axis=1)
+            req = np.zeros(len(arr), np.int64)
+            if "req" in arr.dtype.names:  # request type per row: 0 any, else the lane of NEW / CANCELED / REPLACED
+                req = arr["req"].astype(np.int64)
+                bad = np.flatnonzero(~np.isin(req, (0,) + LANE_CODES))
+                if bad.size:
+                    raise DataError(f"{where}: {name}: row {int(bad[0])}: unknown request type {int(req[bad[0]])} "
+                                    f"in field req (expected 0 any, {NEW} NEW, {CANCELED} CANCELED, "
+                                    f"{REPLACED} REPLACED)")
+            tab = np.stack([arr["req_ts"], arr["exch_ts"], arr["resp_ts"], req], axis=1)
         elif arr.ndim == 2 and arr.shape[1] >= 3:
             tab = np.zeros((arr.shape[0], 4), np.int64)
             tab[:, :3] = arr[:, :3]

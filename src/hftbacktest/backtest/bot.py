@@ -17,10 +17,10 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import warnings
 import weakref
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import (
@@ -36,6 +36,7 @@ from ..kernels import depth as dp
 from ..kernels import loop
 from ..kernels.depth import DepthType, depth_type
 from ..kernels.orders import OrderTableType, order_record_type
+from .._numba_tricks.elapse import quiet_elapse
 from ..kernels.entry import address, entry_point
 from ..kernels.abi import (
     FN_CANCEL,
@@ -49,16 +50,16 @@ from ..kernels.abi import (
     FN_WAIT_NEXT_FEED,
     FN_WAIT_ORDER_RESPONSE,
     FN_TABLE_FIND,
-    ENTRY_ARGS,
     call_entry,
     order_kind,
     struct_from_ptr,
     struct_ptr,
 )
+from ..kernels import perp
 from ..kernels.state import (
     asset_config, asset_state_type, engine_type, new_asset_list, new_asset_state, new_engine,
 )
-from ..types import NEW, PARTIALLY_FILLED, order_dtype
+from ..types import EXCH_EVENT, FUNDING_RATE_EVENT, NEW, PARTIALLY_FILLED, order_dtype
 from .asset import AssetConfig, BacktestAsset
 from .views import BotType, DepthViewType, OrdersViewType, bot_type, depth_view_type, orders_view_type, recast
 from .reader import AssetFeed, Source, as_kernel_array, check_source
@@ -93,6 +94,12 @@ def _orders(e, asset):
 def _state(e, asset):
     _check_asset(e, asset)
     return e.assets[asset].sv_l
+
+
+@njit(cache=True, error_model="numpy")
+def _perp(e, asset):
+    _check_asset(e, asset)
+    return e.assets[asset].perp_f[0], e.assets[asset].perp_f[3]
 
 
 @njit(cache=True, error_model="numpy")
@@ -210,35 +217,13 @@ def _table_find(t, order_id):
     return call_entry(t.entry, FN_TABLE_FIND, struct_ptr(t), 0, _oid(order_id), 0, 0, 0, 0.0, 0.0)
 
 
-@intrinsic
-def _elapse(typingctx, e, duration):
-    """elapse(duration). Nothing is due before the engine's `quiet_until` (kernels/state.py): there the engine would
-    only set cur_ts and return 0, so that is done here without the call (~15 ns, most of a wake-up with no event).
-    An intrinsic, not a branching @njit helper: numba wraps a call to one in an incref/decref pair of the bot
-    (two atomic operations, ~10 ns) whenever the caller's loop shape defeats its reference-count pruning."""
+@njit(inline="always")
+def _entry_elapse(e, duration):
+    return _call(e, FN_ELAPSE, ns=duration)
 
-    def codegen(context, builder, sig, args):
-        i64 = ir.IntType(64)
-        bot, dur = args[0], context.cast(builder, args[1], sig.args[1], types.int64)
-        data = structref._Utils(context, builder, sig.args[0]).get_data_struct(bot)
-        target = builder.add(data.cur_ts, dur)  # wraps like the engine's own sum
-        rc = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
-        with builder.if_else(builder.icmp_signed("<", target, data.quiet_until), likely=True) as (quiet, due):
-            with quiet:
-                data.cur_ts = target
-            with due:
-                fnty = ir.FunctionType(i64, [context.get_value_type(t) for t in ENTRY_ARGS])
-                ptr = builder.ptrtoint(cgutils.create_struct_proxy(sig.args[0])(context, builder, value=bot).meminfo,
-                                       i64)
-                zero, fzero = ir.Constant(i64, 0), ir.Constant(ir.DoubleType(), 0.0)
-                builder.store(builder.call(builder.inttoptr(data.entry, fnty.as_pointer()),
-                                           # slots (kernels/abi.py): asset_no, order_id, ns=duration, kind, flag,
-                                           # price, qty
-                                           [ir.Constant(i64, FN_ELAPSE), ptr, zero, zero, dur, zero, zero, fzero,
-                                            fzero]), rc)
-        return builder.load(rc)
 
-    return types.int64(e, types.int64), codegen
+# no engine call while nothing is due (_numba_tricks/elapse.py); the plain call on a numba that trick is not tested on
+_elapse = quiet_elapse(FN_ELAPSE) or _entry_elapse
 
 
 @intrinsic
@@ -336,6 +321,8 @@ _register(overload_method, [BotType], {
 }, inline="always")
 _register(overload_method, [BotType], {
     "position": lambda e, asset_no: _asset(e, asset_no).sv_l[0].position,
+    "mark_price": lambda e, asset_no: _asset(e, asset_no).perp_f[0],
+    "funding": lambda e, asset_no: _asset(e, asset_no).perp_f[3],
     "clear_last_trades": lambda e, asset_no: _clear_trades(e, asset_no),
     "clear_inactive_orders": _clear_inactive_orders,
     "submit_buy_order": _submitter(FN_SUBMIT_BUY),
@@ -702,6 +689,15 @@ class Backtest(structref.StructRefProxy):
         """The asset's current position (signed quantity; negative when short)."""
         return float(_state(self, self._checked(asset_no))[0]["position"])
 
+    def mark_price(self, asset_no):
+        """Last mark price (MARK_PRICE_EVENT 101 rows at local_ts); NaN before the first."""
+        return float(_perp(self, self._checked(asset_no))[0])
+
+    def funding(self, asset_no):
+        """Cumulative funding paid (negative: received), already taken from the balance; 0 unless
+        `BacktestAsset().funding(True)`. Quote currency (linear) or coin (inverse)."""
+        return float(_perp(self, self._checked(asset_no))[1])
+
     def last_trades(self, asset_no):
         """Market trades received since the last clear_last_trades (needs BacktestAsset.last_trades_capacity)."""
         return _last_trades(self, self._checked(asset_no))
@@ -815,6 +811,22 @@ def _release(key, keepalive):
     keepalive.clear()
 
 
+def _perp_setup(state, cfg: AssetConfig, first, no: int) -> None:
+    """Latency lanes (kernels/perp.py) and the funding data check (funding itself is on through the asset's
+    configuration record); nothing to do for a 2.x configuration."""
+    if cfg.latency_lanes:
+        perp.set_latency_lanes(state, *cfg.latency_lanes)
+    if cfg.funding:
+        kinds = first["ev"] & 0xFF
+        if not np.any((kinds == FUNDING_RATE_EVENT) & ((first["ev"] & EXCH_EVENT) != 0)):
+            name = cfg.sources[0].name if cfg.sources else "<no data>"
+            msg = (f"asset {no}: funding(True) but {name} has no funding-rate rows (event {FUNDING_RATE_EVENT}); "
+                   f"convert the feed with option 'm', or drop .funding(True)")
+            if not cfg.funding_lenient:
+                raise DataError(msg)
+            warnings.warn(msg, stacklevel=4)  # the user's HashMapMarketDepthBacktest(...) line
+
+
 def _build(assets: list[BacktestAsset], roi: bool, cls):
     if isinstance(assets, BacktestAsset):
         assets = [assets]
@@ -851,10 +863,11 @@ def _build(assets: list[BacktestAsset], roi: bool, cls):
             queue_model=cfg.queue_model, exchange_model=cfg.exchange_model, latency_model=cfg.latency_model,
             entry_latency=cfg.entry_latency, response_latency=cfg.response_latency,
             reference_compatible=cfg.reference_compatible, record_trades=cfg.last_trades_capacity > 0,
-            queue_fn=cfg.queue_prob.address if cfg.queue_prob is not None else 0)
+            queue_fn=cfg.queue_prob.address if cfg.queue_prob is not None else 0, funding=cfg.funding)
         if cfg.queue_prob is not None:
             keepalive.append(cfg.queue_prob)
         state = new_asset_state(kcfg, cfg.latency_table, depths[0], depths[1], first, len(feed))
+        _perp_setup(state, cfg, first, no)
         _append_asset(states, state)
         feeds.append(feed)
     from .reader import Feed

@@ -19,6 +19,8 @@ The TOML maps one-to-one onto the `BacktestAsset` builder, so there is one way t
     exchange = "no_partial_fill"      # or "partial_fill"
     fee = { model = "trading_value", maker = -0.00005, taker = 0.0007 }   # trading_qty | flat_per_trade
     # optional: roi_lb, roi_ub, initial_snapshot, last_trades_capacity, latency_offset, reference_compatible
+    # funding = true                  # settle perpetual funding (data converted with option 'm'); "lenient":
+                                      # data without funding rows warns instead of failing (docs/perp.md)
 
 Only data, tick_size and lot_size are required; a missing latency / queue / fee table means the builder's
 default (zero latency, log_prob2, no fees), but a table that is given needs all of its model's keys. Every key is
@@ -48,6 +50,7 @@ _ASSET_SCALARS: dict[str, tuple[str, tuple | None]] = {
     "last_trades_capacity": ("count", None),
     "latency_offset": ("int", None),
     "reference_compatible": ("bool", None),
+    "funding": ("funding", None),
 }
 # model table -> model name -> (builder method, required keys in argument order, optional keys)
 _MODELS: dict[str, dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]] = {
@@ -117,7 +120,8 @@ def _unknown_key(key: str, accepted, context: str = "") -> str:
 
 
 _KIND_TEXT = {"str": "a string", "paths": "a path or a list of paths", "positive": "a number > 0",
-              "number": "a finite number", "count": "an integer >= 0", "int": "an integer", "bool": "true or false"}
+              "number": "a finite number", "count": "an integer >= 0", "int": "an integer", "bool": "true or false",
+              "funding": 'true, false or "lenient"'}
 
 
 def _is_number(value) -> bool:
@@ -137,6 +141,7 @@ def _check_value(value, kind: str, source, key: str) -> None:
         "int": is_int,
         "count": is_int and value >= 0,
         "bool": isinstance(value, bool),
+        "funding": isinstance(value, bool) or value == "lenient",
     }[kind]
     if not ok:
         raise _fail(source, key, f"expected {_KIND_TEXT[kind]}, got {value!r}")
@@ -268,6 +273,8 @@ def build_asset(spec: dict[str, Any], base: Path, where: str, source=None, depth
             getattr(asset, key)(spec[key])
     if "initial_snapshot" in spec:
         asset.initial_snapshot(paths(spec["initial_snapshot"])[0])
+    if spec.get("funding", False):
+        asset.funding(True, lenient=spec["funding"] == "lenient")
     return asset
 
 
@@ -460,7 +467,10 @@ def _summarise(recorder, cfg: dict[str, Any], args: argparse.Namespace, config_p
             continue
         record_cls = InverseAssetRecord if spec.get("asset_type") == "inverse" else LinearAssetRecord
         kwargs = {} if args.book_size is None else {"book_size": args.book_size}
-        stats = record_cls(rows).contract_size(spec.get("contract_size", 1.0)).stats(**kwargs)
+        record = record_cls(rows).contract_size(spec.get("contract_size", 1.0))
+        if spec.get("funding", False):
+            record.funding(recorder.funding(a))
+        stats = record.stats(**kwargs)
         Console().print(summary_table(stats, f"asset {a} {spec.get('name', '')}".rstrip()))
     if args.record:
         recorder.to_npz(args.record, config=run_config)

@@ -13,14 +13,18 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ..binance import wire
+from ..binance.numbers import format_step
+from ..binance.symbols import SymbolSpec
 from ..live.ipc import TO_ALL, ConnectorChannel, access
 from ..live.ipc import codec
 from ..live.ipc.codec import ErrorKind
 from ..types import CANCELED, EXPIRED, LIMIT, MARKET, NEW, NONE, REPLACED, UNSUPPORTED
 from .config import ConnectorConfig
 from .marketdata import DepthGap, StaleSnapshot, SymbolBook, book_ticker_events, trade_event
+from .perp import FundingRelay
 from .orders import ORDER_TYPE, ORDER_TYPE_NAME, SIDE, SIDE_NAME, STATUS, TIF, TIF_NAME, ManagedOrder, OrderManager
-from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply, format_step
+from .rest import AUTH_FAILURE_CODES, BinanceRest, RateLimited, RestReply
 from .ws_orders import WsOrderApi
 
 log = logging.getLogger("hftbacktest.connector")
@@ -85,6 +89,7 @@ class BinanceFuturesConnector:
         self._adoptions: dict[str, asyncio.Task] = {}  # symbol -> adoption of its exchange orders at first use
         self._reconciler: asyncio.Task | None = None
         self._reconcile_again = False
+        self.perp = FundingRelay(self)
 
     # --- publishing -----------------------------------------------------------------------------
     def send(self, bot_id: int, msg: Any) -> None:
@@ -254,13 +259,11 @@ class BinanceFuturesConnector:
             log.warning("exchangeInfo unavailable; tick/lot sizes will not be cross-checked")
             return
         for s in reply.data.get("symbols", []):
-            filters = {f["filterType"]: f for f in s.get("filters", [])}
             try:
-                tick = float(filters["PRICE_FILTER"]["tickSize"])
-                lot = float(filters["LOT_SIZE"]["stepSize"])
-            except (KeyError, ValueError):
+                spec = SymbolSpec.from_exchange_info(s)
+            except (KeyError, TypeError, ValueError):
                 continue
-            self.exchange_filters[s["symbol"].lower()] = (tick, lot)
+            self.exchange_filters[spec.symbol.lower()] = (spec.tick_size, spec.lot_size)
 
     async def _clock_loop(self) -> None:
         while True:
@@ -593,6 +596,8 @@ class BinanceFuturesConnector:
             out += [f"{s}@{self.cfg.depth_stream}", f"{s}@trade"]
             if self.cfg.book_ticker:
                 out.append(f"{s}@bookTicker")
+            if self.cfg.mark_price:
+                out.append(f"{s}@markPrice@1s")
         return out
 
     async def _subscribe(self, symbols: list[str]) -> None:
@@ -710,7 +715,7 @@ class BinanceFuturesConnector:
             log.warning("unparseable market frame dropped: %.120r", raw)
             return
         try:
-            if kind == "depthUpdate":
+            if kind == wire.DEPTH_UPDATE:
                 symbol = msg["s"].lower()
                 book = self.books.get(symbol)
                 if book is None:
@@ -728,13 +733,15 @@ class BinanceFuturesConnector:
                     self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in events])
                 elif book.state != "LIVE":
                     self._start_snapshot(symbol)
-            elif kind == "trade":
+            elif kind == wire.TRADE:
                 ev = trade_event(msg, local_ts)
                 if ev is not None:
                     self.send(TO_ALL, codec.Feed(msg["s"].lower(), ev))
             elif kind == "bookTicker":
                 symbol = msg["s"].lower()
                 self.send_batch(TO_ALL, [codec.Feed(symbol, ev) for ev in book_ticker_events(msg, local_ts)])
+            elif kind == "markPriceUpdate":
+                self.perp.on_mark_price(msg, local_ts)
             elif "result" in msg and "id" in msg:
                 pass  # subscription ack
             elif kind is not None:
@@ -754,7 +761,8 @@ class BinanceFuturesConnector:
                     raise StreamClosed(f"listenKey: {reply.error_value() if reply else 'rate limited'}")
                 self._listen_key = reply.data["listenKey"]
                 log.info("listen key %s... obtained", self._listen_key[:4])
-                async with self._session.ws_connect(f"{self.cfg.stream_url}/{self._listen_key}", autoping=True) as ws:
+                url = f"{self.cfg.user_stream_base}/{self._listen_key}"
+                async with self._session.ws_connect(url, autoping=True) as ws:
                     backoff.healthy_since()
                     first = not self._user_connected_once
                     self._user_connected_once = True
@@ -768,7 +776,7 @@ class BinanceFuturesConnector:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, StreamClosed) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.error(ErrorKind.ConnectionInterrupted, f"user stream: {reason}")
-            self._stream_failing(backoff, "user", self.cfg.stream_url, reason)
+            self._stream_failing(backoff, "user", self.cfg.user_stream_base, reason)
             delay = backoff.next_delay()
             log.warning("user stream dropped (%s); reconnecting in %.2f s", reason, delay)
             await asyncio.sleep(delay)
@@ -806,9 +814,10 @@ class BinanceFuturesConnector:
             log.warning("unparseable user frame dropped: %.80r", raw)
             return False
         try:
-            if kind in ("ORDER_TRADE_UPDATE", "TRADE_LITE"):
-                ev, ts_ms = (msg["o"] if kind == "ORDER_TRADE_UPDATE" else msg), int(msg.get("T") or msg.get("E") or 0)
-                rec = self.orders.on_ws_update(ev, ts_ms) if kind == "ORDER_TRADE_UPDATE" else self.orders.on_trade_lite(ev)
+            if kind in (wire.ORDER_TRADE_UPDATE, wire.TRADE_LITE):
+                lite = kind == wire.TRADE_LITE
+                ev, ts_ms = (msg if lite else msg["o"]), int(msg.get("T") or msg.get("E") or 0)
+                rec = self.orders.on_trade_lite(ev) if lite else self.orders.on_ws_update(ev, ts_ms)
                 if rec is not None:
                     self.publish_order(rec)
                 elif self._is_stray(ev.get("c", ""), ev.get("X", "")):
@@ -820,6 +829,7 @@ class BinanceFuturesConnector:
                     self._exchange_fill(ev, ts_ms)
             elif kind == "ACCOUNT_UPDATE":
                 ts = int(msg.get("T") or msg.get("E") or 0) * 1_000_000
+                self.perp.on_account_update(msg, now_ns())
                 for p in msg.get("a", {}).get("P", []):
                     if p.get("ps", "BOTH") == "BOTH":
                         self.publish_position(p["s"].lower(), float(p["pa"]), ts)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._toml import read_toml
+from ..binance.wire import routed_url
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class ConnectorConfig:
     secret: str = ""
     recv_window_ms: int = 5000
     book_ticker: bool = False
+    mark_price: bool = True  # subscribe `<symbol>@markPrice@1s` (hbt.mark_price)
     depth_stream: str = "depth@0ms"  # `depth@100ms` is the public alternative
     cancel_on_start: bool = True
     cancel_on_shutdown: bool = False
@@ -59,6 +61,7 @@ class ConnectorConfig:
     journal: str = ""  # order journal file (JSONL, connector/journal.py); "" = none
     order_transport: str = "rest"  # "ws": orders over Binance's WebSocket API (`ws_api_url`), REST while it is down
     ws_api_url: str = ""
+    user_stream_url: str = ""  # "" = the `/private/ws` route of stream_url's host (websocket-market-streams/Connect)
 
     def __repr__(self) -> str:  # never show secrets
         parts = []
@@ -68,6 +71,11 @@ class ConnectorConfig:
         return f"ConnectorConfig({', '.join(parts)})"
 
     __str__ = __repr__
+
+    @property
+    def user_stream_base(self) -> str:
+        """Where the user data stream connects (`<this>/<listenKey>`): Binance serves listen keys on `/private`."""
+        return self.user_stream_url.rstrip("/") or routed_url(self.stream_url, "private")
 
     @property
     def has_credentials(self) -> bool:
@@ -107,6 +115,9 @@ class ConnectorConfig:
     def _validate(self, source: str) -> None:
         if not self.stream_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"{source}: key 'stream_url' must start with ws:// or wss://, got {self.stream_url!r}")
+        if self.user_stream_url and not self.user_stream_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"{source}: key 'user_stream_url' must start with ws:// or wss://, "
+                              f"got {self.user_stream_url!r}")
         if not self.api_url.startswith(("http://", "https://")):
             raise ConfigError(f"{source}: key 'api_url' must start with http:// or https://, got {self.api_url!r}")
         if not _PREFIX_RE.match(self.order_prefix):

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..binance import wire
 from ..types import BUY, CANCELED, REPLACED
 from .binancefutures import BinanceFuturesConnector, now_ns
 from .orders import ORDER_TYPE_NAME, TIF_NAME
@@ -98,7 +99,7 @@ class JournalingConnector(BinanceFuturesConnector):
         if self.journal is not None:
             try:
                 msg = orjson.loads(raw)
-                if msg.get("e") == "ORDER_TRADE_UPDATE":
+                if msg.get("e") == wire.ORDER_TRADE_UPDATE:
                     self._journal_update(msg["o"], msg.get("T") or msg.get("E") or 0)
             except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
                 pass  # the connector itself reports malformed frames

@@ -1,10 +1,13 @@
-"""Binance diff-depth bootstrap with U/u/pu gap detection, and stream payload -> event-row conversion.
+"""Binance diff-depth bootstrap (the rules of `binance.depth`), and stream payload -> event-row conversion.
 
 Pure logic (no I/O) so it can be tested with replayed Binance payloads. Event rows are the 8-tuple of
 the backtest event dtype: (ev, exch_ts, local_ts, px, qty, order_id, ival, fval).
 """
 from __future__ import annotations
 
+from ..binance import depth
+from ..binance.wire import is_market_trade
+from ..binance.numbers import number
 from ..types import (
     BUY_EVENT, DEPTH_BBO_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, LOCAL_EVENT, SELL_EVENT, TRADE_EVENT,
 )
@@ -49,6 +52,7 @@ class SymbolBook:
         self.state = SYNCING
         self.buffer: list[dict] = []
         self.last_u = -1
+        self.last_pu = -1
         self._first_after_snapshot = False
 
     def on_depth(self, msg: dict, local_ts: int) -> list[tuple]:
@@ -58,18 +62,20 @@ class SymbolBook:
         if self.state == SYNCING:
             self.buffer.append(msg)
             return []
-        u = msg["u"]
-        if self._first_after_snapshot:
-            if u < self.last_u:
+        U, u, pu = msg["U"], msg["u"], msg["pu"]
+        if self._first_after_snapshot:  # self.last_u is the snapshot's lastUpdateId
+            if depth.stale(u, self.last_u):
                 return []
-            if msg["U"] > self.last_u + 1:  # the next id after the snapshot must be in this diff
-                raise DepthGap(f"depth gap {self.symbol}: first diff U={msg['U']} after snapshot {self.last_u}")
+            if not depth.bridges(U, u, self.last_u):
+                raise DepthGap(f"depth gap {self.symbol}: first diff U={U} u={u} does not bridge snapshot {self.last_u}")
             self._first_after_snapshot = False
-        elif msg["pu"] != self.last_u:
-            if u <= self.last_u:
-                return []  # duplicate of something already applied
-            raise DepthGap(f"depth gap {self.symbol} pu={msg['pu']} last_u={self.last_u}")
-        self.last_u = u
+        else:
+            verdict = depth.next_diff(U, u, pu, self.last_u, self.last_pu)
+            if verdict == depth.REPEAT:
+                return []  # already applied
+            if verdict == depth.GAP:
+                raise DepthGap(f"depth gap {self.symbol} pu={pu} last_u={self.last_u}")
+        self.last_u, self.last_pu = u, pu
         return self._apply(msg, local_ts)
 
     def on_snapshot(self, snap: dict, local_ts: int) -> list[tuple]:
@@ -77,12 +83,12 @@ class SymbolBook:
 
         Raises StaleSnapshot if the buffered stream already moved past it, DepthGap if the buffer itself broke."""
         last_id = int(snap["lastUpdateId"])
-        pending = [m for m in self.buffer if m["u"] >= last_id]
-        if pending and pending[0]["U"] > last_id + 1:
+        pending = [m for m in self.buffer if not depth.stale(m["u"], last_id)]
+        if pending and not depth.bridges(pending[0]["U"], pending[0]["u"], last_id):
             raise StaleSnapshot(f"snapshot {last_id} older than buffered diff U={pending[0]['U']} for {self.symbol}")
         ts = int(snap.get("T") or snap.get("E") or 0) * 1_000_000
-        self.bids = {float(p): float(q) for p, q in snap["bids"] if float(q) > 0}
-        self.asks = {float(p): float(q) for p, q in snap["asks"] if float(q) > 0}
+        self.bids = {number(p): number(q) for p, q in snap["bids"] if number(q) > 0}
+        self.asks = {number(p): number(q) for p, q in snap["asks"] if number(q) > 0}
         self.exch_ts = ts
         self.updated_ns = local_ts
         out = [_ev(LOCAL_DEPTH_CLEAR, ts, local_ts, 0.0, 0.0)]
@@ -103,7 +109,7 @@ class SymbolBook:
         out = []
         for side, book, kind in ((msg["b"], self.bids, LOCAL_BID_DEPTH), (msg["a"], self.asks, LOCAL_ASK_DEPTH)):
             for p, q in side:
-                px, qty = float(p), float(q)
+                px, qty = number(p), number(q)
                 if qty > 0:
                     book[px] = qty
                 else:
@@ -127,15 +133,15 @@ class SymbolBook:
 
 def trade_event(msg: dict, local_ts: int) -> tuple | None:
     """`trade` payload -> event row; only MARKET trades count (insurance-fund/ADL prints are not trades)."""
-    if msg.get("X", "MARKET") != "MARKET":
+    if not is_market_trade(msg):
         return None
     kind = LOCAL_SELL_TRADE if msg["m"] else LOCAL_BUY_TRADE
-    return _ev(kind, int(msg["T"]) * 1_000_000, local_ts, float(msg["p"]), float(msg["q"]), int(msg.get("t", 0)))
+    return _ev(kind, int(msg["T"]) * 1_000_000, local_ts, number(msg["p"]), number(msg["q"]), int(msg.get("t", 0)))
 
 
 def book_ticker_events(msg: dict, local_ts: int) -> list[tuple]:
     ts = int(msg.get("T") or msg["E"]) * 1_000_000
     return [
-        _ev(LOCAL_BID_BBO, ts, local_ts, float(msg["b"]), float(msg["B"])),
-        _ev(LOCAL_ASK_BBO, ts, local_ts, float(msg["a"]), float(msg["A"])),
+        _ev(LOCAL_BID_BBO, ts, local_ts, number(msg["b"]), number(msg["B"])),
+        _ev(LOCAL_ASK_BBO, ts, local_ts, number(msg["a"]), number(msg["A"])),
     ]

@@ -12,6 +12,8 @@ import string
 import time
 from dataclasses import dataclass, field
 
+from ..binance import wire
+from ..binance.wire import EXCHANGE_ORDER_PREFIXES
 from ..live.ipc.codec import WireOrder
 from ..types import (
     BUY, CANCELED, EXPIRED, FILLED, FOK, GTC, GTX, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED, REJECTED,
@@ -20,16 +22,12 @@ from ..types import (
 
 log = logging.getLogger(__name__)
 
-STATUS = {
-    "NEW": NEW, "PARTIALLY_FILLED": PARTIALLY_FILLED, "FILLED": FILLED, "CANCELED": CANCELED,
-    "EXPIRED": EXPIRED, "EXPIRED_IN_MATCH": EXPIRED, "REJECTED": REJECTED,
-}
-SIDE = {"BUY": BUY, "SELL": SELL}
-SIDE_NAME = {BUY: "BUY", SELL: "SELL"}
-TIF = {"GTC": GTC, "GTX": GTX, "FOK": FOK, "IOC": IOC}
-TIF_NAME = {GTC: "GTC", GTX: "GTX", FOK: "FOK", IOC: "IOC"}
-ORDER_TYPE = {"LIMIT": LIMIT, "MARKET": MARKET}
-ORDER_TYPE_NAME = {LIMIT: "LIMIT", MARKET: "MARKET"}
+# Binance's names (binance.wire) -> the bot's enums; names missing here map to UNSUPPORTED.
+STATUS = dict(zip(wire.ORDER_STATUSES, (NEW, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED, EXPIRED, EXPIRED)))
+SIDE = dict(zip(wire.SIDES, (BUY, SELL)))
+TIF = dict(zip(wire.TIME_IN_FORCE[:4], (GTC, IOC, FOK, GTX)))
+ORDER_TYPE = dict(zip(wire.ORDER_TYPES[:2], (LIMIT, MARKET)))
+SIDE_NAME, TIF_NAME, ORDER_TYPE_NAME = ({v: k for k, v in m.items()} for m in (SIDE, TIF, ORDER_TYPE))
 ALIVE = (NEW, PARTIALLY_FILLED)
 
 
@@ -37,9 +35,6 @@ def is_terminal(status: int) -> bool:
     return status not in ALIVE and status != UNSUPPORTED  # an unknown status is not proof of death
 
 
-# Client ids of the orders Binance itself places on an account (Event-Order-Update page, "special client order
-# id"): liquidation, auto-deleveraging, settlement and delivery closes.
-EXCHANGE_ORDER_PREFIXES = ("autoclose-", "adl_autoclose", "settlement_autoclose-", "delivery_autoclose-")
 EXCHANGE_FILL_ID = 1 << 63  # bot order id of such a fill: this + Binance's order id (above any id bots use)
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _ID_DIGITS = 11  # 62**11 > 2**64

@@ -21,7 +21,8 @@ import aiohttp
 import orjson
 
 from .._toml import read_toml
-from ..emulator.market import SymbolSpec, spec_for
+from ..binance.symbols import SymbolSpec
+from ..emulator.market import spec_for
 from ..emulator.matching import ApiError, Venue
 from ..errors import ConfigError
 from ..kernels.core import CoreConfig
@@ -92,21 +93,6 @@ def load_paper(path) -> PaperConfig | None:
     """The `[paper]` table of a connector TOML file, or None when the file has none (live mode)."""
     raw = read_toml(path)
     return PaperConfig.from_mapping(raw["paper"], str(path)) if "paper" in raw else None
-
-
-def spec_from_exchange_info(row: dict) -> SymbolSpec:
-    """A symbol's trading rules from its `exchangeInfo` entry."""
-    f = {x["filterType"]: x for x in row.get("filters", [])}
-    lot = f["LOT_SIZE"]
-    return SymbolSpec(
-        row["symbol"], float(f["PRICE_FILTER"]["tickSize"]), float(lot["stepSize"]), float(lot["minQty"]),
-        float(lot["maxQty"]), float(f.get("MARKET_LOT_SIZE", lot)["maxQty"]),
-        float(f.get("MIN_NOTIONAL", {}).get("notional", 0.0)),
-        max_num_orders=int(f.get("MAX_NUM_ORDERS", {}).get("limit", 200)),
-        percent_up=float(f.get("PERCENT_PRICE", {}).get("multiplierUp", 1.05)),
-        percent_down=float(f.get("PERCENT_PRICE", {}).get("multiplierDown", 0.95)),
-        base_asset=row.get("baseAsset", ""), quote_asset=row.get("quoteAsset", "USDT"),
-        price_precision=row.get("pricePrecision"), qty_precision=row.get("quantityPrecision"))
 
 
 class PaperRest(BinanceRest):
@@ -245,7 +231,7 @@ class PaperConnector(JournalingConnector):
         symbol = req.symbol.lower()
         if symbol.upper() not in self.venue.markets:
             row = self.exchange_info.get(symbol)
-            spec = spec_from_exchange_info(row) if row else spec_for(symbol, req.tick_size, req.lot_size)
+            spec = SymbolSpec.from_exchange_info(row) if row else spec_for(symbol, req.tick_size, req.lot_size)
             self.venue.add_market(spec)
             log.info("paper venue lists %s (tick %g, lot %g, %s, %s)", spec.symbol, spec.tick_size, spec.lot_size,
                      self.paper.queue, self.paper.exchange)

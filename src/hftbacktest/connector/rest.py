@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import urlencode
 
 import aiohttp
 import orjson
 
+from ..binance.signing import sign
 from .config import ConnectorConfig
 
 log = logging.getLogger(__name__)
@@ -43,21 +41,6 @@ class RestReply:
         if self.code is not None:
             return {"code": self.code, "msg": self.msg}
         return {"status_code": str(self.status) if self.status else None, "msg": self.msg}
-
-
-def decimals_of(step: float) -> int:
-    exp = Decimal(repr(step)).normalize().as_tuple().exponent
-    return max(0, -int(exp))
-
-
-def format_step(value: float, step: float) -> str:
-    """Round to a multiple of `step` and print with exactly step's precision, never in scientific notation."""
-    units = round(value / step)
-    return f"{units * step:.{decimals_of(step)}f}"
-
-
-def sign(secret: str, total_params: str) -> str:
-    return hmac.new(secret.encode(), total_params.encode(), hashlib.sha256).hexdigest()
 
 
 class RateLimited(Exception):

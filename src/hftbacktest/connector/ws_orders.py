@@ -16,13 +16,13 @@ import logging
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import orjson
 
 from .config import ConnectorConfig
-from .rest import BinanceRest, RateLimited, RestReply, sign
+from ..binance.signing import sign, ws_payload
+from .rest import BinanceRest, RateLimited, RestReply
 
 log = logging.getLogger("hftbacktest.connector")
 
@@ -77,7 +77,7 @@ class WsOrderApi:
     def signed_params(self, params: dict[str, Any]) -> dict[str, Any]:
         out = {**params, "apiKey": self.cfg.api_key, "recvWindow": self.cfg.recv_window_ms,
                "timestamp": self.rest.now_ms()}
-        out["signature"] = sign(self.cfg.secret, urlencode(sorted(out.items())))
+        out["signature"] = sign(self.cfg.secret, ws_payload(out))
         return out
 
     async def _request(self, method: str, params: dict[str, Any], retry_timestamp: bool = True) -> RestReply | None:

@@ -889,6 +889,7 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
                     return ST_FALLBACK, pos, line_no, nrow, nmsg
                 nrow = _ticker_rows(ru, ri, rf, nrow, t_ms * 1_000_000, ts, vb, vbq, va, vaq)
         elif kind == KIND_MARK:
+            t_next = t_ms  # T: the next funding time
             if mark_use_e:
                 t_ms = _parse_int(buf, ks[K_E], ke[K_E])
             if t_ms < 0 or t_ms > _MAX_MS:
@@ -906,6 +907,8 @@ def parse_lines(buf, pos, end, final, line_no, ts_digits, ts_mul, combined, opt_
                 rf[nrow, 3] = vi
                 rf[nrow + 1, 3] = vm
                 rf[nrow + 2, 3] = vr
+                if mark_use_e and t_next > 0:  # keep the funding time the rate applies to (ival of row 102)
+                    ri[nrow + 2, 6] = t_next * 1_000_000
                 nrow += 3
         line_no += 1
         m_line[nmsg] = line_no

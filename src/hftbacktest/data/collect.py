@@ -32,6 +32,7 @@ import orjson
 from isal import isal_zlib
 
 from .._atomic import atomic_write_bytes
+from ..binance import depth
 from ..errors import ConfigError, ConnectorError, DataError, HftBacktestError
 
 log = logging.getLogger("hftbacktest.collect")
@@ -684,7 +685,7 @@ class Collector:
 
     def _on_diff(self, st: _Symbol, ts: int, U: int, u: int, pu: int) -> None:
         if st.state == LIVE:
-            if pu == st.last_u:
+            if depth.next_diff(U, u, pu, st.last_u) == depth.APPLY:
                 st.last_u = u
                 return
             self._open_gap(st, ts, f"pu={pu} != last u={st.last_u}")
@@ -706,11 +707,11 @@ class Collector:
 
     def _try_bridge(self, st: _Symbol, ts: int) -> None:
         L = st.snap_id
-        st.pending = [p for p in st.pending if p[1] >= L]
+        st.pending = [p for p in st.pending if not depth.stale(p[1], L)]
         if not st.pending:
             return
         U, u, _ = st.pending[0]
-        if not U <= L <= u:
+        if not depth.bridges(U, u, L):
             # the snapshot is older than the stream we hold: get a newer one (a marked gap)
             st.state = NEED
             why = f"snapshot {L} older than the stream (first diff U={U}); fetching another"
@@ -723,7 +724,7 @@ class Collector:
             return
         last = u
         for U2, u2, pu2 in st.pending[1:]:
-            if pu2 != last:
+            if depth.next_diff(U2, u2, pu2, last) != depth.APPLY:
                 st.state = LIVE
                 st.last_u = last
                 self._open_gap(st, ts, f"pu={pu2} != last u={last}")
@@ -806,7 +807,7 @@ class Collector:
         st.snapshots += 1
         st.snap_id = int(body["lastUpdateId"])
         f.meta["snapshots"].append({"time_ns": ts, "lastUpdateId": st.snap_id})
-        if st.state == LIVE and st.last_u is not None and st.snap_id <= st.last_u + 1:
+        if st.state == LIVE and st.last_u is not None and depth.snapshot_continues(st.snap_id, st.last_u):
             return  # a rotation snapshot while in sync: the chain continues
         st.state = BRIDGE
         self._try_bridge(st, ts)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from ..binance import depth
 from ..errors import DataQualityError
 from ..kernels.borrow import borrowed
 from ..types import BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, LOCAL_EVENT, SELL_EVENT
@@ -257,13 +258,12 @@ class DepthSync:
 
     def _synced(self, msg):
         i, _, _, U, u, pu = msg
-        if U <= self.last_u and u == self.last_u and pu == self.last_pu:
-            self._duplicate(msg)
-        elif pu == self.last_u:
+        verdict = depth.next_diff(U, u, pu, self.last_u, self.last_pu)
+        if verdict == depth.REPEAT:
+            self._duplicate(msg)  # a repeat of the last diff or a replayed old one (e.g. after a reconnect)
+        elif verdict == depth.APPLY:
             self.apply[i] = True
             self.last_u, self.last_pu = u, pu
-        elif u <= self.last_u:
-            self._duplicate(msg)  # replayed old diff (e.g. after a reconnect)
         else:
             self._open(msg, "pu_mismatch", f"expected pu={self.last_u}, got pu={pu}")
             self.state = UNSYNCED
@@ -271,7 +271,7 @@ class DepthSync:
 
     def _snapshot(self, msg):
         if self.state == SYNCED:
-            if msg[3] <= self.last_u:
+            if depth.snapshot_continues(msg[3], self.last_u):
                 return  # redundant snapshot: we are already in sync
             self._open(msg, "snapshot_ahead", f"lastUpdateId {msg[3]} > last applied u {self.last_u}")
             self.buf = []
@@ -282,13 +282,13 @@ class DepthSync:
     def _try_bridge(self):
         snap_i, snap_u = self.snap[0], self.snap[3]
         buf = self.buf
-        while buf and buf[0][4] < snap_u:
+        while buf and depth.stale(buf[0][4], snap_u):
             self.report.stale_dropped += 1
             buf.pop(0)
         if not buf:
             return
         first = buf[0]
-        if first[3] <= snap_u <= first[4]:
+        if depth.bridges(first[3], first[4], snap_u):
             self.apply[first[0]] = True
             if snap_i > first[0]:
                 self.defer_to[first[0]] = snap_i
@@ -312,8 +312,8 @@ class DepthSync:
 @borrowed(nogil=True)
 def sync_run(kind, U, u, pu, sel, offset, j, last_u, last_pu, apply):
     """DepthSync in its SYNCED state over depth/snapshot messages j, j+1, ... (message index offset + sel[j]):
-    applies the diffs whose pu is the last u (and that are not a repeat of the last one) until a snapshot or
-    any other diff, which the Python state machine takes. Returns (that position, last u, last pu, diffs applied,
+    applies the diffs `binance.depth.next_diff` calls APPLY (pu is the last u, not a repeat of the last one)
+    until a snapshot or any other diff, which the Python state machine takes. Returns (that position, last u, last pu, diffs applied,
     position of the last one)."""
     applied = 0
     last = -1

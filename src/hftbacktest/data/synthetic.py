@@ -19,7 +19,8 @@ Price model (the book follows a price it does not know, so resting orders are ad
   providers re-quoting around F (stale levels cancelled with probability `stale_cancel_prob`, the spread
   refilled from the side away from F) and random churn (new quantities and cancellations at geometric distance
   from the top), with update ids U/u/pu chained as on Binance futures (`pu` = previous `u`, `U` jumps).
-* bookTicker after every change of the top of the book, markPriceUpdate every second.
+* bookTicker after every change of the top of the book, markPriceUpdate every second (mark = mid; the funding
+  rate announced for the next funding time, every `funding_interval_ms`, reverts slowly to `funding_rate`).
 * Local receive time = exchange time + latency (base + exponential jitter) + clock offset; lines are written
   in receive order, as the collector does. The file starts like a real recording: diffs first, then the REST
   snapshot line that the collector fetched (served from the book of its moment: its lastUpdateId is the `u` of
@@ -74,6 +75,13 @@ class FeedConfig:
     latency_jitter_ms: float = 2.0
     clock_offset_ms: float = 0.0  # local clock minus exchange clock (negative: local is behind)
     mark_price: bool = True
+    # funding: settlement every funding_interval_ms from the epoch (Binance: 8 h, some symbols 4 h or 1 h; a short
+    # interval makes a short feed span several funding times); the rate announced each second reverts to
+    # funding_rate with a half-life of funding_half_life_s, deviating by funding_rate_sd in the long run
+    funding_interval_ms: int = 28_800_000
+    funding_rate: float = 1e-4
+    funding_rate_sd: float = 5e-5
+    funding_half_life_s: float = 3600.0
     # fault injection counts
     gaps: int = 0
     duplicates: int = 0
@@ -159,6 +167,7 @@ class SyntheticFeed:
         self._stream_last: dict[str, int] = {}
         self._uid = 5_000_000_000_000 + int(self.rng.integers(0, 1_000_000_000))
         self._last_u = None
+        self._rate = c.funding_rate  # the funding rate announced last
         self._trade_id = 4_000_000_000 + int(self.rng.integers(0, 1_000_000))
         self._init_book()
 
@@ -365,6 +374,14 @@ class SyntheticFeed:
                 "B": self._qty(top[1]), "a": self._px(top[2]), "A": self._qty(top[3]), "T": T, "E": T + 1}
         self._push(out, self._local_ns(T, "ticker"), self._envelope("bookTicker", data))
 
+    def _next_funding_rate(self, z: float) -> float:
+        """One second of the announced funding rate: AR(1) around funding_rate (z: a standard normal draw)."""
+        c = self.cfg
+        phi = 0.5 ** (1.0 / c.funding_half_life_s)
+        shock = c.funding_rate_sd * math.sqrt(1 - phi * phi) * z
+        self._rate = c.funding_rate + phi * (self._rate - c.funding_rate) + shock
+        return self._rate
+
     def _next_jump_gap(self) -> float:
         rate = self.cfg.jump_rate_per_min
         return self.rng.exponential(60_000.0 / rate) if rate > 0 else math.inf
@@ -471,9 +488,11 @@ class SyntheticFeed:
                 if c.mark_price:
                     T = int(t)
                     mid = (self.best_bid + self.best_ask) / 2 * c.tick_size
+                    index = mid * (1 + rng.normal(0, 2e-5))
+                    rate = self._next_funding_rate(rng.standard_normal())
                     data = {"e": "markPriceUpdate", "E": T, "s": c.symbol, "p": f"{mid:.8f}",
-                            "P": f"{mid * 1.0001:.8f}", "i": f"{mid * (1 + rng.normal(0, 2e-5)):.8f}",
-                            "r": f"{rng.normal(1e-4, 5e-5):.8f}", "T": (T // 28_800_000 + 1) * 28_800_000}
+                            "P": f"{mid * 1.0001:.8f}", "i": f"{index:.8f}", "r": f"{rate:.8f}",
+                            "T": (T // c.funding_interval_ms + 1) * c.funding_interval_ms}
                     self._push(out, self._local_ns(T, "mark"), self._envelope("markPrice@1s", data))
             if plan["garbage"] and t >= plan["garbage"][0]:
                 plan["garbage"].pop(0)

@@ -22,50 +22,12 @@ from typing import Callable, Iterator
 
 import orjson
 
+from ..binance import wire
+from ..binance.numbers import to_steps
+from ..binance.symbols import SymbolSpec
 from ..errors import DataError
 
 BID, ASK = 1, -1
-
-
-@lru_cache(maxsize=64)
-def decimals_of(step: float) -> int:
-    """Number of decimals needed to print multiples of `step` exactly (0.1 -> 1, 0.001 -> 3, 1 -> 0)."""
-    text = f"{step:.12f}".rstrip("0")
-    return len(text.split(".")[1]) if "." in text else 0
-
-
-@dataclass(frozen=True)
-class SymbolSpec:
-    """Trading rules of one symbol, served by exchangeInfo and enforced on orders."""
-
-    symbol: str
-    tick_size: float
-    lot_size: float
-    min_qty: float
-    max_qty: float
-    market_max_qty: float
-    min_notional: float
-    max_num_orders: int = 200
-    percent_up: float = 1.05
-    percent_down: float = 0.95
-    base_asset: str = ""
-    quote_asset: str = "USDT"
-    price_precision: int | None = None  # exchangeInfo pricePrecision (may exceed the tick's decimals)
-    qty_precision: int | None = None
-
-    @property
-    def price_decimals(self) -> int:
-        return decimals_of(self.tick_size) if self.price_precision is None else self.price_precision
-
-    @property
-    def qty_decimals(self) -> int:
-        return decimals_of(self.lot_size) if self.qty_precision is None else self.qty_precision
-
-    def fmt_price(self, tick: int) -> str:
-        return f"{tick * self.tick_size:.{self.price_decimals}f}"
-
-    def fmt_qty(self, lots: int) -> str:
-        return f"{lots * self.lot_size:.{self.qty_decimals}f}"
 
 
 # Binance USD-M values for the symbols we ship samples of (tick/step/min notional as listed by exchangeInfo).
@@ -156,10 +118,6 @@ class Feed:
         return self.make_items()
 
 
-def _ticks(text: str, step: float) -> int:
-    return int(round(float(text) / step))
-
-
 class _Converter:
     """Binance message dicts -> replay items in integer ticks/lots (price/qty strings repeat: cache them)."""
 
@@ -171,13 +129,13 @@ class _Converter:
     def px(self, text: str) -> int:
         v = self.px_cache.get(text)
         if v is None:
-            v = self.px_cache[text] = _ticks(text, self.tick)
+            v = self.px_cache[text] = to_steps(text, self.tick)
         return v
 
     def qty(self, text: str) -> int:
         v = self.qty_cache.get(text)
         if v is None:
-            v = self.qty_cache[text] = _ticks(text, self.lot)
+            v = self.qty_cache[text] = to_steps(text, self.lot)
         return v
 
     def snapshot(self, snap: dict) -> list[tuple[int, int, int]]:
@@ -193,15 +151,15 @@ class _Converter:
         px, qty = self.px, self.qty
         for ts, data in rows:
             kind = data.get("e")
-            if kind == "depthUpdate":
+            if kind == wire.DEPTH_UPDATE:
                 if data.get("u", 0) < last_id:
                     continue  # already contained in the snapshot
                 changes = [(BID, px(p), qty(q)) for p, q in data.get("b", ())]
                 changes += [(ASK, px(p), qty(q)) for p, q in data.get("a", ())]
                 yield ts - t0, ("depth", changes)
-            elif kind == "bookTicker":
+            elif kind == wire.BOOK_TICKER:
                 yield ts - t0, ("bbo", px(data["b"]), qty(data["B"]), px(data["a"]), qty(data["A"]))
-            elif kind == "trade" and data.get("X", "MARKET") == "MARKET":
+            elif kind == wire.TRADE and wire.is_market_trade(data):
                 yield ts - t0, ("trade", px(data["p"]), qty(data["q"]), bool(data["m"]))
 
 

@@ -16,17 +16,19 @@ from typing import Callable
 
 import numpy as np
 
+from ..binance import wire
+from ..binance.numbers import decimals_in, money, on_step
 from ..errors import ConfigError
 from ..kernels.core import CoreConfig, ExchangeCore
 from ..types import BUY, EXPIRED, SELL
-from .market import ASK, BID, Book, SymbolSpec
+from ..binance.symbols import SymbolSpec
+from .market import ASK, BID, Book
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
-SIDES = {"BUY": BID, "SELL": ASK}
-SIDE_NAMES = {BID: "BUY", ASK: "SELL"}
-TIFS = ("GTC", "IOC", "FOK", "GTX")
-ACTIVE = ("NEW", "PARTIALLY_FILLED")
+SIDES = dict(zip(wire.SIDES, (BID, ASK)))
+SIDE_NAMES = {v: k for k, v in SIDES.items()}
+TIFS = wire.TIME_IN_FORCE[:4]  # GTD is refused (-1115)
+ACTIVE = wire.OPEN_STATUSES
 MAX_AMENDMENTS = 10_000  # per order (Binance)
 SYNC_BACKLOG = 4096  # book changes held back from an idle core before it is rebuilt from the book instead
 
@@ -44,10 +46,6 @@ class ApiError(Exception):
 
 class AccountExists(ConfigError):
     """`add_account` with an API key that already has an account (accounts are never replaced)."""
-
-
-def money(x: float) -> str:
-    return f"{x:.8f}"
 
 
 @dataclass(eq=False)
@@ -165,16 +163,14 @@ def _to_steps(text: str, step: float, name: str, error: ApiError, precision: int
     try:
         value = float(text)
     except ValueError:
-        raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.") from None
+        value = float("nan")
     if value != value or value in (float("inf"), float("-inf")):
         raise ApiError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-    decimals = text.split(".")[1].rstrip("0") if "." in text else ""
-    if len(decimals) > precision:
+    if decimals_in(text) > precision:
         raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
-    steps = round(value / step)
-    if abs(steps * step - value) > step * 1e-6:
+    if not on_step(value, step):
         raise error
-    return int(steps)
+    return int(round(value / step))
 
 
 class Venue:
@@ -268,11 +264,11 @@ class Venue:
         event_ms = self.now_ms()
         if x == "TRADE":
             # https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Trade-Lite
-            self.notify(account, {"e": "TRADE_LITE", "E": event_ms, "T": now, "s": spec.symbol, "q": o["q"],
+            self.notify(account, {"e": wire.TRADE_LITE, "E": event_ms, "T": now, "s": spec.symbol, "q": o["q"],
                                   "p": o["p"], "m": maker, "c": order.client_id, "S": o["S"], "L": o["L"],
                                   "l": o["l"], "t": trade_id, "i": order.order_id})
         # https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Order-Update
-        self.notify(account, {"e": "ORDER_TRADE_UPDATE", "E": event_ms, "T": now, "o": o})
+        self.notify(account, {"e": wire.ORDER_TRADE_UPDATE, "E": event_ms, "T": now, "o": o})
 
     def _account_update(self, account: Account, symbol: str) -> None:
         market = self.markets[symbol]
@@ -280,7 +276,7 @@ class Venue:
         spec = market.spec
         upnl = self._upnl(account, symbol)
         now = self.now_ms()
-        self.notify(account, {"e": "ACCOUNT_UPDATE", "E": now, "T": pos.update_time or now, "a": {
+        self.notify(account, {"e": wire.ACCOUNT_UPDATE, "E": now, "T": pos.update_time or now, "a": {
             "m": "ORDER",
             "B": [{"a": "USDT", "wb": money(account.balance), "cw": money(account.balance), "bc": "0"}],
             "P": [{"s": symbol, "pa": spec.fmt_qty(pos.lots), "ep": money(pos.entry), "bep": money(pos.entry),
@@ -333,7 +329,7 @@ class Venue:
             raise ApiError(-1117, "Invalid side.")
         side = SIDES[side_name]
         otype = _param(params, "type")
-        if otype in CONDITIONAL_TYPES:
+        if otype in wire.CONDITIONAL_TYPES:
             # derivatives change-log 2025-11-06: conditional orders moved to the Algo Order API (/fapi/v1/algoOrder,
             # not served here); the order endpoints refuse them since 2025-12-09
             raise ApiError(-4120, "Order type not supported for this endpoint. Please use the Algo Order API "

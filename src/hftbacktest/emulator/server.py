@@ -11,11 +11,8 @@ Python API (also usable as a pytest fixture)::
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import math
-import re
 import secrets
 import threading
 import time
@@ -25,19 +22,24 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import WSMsgType, web
 
+from ..binance import signing, wire
+from ..binance.depth import snapshot_id
+from ..binance.numbers import money
+from ..binance.symbols import SymbolSpec
+from ..binance.wire import DEPTH_INTERVALS, normalize_stream, stream_route
 from ..errors import ConfigError
+from ..kernels.core import ExchangeCore
 from .admin import refusal
 from .faults import FAULT_KINDS, FaultInjector, parse_fault_spec
-from .market import ASK, BID, Feed, SymbolSpec, open_feed
-from .matching import Account, AccountExists, ApiError, Market, Venue, money
-from .streams import DEPTH_INTERVALS, ROUTE_ALLOWS, Conn, StreamHub, normalize_stream, stream_route
+from .market import ASK, BID, Feed, open_feed
+from .matching import Account, AccountExists, ApiError, Market, Venue
+from .streams import ROUTE_ALLOWS, Conn, StreamHub
 from . import ws_api
 from .tape import INTERVAL_MS, Tape
 from .views import FUNDING_RATE, ROUTES, Call, fire_countdowns, kline_row, ticker_24h_row
 
 log = logging.getLogger("hftbacktest.emulator")
 
-SIGNATURE_RE = re.compile(r"(^|&)signature=[^&]*")
 UNKNOWN_STATUS = ApiError(-1007, "Timeout waiting for response from backend server. Send status unknown; "
                                  "execution status unknown.", http=503)
 
@@ -86,6 +88,7 @@ class _SymbolStream:
     trade_id: int = 1_000_000
     last_bbo: tuple = ()
     loops: int = 0  # times the feed restarted
+    feed_ns: int = 0  # market time replayed in the current loop (feed offset of the last item applied)
     tape: Tape | None = None
     kline_sent: dict = field(default_factory=dict)  # stream -> tape version last published
 
@@ -145,6 +148,9 @@ class Emulator:
         self.venue = Venue([f.spec for f in self.feeds], now_ms=self.now_ms, notify=self._notify_user,
                            default_leverage=self.config.default_leverage, queue=self.config.queue,
                            exchange=self.config.exchange)
+        # Load (or, on a cold cache, compile) every matching kernel now: the first order must not stall the event
+        # loop for seconds while numba compiles, which clients see as a timeout.
+        ExchangeCore.warm()
         self.venue.fault_hook = lambda kind: self.faults.fire(kind) if self.faults.faults else None
         self.streams = {f.symbol: _SymbolStream(self.venue.markets[f.symbol], f, f.symbol.lower(),
                                                 tape=Tape(f.spec.tick_size, f.spec.lot_size)) for f in self.feeds}
@@ -190,7 +196,8 @@ class Emulator:
 
         emu._thread = threading.Thread(target=run, name="hftbacktest-emulator", daemon=True)
         emu._thread.start()
-        ready.wait(60)
+        if not ready.wait(120):
+            raise RuntimeError("the emulator did not bind its servers within 120 s")
         if errors:
             raise errors[0]
         return emu
@@ -340,6 +347,7 @@ class Emulator:
                     self._apply_trade(st, item[1], item[2], item[3])
                 else:
                     self._apply_depth(st, item[1])
+                st.feed_ns = offset
             if not self.config.loop:
                 return
             await asyncio.sleep(0)
@@ -393,7 +401,7 @@ class Emulator:
             now = self.now_ms()
             spec = st.market.spec
             self.hub.publish(stream, {
-                "e": "depthUpdate", "E": now, "T": now, "s": spec.symbol, "U": first, "u": st.last_u, "pu": first - 1,
+                "e": wire.DEPTH_UPDATE, "E": now, "T": now, "s": spec.symbol, "U": first, "u": st.last_u, "pu": first - 1,
                 "b": [[spec.fmt_price(t), spec.fmt_qty(q)] for s, t, q in effective if s == BID],
                 "a": [[spec.fmt_price(t), spec.fmt_qty(q)] for s, t, q in effective if s == ASK]})
             self.messages_published += 1
@@ -410,7 +418,7 @@ class Emulator:
         if self.hub.has(stream):
             spec = st.market.spec
             now = self.now_ms()
-            self.hub.publish(stream, {"e": "bookTicker", "u": st.last_u, "E": now, "T": now, "s": spec.symbol,
+            self.hub.publish(stream, {"e": wire.BOOK_TICKER, "u": st.last_u, "E": now, "T": now, "s": spec.symbol,
                                       "b": spec.fmt_price(bbo[0]), "B": spec.fmt_qty(bbo[1]),
                                       "a": spec.fmt_price(bbo[2]), "A": spec.fmt_qty(bbo[3])})
             self.messages_published += 1
@@ -457,7 +465,7 @@ class Emulator:
                 if pending:
                     first = st.pending_first[interval]
                     body = orjson.dumps({
-                        "e": "depthUpdate", "E": now, "T": now, "s": spec.symbol, "U": first, "u": st.last_u,
+                        "e": wire.DEPTH_UPDATE, "E": now, "T": now, "s": spec.symbol, "U": first, "u": st.last_u,
                         "pu": st.last_flushed[interval],
                         "b": [[spec.fmt_price(t), spec.fmt_qty(q)] for (s, t), q in pending.items() if s == BID],
                         "a": [[spec.fmt_price(t), spec.fmt_qty(q)] for (s, t), q in pending.items() if s == ASK]})
@@ -473,7 +481,7 @@ class Emulator:
                         if self.hub.has(stream):
                             book = st.market.book
                             self.hub.publish(stream, {
-                                "e": "depthUpdate", "E": now, "T": now, "s": spec.symbol, "U": st.last_u,
+                                "e": wire.DEPTH_UPDATE, "E": now, "T": now, "s": spec.symbol, "U": st.last_u,
                                 "u": st.last_u, "pu": st.last_u,
                                 "b": [[spec.fmt_price(t), spec.fmt_qty(q)] for t, q in book.levels(BID, levels)],
                                 "a": [[spec.fmt_price(t), spec.fmt_qty(q)] for t, q in book.levels(ASK, levels)]})
@@ -499,7 +507,7 @@ class Emulator:
                             spec, mark = st.market.spec, st.market.mark_price()
                             ms = self.now_ms()
                             self.hub.publish(stream, {
-                                "e": "markPriceUpdate", "E": ms, "s": spec.symbol, "p": money(mark),
+                                "e": wire.MARK_PRICE_UPDATE, "E": ms, "s": spec.symbol, "p": money(mark),
                                 "i": money(mark), "P": money(mark), "r": FUNDING_RATE,
                                 "T": (ms // 28_800_000 + 1) * 28_800_000})
             for key, (account, expiry) in list(self.listen_keys.items()):
@@ -584,7 +592,7 @@ class Emulator:
     def _expire_listen_key(self, key: str) -> None:
         account, _ = self.listen_keys.pop(key)
         log.info("listenKey %s... expired", key[:4])
-        payload = orjson.dumps({"e": "listenKeyExpired", "E": self.now_ms(), "listenKey": key})
+        payload = orjson.dumps({"e": wire.LISTEN_KEY_EXPIRED, "E": self.now_ms(), "listenKey": key})
         loop = asyncio.get_running_loop()
         for conn in tuple(self.user_conns.get(account.api_key, ())):
             if key in conn.streams:
@@ -627,11 +635,23 @@ class Emulator:
             if pos.lots == 0:
                 log.warning("fault liquidation: %s has no %s position", account.api_key[:4], symbol)
                 return
-            side, lots, cid = ("SELL" if pos.lots > 0 else "BUY"), abs(pos.lots), f"autoclose-{self.now_ms()}"
+            side, lots = ("SELL" if pos.lots > 0 else "BUY"), abs(pos.lots)
+            cid = f"{wire.EXCHANGE_ORDER_PREFIXES[0]}{self.now_ms()}"  # a liquidation's client id
         else:
             side, lots, cid = "BUY", max(1, round(spec.min_qty / spec.lot_size)), f"web_{secrets.token_hex(8)}"
-        venue.place_order(account, {"symbol": symbol, "side": side, "type": "MARKET", "quantity": spec.fmt_qty(lots),
-                                    "newClientOrderId": cid, "reduceOnly": "true" if kind == "liquidation" else "false"})
+        order, _ = venue.place_order(account, {"symbol": symbol, "side": side, "type": "MARKET",
+                                               "quantity": spec.fmt_qty(lots), "newClientOrderId": cid,
+                                               "reduceOnly": "true" if kind == "liquidation" else "false"})
+        if kind == "liquidation" and order.executed:
+            # the public side of a liquidation (websocket-market-streams/Liquidation-Order-Streams)
+            now = self.now_ms()
+            avg = order.avg_price()
+            event = {"e": wire.FORCE_ORDER, "E": now, "o": {
+                "s": symbol, "S": side, "o": "LIMIT", "f": "IOC", "q": spec.fmt_qty(order.qty),
+                "p": f"{avg:.{spec.price_decimals}f}", "ap": f"{avg:.{spec.price_decimals}f}", "X": order.status,
+                "l": spec.fmt_qty(order.executed), "z": spec.fmt_qty(order.executed), "T": now}}
+            self.hub.publish(f"{symbol.lower()}@forceOrder", event)
+            self.hub.publish("!forceOrder@arr", event)
 
     # -- REST -----------------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -640,7 +660,8 @@ class Emulator:
         out["ws_connections"] = len(self._ws_all)
         out["messages_published"] = self.messages_published
         out["books"] = {s: {"last_update_id": st.last_u, "best_bid": st.market.book.best_bid,
-                            "best_ask": st.market.book.best_ask, "feed_loops": st.loops}
+                            "best_ask": st.market.book.best_ask, "feed_loops": st.loops,
+                            "feed_s": st.feed_ns / 1e9}
                         for s, st in self.streams.items()}
         out["faults_armed"] = [f.kind for f in self.faults.faults]
         return out
@@ -797,9 +818,7 @@ class Emulator:
         signature = params.get("signature")
         if not signature:
             raise ApiError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
-        payload = SIGNATURE_RE.sub("", query).lstrip("&") + SIGNATURE_RE.sub("", body).lstrip("&")
-        expected = hmac.new(account.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
+        if not signing.valid(account.secret, signing.rest_payload(query, body), signature):
             raise ApiError(-1022, "Signature for this request is not valid.")
         self.check_timestamp(params)
         return account
@@ -912,22 +931,8 @@ class Emulator:
                 "onboardDate": 1569398400000, "deliveryDate": 4133404800000, "settlePlan": 0,
                 "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "triggerProtect": "0.0500",
                 "liquidationFee": "0.012500", "marketTakeBound": "0.05",
-                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
-                               "TRAILING_STOP_MARKET"],
-                "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
-                "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": s.fmt_price(1), "maxPrice": "10000000",
-                     "tickSize": f"{s.tick_size:.{s.price_decimals}f}"},
-                    {"filterType": "LOT_SIZE", "minQty": f"{s.min_qty:.{s.qty_decimals}f}",
-                     "maxQty": f"{s.max_qty:.{s.qty_decimals}f}", "stepSize": f"{s.lot_size:.{s.qty_decimals}f}"},
-                    {"filterType": "MARKET_LOT_SIZE", "minQty": f"{s.min_qty:.{s.qty_decimals}f}",
-                     "maxQty": f"{s.market_max_qty:.{s.qty_decimals}f}",
-                     "stepSize": f"{s.lot_size:.{s.qty_decimals}f}"},
-                    {"filterType": "MAX_NUM_ORDERS", "limit": s.max_num_orders},
-                    {"filterType": "MIN_NOTIONAL", "notional": f"{s.min_notional:g}"},
-                    {"filterType": "PERCENT_PRICE", "multiplierUp": f"{s.percent_up:.4f}",
-                     "multiplierDown": f"{s.percent_down:.4f}", "multiplierDecimal": "4"},
-                ],
+                "orderTypes": list(wire.ORDER_TYPES), "timeInForce": list(wire.TIME_IN_FORCE),
+                "filters": s.filters(),
             })
         return {"timezone": "UTC", "serverTime": self.now_ms(), "futuresType": "U_MARGINED",
                 "rateLimits": [
@@ -950,7 +955,7 @@ class Emulator:
             raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
         limit = int(limit_text)
         spec, book = st.market.spec, st.market.book
-        last_id = st.last_u + 1  # the next diff starts here, so U <= lastUpdateId <= u holds for it
+        last_id = snapshot_id(st.last_u)
         stale = self.faults.fire("stale_snapshot") if self.faults.faults else None
         if stale is not None:
             last_id -= int(stale["lag"])

@@ -8,30 +8,14 @@ import logging
 import orjson
 from aiohttp import WSMsgType, web
 
+from ..binance.wire import normalize_stream
 from .faults import FaultInjector
 
 log = logging.getLogger("hftbacktest.emulator")
 
-DEPTH_INTERVALS = {"0ms": 0, "100ms": 100, "": 250, "250ms": 250, "500ms": 500}
-
-
-# Binance routes USD-M streams by path since 2026 (websocket-market-streams page): `/public` high-frequency book
-# data, `/market` everything else, `/private` user data. An unrouted connection (`/ws`, `/stream`) gets public data.
-PUBLIC_KINDS = ("depth", "bookTicker", "trade", "rpiDepth")
+# Which stream routes (binance.wire.stream_route, "private" = listen keys) each connection path serves.
 ROUTE_ALLOWS = {"public": {"public"}, "market": {"market"}, "private": {"private"},
                 None: {"public", "private"}}  # unrouted: + listen keys, which Binance serves on /private only
-
-
-def stream_route(name: str) -> str:
-    """The routed endpoint (`public` / `market`) a market stream belongs to."""
-    kind = name.partition("@")[2].partition("@")[0]
-    return "public" if kind.startswith(("depth", "rpiDepth")) or kind in PUBLIC_KINDS else "market"
-
-
-def normalize_stream(name: str) -> str:
-    """Binance stream names: lowercase symbol, case-sensitive stream type (`aggTrade`, `bookTicker`...)."""
-    symbol, sep, rest = name.partition("@")
-    return symbol.lower() + sep + rest if sep else name
 
 
 class Conn:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .market import ASK, BID
-from .matching import ACTIVE, ApiError, Position, money
+from ..binance import wire
+from ..binance.numbers import money
+from .matching import ACTIVE, ApiError, Position
 from .tape import INTERVAL_MS
 
 MAINT_MARGIN_RATIO = 0.004  # the first bracket of BTCUSDT; one bracket per symbol (see notionalCap)
@@ -331,7 +333,7 @@ def set_leverage(emu, account, params, call):
     account.leverage[symbol] = lev
     # user-data-streams/Event-Account-Configuration-Update-previous-Leverage-Update
     now = emu.venue.now_ms()
-    emu.venue.notify(account, {"e": "ACCOUNT_CONFIG_UPDATE", "E": now, "T": now, "ac": {"s": symbol, "l": lev}})
+    emu.venue.notify(account, {"e": wire.ACCOUNT_CONFIG_UPDATE, "E": now, "T": now, "ac": {"s": symbol, "l": lev}})
     return {"leverage": lev, "maxNotionalValue": str(NOTIONAL_CAP), "symbol": symbol}
 
 

@@ -9,14 +9,12 @@ stream as REST: an order placed here is the same order over REST and pushes the 
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-from urllib.parse import urlencode
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from ..binance import signing
 from .matching import ApiError
 from .views import Call, account_body, balance_rows, book_ticker, position_rows, ticker_price
 
@@ -79,9 +77,7 @@ def _account(emu, params: dict, signed: bool):
         signature = params.get("signature")
         if not isinstance(signature, str) or not signature:
             raise ApiError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
-        payload = urlencode(sorted((k, v) for k, v in params.items() if k != "signature"))
-        expected = hmac.new(account.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
+        if not signing.valid(account.secret, signing.ws_payload(params), signature):
             raise ApiError(-1022, "Signature for this request is not valid.")
         emu.check_timestamp(params)
     return account

@@ -37,11 +37,11 @@ from ..types import (
     ReturnCode,
 )
 from . import depth as dp
+from . import perp
 from . import orders as ob
 from .models import (
     EXCH_PARTIAL_FILL,
     LATENCY_INTP,
-    intp_response,
     queue_depth,
     queue_is_filled,
     queue_trade,
@@ -59,8 +59,7 @@ ERR_INVALID_ORDER_STATUS = int(ReturnCode.INVALID_ORDER_STATUS)
 @borrowed(inline="always")
 def response_latency(s, ts):
     if s.lat_model == LATENCY_INTP:
-        lat, s.lat_cr = intp_response(s.lat_tab, s.lat_cr, ts)
-        return lat
+        return perp.response_latency(s, ts)
     return s.lat_resp
 
 
@@ -466,6 +465,7 @@ def process_requests(s, ts):
         o = b.rec[i]
         req = o.req
         o.req = NONE
+        s.lat_lx[6] = req  # replies to this request travel in its latency lane
         if req == NEW:
             rc = ack_new(s, b.rec, i, ts)
         elif req == CANCELED:
@@ -475,6 +475,7 @@ def process_requests(s, ts):
         else:
             o.req = req
             rc = ERR_INVALID_ORDER_REQUEST
+        s.lat_lx[6] = 0
         if rc != OK:
             return rc
     return OK

@@ -18,6 +18,7 @@ from ..types import (
     GTX,
     IOC,
     LIMIT,
+    MARK_PRICE_EVENT,
     MARKET,
     NEW,
     NONE,
@@ -30,8 +31,9 @@ from ..types import (
 )
 from . import depth as dp
 from . import orders as ob
+from . import perp
 from .exchange import apply_fill
-from .models import LATENCY_INTP, intp_entry
+from .models import LATENCY_INTP
 from .numeric import resized, rha
 
 OK = int(ReturnCode.OK)
@@ -70,6 +72,8 @@ def process_data(s, data, k):
             _grow_trades(s)
         s.trades[s.ntrades] = r
         s.ntrades += 1
+    elif kind == MARK_PRICE_EVENT:
+        s.perp_f[0] = r.px
     s.feed_lat[0] = r.exch_ts
     s.feed_lat[1] = r.local_ts
     s.has_feed_lat = True
@@ -127,7 +131,7 @@ def _send(s, slot, now):
     (negative entry latency from a recorded exchange rejection)."""
     t = s.ord_l
     if s.lat_model == LATENCY_INTP:
-        lat, s.lat_ce = intp_entry(s.lat_tab, s.lat_ce, t.rec[slot].local_timestamp)
+        lat = perp.entry_latency(s, np.int64(t.rec[slot].req), t.rec[slot].local_timestamp)
     else:
         lat = s.lat_entry
     if lat < 0:

@@ -16,6 +16,7 @@ from ..types import BUY, EXCH_EVENT, LOCAL_EVENT, SELL, ReturnCode, event_dtype
 from . import exchange as xp
 from . import local as lp
 from . import orders as ob
+from . import perp
 from .abi import (
     FN_CANCEL,
     FN_CLEAR_INACTIVE,
@@ -276,6 +277,9 @@ def entry(op, p, asset_no, order_id, ns, kind, flag, price, qty):
             slots[j] = ob.bus_head_ts(s.to_local)
         elif kind == 2:
             r = s.data_x[s.pos_x]
+            if s.perp_i[0] != 0:  # funding enabled
+                perp.settle_due(s, r.exch_ts)
+                perp.exch_row(s, np.int64(r.ev) & 0xFF, r.exch_ts, r.px, r.ival)
             rc = xp.process_data(s, np.int64(r.ev), r.exch_ts, r.px, r.qty)
             if rc != OK:
                 return rc
@@ -285,6 +289,8 @@ def entry(op, p, asset_no, order_id, ns, kind, flag, price, qty):
                 return e.error
             slots[j - 1] = ob.bus_head_ts(s.to_local)
         else:
+            if s.perp_i[0] != 0:
+                perp.settle_due(s, ts)
             rc = xp.process_requests(s, ts)
             if rc != OK:
                 return rc

@@ -80,6 +80,13 @@ asset_fields = [
     ("ord_lat", types.int64[::1]),
     ("has_ord_lat", types.boolean),
     ("scratch", order_array_type),  # two order rows for building requests without allocating; row 1 stays zero
+    # perpetual-futures extras (kernels/perp.py): latency per request type, mark price, funding
+    ("lat_new", types.int64[:, ::1]),
+    ("lat_cxl", types.int64[:, ::1]),
+    ("lat_mod", types.int64[:, ::1]),
+    ("lat_lx", types.int64[::1]),
+    ("perp_f", types.float64[::1]),
+    ("perp_i", types.int64[::1]),
 ]
 asset_state_type = AssetStateType(asset_fields)
 
@@ -136,6 +143,7 @@ asset_config_dtype = np.dtype([
     ("response_latency", np.int64),
     ("reference_compatible", np.bool_),
     ("record_trades", np.bool_),
+    ("funding", np.bool_),  # settle perpetual funding (kernels/perp.py); off as in hftbacktest 2.x
 ])
 
 
@@ -193,6 +201,13 @@ def new_asset_state(cfg_array, lat_tab, depth_l, depth_x, data_l, nfiles):
     s.ord_lat = np.zeros(3, np.int64)
     s.has_ord_lat = False
     s.scratch = np.zeros(2, order_dtype)
+    s.lat_new = np.zeros((0, 4), np.int64)
+    s.lat_cxl = np.zeros((0, 4), np.int64)
+    s.lat_mod = np.zeros((0, 4), np.int64)
+    s.lat_lx = np.zeros(7, np.int64)
+    s.perp_f = np.array([np.nan, np.nan, 0.0, 0.0])
+    s.perp_i = np.zeros(3, np.int64)
+    s.perp_i[0] = 1 if cfg.funding else 0
     return s
 
 

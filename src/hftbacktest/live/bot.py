@@ -25,11 +25,13 @@ from ..kernels import depth as dp
 from ..kernels.entry import address as entry_address
 from ..kernels import local as lc
 from ..kernels import orders as ob
+from ..kernels import perp
 from ..kernels.exchange import apply_fill
 from ..kernels.state import asset_config_dtype, asset_state_type, event_array_type, new_asset_state
 from ..kernels.orders import order_array_type
 from ..types import (
-    BUY, CANCELED, EXPIRED, FILLED, NEW, NONE, PARTIALLY_FILLED, REPLACED, SELL, ReturnCode, event_dtype,
+    BUY, CANCELED, EXPIRED, FILLED, FUNDING_FEE_EVENT, NEW, NONE, PARTIALLY_FILLED, REPLACED, SELL, ReturnCode,
+    event_dtype,
 )
 from .runtime import ST_CHECK_PENDING, ST_HANDLER_FAILED, ST_INTERRUPTED, ST_MORE, runtime
 
@@ -64,6 +66,8 @@ class LiveBotType(types.StructRef):
     def __init__(self, fields):
         super().__init__(fields)
         self.name = f"hftbacktest.LiveBotType.{SALT}"
+
+    has_funding = True  # the Recorder records hbt.funding (recorder.py)
 
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
@@ -151,6 +155,15 @@ class LiveBot(structref.StructRefProxy):
     def position(self, asset_no):
         """The instrument's position (signed; negative when short), as the exchange reports it."""
         return float(_position(self, asset_no))
+
+    def mark_price(self, asset_no):
+        """The last mark price the connector forwarded (`markPrice@1s` stream); NaN before the first."""
+        return float(_perp(self, asset_no)[0])
+
+    def funding(self, asset_no):
+        """Cumulative funding fees the exchange charged since the bot started (ACCOUNT_UPDATE reason
+        FUNDING_FEE; negative: received), taken from the balance as in the backtest."""
+        return float(_perp(self, asset_no)[1])
 
     def elapse_bt(self, duration):
         return 0  # live time passes by itself, as in the compiled method
@@ -436,7 +449,10 @@ def _wait(bot, timeout, mode, wait_asset, wait_id):
             deadline = now + timeout
         n_feed = bot.st_counts[0]
         for k in range(n_feed):
-            lc.process_data(bot.assets[bot.st_feed_asset[k]], bot.st_feed, k)
+            if (np.int64(bot.st_feed[k].ev) & 0xFF) == FUNDING_FEE_EVENT:
+                perp.funding_fee(bot.assets[bot.st_feed_asset[k]], bot.st_feed[k].px)
+            else:
+                lc.process_data(bot.assets[bot.st_feed_asset[k]], bot.st_feed, k)
         for a in range(bot.num_assets):
             if bot.st_position_set[a]:
                 bot.assets[a].sv_l[0].position = bot.st_position[a]
@@ -583,6 +599,12 @@ def _position(bot, asset_no):
 
 
 @njit(cache=True)
+def _perp(bot, asset_no):
+    s = bot.assets[asset_no]
+    return s.perp_f[0], s.perp_f[3]
+
+
+@njit(cache=True)
 def _latencies(bot, asset_no):
     s = bot.assets[asset_no]
     return s.has_feed_lat, s.feed_lat[0], s.feed_lat[1], s.has_ord_lat, s.ord_lat[0], s.ord_lat[1], s.ord_lat[2]
@@ -722,6 +744,16 @@ def _ov_orders(bot, asset_no):
 @overload_method(LiveBotType, "position")
 def _ov_position(bot, asset_no):
     return lambda bot, asset_no: bot.assets[asset_no].sv_l[0].position
+
+
+@overload_method(LiveBotType, "mark_price")
+def _ov_mark_price(bot, asset_no):
+    return lambda bot, asset_no: bot.assets[asset_no].perp_f[0]
+
+
+@overload_method(LiveBotType, "funding")
+def _ov_funding(bot, asset_no):
+    return lambda bot, asset_no: bot.assets[asset_no].perp_f[3]
 
 
 @overload_method(LiveBotType, "state_values")

@@ -15,11 +15,25 @@ import orjson
 
 from .. import _atomic
 from ..errors import DataError
-from ..types import CANCELED, NEW, order_latency_dtype
+from ..types import CANCELED, NEW, REPLACED, order_latency_dtype, order_latency_req_dtype
 
 log = logging.getLogger("hftbacktest.live")
 
-REQ_NAMES = {NEW: "NEW", CANCELED: "CANCELED"}
+REQ_NAMES = {NEW: "NEW", CANCELED: "CANCELED", REPLACED: "REPLACED"}
+_REQ_CODES = {name: code for code, name in REQ_NAMES.items()}
+
+
+def _req_code(value) -> int:
+    """A logged `req` (a name of REQ_NAMES or a number) as the request code of a latency lane."""
+    if isinstance(value, str) and value in _REQ_CODES:
+        return _REQ_CODES[value]
+    try:
+        code = int(value)
+    except (TypeError, ValueError):
+        code = -1
+    if code not in REQ_NAMES:
+        raise ValueError(f"unknown request type {value!r}")
+    return code
 
 
 class OrderLatencyLogger:
@@ -43,11 +57,14 @@ class OrderLatencyLogger:
 def latency_log_to_npz(jsonl_paths: Iterable[str | os.PathLike] | str | os.PathLike, out_npz: str | os.PathLike) -> np.ndarray:
     """Convert order-latency JSONL logs into an IntpOrderLatency `.npz` (rows sorted by `req_ts`).
 
-    Rejections carry `exch_ts = 0`. Rows whose exchange time precedes the request (clock skew) are kept
-    and counted in a warning. Raises DataError naming the file and line of a malformed record."""
+    Rejections carry `exch_ts = 0`. When the records carry `req`, the rows keep it (`order_latency_req_dtype`:
+    one latency lane per request type); a record without it counts for every type (0). Rows whose exchange time
+    precedes the request (clock skew) are kept and counted in a warning. Raises DataError naming the file and
+    line of a malformed record."""
     if isinstance(jsonl_paths, (str, os.PathLike)):
         jsonl_paths = [jsonl_paths]
     rows = []
+    has_req = False
     for path in jsonl_paths:
         with open(path, "rb") as fh:
             for lineno, line in enumerate(fh, 1):
@@ -55,15 +72,17 @@ def latency_log_to_npz(jsonl_paths: Iterable[str | os.PathLike] | str | os.PathL
                     continue
                 try:
                     rec = orjson.loads(line)
-                    row = (int(rec["req_ts"]), int(rec["exch_ts"]), int(rec["resp_ts"]), 0)
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    req = _req_code(rec["req"]) if rec.get("req") is not None else 0
+                    row = (int(rec["req_ts"]), int(rec["exch_ts"]), int(rec["resp_ts"]), req)
+                except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
                     raise DataError(f"{path}:{lineno}: malformed latency record ({exc})") from None
                 if row[2] < row[0]:
                     raise DataError(f"{path}:{lineno}: resp_ts {row[2]} precedes req_ts {row[0]}")
+                has_req = has_req or row[3] != 0
                 rows.append(row)
     if not rows:
         raise DataError(f"no latency records in {', '.join(map(str, jsonl_paths))}")
-    arr = np.array(rows, dtype=order_latency_dtype)
+    arr = np.array(rows, dtype=order_latency_req_dtype if has_req else order_latency_dtype)
     arr = arr[np.argsort(arr["req_ts"], kind="stable")]
     skewed = int(np.count_nonzero((arr["exch_ts"] > 0) & (arr["exch_ts"] < arr["req_ts"])))
     if skewed:

@@ -65,6 +65,35 @@ class Ret(Metric):
         return {self.name: self._value(df)}
 
 
+class _Change(Metric):
+    """Last minus first value of a cumulative column over the period (NaN without the column)."""
+
+    column: str
+
+    def __init__(self, name: str | None = None):
+        self.name = name or type(self).__name__
+
+    def compute(self, df, context):
+        if self.column not in df.columns or df.is_empty():
+            return {self.name: np.nan}
+        col = df[self.column]
+        return {self.name: float(col[-1] - col[0])}
+
+
+class Fees(_Change):
+    """Trading fees paid over the period (negative: rebates received), from the cumulative `fee` column."""
+
+    column = "fee"
+
+
+class Funding(_Change):
+    """Perpetual funding paid over the period (negative: received), from a `funding` column (cumulative, as
+    `Recorder.funding(a)` gives; attach it with `LinearAssetRecord(...).funding(values)`). Already inside the
+    balance, so equity and returns include it."""
+
+    column = "funding"
+
+
 class AnnualRet(Ret):
     """Return scaled to a year of `trading_days_per_year` days (252 by default; 365 suits 24/7 crypto)."""
 

@@ -13,6 +13,8 @@ from .metrics import (
     SR,
     DailyNumberOfTrades,
     DailyTradingValue,
+    Fees,
+    Funding,
     MaxDrawdown,
     MaxPositionValue,
     Metric,
@@ -154,6 +156,16 @@ class _AssetRecord:
         self._partition = "daily"
         return self
 
+    def funding(self, values):
+        """Attach the cumulative funding paid at each row (`Recorder.funding(a)`, or a record file's `funding_<a>`):
+        the stats then show `Fees` and `Funding` (paid over each period) after the default metrics."""
+        values = np.asarray(values, np.float64)
+        if values.shape != (len(self.df),):
+            raise DataError(f"funding: {values.shape[0] if values.ndim else 0} values for a record of "
+                            f"{len(self.df)} rows (one cumulative value per row expected)")
+        self.df = self.df.with_columns(pl.Series("funding", values))
+        return self
+
     def hourly(self):
         """Also compute the metrics for each hour."""
         self._partition = "hourly"
@@ -196,11 +208,14 @@ class _AssetRecord:
     def stats(self, metrics: Sequence[Metric | type[Metric]] | None = None, **kwargs: Any) -> Stats:
         """Computes `metrics` (default: `DEFAULT_METRICS`) per split, then for the whole record.
 
-        Metric classes (not instances) are built with the matching `kwargs`, e.g. `stats(book_size=10_000)`.
+        Metric classes (not instances) are built with the matching `kwargs`, e.g. `stats(book_size=10_000)`. With
+        funding attached (`funding(values)`), `Fees` and `Funding` follow unless `metrics` already has `Funding`.
         """
         if metrics is None:
             metrics = self.DEFAULT_METRICS
         df = self.prepared()
+        if "funding" in df.columns and not any(m is Funding or isinstance(m, Funding) for m in metrics):
+            metrics = [*metrics, Fees, Funding]
         parts = split(df, self._partition) if self._partition else []
         results = [compute_metrics(part, metrics, kwargs) for part in parts]
         results.append(compute_metrics(df, metrics, kwargs))

@@ -14,6 +14,8 @@ import orjson
 from numpy.typing import NDArray
 
 from ... import _atomic
+from ...binance import wire as W
+from ...binance.numbers import number
 from ...errors import DataError, DataQualityError
 from ...types import (BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, SELL_EVENT, TRADE_EVENT,
                       event_dtype)
@@ -45,8 +47,9 @@ class _Tables:
         self.margin = max(8, min(P.ROW_MARGIN, mem_rows // 2))  # a trade/ticker/mark line needs <= 3 rows
 
     def add(self, rows: list[tuple], line, kind, local, exch, id0=-1, id1=-1, id2=-1) -> None:
-        """One message and its rows; ValueError (nothing added) when a row's numbers cannot be market data."""
-        arr = np.array([(*r, 0, 0, 0.0) for r in rows], event_dtype)
+        """One message and its rows (ev, exch_ts, local_ts, px, qty[, ival]); ValueError (nothing added) when a
+        row's numbers cannot be market data."""
+        arr = np.array([(*r[:5], 0, r[5] if len(r) > 5 else 0, 0.0) for r in rows], event_dtype)
         bad = np.flatnonzero(bad_values(arr["ev"], arr["px"], arr["qty"]))
         if len(bad):
             raise ValueError(value_problem(*(int(arr["ev"][bad[0]]), arr["px"][bad[0]], arr["qty"][bad[0]])))
@@ -169,35 +172,37 @@ class _Converter:
         e = d["e"]
         rows: list[tuple] = []
         kind, ids = P.KIND_OTHER, (-1, -1, -1)
-        if e in ("trade", "depthUpdate", "markPriceUpdate", "bookTicker"):
+        if e in (W.TRADE, W.DEPTH_UPDATE, W.MARK_PRICE_UPDATE, W.BOOK_TICKER):
             self._check_symbol(d)
-        if e == "trade":
+        if e == W.TRADE:
             kind = P.KIND_TRADE
             x = int(d["T"]) * 1_000_000
-            if d["X"] != "MARKET":
+            if d["X"] != W.MARKET_TRADE:
                 ids = (int(d.get("t", -1)), 1, -1)
             else:
                 ids = (int(d.get("t", -1)), -1, -1)
                 side = SELL_EVENT if d["m"] else BUY_EVENT
-                rows.append((TRADE_EVENT | side, x, local, float(d["p"]), float(d["q"])))
-        elif e == "depthUpdate":
+                rows.append((TRADE_EVENT | side, x, local, number(d["p"]), number(d["q"])))
+        elif e == W.DEPTH_UPDATE:
             kind = P.KIND_DEPTH
             x = int(d["T"]) * 1_000_000
-            rows += [(DEPTH_EVENT | BUY_EVENT, x, local, float(p), float(q)) for p, q in d["b"]]
-            rows += [(DEPTH_EVENT | SELL_EVENT, x, local, float(p), float(q)) for p, q in d["a"]]
+            rows += [(DEPTH_EVENT | BUY_EVENT, x, local, number(p), number(q)) for p, q in d["b"]]
+            rows += [(DEPTH_EVENT | SELL_EVENT, x, local, number(p), number(q)) for p, q in d["a"]]
             ids = (int(d["U"]), int(d["u"]), int(d["pu"]))
-        elif e == "markPriceUpdate":
+        elif e == W.MARK_PRICE_UPDATE:
             kind = P.KIND_MARK
             x = int(d["E" if self.mark_use_e else "T"]) * 1_000_000
             if self.opt_m:
-                rows += [(100, x, local, float(d["i"]), 0.0), (101, x, local, float(d["p"]), 0.0),
-                         (102, x, local, float(d["r"]), 0.0)]
-        elif e == "bookTicker":
+                # with E timestamps the funding-rate row keeps its funding time T in ival (0 otherwise: x is T)
+                nft = int(d["T"]) * 1_000_000 if self.mark_use_e else 0
+                rows += [(100, x, local, number(d["i"]), 0.0), (101, x, local, number(d["p"]), 0.0),
+                         (102, x, local, number(d["r"]), 0.0, nft)]
+        elif e == W.BOOK_TICKER:
             kind = P.KIND_TICKER
             x = int(d["T"]) * 1_000_000
             if self.opt_t:
-                rows += [(103, x, local, float(d["b"]), float(d["B"])),
-                         (104, x, local, float(d["a"]), float(d["A"]))]
+                rows += [(103, x, local, number(d["b"]), number(d["B"])),
+                         (104, x, local, number(d["a"]), number(d["A"]))]
             ids = (int(d.get("u", -1)), -1, -1)
         else:
             x = -1
@@ -210,8 +215,8 @@ class _Converter:
         for side, key in ((BUY_EVENT, "bids"), (SELL_EVENT, "asks")):
             levels = msg[key]
             if len(levels) > 0:
-                rows.append((DEPTH_CLEAR_EVENT | side, x, local, float(levels[-1][0]), 0.0))
-                rows += [(DEPTH_SNAPSHOT_EVENT | side, x, local, float(p), float(q)) for p, q in levels]
+                rows.append((DEPTH_CLEAR_EVENT | side, x, local, number(levels[-1][0]), 0.0))
+                rows += [(DEPTH_SNAPSHOT_EVENT | side, x, local, number(p), number(q)) for p, q in levels]
         self.t.add(rows, self.line_no, P.KIND_SNAPSHOT, local, x, int(msg.get("lastUpdateId", -1)))
 
     # -- driving the fast path over a decompressed buffer ------------------------------------------------

@@ -58,6 +58,7 @@ CUSTOM_RATE_LIMIT_NEAR = 1003
 CUSTOM_CONNECTOR_RESTARTED = 1004
 CUSTOM_CODEC_MISMATCH = 1005
 CUSTOM_REQUEST_TIMEOUT = 1006
+CUSTOM_FUNDING_MISSED = 1007  # a crossed position's funding fee not found in the income history
 
 
 class WireOrder(NamedTuple):
