@@ -119,7 +119,7 @@ class Range:
 
 
 def _range(key: str, table: dict, source: str) -> Range:
-    from math import inf
+    from math import isfinite
 
     unknown = set(table) - {"low", "high", "step", "log"}
     if unknown or not {"low", "high"} <= set(table):
@@ -127,7 +127,7 @@ def _range(key: str, table: dict, source: str) -> Range:
                              f"log = true|false (optional) }}, got {table!r}")
     low, high, step, log = table["low"], table["high"], table.get("step"), table.get("log", False)
     for name, v in (("low", low), ("high", high), ("step", step)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == inf):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not isfinite(v)):
             raise _error(source, f"grid key {key!r}: {name} must be a finite number, got {v!r}")
     if not isinstance(log, bool):
         raise _error(source, f"grid key {key!r}: log must be true or false, got {log!r}")

@@ -52,8 +52,10 @@ def _fees(sent):
     ("ws://127.0.0.1:18765/ws/", "ws://127.0.0.1:18765/market/ws"),
 ])
 def test_mark_price_goes_to_the_market_route(stream_url, expected):
+    from hftbacktest.binance.wire import routed_url
     from hftbacktest.errors import ConfigError
 
+    assert routed_url(stream_url, "market") == expected
     assert _connector(stream_url=stream_url)[0].perp.url == expected
     assert _connector(mark_price_url="ws://h:1/x")[0].perp.url == "ws://h:1/x"
     with pytest.raises(ConfigError, match="'mark_price_url' must start with ws://"):

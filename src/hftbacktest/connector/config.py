@@ -39,7 +39,7 @@ class ConnectorConfig:
     recv_window_ms: int = 5000
     book_ticker: bool = False
     mark_price: bool = True  # stream `<symbol>@markPrice@1s` on a `/market` connection (hbt.mark_price)
-    mark_price_url: str = ""  # that connection; "" = the `/market/ws` route of stream_url's host
+    mark_price_url: str = ""  # that connection; "" = derived from stream_url (binance.wire.routed_url(stream_url, "market"))
     depth_stream: str = "depth@0ms"  # `depth@100ms` is the public alternative
     cancel_on_start: bool = True
     cancel_on_shutdown: bool = False
@@ -117,9 +117,9 @@ class ConnectorConfig:
         if not self.stream_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"{source}: key 'stream_url' must start with ws:// or wss://, got {self.stream_url!r}")
         for key in ("user_stream_url", "mark_price_url"):
-            value = getattr(self, key)
-            if value and not value.startswith(("ws://", "wss://")):
-                raise ConfigError(f"{source}: key {key!r} must start with ws:// or wss://, got {value!r}")
+            url = getattr(self, key)
+            if url and not url.startswith(("ws://", "wss://")):
+                raise ConfigError(f"{source}: key '{key}' must start with ws:// or wss://, got {url!r}")
         if not self.api_url.startswith(("http://", "https://")):
             raise ConfigError(f"{source}: key 'api_url' must start with http:// or https://, got {self.api_url!r}")
         if not _PREFIX_RE.match(self.order_prefix):

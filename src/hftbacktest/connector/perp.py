@@ -79,9 +79,7 @@ class FundingRelay:
         self.con = connector
         self.seen: dict = {}  # funding rows already forwarded (income history)
         self.lookups: dict[int, asyncio.Task] = {}  # minute of a crossed FUNDING_FEE event -> its lookup
-        # Binance routes USD-M streams by path: `@markPrice` belongs to `/market`, and a `/public` or unrouted `/ws`
-        # connection silently receives nothing for it
-        self.url = connector.cfg.mark_price_url.rstrip("/") or routed_url(connector.cfg.stream_url, "market")
+        self.url = connector.cfg.mark_price_url or routed_url(connector.cfg.stream_url, "market")
         self.ws = None  # the /market connection while it is up
 
     async def run(self, backoff) -> None:

@@ -133,18 +133,24 @@ def _latency_figure(lat: pl.DataFrame):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    entry, resp = lat["entry_ms"].to_numpy(), lat["response_ms"].to_numpy()
-    upper, bins = _latency_bins(entry, resp)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("entry (request → exchange), ms", "response (exchange → local), ms"))
-    colors = ("#4393c3", "#f4a582", "#5aae61", "#762a83")
+    upper, bins = _latency_bins(lat["entry_ms"].to_numpy(), lat["response_ms"].to_numpy())
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("entry (request → exchange), ms",
+                                                        "response (exchange → local), ms"))
     for i, ((source,), g) in enumerate(lat.group_by("source", maintain_order=True)):
         for col, c in (("entry_ms", 1), ("response_ms", 2)):
-            fig.add_trace(go.Histogram(x=g[col].to_numpy(), name=source, xbins=bins, opacity=0.6,
-                                       histnorm="probability", marker_color=colors[i % 4], showlegend=c == 1),
-                          row=1, col=c)
+            values = g[col].to_numpy()
+            if len(values) == 1:  # a constant model: a line, not a one-sample histogram
+                fig.add_vline(x=float(values[0]), line=dict(color=_COLORS[i % 4], dash="dash"), row=1, col=c,
+                              annotation_text=source if c == 1 else None)
+                continue
+            fig.add_trace(go.Histogram(x=values, name=source, xbins=bins, opacity=0.6, histnorm="probability",
+                                       marker_color=_COLORS[i % 4], showlegend=c == 1), row=1, col=c)
     fig.update_layout(barmode="overlay", height=330, template="plotly_white", margin=dict(l=70, r=30, t=50, b=40))
-    fig.update_xaxes(range=[min(0.0, float(np.nanmin(entry))), upper])
+    fig.update_xaxes(range=[0.0, upper])
     return fig
+
+
+_COLORS = ("#4393c3", "#f4a582", "#5aae61", "#762a83")
 
 
 def _paths_image(paths: pl.DataFrame):
@@ -181,13 +187,21 @@ def _fills_image(fills: pl.DataFrame):
 def _latency_image(lat: pl.DataFrame):
     from matplotlib.figure import Figure
 
+    upper, _ = _latency_bins(lat["entry_ms"].to_numpy(), lat["response_ms"].to_numpy())
+    bins = np.linspace(0.0, upper, 81)
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
-    for (source,), g in lat.group_by("source", maintain_order=True):
+    for i, ((source,), g) in enumerate(lat.group_by("source", maintain_order=True)):
         for ax, col in zip(axes, ("entry_ms", "response_ms")):
-            ax.hist(g[col].to_numpy(), bins=40, alpha=0.6, density=True, label=source)
+            values = g[col].to_numpy()
+            if len(values) == 1:  # a constant model
+                ax.axvline(float(values[0]), color=_COLORS[i % 4], ls="--", label=source)
+            else:
+                ax.hist(np.clip(values, 0.0, upper), bins=bins, alpha=0.6, color=_COLORS[i % 4],
+                        weights=np.full(len(values), 1.0 / len(values)), label=source)
     for ax, title in zip(axes, ("entry (request → exchange), ms", "response (exchange → local), ms")):
         ax.set_title(title, loc="left", fontsize=11)
+        ax.set_ylabel("share of requests")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return fig
