@@ -41,6 +41,7 @@ def test_asset_config_is_one_named_record():
 
 
 def test_engine_state_reads_the_record_by_name():
+    import hftbacktest.backtest.bot  # noqa: F401  registers how the engine's depth crosses into Python (boxing)
     from hftbacktest.kernels import depth as dp
     from hftbacktest.kernels.state import new_asset_state
     from hftbacktest.types import event_dtype

@@ -160,3 +160,20 @@ def test_exact_queue_fill_zombie(compat):
         assert rc == ReturnCode.INVALID_ORDER_STATUS and hbt.current_timestamp == 1100 + 1000
     else:
         assert rc == ReturnCode.END_OF_DATA  # ran through every event (the data ends at 9000)
+
+
+@pytest.mark.parametrize("compat, position, trades", [(False, 1.0, 1), (True, 2.0, 2)])
+def test_cancelling_a_filled_order_counts_no_phantom_fill(compat, position, trades):
+    # A taker buy at the ask (101) fills at the exchange at 1110, the strategy sees it at 1120. Cancelling it then
+    # is allowed (req NONE); the exchange no longer knows the order and rejects, echoing the local record, which
+    # still says FILLED with exec qty 1. hftbacktest 2.4.4 applies that echo as a second fill (position 2, two
+    # trades; measured with 2.4.4 on the same events); we count the one real fill unless reference_compatible.
+    hbt = build(rows(*BOOK, bid(9000, 98.0, 1.0)), compat=compat)
+    hbt.elapse(100)
+    assert hbt.submit_buy_order(0, 1, 101.0, 1.0, GTC, LIMIT, True) == 0 and hbt.position(0) == 1.0
+    assert hbt.orders(0).get(1).status == FILLED
+    assert hbt.cancel(0, 1, True) == 0
+    hbt.elapse(100)
+    sv = hbt.state_values(0)
+    assert (sv["position"], sv["num_trades"]) == (position, trades)
+    assert sv["balance"] == -101.0 * position

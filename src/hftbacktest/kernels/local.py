@@ -94,7 +94,10 @@ def process_responses(s, ts, wait_id, match_id, match_any):
             s.ord_lat[1] = r.exch_timestamp
             s.ord_lat[2] = ts
             s.has_ord_lat = True
-        if r.status == FILLED or (r.status == PARTIALLY_FILLED and not s.compat):
+        # A rejected cancel/modify echoes the local order back, including a fill the strategy already received;
+        # applying it again would count a phantom fill (hftbacktest 2.4.4 does; reference_compatible keeps that).
+        executed = r.status == FILLED or (r.status == PARTIALLY_FILLED and not s.compat)
+        if executed and (r.req != REJECTED or s.compat):
             apply_fill(s, s.sv_l, r)
         slot = ob.find(t, r.order_id)
         if slot >= 0:
