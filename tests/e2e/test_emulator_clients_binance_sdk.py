@@ -54,6 +54,12 @@ def test_market_data(rest):
     assert float(mark.mark_price) > 0 and mark.next_funding_time > 0
     assert rest.get_funding_rate_history(symbol="BTCUSDT").data() == []
     assert rest.open_interest("BTCUSDT").data().symbol == "BTCUSDT"
+    assert rest.get_funding_rate_info().data() == []
+    old = rest.old_trades_lookup("BTCUSDT", limit=3).data()
+    assert len(old) == 3 and old[0].id < old[-1].id
+    cont = rest.continuous_contract_kline_candlestick_data("BTCUSDT", "PERPETUAL", "1m", limit=3).data()
+    assert cont and float(cont[-1][4]) > 0
+    assert float(rest.symbol_price_ticker_v2(symbol="BTCUSDT").data().actual_instance.price) > 0
 
 
 def test_account_views_and_settings(rest):

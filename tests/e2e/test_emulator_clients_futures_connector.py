@@ -30,6 +30,11 @@ def test_market_data_and_account(um):
     assert float(um.book_ticker("BTCUSDT")["bidPrice"]) > 0
     assert float(um.mark_price("BTCUSDT")["markPrice"]) > 0
     assert um.funding_rate("BTCUSDT") == [] and um.open_interest("BTCUSDT")["symbol"] == "BTCUSDT"
+    assert um.funding_info() == []  # only symbols with an adjusted funding cap/floor/interval are listed
+    old = um.historical_trades("BTCUSDT", limit=3)
+    assert len(old) == 3 and old[0]["id"] < old[-1]["id"] and isinstance(old[0]["isBuyerMaker"], bool)
+    candles = um.continuous_klines("BTCUSDT", "PERPETUAL", "1m", limit=3)
+    assert candles and float(candles[-1][2]) >= float(candles[-1][3]) > 0
     acct = um.account()
     assert float(acct["totalWalletBalance"]) > 0 and "totalMaintMargin" in acct
     assert float(um.balance()[0]["balance"]) > 0

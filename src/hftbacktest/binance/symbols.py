@@ -3,8 +3,9 @@ decoded by the connector and the paper venue, encoded by the emulator."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-from .numbers import decimals_of, fmt_steps, number
+from .numbers import decimals_of, number
 
 
 @dataclass(frozen=True)
@@ -27,19 +28,21 @@ class SymbolSpec:
     price_precision: int | None = None  # exchangeInfo pricePrecision (may exceed the tick's decimals)
     qty_precision: int | None = None
 
-    @property
+    # cached: every order event prints several prices and quantities (the emulator's hot path)
+    @cached_property
     def price_decimals(self) -> int:
         return decimals_of(self.tick_size) if self.price_precision is None else self.price_precision
 
-    @property
+    @cached_property
     def qty_decimals(self) -> int:
         return decimals_of(self.lot_size) if self.qty_precision is None else self.qty_precision
 
     def fmt_price(self, tick: int) -> str:
-        return fmt_steps(tick, self.tick_size, self.price_decimals)
+        """`tick` ticks as a price string (binance.numbers.fmt_steps, inlined)."""
+        return f"{tick * self.tick_size:.{self.price_decimals}f}"
 
     def fmt_qty(self, lots: int) -> str:
-        return fmt_steps(lots, self.lot_size, self.qty_decimals)
+        return f"{lots * self.lot_size:.{self.qty_decimals}f}"
 
     @classmethod
     def from_exchange_info(cls, row: dict) -> "SymbolSpec":

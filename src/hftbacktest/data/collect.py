@@ -32,7 +32,7 @@ import orjson
 from isal import isal_zlib
 
 from .._atomic import atomic_write_bytes
-from ..binance import depth
+from ..binance import depth, wire
 from ..errors import ConfigError, ConnectorError, DataError, HftBacktestError
 
 log = logging.getLogger("hftbacktest.collect")
@@ -451,7 +451,7 @@ class _Shard:
         self.c.record(sym, ts, text.encode(), stream, data)
 
 
-_ID_KEYS = {"depthUpdate": "u", "trade": "t", "aggTrade": "a", "bookTicker": "u"}
+_ID_KEYS = {wire.DEPTH_UPDATE: "u", wire.TRADE: "t", wire.AGG_TRADE: "a", wire.BOOK_TICKER: "u"}
 
 
 def _msg_key(data: dict):
@@ -678,7 +678,7 @@ class Collector:
         f.add(ts, payload)
         st.messages += 1
         st.rate_count += 1
-        if st.depth and data.get("e") == "depthUpdate" and stream.partition("@")[2] == self.depth_stream:
+        if st.depth and data.get("e") == wire.DEPTH_UPDATE and stream.partition("@")[2] == self.depth_stream:
             self._on_diff(st, ts, data["U"], data["u"], data["pu"])
         if f.buf_bytes > 8 << 20:  # bound memory under bursts
             self._flush_one(f)
@@ -817,7 +817,7 @@ class Collector:
         if st is None:
             return
         gap = {"kind": "ws_reconnect", "stream": stream, "start_ns": since, "end_ns": ts}
-        if data.get("e") == "trade" and last_key is not None and data.get("t"):
+        if data.get("e") == wire.TRADE and last_key is not None and data.get("t"):
             gap["missing_trades"] = max(0, int(data["t"]) - int(last_key) - 1)
         f = self._file(st, ts)
         f.meta["gaps"].append(gap)

@@ -159,7 +159,9 @@ def _param(params: dict, name: str, required: bool = True) -> str | None:
     return value
 
 
-def _to_steps(text: str, step: float, name: str, error: ApiError, precision: int) -> int:
+def _to_steps(text: str, step: float, name: str, error: tuple[int, str], precision: int) -> int:
+    """A price/quantity parameter in steps; `error` (code, msg) when it is off the step (raised only then: this
+    runs twice per order)."""
     try:
         value = float(text)
     except ValueError:
@@ -169,7 +171,7 @@ def _to_steps(text: str, step: float, name: str, error: ApiError, precision: int
     if decimals_in(text) > precision:
         raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
     if not on_step(value, step):
-        raise error
+        raise ApiError(*error)
     return int(round(value / step))
 
 
@@ -341,7 +343,7 @@ class Venue:
         if params.get("positionSide", "BOTH") != "BOTH":
             raise ApiError(-4061, "Order's position side does not match user's setting.")
         qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",
-                        ApiError(-4023, "Quantity not increased by step size."), spec.qty_decimals)
+                        (-4023, "Quantity not increased by step size."), spec.qty_decimals)
         if qty <= 0:
             raise ApiError(-4003, "Quantity less than or equal to zero.")
         max_qty = spec.market_max_qty if otype == "MARKET" else spec.max_qty
@@ -352,7 +354,7 @@ class Venue:
             if tif not in TIFS:
                 raise ApiError(-1115, "Invalid timeInForce.")
             price_tick = _to_steps(_param(params, "price"), spec.tick_size, "price",
-                                   ApiError(-4014, "Price not increased by tick size."), spec.price_decimals)
+                                   (-4014, "Price not increased by tick size."), spec.price_decimals)
             if price_tick <= 0:
                 raise ApiError(-4013, "Price less than min price.")
             mark = market.mark_price()
@@ -538,9 +540,9 @@ class Venue:
         if _param(params, "side") != SIDE_NAMES[order.side]:
             raise ApiError(-1117, "Invalid side.")
         qty = _to_steps(_param(params, "quantity"), spec.lot_size, "quantity",
-                        ApiError(-4023, "Quantity not increased by step size."), spec.qty_decimals)
+                        (-4023, "Quantity not increased by step size."), spec.qty_decimals)
         price_tick = _to_steps(_param(params, "price"), spec.tick_size, "price",
-                               ApiError(-4014, "Price not increased by tick size."), spec.price_decimals)
+                               (-4014, "Price not increased by tick size."), spec.price_decimals)
         if qty <= 0:
             raise ApiError(-4003, "Quantity less than or equal to zero.")
         if price_tick == order.price_tick and qty == order.qty:
