@@ -165,7 +165,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per process")
     ap.add_argument("--procs", type=int, default=2, help="processes per side and case (best counts)")
-    ap.add_argument("--files", nargs="+", default=["btcusdt", "ethusdt"])
+    ap.add_argument("--files", nargs="*", default=["btcusdt", "ethusdt"])
     ap.add_argument("--opts", nargs="+", default=["", "t"])
     ap.add_argument("--memory", nargs="+", type=int, metavar="K", help="peak-RSS mode: synthetic 10 min x K")
     ap.add_argument("--fresh", action="store_true", help="one call per fresh process (warm numba cache)")

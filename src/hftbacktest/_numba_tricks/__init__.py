@@ -15,6 +15,8 @@
 * `cache`    — numba's on-disk cache made safe across processes (entries written data-first under a lock, each
   data file tagged with its key and checked at load) and purged when the package's sources change. Rule: if the
   cache layout is not the one recognised here, caching is turned off for the process (compile, never guess).
+  The package's own cached functions load without numba's compiler registries (only the runtime's symbols);
+  only on a tested numba, others load as numba does.
 
 `TESTED` lists the numba versions (major, minor) these were tested with; pyproject.toml pins the same range.
 """
@@ -55,3 +57,4 @@ def warn_untested() -> None:
 from . import cache as _cache  # noqa: E402
 
 _cache.install()  # before any of the package's (or a user's) cached numba code is compiled or loaded
+_cache.install_light_load()
