@@ -44,6 +44,7 @@ import numpy as np
 import orjson
 
 from .. import _atomic
+from ..errors import ConfigError
 
 
 @dataclass
@@ -71,6 +72,13 @@ class FeedConfig:
     informed_rate: float = 0.5  # informed trades/s per tick between the value and the mid
     arbitrage_rate: float = 20.0  # extra trades/s per tick the fair price lies beyond the touch
     stale_cancel_prob: float = 0.4  # chance per diff that a quote on the wrong side of the fair price is pulled
+    churn_touch: bool = True  # random churn may replace or remove the best levels (False: only the levels behind)
+    # queue turnover at the touch: the chance per diff and side that part of the best level's queue is cancelled
+    # (a share uniform in [0, touch_cancel_max), at least one lot, the level keeps one), and the same chance that
+    # new orders join it (lots drawn as a level's x touch_join_size)
+    touch_turnover: float = 0.0
+    touch_cancel_max: float = 0.6
+    touch_join_size: float = 0.5
     latency_ms: float = 3.0
     latency_jitter_ms: float = 2.0
     clock_offset_ms: float = 0.0  # local clock minus exchange clock (negative: local is behind)
@@ -87,6 +95,25 @@ class FeedConfig:
     duplicates: int = 0
     crossed: int = 0
     garbage: int = 0
+
+
+# Named markets: FeedConfig overrides. "quiet": the value and the fair price stand still (no volatility, jumps,
+# impact, informed or arbitrage flow), so the touch stays on the same two prices; noise trades hit it without
+# trading through, and orders keep leaving and joining its queues. A resting order is filled when the trades
+# reach it in the queue, so the queue model decides which orders fill and when.
+MARKETS: dict[str, dict] = {
+    "default": {},
+    "quiet": {"daily_volatility": 0.0, "jump_rate_per_min": 0.0, "impact_bps": 0.0, "informed_rate": 0.0,
+              "arbitrage_rate": 0.0, "churn_touch": False, "touch_turnover": 0.3, "trade_mu": 16.0,
+              "trade_size": 0.05, "level_size": 0.5},
+}
+
+
+def market_config(market: str = "default", **kwargs) -> FeedConfig:
+    """The FeedConfig of a named market (`MARKETS`); `kwargs` are further FeedConfig fields."""
+    if market not in MARKETS:
+        raise ConfigError(f"unknown synthetic market {market!r} (known: {', '.join(MARKETS)})")
+    return FeedConfig(**{**MARKETS[market], **kwargs})
 
 
 @dataclass
@@ -312,6 +339,8 @@ class SyntheticFeed:
         for _ in range(rng.poisson(c.churn_per_update)):
             bid = rng.random() < 0.5
             dist = int(rng.geometric(0.08)) - 1
+            if dist == 0 and not c.churn_touch:
+                continue
             if bid:
                 tick = self.best_bid - dist
                 if tick >= self.best_ask:
@@ -323,11 +352,25 @@ class SyntheticFeed:
             r = rng.random()
             self._set(bid, tick, 0 if r < 0.3 else self._lots())
         self._requote()
+        if c.touch_turnover > 0:
+            self._turnover()
         if not self.bids:
             self._set(True, self.best_ask - 1, self._lots())
         if not self.asks:
             self._set(False, self.best_bid + 1, self._lots())
         self._refresh_best()
+
+    def _turnover(self):
+        """Orders leave and join the queues at the touch without moving the price (see `touch_turnover`)."""
+        rng, c = self.rng, self.cfg
+        for bid, tick in ((True, self.best_bid), (False, self.best_ask)):
+            lots = (self.bids if bid else self.asks).get(tick, 0)
+            r = rng.random()
+            if lots > 1 and r < c.touch_turnover:
+                gone = max(1, int(lots * rng.uniform(0.0, c.touch_cancel_max)))
+                self._set(bid, tick, max(1, lots - gone))
+            elif lots and r < 2 * c.touch_turnover:
+                self._set(bid, tick, lots + self._lots(c.level_size * c.touch_join_size))
 
     def _requote(self):
         """Liquidity providers follow the fair price: pull some stale quotes, then quote the tick below the fair

@@ -14,8 +14,9 @@ def register(subparsers) -> None:
         description="Local Binance USD-M Futures venue (REST + WebSocket) replaying a raw feed. Prints the bound "
                     "REST and WS URLs, then serves until Ctrl-C. See docs/emulator.md.")
     p.add_argument("--market", action="append", metavar="FEED",
-                   help="raw Binance collector file (.gz) or synthetic:SYMBOL[:minutes]; repeat for more symbols "
-                        "(default: synthetic BTCUSDT and ETHUSDT)")
+                   help="raw Binance collector file (.gz) or synthetic:SYMBOL[:minutes][:quiet] (quiet: a range-bound "
+                        "market whose queues decide the fills); repeat for more symbols (default: synthetic "
+                        "BTCUSDT and ETHUSDT)")
     p.add_argument("--port", type=int, default=0, help="REST port (0 = any free port)")
     p.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0 = any free port)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed multiplier; 0 = as fast as possible")

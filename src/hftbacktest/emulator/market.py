@@ -220,15 +220,16 @@ def load_recorded(path: str, tick_size: float | None = None, lot_size: float | N
     return Feed(symbol, spec, snapshot, lambda: iter(items), str(path))
 
 
-def synthetic_feed(symbol: str, minutes: float = 1440.0, seed: int = 1) -> Feed:
+def synthetic_feed(symbol: str, minutes: float = 1440.0, seed: int = 1, market: str = "default") -> Feed:
     """The data package's synthetic Binance feed (Hawkes trades, random-walk book), generated lazily while it
-    is replayed, deterministic per seed (default: a day long, so paper trading sees no loop seam)."""
-    from ..data.synthetic import FeedConfig, SyntheticFeed
+    is replayed, deterministic per seed (default: a day long, so paper trading sees no loop seam). `market`
+    names one of `hftbacktest.data.synthetic.MARKETS`."""
+    from ..data.synthetic import SyntheticFeed, market_config
 
     spec = spec_for(symbol)
     price = {"BTCUSDT": 61_000.0, "ETHUSDT": 2_600.0}.get(spec.symbol, 100.0)
-    config = FeedConfig(symbol=spec.symbol, minutes=minutes, seed=seed, tick_size=spec.tick_size,
-                        lot_size=spec.lot_size, initial_price=price, mark_price=False)
+    config = market_config(market, symbol=spec.symbol, minutes=minutes, seed=seed, tick_size=spec.tick_size,
+                           lot_size=spec.lot_size, initial_price=price, mark_price=False)
     source = f"synthetic:{spec.symbol}"
     conv = _Converter(spec)
 
@@ -250,12 +251,18 @@ def synthetic_feed(symbol: str, minutes: float = 1440.0, seed: int = 1) -> Feed:
 
 
 def open_feed(source: str, seed: int = 1) -> Feed:
-    """`source` is a collector file path or `synthetic:SYMBOL[:minutes]`."""
+    """`source` is a collector file path or `synthetic:SYMBOL[:minutes][:MARKET]`."""
     if source.startswith("synthetic:"):
         parts = source.split(":")
+        from ..data.synthetic import MARKETS
+
+        market = parts.pop() if len(parts) > 2 and parts[-1] in MARKETS else "default"
         try:
+            if len(parts) > 3:
+                raise ValueError
             minutes = float(parts[2]) if len(parts) > 2 else 1440.0
         except ValueError:
-            raise DataError(f"{source}: expected synthetic:SYMBOL[:minutes]") from None
-        return synthetic_feed(parts[1], minutes, seed)
+            raise DataError(f"{source}: expected synthetic:SYMBOL[:minutes][:MARKET] "
+                            f"(markets: {', '.join(MARKETS)})") from None
+        return synthetic_feed(parts[1], minutes, seed, market)
     return load_recorded(str(source))
