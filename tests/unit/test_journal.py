@@ -44,3 +44,33 @@ def test_journal_lines_for_request_fill_and_refusal(tmp_path):
             fill["trade_id"], fill["exch_ts"]) == (42, rec.client_id, 0.001, 60000.0, True, -0.006, 77,
                                                    1_700_000_000_120_000_000)
     assert all(x["local_ts"] > 0 for x in lines)
+
+
+def test_a_cancel_of_an_order_already_done_is_journaled_as_refused(tmp_path):
+    """A cancel that reaches the exchange after the order filled gets -2011: the journal keeps that refusal and
+    when it arrived (reconcile replays the cancel as arriving after the fill, not before it)."""
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.types import CANCELED
+
+    path = tmp_path / "orders.jsonl"
+    cfg = ConnectorConfig(stream_url="ws://127.0.0.1:1/ws", api_url="http://127.0.0.1:1", order_prefix="j-",
+                          journal=str(path))
+    c = JournalingConnector("j-unit", cfg)
+    c.ipc = _Ipc()
+    order = WireOrder(0.002, 0.002, 0.0, 0, 600_000, 0.1, 0, 5, 42, False, LIMIT, NEW, NONE, BUY, GTX)
+    rec = c.orders.submit(3, "btcusdt", order)
+    resolved = []
+
+    async def gone(method, params):
+        return RestReply(400, code=-2011, msg="Unknown order sent.")
+
+    async def resolve(rec, is_submit, answers=None, reconciling=False):
+        resolved.append(answers)
+
+    c._order_request, c._resolve = gone, resolve
+    asyncio.run(c._cancel(3, "btcusdt", order))
+    c.journal.close()
+    lines = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+    assert [(x["event"], x["action"]) for x in lines] == [("request", "cancel"), ("rejection", "cancel")]
+    assert (lines[1]["code"], lines[1]["order_id"], lines[1]["client_id"]) == (-2011, 42, rec.client_id)
+    assert resolved == [CANCELED]  # and the connector still asks for the order's real state

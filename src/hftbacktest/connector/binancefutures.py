@@ -493,6 +493,10 @@ class BinanceFuturesConnector:
             log.log(level, "submit %s refused: %s %s", rec.client_id, reply.code, reply.msg)
             self._fail(rec, True, reply.error_value())
 
+    def _gone(self, rec: ManagedOrder, value: Any) -> None:
+        """A cancel or amend refused because the order was already done (filled or cancelled meanwhile); its real
+        state is asked for next. A hook for the journal."""
+
     def _fail(self, rec: ManagedOrder, is_submit: bool, value: Any) -> None:
         fwd = self.orders.on_rest_failure(rec, is_submit)
         if fwd is not None:
@@ -549,6 +553,8 @@ class BinanceFuturesConnector:
             if fwd is not None:
                 self.publish_order(rec, fwd)
         elif reply.code == gone_code or reply.unknown:
+            if reply.code == gone_code:
+                self._gone(rec, reply.error_value())
             await self._resolve(rec, False, answers)  # gone meanwhile, or outcome unknown: ask for its real state
         else:
             level = logging.INFO if reply.code == -5027 else logging.ERROR  # -5027: amend with nothing to change

@@ -85,9 +85,19 @@ class JournalingConnector(BinanceFuturesConnector):
 
     def _fail(self, rec, is_submit: bool, value: Any) -> None:
         if self.journal is not None:
-            action = "submit" if is_submit else {CANCELED: "cancel", REPLACED: "modify"}.get(int(rec.order.req), "change")
+            action = "submit" if is_submit else self._change_action(rec)
             self._journal_refusal(action, rec.symbol, int(rec.order.order_id), rec.client_id, value)
         super()._fail(rec, is_submit, value)
+
+    def _gone(self, rec, value: Any) -> None:
+        # when the refusal arrived tells when the request reached the exchange: after the order was done
+        if self.journal is not None:
+            self._journal_refusal(self._change_action(rec), rec.symbol, int(rec.order.order_id), rec.client_id, value)
+        super()._gone(rec, value)
+
+    @staticmethod
+    def _change_action(rec) -> str:
+        return {CANCELED: "cancel", REPLACED: "modify"}.get(int(rec.order.req), "change")
 
     def _journal_refusal(self, action: str, symbol: str, order_id: int, client_id, value: Any) -> None:
         code = value.get("code") if isinstance(value, dict) else None
