@@ -164,6 +164,27 @@ def test_requests_refused_before_matching_are_not_replayed(tmp_path):
     assert s["backtest_requests"]["refused_live"] == 0 and (s["backtest_fills"], s["backtest_only"]) == (3, 2)
 
 
+def test_a_cancel_refused_because_the_order_filled_arrives_after_the_fill(tmp_path):
+    """Order 1 fills live at 4 s; the bot's cancel sent at 3.99 s was refused (-2011: already filled), the refusal
+    received at 4.005 s. The neighbours' latency (1 ms each way) would bring the cancel in at 3.991 s, before the
+    fill; the refusal places it one median response latency before it reached the connector, at 4.004 s, after
+    the trade: the backtest fills order 1 too. Without the refusal line the cancel is in time and the backtest
+    loses the fill."""
+    from hftbacktest.reconcile import reconcile
+
+    lines = session_lines()
+    cancel = req(3990 * MS, 1, action="cancel")
+    refusal = {"event": "rejection", "local_ts": T0 + 4005 * MS, "symbol": "btcusdt", "order_id": 1,
+               "client_id": "c1", "action": "cancel", "code": -2011, "msg": "Unknown order sent."}
+    feed = write_feed(tmp_path / "f.npz")
+    with_refusal = lines[:6] + [cancel, lines[6], refusal] + lines[7:]
+    s = reconcile(write_journal(tmp_path / "a.jsonl", with_refusal), feed, CONFIG, window_ms=100).summary
+    assert (s["live_fills"], s["matched_fills"], s["backtest_fills"]) == (2, 1, 2)
+    s = reconcile(write_journal(tmp_path / "b.jsonl", lines[:6] + [cancel] + lines[6:]), feed, CONFIG,
+                  window_ms=100).summary
+    assert (s["live_fills"], s["matched_fills"], s["backtest_fills"]) == (2, 0, 1)
+
+
 def test_feed_gap_excludes_the_orders_it_meets(tmp_path):
     """A collector gap 4.5 s .. 5.2 s meets orders 2 and 3 (alive then) but not order 1 (filled at 4 s): only
     order 1 is compared, and it agrees."""
@@ -319,3 +340,17 @@ def test_strategy_replay_reruns_a_strategy_with_the_live_latency_log(files, tmp_
     assert res.paths.filter(pl.col("ts") > T0 + 4 * S)["bt_position"].unique().to_list() == [1.0]
     out = res.write_html(tmp_path / "s.html", charts="images")
     assert "Live vs strategy re-run" in out.read_text() and "data:image/png;base64" in out.read_text()
+
+
+def test_answers_are_refined_within_their_millisecond_beside_a_refusals_estimate():
+    """An answer stamped 5 ms and received at 5.9 ms (the quickest answer took 0.2 ms) happened at 5.7 ms; a
+    refusal's row carries an estimated, sub-millisecond exchange time and is left as it is, without stopping the
+    others' refinement (it used to: any time off the millisecond grid read as an exchange with finer stamps)."""
+    from hftbacktest.reconcile.session import refine_answers
+
+    rows = np.array([[1 * MS, 3 * MS, 3 * MS + 200_000, 0],
+                     [2 * MS, 5 * MS, 5 * MS + 900_000, 0],
+                     [4 * MS, 6 * MS + 123_456, 7 * MS, 1]], np.int64)
+    out = refine_answers(rows)
+    assert out[:, 1].tolist() == [3 * MS, 5 * MS + 700_000, 6 * MS + 123_456]
+    assert refine_answers(rows[:, :3])[:, 1].tolist() == rows[:, 1].tolist()  # without the flag: finer stamps

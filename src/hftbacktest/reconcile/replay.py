@@ -116,7 +116,7 @@ def backtest_of(feed: Feed, spec: dict, depth: str, queue: str | None, latency: 
 
     shift = feed.local_shift
     rows = np.zeros((len(latency), 4), np.int64)
-    rows[:, :3] = refine_answers(np.asarray(latency[:, :3], dtype=np.int64))
+    rows[:, :3] = refine_answers(np.asarray(latency, dtype=np.int64))[:, :3]
     answered = rows[:, 1] > 0
     rows[:, 0] += shift
     # never before the (shifted) request: a negative entry latency would be a rejection in the backtest

@@ -95,8 +95,9 @@ class Session:
     warnings: list[str] = field(default_factory=list)
 
     def latency_rows(self) -> np.ndarray:
-        """(req_ts, exch_ts, resp_ts, 0) per answered request, sorted: each request's own recorded latency for
-        `intp_order_latency` (the interpolation returns a row's latency at exactly its req_ts)."""
+        """(req_ts, exch_ts, resp_ts, estimated) per answered request, sorted: each request's own recorded latency
+        for `intp_order_latency` (the interpolation returns a row's latency at exactly its req_ts). `estimated` is 1
+        for a refusal's row, whose exch_ts is estimated (the exchange gave none), else 0."""
         rows = [(r.ts, r.exch_ts, r.resp_ts, 0) for r in self.requests if r.exch_ts > 0 and not r.refused]
         if not rows:
             raise DataError(f"{', '.join(self.files)}: no request was answered by the exchange: no latency to replay")
@@ -104,7 +105,7 @@ class Session:
         # A refusal by the matching (a post-only order that would cross) carries no exchange time, only when its
         # reply arrived: the exchange decided about one typical response latency before that.
         resp = int(np.median(arr[:, 2] - arr[:, 1]))
-        est = [(r.ts, min(max(r.resp_ts - resp, r.ts), r.resp_ts), r.resp_ts, 0) for r in self.requests
+        est = [(r.ts, min(max(r.resp_ts - resp, r.ts), r.resp_ts), r.resp_ts, 1) for r in self.requests
                if r.refused and r.replayed and r.resp_ts > r.ts]
         if est:
             arr = np.concatenate([arr, np.array(est, dtype=np.int64)])
@@ -416,10 +417,13 @@ def refine_ms(data: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def refine_answers(rows: np.ndarray) -> np.ndarray:
-    """refine_ms for (req_ts, exch_ts, resp_ts) latency rows: each answer's exchange time within its millisecond
-    from when the answer arrived (rows without an exchange time stay as they are)."""
+    """refine_ms for (req_ts, exch_ts, resp_ts[, estimated]) latency rows: each answer's exchange time within its
+    millisecond from when the answer arrived (rows without an exchange time, or an estimated one, stay as they
+    are)."""
     rows = rows.copy()
     ok = rows[:, 1] > 0
+    if rows.shape[1] > 3:
+        ok &= rows[:, 3] == 0
     if not ok.any() or np.any(rows[ok, 1] % MS):
         return rows
     delay = int(np.min(rows[ok, 2] - rows[ok, 1]))
