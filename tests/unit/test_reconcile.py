@@ -343,14 +343,30 @@ def test_strategy_replay_reruns_a_strategy_with_the_live_latency_log(files, tmp_
 
 
 def test_answers_are_refined_within_their_millisecond_beside_a_refusals_estimate():
-    """An answer stamped 5 ms and received at 5.9 ms (the quickest answer took 0.2 ms) happened at 5.7 ms; a
-    refusal's row carries an estimated, sub-millisecond exchange time and is left as it is, without stopping the
-    others' refinement (it used to: any time off the millisecond grid read as an exchange with finer stamps)."""
+    """Answers stamped 5 ms and received at 5.9 ms, 7.5 ms and 9 ms (the quickest answer took 0.2 ms): within
+    their millisecond they keep the order of arrival, at late / (late + 1 ms) of it (late: 0.7, 2.3 and 3.8 ms),
+    not all on its last nanosecond. A refusal's row carries an estimated, sub-millisecond exchange time and is left
+    as it is, without stopping the others' refinement (any time off the millisecond grid reads as an exchange with
+    finer stamps)."""
     from hftbacktest.reconcile.session import refine_answers
 
     rows = np.array([[1 * MS, 3 * MS, 3 * MS + 200_000, 0],
                      [2 * MS, 5 * MS, 5 * MS + 900_000, 0],
+                     [2 * MS, 5 * MS, 7 * MS + 500_000, 0],
+                     [2 * MS, 5 * MS, 9 * MS, 0],
                      [4 * MS, 6 * MS + 123_456, 7 * MS, 1]], np.int64)
     out = refine_answers(rows)
-    assert out[:, 1].tolist() == [3 * MS, 5 * MS + 700_000, 6 * MS + 123_456]
+    assert out[:, 1].tolist() == [3 * MS, 5 * MS + 411_764, 5 * MS + 696_969, 5 * MS + 791_666, 6 * MS + 123_456]
     assert refine_answers(rows[:, :3])[:, 1].tolist() == rows[:, 1].tolist()  # without the flag: finer stamps
+
+
+def test_a_late_fill_of_a_reused_order_id_belongs_to_its_own_order(tmp_path):
+    """The bot submits id 1 again at 3.9 s; the exchange had filled the first order 1 at 3.8 s, reported at 4 s
+    with that order's client id: the fill is the first order's, the second one has none."""
+    from hftbacktest.reconcile.session import load_journals
+
+    lines = session_lines()[:2] + [req(3900 * MS, 1), fill(4 * S, 1, 3800 * MS, "BUY", 100.0, 1.0),
+                                   exch("ack", 4 * S + MS, 1, 3901 * MS, client_id="c1-again")]
+    s = load_journals(write_journal(tmp_path / "j.jsonl", lines))
+    assert len(s.orders) == 2 and [f.inst for f in s.fills] == [0]
+    assert [r.exch_ts - T0 for r in s.requests] == [2 * S + MS, 3901 * MS]  # each submit answered by its own ack

@@ -2,7 +2,8 @@
 
 The journal (docs/paper.md) is read into order *instances*: a bot may reuse an order id once the order is done
 (the grid example's id is its price tick), so every `submit` request starts a new instance and later lines with
-that id belong to it. Every problem names the file and line, or the interval, at fault.
+that id belong to it, except the exchange's events of an earlier instance, known by their client order id (a fill
+reported after the bot submitted the id again). Every problem names the file and line, or the interval, at fault.
 """
 from __future__ import annotations
 
@@ -221,6 +222,7 @@ def _span(a: int, b: int) -> str:
 
 def _build(lines, symbol: str, files: list[str]) -> Session:
     current: dict[int, int] = {}  # order_id -> instance
+    by_client: dict[str, int] = {}  # the exchange's client order id -> instance (first seen on its events)
     orders: list[OrderInstance] = []
     requests: list[Request] = []
     pending: dict[int, list[Request]] = {}  # instance -> requests still waiting for their answer
@@ -251,10 +253,17 @@ def _build(lines, symbol: str, files: list[str]) -> Session:
             requests.append(req)
             pending.setdefault(req.inst, []).append(req)
             continue
-        inst = current.get(oid)
+        # A bot may submit an order id again before the report of the previous order's last fill arrived: the
+        # client order id tells the instances apart.
+        cid = rec.get("client_id")
+        inst = by_client.get(cid) if cid else None
         if inst is None:
-            orphans += 1  # an order placed before the journal starts (adopted, or an earlier session)
-            continue
+            inst = current.get(oid)
+            if inst is None:
+                orphans += 1  # an order placed before the journal starts (adopted, or an earlier session)
+                continue
+            if cid:
+                by_client[cid] = inst
         order = orders[inst]
         order.end_ts = ts
         order.status = str(rec.get("status") or order.status)
@@ -397,19 +406,27 @@ def load_feed(path) -> Feed:
 MS = 1_000_000
 
 
+def _within_ms(ms: np.ndarray, late: np.ndarray) -> np.ndarray:
+    """A time in millisecond `ms` ordered by `late` (ns after the millisecond's start that the event arrived, less
+    the smallest delay of its kind): the fraction late / (late + 1 ms) of the millisecond. Arrivals more than a
+    millisecond late keep their order instead of all landing on its last nanosecond."""
+    late = np.maximum(late, 0).astype(np.float64)
+    return ms + np.minimum((MS * late / (late + MS)).astype(np.int64), MS - 1)
+
+
 def refine_ms(data: np.ndarray) -> tuple[np.ndarray, int]:
     """Binance stamps events in milliseconds, so an order and a trade of the same millisecond cannot be ordered by
-    their exchange times. Within its millisecond (never out of it), each exchange time becomes its receive time
-    less the smallest receive delay seen: the order of arrival, which the millisecond left undecided. Returns
-    (data, rows changed); data with sub-millisecond exchange times is returned as it is."""
+    their exchange times. Within its millisecond (never out of it), the exchange times are ordered as the events
+    arrived: by receive time less the smallest receive delay seen (`_within_ms`), which the millisecond left
+    undecided. Returns (data, rows changed); data with sub-millisecond exchange times is returned as it is."""
     from ..types import EXCH_EVENT
 
     exch_rows = np.flatnonzero((data["ev"] & EXCH_EVENT) != 0)
     ts = data["exch_ts"][exch_rows]
     if not len(ts) or np.any(ts % MS):
         return data, 0
-    delay = int(np.min(data["local_ts"][exch_rows] - ts))
-    est = np.clip(data["local_ts"][exch_rows] - delay, ts, ts + MS - 1)
+    late = data["local_ts"][exch_rows] - ts
+    est = _within_ms(ts, late - late.min())
     est = np.maximum.accumulate(est)  # the exchange side reads its rows in order
     out = data.copy()
     out["exch_ts"][exch_rows] = est
@@ -426,8 +443,8 @@ def refine_answers(rows: np.ndarray) -> np.ndarray:
         ok &= rows[:, 3] == 0
     if not ok.any() or np.any(rows[ok, 1] % MS):
         return rows
-    delay = int(np.min(rows[ok, 2] - rows[ok, 1]))
-    rows[ok, 1] = np.clip(rows[ok, 2] - delay, rows[ok, 1], rows[ok, 1] + MS - 1)
+    late = rows[ok, 2] - rows[ok, 1]
+    rows[ok, 1] = _within_ms(rows[ok, 1], late - late.min())
     return rows
 
 
