@@ -210,6 +210,8 @@ def precompile(out: Path) -> None:
     run = _prepare(out, 5.0, 1, _Silent())
     market_making_algo(*run["args"])
     run["hbt"].close()
+    run["recorder"].to_npz(str(out / "record.npz"), order_latency=run["latency"])  # the recorder's accessors
+    run["recorder"].get(0)
 
 
 def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
