@@ -138,25 +138,28 @@ def _await_engine(proc, steps) -> None:
     proc.wait()
 
 
-def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
-    """Runs the whole demo into `out`; returns paths and the Stats object."""
-    from rich.console import Console
+class _Silent:
+    """`_Steps` without output (the install-time precompile)."""
 
+    @staticmethod
+    def run(label, fn, *args, announce=False, done=None, **kwargs):
+        return fn(*args, **kwargs)
+
+
+def _prepare(out: Path, minutes: float, seed: int, steps) -> dict:
+    """Feed → conversion (the engine loads or compiles in a second process meanwhile) → the demo's bot, recorder
+    and strategy arguments, with the strategy compiled."""
+    from . import BacktestAsset, HashMapMarketDepthBacktest
+    from ._demo_strategy import RECORD_EVERY, market_making_algo
     from .data import synthetic
     from .data.utils import binancefutures
     from .errors import ConfigError
     from .recorder import Recorder
-    from .report import AssetView, RunRecord, write_report
-    from .stats import AnnualRet, LinearAssetRecord, MaxLeverage, NumberOfTrades, TradingVolume
 
     if not minutes > 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
-    console = console or Console()
-    steps = _Steps(console)
     out.mkdir(parents=True, exist_ok=True)
     feed_path, events_path = out / "btcusdt_synthetic.gz", out / "btcusdt_synthetic.npz"
-    record_path, report_path = out / "record.npz", out / "report.html"
-    t_start = time.perf_counter()
     engine_compile = _start_engine_compile()
 
     feed = steps.run(f"synthetic {SYMBOL} feed, {minutes:g} min, seed {seed} → {feed_path}",
@@ -170,26 +173,10 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
     events = steps.run(f"converted → {events_path}", convert)
     if engine_compile is not None:
         _await_engine(engine_compile, steps)
-    from . import BacktestAsset, HashMapMarketDepthBacktest
-    from ._demo_strategy import RECORD_EVERY, market_making_algo
 
     start_ns = int(feed.cfg.start_ms) * 1_000_000
     latency = order_latency_table(start_ns, start_ns + int(minutes * 60e9), seed)
     strategy = dict(half_spread_bps=0.1, skew_per_position=5.0, order_value=500.0, max_position=0.5)
-    config = {
-        "title": f"hftbacktest demo · synthetic {SYMBOL}, {minutes:g} min, seed {seed}",
-        "data": f"{feed_path.name}: {len(events):,} events",
-        "strategy": "market_making_algo (documentation example): " + ", ".join(f"{k}={v}" for k, v in
-                                                                             strategy.items()),
-        "queue model": "power_prob_queue_model(2.0)",
-        "exchange model": "no_partial_fill_exchange",
-        "order latency": f"intp_order_latency ({len(latency)} samples, median entry "
-                         f"{np.median(latency['exch_ts'] - latency['req_ts']) / 1e6:.1f} ms)",
-        "fees": f"maker {MAKER_FEE:g}, taker {TAKER_FEE:g} of traded value",
-        "assets": [{"name": SYMBOL, "asset_type": "linear", "contract_size": 1.0, "tick_size": TICK_SIZE,
-                    "lot_size": LOT_SIZE}],
-    }
-
     asset = (
         BacktestAsset()
         .data([str(events_path)])
@@ -211,6 +198,50 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
         if cached is None:
             what = "loading the compiled engine (the first run compiles it, up to a minute; cached afterwards)"
         steps.run(what, _compile, market_making_algo, args, announce=True, done="strategy compiled and cached")
+    return dict(feed_path=feed_path, events_path=events_path, events=events, latency=latency, strategy=strategy,
+                hbt=hbt, recorder=recorder, args=args)
+
+
+def precompile(out: Path) -> None:
+    """Everything the demo compiles, into numba's cache, silently: the install-time build hook runs this (see
+    `_build/hftbacktest_build.py`) so that a first `hftbacktest demo` or backtest loads machine code instead of compiling."""
+    from ._demo_strategy import market_making_algo
+
+    run = _prepare(out, 5.0, 1, _Silent())
+    market_making_algo(*run["args"])
+    run["hbt"].close()
+    run["recorder"].to_npz(str(out / "record.npz"), order_latency=run["latency"])  # the recorder's accessors
+    run["recorder"].get(0)
+
+
+def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
+    """Runs the whole demo into `out`; returns paths and the Stats object."""
+    from rich.console import Console
+
+    from ._demo_strategy import market_making_algo
+    from .report import AssetView, RunRecord, write_report
+    from .stats import AnnualRet, LinearAssetRecord, MaxLeverage, NumberOfTrades, TradingVolume
+
+    console = console or Console()
+    steps = _Steps(console)
+    t_start = time.perf_counter()
+    run = _prepare(out, minutes, seed, steps)
+    feed_path, events, latency, strategy = run["feed_path"], run["events"], run["latency"], run["strategy"]
+    hbt, recorder, args = run["hbt"], run["recorder"], run["args"]
+    record_path, report_path = out / "record.npz", out / "report.html"
+    config = {
+        "title": f"hftbacktest demo · synthetic {SYMBOL}, {minutes:g} min, seed {seed}",
+        "data": f"{feed_path.name}: {len(events):,} events",
+        "strategy": "market_making_algo (documentation example): " + ", ".join(f"{k}={v}" for k, v in
+                                                                             strategy.items()),
+        "queue model": "power_prob_queue_model(2.0)",
+        "exchange model": "no_partial_fill_exchange",
+        "order latency": f"intp_order_latency ({len(latency)} samples, median entry "
+                         f"{np.median(latency['exch_ts'] - latency['req_ts']) / 1e6:.1f} ms)",
+        "fees": f"maker {MAKER_FEE:g}, taker {TAKER_FEE:g} of traded value",
+        "assets": [{"name": SYMBOL, "asset_type": "linear", "contract_size": 1.0, "tick_size": TICK_SIZE,
+                    "lot_size": LOT_SIZE}],
+    }
 
     def backtest():
         market_making_algo(*args)
@@ -221,12 +252,13 @@ def run_demo(out: Path, minutes: float, seed: int, console=None) -> dict:
     record = recorder.get(0)
     metrics = list(LinearAssetRecord.DEFAULT_METRICS) + [AnnualRet, NumberOfTrades, TradingVolume, MaxLeverage]
     stats = LinearAssetRecord(record).resample("1s").stats(metrics, book_size=BOOK_SIZE)
-    run = RunRecord([AssetView(record, SYMBOL, order_latency=latency)], config, str(record_path))
-    steps.run(f"report → {report_path}", write_report, run, report_path, book_size=BOOK_SIZE,
+    run_record = RunRecord([AssetView(record, SYMBOL, order_latency=latency)], config, str(record_path))
+    steps.run(f"report → {report_path}", write_report, run_record, report_path, book_size=BOOK_SIZE,
               resample="1s", title=config["title"])
     console.print(_summary(stats, record, BOOK_SIZE))
     console.print(f"Done in {time.perf_counter() - t_start:.1f} s. Open {report_path} in a browser.")
-    return {"report": report_path, "record": record_path, "events": events_path, "feed": feed_path, "stats": stats}
+    return {"report": report_path, "record": record_path, "events": run["events_path"], "feed": feed_path,
+            "stats": stats}
 
 
 def _summary(stats, record: np.ndarray, book_size: float):

@@ -555,6 +555,8 @@ def _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_
     ev, key, qty = unowned(ev), unowned(key), unowned(qty)
     nb, na, hb, ha, crossed = cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]
     m, r, touched = state[0], state[1], state[2] != 0
+    # run-time values, not constants: a literal argument compiles a second specialisation of every callee
+    bid, ask, lowest, highest = np.int64(-1), np.int64(1), np.int64(_EMPTY), np.int64(-_EMPTY - 1)
     status = 0
     while m < len(msg_start):
         if r < 0:
@@ -570,7 +572,7 @@ def _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_
                         if hb == len(bheap):
                             status = _GROW_BID_HEAP
                             break
-                        n, hb = _set_level(bk, bv, nb, bheap, hb, k, q, zero_qty, -1)
+                        n, hb = _set_level(bk, bv, nb, bheap, hb, k, q, zero_qty, bid)
                         if n < 0:
                             status = _GROW_BID_TABLE
                             break
@@ -579,7 +581,7 @@ def _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_
                         if ha == len(aheap):
                             status = _GROW_ASK_HEAP
                             break
-                        n, ha = _set_level(ak, av, na, aheap, ha, k, q, zero_qty, 1)
+                        n, ha = _set_level(ak, av, na, aheap, ha, k, q, zero_qty, ask)
                         if n < 0:
                             status = _GROW_ASK_TABLE
                             break
@@ -589,15 +591,15 @@ def _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_
                     touched = True
                     whole = full_clear or np.isnan(key[r])
                     if (e & BUY_EVENT) != 0:  # keep bids strictly below the clear price
-                        nb = _clear_side(bk, bv, _EMPTY, _EMPTY if whole else k - 1)
+                        nb = _clear_side(bk, bv, lowest, lowest if whole else k - 1)
                     elif (e & SELL_EVENT) != 0:  # keep asks strictly above it
-                        na = _clear_side(ak, av, -_EMPTY - 1 if whole else k + 1, -_EMPTY - 1)
+                        na = _clear_side(ak, av, highest if whole else k + 1, highest)
             r += 1
         if status != 0:
             break
         if touched and nb > 0 and na > 0:
-            best_bid, hb = _top(bk, bheap, hb, -1)
-            best_ask, ha = _top(ak, aheap, ha, 1)
+            best_bid, hb = _top(bk, bheap, hb, bid)
+            best_ask, ha = _top(ak, aheap, ha, ask)
             if best_bid >= best_ask:
                 if crossed < len(crossed_at):
                     crossed_at[crossed] = msg_line[m]
@@ -621,15 +623,16 @@ def book_apply(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_e
     order as the price for positive prices); the best of each side comes from a heap with lazy deletion.
     """
     state = np.array([0, -1, 0], np.int64)
+    lowest, highest = np.int64(_EMPTY), np.int64(-_EMPTY - 1)  # not literals: one specialisation of _h_fill
     while True:
         status = _apply_rows(bk, bv, ak, av, bheap, aheap, cnt, ev, key, qty, msg_start, msg_end, msg_line,
                              full_clear, zero_qty, only_local, crossed_at, state)
         if status == 0:
             return bk, bv, ak, av, bheap, aheap, cnt
         if status == _GROW_BID_TABLE:
-            bk, bv, n = _h_rebuild(bk, bv, 2 * len(bk), _EMPTY, -_EMPTY - 1)
+            bk, bv, n = _h_rebuild(bk, bv, 2 * len(bk), lowest, highest)
         elif status == _GROW_ASK_TABLE:
-            ak, av, n = _h_rebuild(ak, av, 2 * len(ak), _EMPTY, -_EMPTY - 1)
+            ak, av, n = _h_rebuild(ak, av, 2 * len(ak), lowest, highest)
         elif status == _GROW_BID_HEAP:
             bheap = _grown(bheap, cnt[2])
         else:
