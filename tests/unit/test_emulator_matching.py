@@ -277,3 +277,27 @@ def test_power_prob_queue_advances_on_cancels_ahead():
     level(v, BID, 600_000, 12)  # 10 ahead, 2 behind
     level(v, BID, 600_000, 8)  # 4 lots leave somewhere in the queue
     assert 6 < ahead(v, order) < 8  # most of the decrease was ahead of us (risk-averse: min(10, 8) = 8)
+
+
+def test_order_path_calls_only_kernels_the_warm_up_loaded(venue):
+    """`ExchangeCore.warm()` (run before the emulator serves) covers every argument type the venue passes: a
+    kernel compiled or loaded on the first order would stall the event loop (tens of ms from the cache, seconds
+    cold) while a client waits for its answer."""
+    from hftbacktest.kernels import core
+
+    core.ExchangeCore.warm()
+    kernels = [getattr(core, name) for name in dir(core) if hasattr(getattr(core, name), "signatures")]
+    before = {k: len(k.signatures) for k in kernels}
+    market = venue.markets["BTCUSDT"]
+    order = place(venue, side="BUY", price="59999.9", quantity="0.002", newClientOrderId="w")
+    level(venue, BID, 599_999, 4)  # reaches the core while the order rests
+    level(venue, ASK, 600_003, 1)
+    venue.on_trade(market, 599_999, 1, buyer_is_maker=True)
+    venue.modify_order(venue.accounts["a"], {"symbol": "BTCUSDT", "origClientOrderId": "w", "side": "BUY",
+                                             "price": "59999.8", "quantity": "0.002"})
+    assert ahead(venue, order) is not None
+    venue.cancel_order(venue.accounts["a"], {"symbol": "BTCUSDT", "origClientOrderId": "w"})
+    venue.markets["BTCUSDT"].unsynced = None  # a backlog: the next order rebuilds the core from the book
+    place(venue, side="SELL", price="60000.0", quantity="0.002", newClientOrderId="x", timeInForce="IOC")
+    place(venue, side="BUY", type="MARKET", quantity="0.001", newClientOrderId="y", timeInForce=None)
+    assert {k.__name__: len(k.signatures) for k in kernels} == {k.__name__: n for k, n in before.items()}

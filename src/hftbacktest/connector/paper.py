@@ -277,8 +277,7 @@ class PaperConnector(JournalingConnector):
                 self._changes.setdefault(symbol, []).append((side, tick, lots))
         elif kind & 0xFF == TRADE_EVENT and side:
             self._flush(symbol)
-            if market.resting:
-                self.venue.on_trade(market, tick, lots, buyer_is_maker=side == -1)
+            self.venue.on_trade(market, tick, lots, buyer_is_maker=side == -1)
 
     def _install_snapshot(self, symbol: str, levels: dict) -> None:
         """A resynced book replaces the old one as one difference (resting orders keep their queue places)."""

@@ -30,6 +30,8 @@ SIDE_NAMES = {v: k for k, v in SIDES.items()}
 TIFS = wire.TIME_IN_FORCE[:4]  # GTD is refused (-1115)
 ACTIVE = wire.OPEN_STATUSES
 MAX_AMENDMENTS = 10_000  # per order (Binance)
+UNKNOWN_ORDER = (-2011, "Unknown order sent.")  # (code, msg) of find_order's refusals
+NO_SUCH_ORDER = (-2013, "Order does not exist.")
 SYNC_BACKLOG = 4096  # book changes held back from an idle core before it is rebuilt from the book instead
 
 
@@ -249,8 +251,13 @@ class Venue:
                       maker: bool = False, trade_id: int = 0, rp: float = 0.0) -> None:
         spec, account = order.spec, order.account
         now = order.update_time
-        bids = sum(o.leaves * o.price_tick for o in account.open_orders(spec.symbol) if o.side == BID)
-        asks = sum(o.leaves * o.price_tick for o in account.open_orders(spec.symbol) if o.side == ASK)
+        bids = asks = 0  # the account's open buy / sell notional on this symbol, in tick-lots
+        for o in account.live.values():
+            if o.spec is spec:
+                if o.side == BID:
+                    bids += o.leaves * o.price_tick
+                else:
+                    asks += o.leaves * o.price_tick
         unit = spec.tick_size * spec.lot_size
         o = {
             "s": spec.symbol, "c": order.client_id, "S": SIDE_NAMES[order.side], "o": order.type, "f": order.tif,
@@ -412,10 +419,13 @@ class Venue:
         best = market.book.best_ask if order.side == BID else market.book.best_bid
         if order.type == "MARKET" and best is None:
             return self._finish(order, "EXPIRED")  # nothing to take
-        self._sync(market)
+        ts = order.time * 1_000_000  # the order's server time (ms), as the core's exchange time
+        self._sync(market, ts)
         market.resting[order.order_id] = order
-        self._apply(market, market.core.submit(order.order_id, order.side, order.price_tick or best,
-                                               order.qty * order.spec.lot_size, order.tif, order.type, self._ns()))
+        replies = market.core.submit(order.order_id, order.side, order.price_tick or best,
+                                     order.qty * order.spec.lot_size, order.tif, order.type, ts)
+        if replies:
+            self._apply(market, replies)
         if order.status in ACTIVE and self.fault_hook("unknown_enum") is not None:
             # self-trade prevention outcome; older clients lack it
             market.core.cancel(order.order_id, self._ns())
@@ -436,9 +446,9 @@ class Venue:
             if r.status == EXPIRED and order.status in ACTIVE:
                 self._finish(order, "EXPIRED")
 
-    def _finish(self, order: Order, status: str, execution: str | None = None) -> None:
+    def _finish(self, order: Order, status: str, execution: str | None = None, now: int | None = None) -> None:
         order.status = status
-        order.update_time = self.now_ms()
+        order.update_time = self.now_ms() if now is None else now
         self.markets[order.spec.symbol].resting.pop(order.order_id, None)
         order.account.live.pop(order.order_id, None)
         self._record(order.account, order, status)
@@ -485,7 +495,8 @@ class Venue:
         self._account_update(account, spec.symbol)
 
     # -- order management -----------------------------------------------------------------------------------
-    def find_order(self, account: Account, params: dict, unknown: ApiError) -> Order:
+    def find_order(self, account: Account, params: dict, unknown: tuple[int, str]) -> Order:
+        """The account's order named by orderId or origClientOrderId; ApiError(*unknown) when there is none."""
         market = self.market(_param(params, "symbol"))
         oid, cid = params.get("orderId"), params.get("origClientOrderId")
         if not oid and not cid:
@@ -498,22 +509,23 @@ class Venue:
         else:
             order = account.by_client_id.get((market.spec.symbol, cid))
         if order is None or order.spec is not market.spec:
-            raise unknown
+            raise ApiError(*unknown)
         return order
 
     def cancel_order(self, account: Account, params: dict) -> dict:
-        order = self.find_order(account, params, ApiError(-2011, "Unknown order sent."))
+        order = self.find_order(account, params, UNKNOWN_ORDER)
         if order.status not in ACTIVE:
-            raise ApiError(-2011, "Unknown order sent.")
+            raise ApiError(*UNKNOWN_ORDER)
         self.counters["cancels"] += 1
         self._cancel(order)
         return order.rest_body()
 
     def _cancel(self, order: Order) -> None:
         market = self.markets[order.spec.symbol]
+        now = self.now_ms()
         if order.order_id in market.resting:
-            market.core.cancel(order.order_id, self._ns())
-        self._finish(order, "CANCELED")
+            market.core.cancel(order.order_id, now * 1_000_000)
+        self._finish(order, "CANCELED", now=now)
 
     def cancel_all(self, account: Account, params: dict) -> dict:
         market = self.market(_param(params, "symbol"))
@@ -523,7 +535,7 @@ class Venue:
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
     def query_order(self, account: Account, params: dict) -> dict:
-        return self.find_order(account, params, ApiError(-2013, "Order does not exist.")).rest_body(with_time=True)
+        return self.find_order(account, params, NO_SUCH_ORDER).rest_body(with_time=True)
 
     def modify_order(self, account: Account, params: dict) -> dict:
         """Binance USD-M amend: LIMIT only, both price and quantity required. A filter violation rejects the
@@ -531,10 +543,10 @@ class Venue:
         that lowers a partially filled order's quantity to its executed quantity or below, cancels the order.
         An amended order re-enters the matching core as a new order: the back of the queue at its (new) price,
         taking liquidity if it crosses."""
-        order = self.find_order(account, params, ApiError(-2013, "Order does not exist."))
+        order = self.find_order(account, params, NO_SUCH_ORDER)
         spec = order.spec
         if order.status not in ACTIVE:
-            raise ApiError(-2013, "Order does not exist.")
+            raise ApiError(*NO_SUCH_ORDER)
         if order.type != "LIMIT":
             raise ApiError(-4052, "Only limit order is supported.")
         if _param(params, "side") != SIDE_NAMES[order.side]:
@@ -583,25 +595,32 @@ class Venue:
         elif len(pending) > SYNC_BACKLOG:
             market.unsynced = None
 
-    def _sync(self, market: Market) -> None:
-        """Hand the book changes the core has not seen to it (before any order reaches it)."""
-        pending, ts = market.unsynced, self._ns()
+    def _sync(self, market: Market, ts: int | None = None) -> None:
+        """Hand the book changes the core has not seen to it (before any order reaches it), at exchange time
+        `ts` (default: now)."""
+        pending = market.unsynced
+        if pending is not None and not pending:
+            return
+        if ts is None:
+            ts = self._ns()
         if pending is None:  # (nothing rests: a clear cannot touch any order)
             market.core.clear(ts)
             book = market.book
             pending = [(BID, t, q) for t, q in book.bids.items()] + [(ASK, t, q) for t, q in book.asks.items()]
-        elif not pending:
-            return
         market.unsynced = []
-        rows = np.fromiter(itertools.chain.from_iterable(pending), np.int64, 3 * len(pending)).reshape(-1, 3)
-        replies = market.core.depths(rows[:, 0], rows[:, 1], rows[:, 2] * market.spec.lot_size, ts)
+        rows = np.fromiter(itertools.chain.from_iterable(pending), np.int64, 3 * len(pending))
+        replies = market.core.depths(rows, ts, market.spec.lot_size)
         if replies:
             self._apply(market, replies)
 
     def on_trade(self, market: Market, tick: int, lots: int, buyer_is_maker: bool) -> None:
-        """A market trade; a seller aggressor (`buyer_is_maker`) can fill resting bids."""
-        self._sync(market)
-        replies = market.core.trade(SELL if buyer_is_maker else BUY, tick, lots * market.spec.lot_size, self._ns())
+        """A market trade; a seller aggressor (`buyer_is_maker`) can fill resting bids. With nothing resting the
+        core has nothing to fill and the book changes stay pending."""
+        if not market.resting:
+            return
+        ts = self._ns()
+        self._sync(market, ts)
+        replies = market.core.trade(SELL if buyer_is_maker else BUY, tick, lots * market.spec.lot_size, ts)
         if replies:
             self._apply(market, replies)
 

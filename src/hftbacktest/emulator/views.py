@@ -12,7 +12,7 @@ from typing import NamedTuple
 from .market import ASK, BID
 from ..binance import wire
 from ..binance.numbers import money
-from .matching import ACTIVE, ApiError, Position
+from .matching import ACTIVE, NO_SUCH_ORDER, ApiError, Position
 from .tape import INTERVAL_MS
 
 MAINT_MARGIN_RATIO = 0.004  # the first bracket of BTCUSDT; one bracket per symbol (see notionalCap)
@@ -384,9 +384,9 @@ def all_orders(emu, account, params, call):
 
 # trade/rest-api/Query-Current-Open-Order
 def open_order(emu, account, params, call):
-    order = emu.venue.find_order(account, params, ApiError(-2013, "Order does not exist."))
+    order = emu.venue.find_order(account, params, NO_SUCH_ORDER)
     if order.status not in ACTIVE:
-        raise ApiError(-2013, "Order does not exist.")
+        raise ApiError(*NO_SUCH_ORDER)
     return order.rest_body(with_time=True)
 
 
@@ -435,7 +435,7 @@ def income(emu, account, params, call):
 # trade/rest-api/Get-Order-Modify-History
 def order_amendments(emu, account, params, call):
     st = _symbol(emu, params)
-    order = emu.venue.find_order(account, params, ApiError(-2013, "Order does not exist."))
+    order = emu.venue.find_order(account, params, NO_SUCH_ORDER)
     limit = _int(params, "limit", 50, 1, 100)
     spec = st.market.spec
     rows = [{"amendmentId": e["seq"], "symbol": spec.symbol, "pair": spec.symbol, "orderId": order.order_id,

@@ -14,6 +14,7 @@ kernels below, and `ExchangeCore.warm()` does that ahead of a latency-sensitive 
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -83,14 +84,15 @@ def _event(s, ev, ts, px, qty, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _depths(s, sides, ticks, qtys, ts, start, out, res):
-    """Depth rows from `start` on, at exchange time ts, until one produces replies: res = (next row, -rc or
-    replies drained). Batching keeps a busy book's per-change cost to the kernel's own work."""
-    n = sides.shape[0]
+def _depths(s, rows, unit, ts, start, out, res):
+    """Depth rows (flat (side, price tick, qty / unit) triples) from row `start` on, at exchange time ts, until
+    one produces replies: res = (next row, -rc or replies drained). Batching keeps a busy book's per-change
+    cost to the kernel's own work."""
+    n = rows.shape[0] // 3
     i = start
     while i < n:
-        ev = DEPTH_EVENT | (BUY_EVENT if sides[i] == BUY else SELL_EVENT)
-        rc = xp.process_data(s, ev, ts, ticks[i] * s.tick, qtys[i])
+        ev = DEPTH_EVENT | (BUY_EVENT if rows[3 * i] == BUY else SELL_EVENT)
+        rc = xp.process_data(s, ev, ts, rows[3 * i + 1] * s.tick, rows[3 * i + 2] * unit)
         i += 1
         if rc != 0:
             res[0] = i
@@ -277,7 +279,6 @@ class CoreError(Exception):
         super().__init__(f"exchange core: {what} failed with {self.code.name} ({int(code)})")
 
 
-_SIDES = {BUY: np.int8(BUY), SELL: np.int8(SELL)}
 _TIFS = {"GTC": GTC, "GTX": GTX, "IOC": IOC, "FOK": FOK}
 _TYPES = {"LIMIT": LIMIT, "MARKET": MARKET}
 _BUF = 256
@@ -300,6 +301,9 @@ class ExchangeCore:
         self._res = np.zeros(2, np.int64)
         self._leaves: dict[int, float] = {}  # open qty per live order: a reply's fill is the decrease
         self._half_lot = c.lot_size / 2
+        self._tick = float(c.tick_size)
+        self._rlat = c.response_latency
+        self._direct = c.entry_latency == 0  # requests reach the kernels when handed in (no queue)
         self._pending: deque = deque()  # (arrival ts, kernel, args, what) while an entry latency delays requests
 
     @classmethod
@@ -308,7 +312,7 @@ class ExchangeCore:
         core = cls(CoreConfig(0.1, 0.001, exchange_model=m.EXCH_PARTIAL_FILL))
         core.depth(BUY, 1000, 1.0, 0)
         core.depth(SELL, 1001, 1.0, 0)
-        core.depths(np.array([BUY], np.int64), np.array([1000], np.int64), np.array([2.0]), 0)
+        core.depths(np.array([BUY, 1000, 2], np.int64), 0)
         core.submit(1, BUY, 999, 0.001, "GTC", "LIMIT", 0)
         core.modify(1, 998, 0.001, 0)
         core.trade(SELL, 998, 1.0, 0)
@@ -323,13 +327,14 @@ class ExchangeCore:
         ev = DEPTH_EVENT | (BUY_EVENT if side == BUY else SELL_EVENT)
         return self._market(ev, ts, price_tick, float(qty), "depth")
 
-    def depths(self, sides: np.ndarray, ticks: np.ndarray, qtys: np.ndarray, ts: int) -> list[Reply]:
-        """Several displayed levels changed, in this order (int64 sides / ticks, float64 quantities)."""
+    def depths(self, rows: np.ndarray, ts: int, unit: float = 1.0) -> list[Reply]:
+        """Several displayed levels changed, in this order: `rows` is a flat int64 array of (side, price tick,
+        quantity in `unit`s) triples (an integer book's lots with unit = lot size)."""
         out = self._due(ts, False, []) if self._pending else []
         res = self._res
-        i, n = 0, sides.shape[0]
+        i, n = 0, rows.shape[0] // 3
         while i < n:
-            _depths(self._s, sides, ticks, qtys, ts, i, self._out, res)
+            _depths(self._s, rows, float(unit), ts, i, self._out, res)
             i = int(res[0])
             self._collect(int(res[1]), "depth", out)
         return out
@@ -352,23 +357,30 @@ class ExchangeCore:
     def submit(self, order_id: int, side: int, price_tick: int, qty: float, tif: str = "GTC",
                order_type: str = "LIMIT", ts: int = 0) -> list[Reply]:
         """A new order (LIMIT or MARKET; GTC, GTX, IOC or FOK) sent at `ts`; `qty` > 0."""
-        if side not in _SIDES or tif not in _TIFS or order_type not in _TYPES:
+        tif_code, type_code = _TIFS.get(tif), _TYPES.get(order_type)
+        if (side != BUY and side != SELL) or tif_code is None or type_code is None:
             raise ConfigError(f"exchange core: side {side!r}, time in force {tif!r}, order type {order_type!r}: "
                               f"expected BUY/SELL, one of {'/'.join(_TIFS)}, one of {'/'.join(_TYPES)}")
-        if not (np.isfinite(qty) and qty > 0):
+        qty = float(qty)
+        if not (qty > 0 and math.isfinite(qty)):
             raise ConfigError(f"exchange core: order quantity must be finite and > 0, got {qty!r}")
-        args = (order_id, _SIDES[side], int(price_tick), float(qty), _TIFS[tif], _TYPES[order_type])
+        args = (order_id, int(side), int(price_tick), qty, tif_code, type_code)
+        if self._direct:  # the common case without an entry latency: straight to the kernel
+            return self._do_submit(ts, args, [])
         return self._request(ts, self._do_submit, args)
 
     def cancel(self, order_id: int, ts: int = 0) -> list[Reply]:
+        if self._direct:
+            return self._collect(_cancel(self._s, ts, order_id, self._out), "cancel", [])
         return self._request(ts, self._do_cancel, (order_id,))
 
     def modify(self, order_id: int, price_tick: int, qty: float, ts: int = 0) -> list[Reply]:
         """Amend a resting order: `qty` is its new open quantity. Same price and no more quantity keeps the
         queue position; anything else re-enters the book (and may cross)."""
-        if not (np.isfinite(qty) and qty > 0):
+        qty = float(qty)
+        if not (qty > 0 and math.isfinite(qty)):
             raise ConfigError(f"exchange core: order quantity must be finite and > 0, got {qty!r}")
-        return self._request(ts, self._do_modify, (order_id, int(price_tick), float(qty)))
+        return self._request(ts, self._do_modify, (order_id, int(price_tick), qty))
 
     # -- views -------------------------------------------------------------------------------------------------
     def queue_ahead(self, order_id: int) -> float | None:
@@ -386,14 +398,13 @@ class ExchangeCore:
     # -- plumbing ----------------------------------------------------------------------------------------------
     def _market(self, ev: int, ts: int, price_tick: int, qty: float, what: str) -> list[Reply]:
         out = self._due(ts, False, []) if self._pending else []
-        n = _event(self._s, ev, ts, price_tick * self.config.tick_size, qty, self._out)
+        n = _event(self._s, ev, ts, price_tick * self._tick, qty, self._out)
         return self._collect(n, what, out)
 
     def _request(self, ts: int, fn, args) -> list[Reply]:
-        lat = self.config.entry_latency
-        if lat == 0 and not self._pending:
+        if self._direct:
             return fn(ts, args, [])
-        self._pending.append((ts + lat, fn, args))
+        self._pending.append((ts + self.config.entry_latency, fn, args))
         return self._due(ts, True, [])
 
     def _due(self, ts: int, inclusive: bool, out: list) -> list[Reply]:
@@ -418,31 +429,32 @@ class ExchangeCore:
         return self._collect(_modify(self._s, ts, oid, tick, qty, self._out), "modify", out)
 
     def _collect(self, n: int, what: str, out: list) -> list[Reply]:
+        """The `n` replies drained into the buffer (and any left on the bus) as Reply tuples, appended to `out`.
+        A fill is the decrease of the order's open quantity since its previous reply."""
         if n < 0:
             raise CoreError(-n, what)
+        leaves_of, half_lot, rlat = self._leaves, self._half_lot, self._rlat
         while n:
-            for row in self._out[:n].tolist():
-                out.append(self._reply(row))
+            # order_dtype field order: qty, leaves_qty, exec_qty, exec_price_tick, price_tick, tick_size,
+            # exch_timestamp, local_timestamp, order_id, _q1, _q2, maker, order_type, req, status, side, time_in_force
+            for _, leaves, _, price, _, _, ts, _, oid, _, _, maker, _, req, status, _, _ in self._out[:n].tolist():
+                if req == REJECTED:
+                    out.append(Reply(oid, status, leaves, 0.0, 0, False, ts, ts + rlat, True))
+                    continue
+                prev = leaves_of.get(oid, leaves)
+                fill = prev - leaves if prev - leaves > half_lot else 0.0
+                if status == FILLED or status == CANCELED or status == EXPIRED:
+                    leaves_of.pop(oid, None)
+                else:
+                    leaves_of[oid] = leaves
+                if fill:
+                    out.append(Reply(oid, status, leaves, fill, price, bool(maker), ts, ts + rlat, False))
+                else:
+                    out.append(Reply(oid, status, leaves, 0.0, 0, False, ts, ts + rlat, False))
             if n < _BUF:
                 break
             n = _drain(self._s, self._out)
         return out
-
-    def _reply(self, row) -> Reply:
-        # order_dtype field order: qty, leaves_qty, exec_qty, exec_price_tick, price_tick, tick_size,
-        # exch_timestamp, local_timestamp, order_id, _q1, _q2, maker, order_type, req, status, side, time_in_force
-        leaves, price, ts, oid, maker, req, status = row[1], row[3], row[6], row[8], row[11], row[13], row[14]
-        lts = ts + self.config.response_latency
-        if req == REJECTED:
-            return Reply(oid, status, leaves, 0.0, 0, False, ts, lts, True)
-        prev = self._leaves.get(oid, leaves)
-        fill = prev - leaves if prev - leaves > self._half_lot else 0.0
-        if status == FILLED or status == CANCELED or status == EXPIRED:
-            self._leaves.pop(oid, None)
-        else:
-            self._leaves[oid] = leaves
-        return Reply(oid, status, leaves, fill, price if fill else 0, bool(maker) if fill else False, ts, lts,
-                     False)
 
 
 @njit(cache=True, error_model="numpy")
