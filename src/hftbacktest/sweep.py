@@ -789,34 +789,34 @@ class _Ray:
 
         ray = self.ray
         self.pending = [self.task.remote(spec, self.job) for spec in runs]
-        try:
-            while self.pending:
-                # a bounded wait keeps Ctrl-C responsive
-                done, self.pending = ray.wait(self.pending, num_returns=1, timeout=1.0)
-                for ref in done:
-                    try:
-                        rows = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:
-                        if isinstance(exc.cause, HftBacktestError):
-                            raise exc.cause from None
-                        raise
-                    yield rows
-        finally:
-            self._cancel()
+        while self.pending:  # what is left after an error or Ctrl-C is stopped by `close`
+            # a bounded wait keeps Ctrl-C responsive
+            done, self.pending = ray.wait(self.pending, num_returns=1, timeout=1.0)
+            for ref in done:
+                try:
+                    rows = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, HftBacktestError):
+                        raise exc.cause from None
+                    raise
+                yield rows
 
-    def _cancel(self) -> None:
-        for ref in self.pending:
+    def close(self, abort: bool = False) -> None:
+        """Stops the tasks still pending or running (after an error or Ctrl-C) and ends this process's Ray session."""
+        pending, self.pending = self.pending, []
+        if self.started:
+            # ending the job stops its tasks: the cluster kills the job's workers on every node. Cancelling task by
+            # task instead races with results on their way (Ray 2.x then aborts this process: "Tried to complete
+            # task that was not pending"), and a Ctrl-C lands there whenever a task is about to finish.
+            self.ray.shutdown()
+            self.started = False
+            return
+        for ref in pending:  # a session of the caller's: only the tasks of this sweep end (with the race above)
             try:
                 self.ray.cancel(ref, force=True)
             except Exception:  # already finished or its worker is gone
                 pass
-        self.pending = []
 
-    def close(self, abort: bool = False) -> None:
-        self._cancel()  # pending and running tasks: after an error, Ctrl-C, and (none left) after the last result
-        if self.started:
-            self.ray.shutdown()
-            self.started = False
 
 def _distribution(key: str, value: list | Range):
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
