@@ -374,39 +374,60 @@ def _progress(enabled: bool | None):
 
     if enabled is None:
         enabled = os.isatty(1) and not os.environ.get("CI")
-    return Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled)
+    # 2 refreshes a second: the bar costs the main process next to nothing while the workers run
+    return Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled,
+                    refresh_per_second=2)
 
 
 # --- backends -----------------------------------------------------------------------------------------------------
 
-_WORKER_ARRAYS: dict[str, tuple[tuple[int, int], Any]] = {}  # path -> (file stamp, rows), in a worker process
+_WORKER_ARRAYS: dict[str, Any] = {}  # unpacked copy (.npy) -> its rows, memory-mapped, in a local worker process
 
 
-def _local_task(spec: RunSpec) -> list[dict[str, Any]]:
-    """`run_one` in a local worker, the .npz files of the previous run reused when unchanged: decompressing the
-    data is a large part of a short run (.npy files are memory-mapped by the reader anyway)."""
+def _local_task(spec: RunSpec, unpacked: Mapping[str, str]) -> list[dict[str, Any]]:
+    """`run_one` in a local worker, each .npz file's rows read from the copy the main process unpacked once
+    (`unpacked`: .npz path -> .npy path): memory-mapped, so every worker shares the same pages and none spends its
+    CPU inflating the data (a large part of a short run)."""
+    import numpy as np
+
     arrays = {}
     for f in run_files(spec):
-        if f.endswith(".npz") and os.path.exists(f):
-            st = os.stat(f)
-            stamp = (st.st_mtime_ns, st.st_size)
-            cached = _WORKER_ARRAYS.get(f)
-            try:
-                arrays[f] = cached[1] if cached is not None and cached[0] == stamp else load_array(f)
-            except Exception:  # unreadable: the backtest's reader reports it, naming the file
-                continue
-            _WORKER_ARRAYS[f] = (stamp, arrays[f])
-    for f in [f for f in _WORKER_ARRAYS if f not in arrays]:  # memory: only the files of the current run
-        del _WORKER_ARRAYS[f]
+        copy_path = unpacked.get(f)
+        if copy_path is not None:
+            rows = _WORKER_ARRAYS.get(copy_path)
+            if rows is None:
+                rows = _WORKER_ARRAYS[copy_path] = np.load(copy_path, mmap_mode="r")
+            arrays[f] = rows
     return run_one(spec, arrays or None)
 
 
-def _start_worker() -> None:
-    """A new local worker leaves Ctrl-C to the main process, which stops the workers (a terminal sends SIGINT to
-    the whole process group: a worker interrupted mid-task would print its traceback and keep the pool waiting)."""
+def _unpack(files: Iterable[str], folder: str) -> dict[str, str]:
+    """Each readable .npz file's rows written once as a .npy file in `folder`; .npz path -> .npy path."""
+    import numpy as np
+
+    out = {}
+    for i, f in enumerate(sorted(files)):
+        if not f.endswith(".npz") or not os.path.exists(f):
+            continue
+        try:
+            rows = load_array(f)
+        except Exception:  # unreadable: the worker's reader reports it, naming the file
+            continue
+        path = os.path.join(folder, f"{i}.npy")
+        np.save(path, rows)
+        out[f] = path
+    return out
+
+
+def _start_worker(environ: dict[str, str]) -> None:
+    """A new local worker takes the main process's environment as it is now (a fork server's is that of its start)
+    and leaves Ctrl-C to the main process, which stops the workers (a terminal sends SIGINT to the whole process
+    group: a worker interrupted mid-task would print its traceback and keep the pool waiting)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def _warm_worker() -> None:
@@ -414,23 +435,56 @@ def _warm_worker() -> None:
     import hftbacktest.backtest.bot  # noqa: F401
 
 
+_FORKSERVER_STATE: tuple | None = None  # what the fork server's imports read, as when it started
+
+
+def _import_state() -> tuple:
+    """What importing the package reads: sys.path and the NUMBA_* / HFTBACKTEST_* / PYTHON* variables."""
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(("NUMBA_", "HFTBACKTEST_", "PYTHON")))
+    return tuple(sys.path), tuple(env)
+
+
+def _mp_context():
+    """A fork server that imported the package once, forking every worker of every sweep of this process (a worker
+    starts in milliseconds and does not import the package again); spawned workers instead where there are no fork
+    servers, or when what the imports read changed since the server started (e.g. another NUMBA_CACHE_DIR)."""
+    import multiprocessing
+
+    global _FORKSERVER_STATE
+    state = _import_state()
+    if "forkserver" in multiprocessing.get_all_start_methods() and _FORKSERVER_STATE in (None, state):
+        ctx = multiprocessing.get_context("forkserver")
+        if _FORKSERVER_STATE is None:
+            ctx.set_forkserver_preload(["hftbacktest.backtest.bot"])
+            _FORKSERVER_STATE = state
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class _Local:
     """concurrent.futures worker processes, kept for every batch of a sweep."""
 
     def __init__(self, runs: Sequence[RunSpec], workers: int):
-        import multiprocessing
+        import tempfile
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn: workers start clean (no inherited numba/LLVM state) and load everything from the cache
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker)
-        # one submit per worker starts them all now: they import while this process checks the cache
+        # workers start clean (no numba/LLVM state of this process) and load everything from the cache
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_start_worker,
+                                        initargs=(dict(os.environ),))
+        # one submit per worker starts them all now: they start while this process unpacks the data and checks
+        # the cache
         self.warming = [self.pool.submit(_warm_worker) for _ in range(workers)]
+        self.folder = tempfile.mkdtemp(prefix="hftbacktest-sweep-")
+        try:
+            self.unpacked = _unpack({f for spec in runs for f in run_files(spec)}, self.folder)
+        except BaseException:
+            self.close(abort=True)
+            raise
 
     def run(self, runs: Sequence[RunSpec]) -> Iterable[list[dict[str, Any]]]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        futures = [self.pool.submit(_local_task, spec) for spec in runs]
+        futures = [self.pool.submit(_local_task, spec, self.unpacked) for spec in runs]
         pending = set(futures)
         try:
             while pending:
@@ -447,10 +501,15 @@ class _Local:
         return spec
 
     def close(self, abort: bool = False) -> None:
-        if abort:  # Ctrl-C or an error: running tasks are not waited for (no public API for this before 3.14)
-            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
-                process.terminate()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        import shutil
+
+        try:
+            if abort:  # Ctrl-C or an error: running tasks are not waited for (no public API for this before 3.14)
+                for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                    process.terminate()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _backend(name: str, runs: Sequence[RunSpec], workers: int, ray_address: str | None, ray_data: str):
