@@ -6,17 +6,22 @@
     .venv/bin/python benchmarks/sweep.py --synthetic 5    # a 5-minute synthetic feed instead of the sample
 
 Every backend first runs a warm-up sweep (2 configurations: the strategy in numba's cache for this process, the
-local workers and Ray's workers), then the timed sweep:
-* local backend, 1 worker and 2 workers: wall seconds, the speed-up, and CPU seconds (this process + workers), and
-  the speed-up they imply when both CPUs are free for the sweep (`local_speedup_from_cpu_s`: 2 x CPU s of 1
-  worker / CPU s of 2 workers; an estimate, for a box other sessions keep busy);
-* Ray, a local cluster started by the sweep (`--backend ray`, 2 CPUs), with and without its start-up;
+local backend's fork server, Ray's workers), then the timed sweep:
+* local backend, 1 worker and 2 workers: wall seconds, the speed-up, and CPU seconds (this process apart, and every
+  process below it: local workers, Ray's processes; read from /proc), and the speed-up they imply when both CPUs
+  are free for the sweep (`local_speedup_from_cpu_s`: 2 x CPU s of 1 worker / CPU s of 2 workers; an estimate,
+  for a box other sessions keep busy);
+* Ray, a local cluster started by the sweep (`--backend ray`, 2 CPUs), with and without its start-up, and when
+  its first result arrived (`ray_first_result_s`);
+* the whole grid only: `hftbacktest sweep` as a user runs it, each in a fresh process (interpreter, imports, the
+  local backend's fork server or Ray's start included): local 2 workers vs Ray (`cli_ray_vs_local`);
 * per-task overhead in a fresh process: interpreter + package import, data load, first run (numba cache hit for the
   engine and the strategy) vs the same run again in that process; and for each sweep the wall time per run not
   spent in the strategy (`overhead_per_run_s` = (wall x workers - sum of run times) / runs).
-Each phase prints its time and the load averages before and after it on stderr: on a shared box (other sessions
-keeping the cores busy, Linux's fair share per session) a second worker cannot show its speed-up, so compare the
-figures only when the 1-minute load before and after is well below the CPU count.
+Each phase prints its time, when its first result arrived, its CPU seconds and the load averages before and after
+it on stderr: on a shared box (other sessions keeping the cores busy, Linux's fair share per session) a second
+worker cannot show its speed-up, so compare wall figures only when the 1-minute load before and after is well
+below the CPU count.
 The results of the three sweeps are checked equal (all columns but the run time). Prints one JSON object on stdout.
 Generated files go to benchmarks/_work/sweep/ (git-ignored).
 """
@@ -161,21 +166,35 @@ class Phases:
     after each, printed as they finish."""
 
     def __init__(self, report: dict):
+        import hftbacktest.sweep as sweep_module
+
         self.report = report
         self.t0 = time.perf_counter()
         self.cpu = TreeCPU()
+        self.first: list[float] = []  # when the phase's first result arrived
+        advance = sweep_module._Runner._advance
+
+        def first_result(runner, rows):
+            if not self.first:
+                self.first.append(time.perf_counter())
+            return advance(runner, rows)
+
+        sweep_module._Runner._advance = first_result
 
     def __call__(self, name: str, fn):
         load0, t0, (d0, w0) = os.getloadavg(), time.perf_counter(), self.cpu()
+        self.first.clear()
         result = fn()
+        first = self.first[0] - t0 if self.first else None
         time.sleep(2 * self.cpu.every)  # the last read of processes that ended with the phase
         wall, (d1, w1), load1 = time.perf_counter() - t0 - 2 * self.cpu.every, self.cpu(), os.getloadavg()
         driver, others = d1 - d0, w1 - w0
         self.report.setdefault("phases", {})[name] = {
             "wall_s": round(wall, 3), "cpu_s": round(driver + others, 3), "driver_cpu_s": round(driver, 3),
-            "load_before": load0, "load_after": load1}
-        print(f"[{time.perf_counter() - self.t0:7.1f} s] {name}: {wall:.2f} s wall, {driver + others:.2f} s CPU "
-              f"({driver:.2f} s this process); load {' '.join(f'{x:.2f}' for x in load0)} -> "
+            "first_result_s": None if first is None else round(first, 3), "load_before": load0, "load_after": load1}
+        print(f"[{time.perf_counter() - self.t0:7.1f} s] {name}: {wall:.2f} s wall"
+              + ("" if first is None else f" (first result {first:.2f} s)")
+              + f", {driver + others:.2f} s CPU ({driver:.2f} s this process); load {' '.join(f'{x:.2f}' for x in load0)} -> "
               f"{' '.join(f'{x:.2f}' for x in load1)}", file=sys.stderr, flush=True)
         return wall, result
 
@@ -233,11 +252,23 @@ def main() -> int:
                                                                            progress=False))
         report["ray_local_cluster_s"] = tr
         report["ray_cluster_start_s"] = t_start
+        report["ray_first_result_s"] = report["phases"]["ray local cluster, 2 CPUs"]["first_result_s"]
+        report["local_2_workers_first_result_s"] = report["phases"]["local 2 workers"]["first_result_s"]
         report["ray_without_start_s"] = tr - t_start
         report["ray_vs_local_2_workers"] = tr / t2
         report["ray_without_start_vs_local_2_workers"] = (tr - t_start) / t2
         report["overhead_per_run_s"]["ray_without_start"] = overhead_per_run(on_ray, tr - t_start, 2)
         assert_frame_equal(on_ray.drop("elapsed_s"), two.drop("elapsed_s"), check_exact=True)
+
+    if len(runs) == len(load_sweep(config)):  # the whole grid: also as a user runs it, one fresh process each
+        def cli(*extra):
+            cmd = [sys.executable, "-c", "from hftbacktest.cli import main; raise SystemExit(main())", "sweep", str(config), "--workers", "2", *extra]
+            return lambda: subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "CI": "1"})
+
+        report["cli_local_2_workers_s"], _ = phase("hftbacktest sweep, fresh process, local 2 workers", cli())
+        if not args.no_ray:
+            report["cli_ray_s"], _ = phase("hftbacktest sweep, fresh process, ray local cluster", cli("--backend", "ray"))
+            report["cli_ray_vs_local"] = report["cli_ray_s"] / report["cli_local_2_workers_s"]
 
     def fresh_process():
         out = subprocess.run([sys.executable, "-c", OVERHEAD, str(config)], capture_output=True, text=True, check=True)

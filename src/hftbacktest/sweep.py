@@ -597,7 +597,7 @@ _CONNECT_TIMEOUT_S = 5.0
 # The node check runs where hftbacktest may be missing, so it is shipped by value (cloudpickle pickles a function of a
 # module that cannot be imported by value): no import of this package happens before it reports.
 _NODE_CHECK = '''
-def check(paths):
+def check(paths, expected):
     import importlib.metadata, os, socket, sys
     try:
         import numba, numpy
@@ -606,6 +606,11 @@ def check(paths):
                  ".".join(map(str, sys.version_info[:2])))
     except Exception as exc:
         found = f"{type(exc).__name__}: {exc}"
+    if found == expected:  # this worker imports the engine now, while the driver still loads the data
+        try:
+            import hftbacktest.backtest.bot
+        except Exception:  # the first task there reports it
+            pass
     return socket.gethostname(), found, [p for p in paths if not os.path.exists(p)]
 '''
 _VERSION_FIELDS = ("hftbacktest-py", "source digest", "numba", "numpy", "Python")
@@ -750,6 +755,18 @@ def _ray_address(address: str) -> str:
     return resolved
 
 
+def _load_arrays(files: Sequence[str]) -> dict[str, Any]:
+    from .errors import DataError
+
+    arrays = {}
+    for f in files:
+        try:
+            arrays[f] = load_array(f)
+        except Exception as exc:
+            raise DataError(f"{f}: cannot load ({exc})") from None
+    return arrays
+
+
 class _Ray:
     """Ray tasks on a running cluster (`address`) or a local one started here; see `run_sweep`."""
 
@@ -767,15 +784,21 @@ class _Ray:
         except ImportError:
             raise ConfigError("the 'ray' sweep backend needs Ray: pip install 'hftbacktest-py[ray]' "
                               "(or use the default local backend)") from None
-        import logging
-
         self.ray, self.started, self.pending = ray, False, []
-        if not ray.is_initialized():
-            if address is None:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-            else:
-                ray.init(address=_ray_address(address), log_to_driver=False, logging_level=logging.WARNING)
-            self.started = True
+        files = sorted({f for spec in runs for f in run_files(spec)})
+        loading = None
+        if data != "shared":
+            missing = [f for f in files if not os.path.exists(f)]
+            if missing and data == "object-store":
+                raise DataError(f"--ray-data object-store: data file {missing[0]} does not exist here")
+            if not missing:  # read while Ray starts or connects (inflating releases the GIL)
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(1) as reader:
+                    loading = reader.submit(_load_arrays, files)
+                    self._init(address, workers)
+        if loading is None:
+            self._init(address, workers)
         try:
             self.versions = _versions()
             self.source = None
@@ -783,36 +806,44 @@ class _Ray:
             module_ref, _, function = target.rpartition(":")
             if module_ref.endswith(".py"):
                 self.source = (Path(module_ref).name, Path(module_ref).read_text(), function)
-            files = sorted({f for spec in runs for f in run_files(spec)})
-            arrays = None
-            if data != "shared":
-                missing = [f for f in files if not os.path.exists(f)]
-                if missing and data == "object-store":
-                    raise DataError(f"--ray-data object-store: data file {missing[0]} does not exist here")
-                if not missing:
-                    arrays = {}
-                    for f in files:
-                        try:
-                            arrays[f] = load_array(f)
-                        except Exception as exc:
-                            raise DataError(f"{f}: cannot load ({exc})") from None
-                    room = ray.cluster_resources().get("object_store_memory", 0) / 4
-                    if data == "auto" and sum(a.nbytes for a in arrays.values()) > room:
-                        arrays = None  # too big to ship: every node reads the shared path
+            checks = self._start_check(files)  # runs on the nodes while this process puts the data
+            arrays = None if loading is None else loading.result()
+            if arrays is not None and data == "auto":
+                room = ray.cluster_resources().get("object_store_memory", 0) / 4
+                if sum(a.nbytes for a in arrays.values()) > room:
+                    arrays = None  # too big to ship: every node reads the shared path
             self.mode = "shared" if arrays is None else "object-store"
-            self._check_nodes([] if arrays is not None else files)
-            self.job = ray.put({"versions": self.versions, "source": self.source,
-                                "arrays": None if arrays is None else ray.put(arrays)})
+            shipped = None if arrays is None else ray.put(arrays)
+            self._finish_check(checks, shared=arrays is None)
+            self.job = ray.put({"versions": self.versions, "source": self.source, "arrays": shipped})
             self.task = ray.remote(num_cpus=1, max_retries=_RAY_TASK_RETRIES, retry_exceptions=False)(_ray_task)
         except BaseException:
             self.close()
             raise
 
-    def _check_nodes(self, files: list[str]) -> None:
-        """Every node that can run tasks has the same installation (and, shared data, every file)."""
+    def _init(self, address: str | None, workers: int) -> None:
+        """Starts a local Ray (`address` None) or connects to the cluster, unless this process already did."""
+        import logging
+
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        try:
+            if address is None:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ray.init(address=_ray_address(address), log_to_driver=False, logging_level=logging.WARNING)
+        except BaseException:  # e.g. Ctrl-C while Ray starts: nothing half-started stays behind
+            ray.shutdown()
+            raise
+        self.started = True
+
+    def _start_check(self, files: list[str]) -> dict:
+        """Starts the installation check on every node that can run tasks (it also lists which `files` are missing
+        there); `_finish_check` reads the answers."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from .errors import ConfigError, DataError
+        from .errors import ConfigError
 
         ray = self.ray
         scope = {"__name__": "_hftbacktest_sweep_node_check"}
@@ -822,9 +853,17 @@ class _Ray:
         for n in ray.nodes():
             if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0:
                 strategy = NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-                nodes[check.options(scheduling_strategy=strategy).remote(files)] = n["NodeManagerAddress"]
+                nodes[check.options(scheduling_strategy=strategy).remote(files, self.versions)] = n["NodeManagerAddress"]
         if not nodes:
             raise ConfigError("the Ray cluster has no node with CPUs to run sweep tasks")
+        return nodes
+
+    def _finish_check(self, nodes: dict, shared: bool) -> None:
+        """Every node has the same installation (and, `shared` data, every file), or one error names each that has
+        not."""
+        from .errors import ConfigError, DataError
+
+        ray = self.ray
         ready, late = ray.wait(list(nodes), num_returns=len(nodes), timeout=_CHECK_TIMEOUT_S)
         if late:
             raise ConfigError(f"Ray node(s) {', '.join(nodes[r] for r in late)}: no answer to the installation "
@@ -833,7 +872,7 @@ class _Ray:
         for ref in sorted(ready, key=lambda r: nodes[r]):
             hostname, found, missing = ray.get(ref)
             try:
-                check_node(f"{hostname} ({nodes[ref]})", found, missing, self.versions)
+                check_node(f"{hostname} ({nodes[ref]})", found, missing if shared else [], self.versions)
             except (ConfigError, DataError) as exc:
                 problems.append(exc)
         if problems:
