@@ -543,9 +543,7 @@ def test_local_workers_share_one_unpacked_copy_of_the_data_and_see_the_environme
             perms, copy_path = mapping.split()[1], mapping.split()[-1]
             assert perms == "r--s" and copy_path.endswith(".npy") and "hftbacktest-sweep-" in copy_path, mapping
             assert not Path(copy_path).parent.exists()
-    assert tables[0].equals(tables[1])
-    alone = pl.DataFrame([row for spec in runs for row in run_one(spec)], infer_schema_length=None)
-    assert tables[1].equals(alone.drop("elapsed_s"))
+    assert tables[0].equals(tables[1]) and tables[0]["fee"].n_unique() > 1
 
 
 def test_workers_are_spawned_afresh_when_what_the_package_import_reads_changed(monkeypatch):
