@@ -414,7 +414,10 @@ def _unpack(files: Iterable[str], folder: str) -> dict[str, str]:
         except Exception:  # unreadable: the worker's reader reports it, naming the file
             continue
         path = os.path.join(folder, f"{i}.npy")
-        np.save(path, rows)
+        try:
+            np.save(path, rows)
+        except OSError:  # e.g. no room in the temporary folder: each worker inflates the rest itself
+            break
         out[f] = path
     return out
 
