@@ -6,17 +6,22 @@
     .venv/bin/python benchmarks/sweep.py --synthetic 5    # a 5-minute synthetic feed instead of the sample
 
 Every backend first runs a warm-up sweep (2 configurations: the strategy in numba's cache for this process, the
-local workers and Ray's workers), then the timed sweep:
-* local backend, 1 worker and 2 workers: wall seconds, the speed-up, and CPU seconds (this process + workers), and
-  the speed-up they imply when both CPUs are free for the sweep (`local_speedup_from_cpu_s`: 2 x CPU s of 1
-  worker / CPU s of 2 workers; an estimate, for a box other sessions keep busy);
-* Ray, a local cluster started by the sweep (`--backend ray`, 2 CPUs), with and without its start-up;
+local backend's fork server, Ray's workers), then the timed sweep:
+* local backend, 1 worker and 2 workers: wall seconds, the speed-up, and CPU seconds (this process apart, and every
+  process below it: local workers, Ray's processes; read from /proc), and the speed-up they imply when both CPUs
+  are free for the sweep (`local_speedup_from_cpu_s`: 2 x CPU s of 1 worker / CPU s of 2 workers; an estimate,
+  for a box other sessions keep busy);
+* Ray, a local cluster started by the sweep (`--backend ray`, 2 CPUs), with and without its start-up, and when
+  its first result arrived (`ray_first_result_s`);
+* the whole grid only: `hftbacktest sweep` as a user runs it, each in a fresh process (interpreter, imports, the
+  local backend's fork server or Ray's start included): local 2 workers vs Ray (`cli_ray_vs_local`);
 * per-task overhead in a fresh process: interpreter + package import, data load, first run (numba cache hit for the
   engine and the strategy) vs the same run again in that process; and for each sweep the wall time per run not
   spent in the strategy (`overhead_per_run_s` = (wall x workers - sum of run times) / runs).
-Each phase prints its time and the load averages before and after it on stderr: on a shared box (other sessions
-keeping the cores busy, Linux's fair share per session) a second worker cannot show its speed-up, so compare the
-figures only when the 1-minute load before and after is well below the CPU count.
+Each phase prints its time, when its first result arrived, its CPU seconds and the load averages before and after
+it on stderr: on a shared box (other sessions keeping the cores busy, Linux's fair share per session) a second
+worker cannot show its speed-up, so compare wall figures only when the 1-minute load before and after is well
+below the CPU count.
 The results of the three sweeps are checked equal (all columns but the run time). Prints one JSON object on stdout.
 Generated files go to benchmarks/_work/sweep/ (git-ignored).
 """
@@ -98,30 +103,99 @@ def feed(synthetic_minutes: float | None) -> Path:
     return out
 
 
-def cpu_seconds() -> float:
-    """CPU seconds of this process and its finished children (the local workers, once their pool is shut down)."""
-    import resource
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:  # gone
+        pass
+    return out
 
-    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+def _cpu_of(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+class TreeCPU:
+    """CPU seconds of this process and of every process below it: local workers (also those a fork server forks,
+    which are not this process's children), Ray's processes. Linux: the process tree is read from /proc every
+    `every` s and each process counts with the last CPU time seen (one that ends between two reads loses at most
+    that much); elsewhere this process and its finished children (getrusage)."""
+
+    def __init__(self, every: float = 0.05):
+        import threading
+
+        self.every, self.seen, self.stop, self.own = every, {}, threading.Event(), 0.0
+        self.proc = os.path.exists(f"/proc/{os.getpid()}/task")
+        if self.proc:
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        while not self.stop.wait(self.every):
+            todo = _children(me)
+            while todo:
+                pid = todo.pop()
+                cpu = _cpu_of(pid)
+                if cpu is not None:
+                    self.seen[pid] = cpu
+                    todo += _children(pid)
+            self.own = time.thread_time()  # this sampler's CPU, not counted as this process's
+
+    def __call__(self) -> tuple[float, float]:
+        """(this process but the sampler, the processes below it)."""
+        import resource
+
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        if not self.proc:
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+        return me.ru_utime + me.ru_stime - self.own, sum(self.seen.values())
 
 
 class Phases:
-    """Timed phases: wall and CPU seconds, the load averages before and after each, printed as they finish."""
+    """Timed phases: wall and CPU seconds (this process, the processes below it), the load averages before and
+    after each, printed as they finish."""
 
     def __init__(self, report: dict):
+        import hftbacktest.sweep as sweep_module
+
         self.report = report
         self.t0 = time.perf_counter()
+        self.cpu = TreeCPU()
+        self.first: list[float] = []  # when the phase's first result arrived
+        advance = sweep_module._Runner._advance
+
+        def first_result(runner, rows):
+            if not self.first:
+                self.first.append(time.perf_counter())
+            return advance(runner, rows)
+
+        sweep_module._Runner._advance = first_result
 
     def __call__(self, name: str, fn):
-        load0, t0, c0 = os.getloadavg(), time.perf_counter(), cpu_seconds()
+        load0, t0, (d0, w0) = os.getloadavg(), time.perf_counter(), self.cpu()
+        self.first.clear()
         result = fn()
-        wall, cpu, load1 = time.perf_counter() - t0, cpu_seconds() - c0, os.getloadavg()
-        self.report.setdefault("phases", {})[name] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-                                                      "load_before": load0, "load_after": load1}
-        print(f"[{time.perf_counter() - self.t0:7.1f} s] {name}: {wall:.2f} s wall, {cpu:.2f} s CPU; load "
-              f"{' '.join(f'{x:.2f}' for x in load0)} -> {' '.join(f'{x:.2f}' for x in load1)}",
-              file=sys.stderr, flush=True)
+        first = self.first[0] - t0 if self.first else None
+        time.sleep(2 * self.cpu.every)  # the last read of processes that ended with the phase
+        wall, (d1, w1), load1 = time.perf_counter() - t0 - 2 * self.cpu.every, self.cpu(), os.getloadavg()
+        driver, others = d1 - d0, w1 - w0
+        self.report.setdefault("phases", {})[name] = {
+            "wall_s": round(wall, 3), "cpu_s": round(driver + others, 3), "driver_cpu_s": round(driver, 3),
+            "first_result_s": None if first is None else round(first, 3), "load_before": load0, "load_after": load1}
+        print(f"[{time.perf_counter() - self.t0:7.1f} s] {name}: {wall:.2f} s wall"
+              + ("" if first is None else f" (first result {first:.2f} s)")
+              + f", {driver + others:.2f} s CPU ({driver:.2f} s this process); load {' '.join(f'{x:.2f}' for x in load0)} -> "
+              f"{' '.join(f'{x:.2f}' for x in load1)}", file=sys.stderr, flush=True)
         return wall, result
 
 
@@ -178,11 +252,23 @@ def main() -> int:
                                                                            progress=False))
         report["ray_local_cluster_s"] = tr
         report["ray_cluster_start_s"] = t_start
+        report["ray_first_result_s"] = report["phases"]["ray local cluster, 2 CPUs"]["first_result_s"]
+        report["local_2_workers_first_result_s"] = report["phases"]["local 2 workers"]["first_result_s"]
         report["ray_without_start_s"] = tr - t_start
         report["ray_vs_local_2_workers"] = tr / t2
         report["ray_without_start_vs_local_2_workers"] = (tr - t_start) / t2
         report["overhead_per_run_s"]["ray_without_start"] = overhead_per_run(on_ray, tr - t_start, 2)
         assert_frame_equal(on_ray.drop("elapsed_s"), two.drop("elapsed_s"), check_exact=True)
+
+    if len(runs) == len(load_sweep(config)):  # the whole grid: also as a user runs it, one fresh process each
+        def cli(*extra):
+            cmd = [sys.executable, "-c", "from hftbacktest.cli import main; raise SystemExit(main())", "sweep", str(config), "--workers", "2", *extra]
+            return lambda: subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "CI": "1"})
+
+        report["cli_local_2_workers_s"], _ = phase("hftbacktest sweep, fresh process, local 2 workers", cli())
+        if not args.no_ray:
+            report["cli_ray_s"], _ = phase("hftbacktest sweep, fresh process, ray local cluster", cli("--backend", "ray"))
+            report["cli_ray_vs_local"] = report["cli_ray_s"] / report["cli_local_2_workers_s"]
 
     def fresh_process():
         out = subprocess.run([sys.executable, "-c", OVERHEAD, str(config)], capture_output=True, text=True, check=True)

@@ -374,39 +374,63 @@ def _progress(enabled: bool | None):
 
     if enabled is None:
         enabled = os.isatty(1) and not os.environ.get("CI")
-    return Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled)
+    # 2 refreshes a second: the bar costs the main process next to nothing while the workers run
+    return Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled,
+                    refresh_per_second=2)
 
 
 # --- backends -----------------------------------------------------------------------------------------------------
 
-_WORKER_ARRAYS: dict[str, tuple[tuple[int, int], Any]] = {}  # path -> (file stamp, rows), in a worker process
+_WORKER_ARRAYS: dict[str, Any] = {}  # unpacked copy (.npy) -> its rows, memory-mapped, in a local worker process
 
 
-def _local_task(spec: RunSpec) -> list[dict[str, Any]]:
-    """`run_one` in a local worker, the .npz files of the previous run reused when unchanged: decompressing the
-    data is a large part of a short run (.npy files are memory-mapped by the reader anyway)."""
+def _local_task(spec: RunSpec, unpacked: Mapping[str, str]) -> list[dict[str, Any]]:
+    """`run_one` in a local worker, each .npz file's rows read from the copy the main process unpacked once
+    (`unpacked`: .npz path -> .npy path): memory-mapped, so every worker shares the same pages and none spends its
+    CPU inflating the data (a large part of a short run)."""
+    import numpy as np
+
     arrays = {}
     for f in run_files(spec):
-        if f.endswith(".npz") and os.path.exists(f):
-            st = os.stat(f)
-            stamp = (st.st_mtime_ns, st.st_size)
-            cached = _WORKER_ARRAYS.get(f)
-            try:
-                arrays[f] = cached[1] if cached is not None and cached[0] == stamp else load_array(f)
-            except Exception:  # unreadable: the backtest's reader reports it, naming the file
-                continue
-            _WORKER_ARRAYS[f] = (stamp, arrays[f])
-    for f in [f for f in _WORKER_ARRAYS if f not in arrays]:  # memory: only the files of the current run
-        del _WORKER_ARRAYS[f]
+        copy_path = unpacked.get(f)
+        if copy_path is not None:
+            rows = _WORKER_ARRAYS.get(copy_path)
+            if rows is None:
+                rows = _WORKER_ARRAYS[copy_path] = np.load(copy_path, mmap_mode="r")
+            arrays[f] = rows
     return run_one(spec, arrays or None)
 
 
-def _start_worker() -> None:
-    """A new local worker leaves Ctrl-C to the main process, which stops the workers (a terminal sends SIGINT to
-    the whole process group: a worker interrupted mid-task would print its traceback and keep the pool waiting)."""
+def _unpack(files: Iterable[str], folder: str) -> dict[str, str]:
+    """Each readable .npz file's rows written once as a .npy file in `folder`; .npz path -> .npy path."""
+    import numpy as np
+
+    out = {}
+    for i, f in enumerate(sorted(files)):
+        if not f.endswith(".npz") or not os.path.exists(f):
+            continue
+        try:
+            rows = load_array(f)
+        except Exception:  # unreadable: the worker's reader reports it, naming the file
+            continue
+        path = os.path.join(folder, f"{i}.npy")
+        try:
+            np.save(path, rows)
+        except OSError:  # e.g. no room in the temporary folder: each worker inflates the rest itself
+            break
+        out[f] = path
+    return out
+
+
+def _start_worker(environ: dict[str, str]) -> None:
+    """A new local worker takes the main process's environment as it is now (a fork server's is that of its start)
+    and leaves Ctrl-C to the main process, which stops the workers (a terminal sends SIGINT to the whole process
+    group: a worker interrupted mid-task would print its traceback and keep the pool waiting)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def _warm_worker() -> None:
@@ -414,23 +438,56 @@ def _warm_worker() -> None:
     import hftbacktest.backtest.bot  # noqa: F401
 
 
+_FORKSERVER_STATE: tuple | None = None  # what the fork server's imports read, as when it started
+
+
+def _import_state() -> tuple:
+    """What importing the package reads: sys.path and the NUMBA_* / HFTBACKTEST_* / PYTHON* variables."""
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(("NUMBA_", "HFTBACKTEST_", "PYTHON")))
+    return tuple(sys.path), tuple(env)
+
+
+def _mp_context():
+    """A fork server that imported the package once, forking every worker of every sweep of this process (a worker
+    starts in milliseconds and does not import the package again); spawned workers instead where there are no fork
+    servers, or when what the imports read changed since the server started (e.g. another NUMBA_CACHE_DIR)."""
+    import multiprocessing
+
+    global _FORKSERVER_STATE
+    state = _import_state()
+    if "forkserver" in multiprocessing.get_all_start_methods() and _FORKSERVER_STATE in (None, state):
+        ctx = multiprocessing.get_context("forkserver")
+        if _FORKSERVER_STATE is None:
+            ctx.set_forkserver_preload(["hftbacktest.backtest.bot"])
+            _FORKSERVER_STATE = state
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class _Local:
     """concurrent.futures worker processes, kept for every batch of a sweep."""
 
     def __init__(self, runs: Sequence[RunSpec], workers: int):
-        import multiprocessing
+        import tempfile
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn: workers start clean (no inherited numba/LLVM state) and load everything from the cache
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker)
-        # one submit per worker starts them all now: they import while this process checks the cache
+        # workers start clean (no numba/LLVM state of this process) and load everything from the cache
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_start_worker,
+                                        initargs=(dict(os.environ),))
+        # one submit per worker starts them all now: they start while this process unpacks the data and checks
+        # the cache
         self.warming = [self.pool.submit(_warm_worker) for _ in range(workers)]
+        self.folder = tempfile.mkdtemp(prefix="hftbacktest-sweep-")
+        try:
+            self.unpacked = _unpack({f for spec in runs for f in run_files(spec)}, self.folder)
+        except BaseException:
+            self.close(abort=True)
+            raise
 
     def run(self, runs: Sequence[RunSpec]) -> Iterable[list[dict[str, Any]]]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        futures = [self.pool.submit(_local_task, spec) for spec in runs]
+        futures = [self.pool.submit(_local_task, spec, self.unpacked) for spec in runs]
         pending = set(futures)
         try:
             while pending:
@@ -447,10 +504,15 @@ class _Local:
         return spec
 
     def close(self, abort: bool = False) -> None:
-        if abort:  # Ctrl-C or an error: running tasks are not waited for (no public API for this before 3.14)
-            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
-                process.terminate()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        import shutil
+
+        try:
+            if abort:  # Ctrl-C or an error: running tasks are not waited for (no public API for this before 3.14)
+                for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                    process.terminate()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _backend(name: str, runs: Sequence[RunSpec], workers: int, ray_address: str | None, ray_data: str):
@@ -538,7 +600,7 @@ _CONNECT_TIMEOUT_S = 5.0
 # The node check runs where hftbacktest may be missing, so it is shipped by value (cloudpickle pickles a function of a
 # module that cannot be imported by value): no import of this package happens before it reports.
 _NODE_CHECK = '''
-def check(paths):
+def check(paths, expected):
     import importlib.metadata, os, socket, sys
     try:
         import numba, numpy
@@ -547,6 +609,11 @@ def check(paths):
                  ".".join(map(str, sys.version_info[:2])))
     except Exception as exc:
         found = f"{type(exc).__name__}: {exc}"
+    if found == expected:  # this worker imports the engine now, while the driver still loads the data
+        try:
+            import hftbacktest.backtest.bot
+        except Exception:  # the first task there reports it
+            pass
     return socket.gethostname(), found, [p for p in paths if not os.path.exists(p)]
 '''
 _VERSION_FIELDS = ("hftbacktest-py", "source digest", "numba", "numpy", "Python")
@@ -691,6 +758,18 @@ def _ray_address(address: str) -> str:
     return resolved
 
 
+def _load_arrays(files: Sequence[str]) -> dict[str, Any]:
+    from .errors import DataError
+
+    arrays = {}
+    for f in files:
+        try:
+            arrays[f] = load_array(f)
+        except Exception as exc:
+            raise DataError(f"{f}: cannot load ({exc})") from None
+    return arrays
+
+
 class _Ray:
     """Ray tasks on a running cluster (`address`) or a local one started here; see `run_sweep`."""
 
@@ -708,15 +787,21 @@ class _Ray:
         except ImportError:
             raise ConfigError("the 'ray' sweep backend needs Ray: pip install 'hftbacktest-py[ray]' "
                               "(or use the default local backend)") from None
-        import logging
-
         self.ray, self.started, self.pending = ray, False, []
-        if not ray.is_initialized():
-            if address is None:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-            else:
-                ray.init(address=_ray_address(address), log_to_driver=False, logging_level=logging.WARNING)
-            self.started = True
+        files = sorted({f for spec in runs for f in run_files(spec)})
+        loading = None
+        if data != "shared":
+            missing = [f for f in files if not os.path.exists(f)]
+            if missing and data == "object-store":
+                raise DataError(f"--ray-data object-store: data file {missing[0]} does not exist here")
+            if not missing:  # read while Ray starts or connects (inflating releases the GIL)
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(1) as reader:
+                    loading = reader.submit(_load_arrays, files)
+                    self._init(address, workers)
+        if loading is None:
+            self._init(address, workers)
         try:
             self.versions = _versions()
             self.source = None
@@ -724,36 +809,44 @@ class _Ray:
             module_ref, _, function = target.rpartition(":")
             if module_ref.endswith(".py"):
                 self.source = (Path(module_ref).name, Path(module_ref).read_text(), function)
-            files = sorted({f for spec in runs for f in run_files(spec)})
-            arrays = None
-            if data != "shared":
-                missing = [f for f in files if not os.path.exists(f)]
-                if missing and data == "object-store":
-                    raise DataError(f"--ray-data object-store: data file {missing[0]} does not exist here")
-                if not missing:
-                    arrays = {}
-                    for f in files:
-                        try:
-                            arrays[f] = load_array(f)
-                        except Exception as exc:
-                            raise DataError(f"{f}: cannot load ({exc})") from None
-                    room = ray.cluster_resources().get("object_store_memory", 0) / 4
-                    if data == "auto" and sum(a.nbytes for a in arrays.values()) > room:
-                        arrays = None  # too big to ship: every node reads the shared path
+            checks = self._start_check(files)  # runs on the nodes while this process puts the data
+            arrays = None if loading is None else loading.result()
+            if arrays is not None and data == "auto":
+                room = ray.cluster_resources().get("object_store_memory", 0) / 4
+                if sum(a.nbytes for a in arrays.values()) > room:
+                    arrays = None  # too big to ship: every node reads the shared path
             self.mode = "shared" if arrays is None else "object-store"
-            self._check_nodes([] if arrays is not None else files)
-            self.job = ray.put({"versions": self.versions, "source": self.source,
-                                "arrays": None if arrays is None else ray.put(arrays)})
+            shipped = None if arrays is None else ray.put(arrays)
+            self._finish_check(checks, shared=arrays is None)
+            self.job = ray.put({"versions": self.versions, "source": self.source, "arrays": shipped})
             self.task = ray.remote(num_cpus=1, max_retries=_RAY_TASK_RETRIES, retry_exceptions=False)(_ray_task)
         except BaseException:
             self.close()
             raise
 
-    def _check_nodes(self, files: list[str]) -> None:
-        """Every node that can run tasks has the same installation (and, shared data, every file)."""
+    def _init(self, address: str | None, workers: int) -> None:
+        """Starts a local Ray (`address` None) or connects to the cluster, unless this process already did."""
+        import logging
+
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        try:
+            if address is None:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ray.init(address=_ray_address(address), log_to_driver=False, logging_level=logging.WARNING)
+        except BaseException:  # e.g. Ctrl-C while Ray starts: nothing half-started stays behind
+            ray.shutdown()
+            raise
+        self.started = True
+
+    def _start_check(self, files: list[str]) -> dict:
+        """Starts the installation check on every node that can run tasks (it also lists which `files` are missing
+        there); `_finish_check` reads the answers."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from .errors import ConfigError, DataError
+        from .errors import ConfigError
 
         ray = self.ray
         scope = {"__name__": "_hftbacktest_sweep_node_check"}
@@ -763,9 +856,17 @@ class _Ray:
         for n in ray.nodes():
             if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0:
                 strategy = NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-                nodes[check.options(scheduling_strategy=strategy).remote(files)] = n["NodeManagerAddress"]
+                nodes[check.options(scheduling_strategy=strategy).remote(files, self.versions)] = n["NodeManagerAddress"]
         if not nodes:
             raise ConfigError("the Ray cluster has no node with CPUs to run sweep tasks")
+        return nodes
+
+    def _finish_check(self, nodes: dict, shared: bool) -> None:
+        """Every node has the same installation (and, `shared` data, every file), or one error names each that has
+        not."""
+        from .errors import ConfigError, DataError
+
+        ray = self.ray
         ready, late = ray.wait(list(nodes), num_returns=len(nodes), timeout=_CHECK_TIMEOUT_S)
         if late:
             raise ConfigError(f"Ray node(s) {', '.join(nodes[r] for r in late)}: no answer to the installation "
@@ -774,7 +875,7 @@ class _Ray:
         for ref in sorted(ready, key=lambda r: nodes[r]):
             hostname, found, missing = ray.get(ref)
             try:
-                check_node(f"{hostname} ({nodes[ref]})", found, missing, self.versions)
+                check_node(f"{hostname} ({nodes[ref]})", found, missing if shared else [], self.versions)
             except (ConfigError, DataError) as exc:
                 problems.append(exc)
         if problems:
@@ -789,34 +890,34 @@ class _Ray:
 
         ray = self.ray
         self.pending = [self.task.remote(spec, self.job) for spec in runs]
-        try:
-            while self.pending:
-                # a bounded wait keeps Ctrl-C responsive
-                done, self.pending = ray.wait(self.pending, num_returns=1, timeout=1.0)
-                for ref in done:
-                    try:
-                        rows = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:
-                        if isinstance(exc.cause, HftBacktestError):
-                            raise exc.cause from None
-                        raise
-                    yield rows
-        finally:
-            self._cancel()
+        while self.pending:  # what is left after an error or Ctrl-C is stopped by `close`
+            # a bounded wait keeps Ctrl-C responsive
+            done, self.pending = ray.wait(self.pending, num_returns=1, timeout=1.0)
+            for ref in done:
+                try:
+                    rows = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, HftBacktestError):
+                        raise exc.cause from None
+                    raise
+                yield rows
 
-    def _cancel(self) -> None:
-        for ref in self.pending:
+    def close(self, abort: bool = False) -> None:
+        """Stops the tasks still pending or running (after an error or Ctrl-C) and ends this process's Ray session."""
+        pending, self.pending = self.pending, []
+        if self.started:
+            # ending the job stops its tasks: the cluster kills the job's workers on every node. Cancelling task by
+            # task instead races with results on their way (Ray 2.x then aborts this process: "Tried to complete
+            # task that was not pending"), and a Ctrl-C lands there whenever a task is about to finish.
+            self.ray.shutdown()
+            self.started = False
+            return
+        for ref in pending:  # a session of the caller's: only the tasks of this sweep end (with the race above)
             try:
                 self.ray.cancel(ref, force=True)
             except Exception:  # already finished or its worker is gone
                 pass
-        self.pending = []
 
-    def close(self, abort: bool = False) -> None:
-        self._cancel()  # pending and running tasks: after an error, Ctrl-C, and (none left) after the last result
-        if self.started:
-            self.ray.shutdown()
-            self.started = False
 
 def _distribution(key: str, value: list | Range):
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution

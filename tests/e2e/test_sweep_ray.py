@@ -57,7 +57,8 @@ def _mapping(address):
     return ""
 
 
-def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position, victim="", probe=""):
+def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position, victim="", probe="",
+             quick=False, tag=0):
     # the event rows the engine reads: where do they live in this worker process?
     if probe:
         from hftbacktest.kernels.loop import FEEDS
@@ -76,6 +77,8 @@ def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max
             pass
         else:
             time.sleep(120)
+    if quick:  # many runs of a few milliseconds: results keep arriving
+        return
     _quote(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position)
 """
 
@@ -278,16 +281,22 @@ def test_a_worker_killed_mid_sweep_is_retried_and_every_result_arrives(cluster, 
     assert_frame_equal(table, local_table, check_exact=True)
 
 
+def _interruptible_sweep(sweep_file: Path, victim: Path, path: Path) -> Path:
+    """The sweep with one run that waits to be killed and many quick ones, results arriving when Ctrl-C lands."""
+    text = sweep_file.read_text().replace('"mm.py:strategy"', f'"{sweep_file.parent / "mm.py"}:strategy"')
+    path.write_text(text.replace("[params]\n", f'[params]\nvictim = "{victim}"\nquick = true\n')
+                    + f"tag = {list(range(30))}\n")
+    return path
+
+
 def test_ctrl_c_cancels_the_sweep_and_its_running_tasks(cluster, sweep_file, tmp_path):
     victim = tmp_path / "victim"
-    sweep = tmp_path / "sweep.toml"
-    text = sweep_file.read_text().replace('"mm.py:strategy"', f'"{sweep_file.parent / "mm.py"}:strategy"')
-    sweep.write_text(text.replace("[params]\n", f'[params]\nvictim = "{victim}"\n'))
+    sweep = _interruptible_sweep(sweep_file, victim, tmp_path / "sweep.toml")
     proc = subprocess.Popen([sys.executable, "-c", "from hftbacktest.cli import main; raise SystemExit(main())",
                              "sweep", str(sweep), "--ray-address", cluster.address], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cluster.env)
     try:
-        pid = _wait_for(victim)  # a task is running (and would sleep for two minutes)
+        pid = _wait_for(victim)  # a task is running (and would sleep for two minutes), others finish
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -296,6 +305,31 @@ def test_ctrl_c_cancels_the_sweep_and_its_running_tasks(cluster, sweep_file, tmp
     assert proc.returncode == 130 and "error: sweep cancelled" in err and "Traceback" not in err, \
         (proc.returncode, err[-3000:])  # its stderr, so a rare failure under load can be diagnosed
     assert _gone(pid)  # the running task was cancelled: its worker process is gone
+
+
+def test_an_interrupted_sweep_ends_its_ray_job_instead_of_cancelling_task_by_task(cluster, sweep_file, tmp_path,
+                                                                                  monkeypatch):
+    # ray.cancel of a task whose result is on its way aborts the driver inside Ray ("Tried to complete task that
+    # was not pending"): Ctrl-C must stop the tasks by ending the job, which also kills the running ones
+    import _thread
+
+    import ray
+
+    cancelled = []
+    monkeypatch.setattr(ray, "cancel", lambda ref, **kw: cancelled.append(ref))
+    victim = tmp_path / "victim"
+    started = []
+
+    def interrupt():
+        started.append(_wait_for(victim))
+        _thread.interrupt_main()  # a KeyboardInterrupt in the sweep's loop, as Ctrl-C raises it
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    runs = load_sweep(_interruptible_sweep(sweep_file, victim, tmp_path / "sweep.toml"))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(runs, backend="ray", ray_address=cluster.address, progress=False)
+    assert started and not cancelled and not ray.is_initialized()
+    assert _gone(started[0])
 
 
 def test_data_missing_on_the_nodes_names_the_node_and_the_path(cluster, sweep_file, tmp_path):

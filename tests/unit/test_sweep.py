@@ -1,4 +1,4 @@
-"""`hftbacktest sweep`: grid expansion, bad sweep files, and a 2x2 sweep in worker processes equal to single runs."""
+"""`hftbacktest sweep`: grid expansion, bad sweep files, and sweeps in worker processes equal to single runs."""
 from __future__ import annotations
 
 import contextlib
@@ -494,3 +494,67 @@ def test_a_parameter_given_after_a_defaulted_one_reaches_the_strategy(feed_dir, 
     run_one(spec)
     # it was silently dropped: only the parameters before the first one left at its default were passed
     assert load_strategy(spec.strategy).__globals__["SEEN"] == [(0.1, "default", "given")]
+
+
+PROBE_STRATEGY = """
+import os
+
+from hftbacktest._demo_strategy import market_making_algo
+
+
+def _mapping(address):
+    with open("/proc/self/maps") as f:  # "start-end perms offset dev inode path"
+        for line in f:
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            if start <= address < end:
+                return line.strip()
+    return ""
+
+
+def strategy(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position, probe):
+    from hftbacktest.kernels.loop import FEEDS
+
+    rows = FEEDS[hbt._feed_key].chunk(0, 0, 0)
+    with open(os.path.join(probe, f"{half_spread_bps}"), "w") as f:
+        f.write(os.environ.get("SWEEP_PROBE_TAG", "") + "\\n" + _mapping(rows.__array_interface__["data"][0]))
+    market_making_algo(hbt, recorder, half_spread_bps, skew_per_position, order_value, max_position)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_local_workers_share_one_unpacked_copy_of_the_data_and_see_the_environment_of_their_sweep(
+        feed_dir, tmp_path, monkeypatch):
+    (tmp_path / "probe_mm.py").write_text(PROBE_STRATEGY)
+    asset = ASSET.replace('data = ["feed.npz"]', f"data = [{str(feed_dir / 'feed.npz')!r}]")
+    path = write(tmp_path, 'strategy = "probe_mm.py:strategy"\n' + asset + PARAMS
+                 + "[grid]\nhalf_spread_bps = [0.1, 0.3]\n")
+    tables = []
+    for tag in ("first", "second"):  # two sweeps of one process: the second's workers see the environment as it is
+        probe = tmp_path / tag
+        probe.mkdir()
+        monkeypatch.setenv("SWEEP_PROBE_TAG", tag)
+        runs = load_sweep(path, params={"probe": str(probe)})
+        tables.append(run_sweep(runs, workers=2, progress=False).drop("elapsed_s"))
+        seen = [p.read_text().split("\n") for p in sorted(probe.iterdir())]
+        assert [s[0] for s in seen] == [tag, tag]
+        for _, mapping in seen:
+            # the engine reads the rows straight from a shared read-only mapping of the .npy copy the sweep
+            # unpacked once (not a private inflated copy per worker), and the copy is gone after the sweep
+            perms, copy_path = mapping.split()[1], mapping.split()[-1]
+            assert perms == "r--s" and copy_path.endswith(".npy") and "hftbacktest-sweep-" in copy_path, mapping
+            assert not Path(copy_path).parent.exists()
+    assert tables[0].equals(tables[1]) and tables[0]["fee"].n_unique() > 1
+
+
+def test_workers_are_spawned_afresh_when_what_the_package_import_reads_changed(monkeypatch):
+    before = os.environ.get("NUMBA_CACHE_DIR")
+    first = sweep_module._mp_context()
+    assert first.get_start_method() in ("forkserver", "spawn")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")  # the fork server's numba read another one at its start
+    assert sweep_module._mp_context().get_start_method() == "spawn"
+    monkeypatch.setenv("SOMETHING_ELSE", "1")  # read by nothing at import: the fork server stays
+    if before is None:
+        monkeypatch.delenv("NUMBA_CACHE_DIR")
+    else:
+        monkeypatch.setenv("NUMBA_CACHE_DIR", before)
+    assert sweep_module._mp_context().get_start_method() == first.get_start_method()
