@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import hftbacktest.backtest.bot  # noqa: F401  (registers the Depth boxing, also when new_depth compiles here)
 from hftbacktest.kernels import depth as dp
 from hftbacktest.kernels.numeric import I64_MAX, I64_MIN, rha
 

@@ -132,26 +132,15 @@ def ask_qty_at(d, t):
 
 
 @borrowed
-def _overflow_below(d, is_bid, start, end):
-    """Highest overflow tick in [end, start - 1] with qty > 0, or I64_MIN."""
+def _overflow_best(d, is_bid, lo, hi, highest):
+    """Highest (`highest`) or lowest overflow tick in [lo, hi] with qty > 0; I64_MIN / I64_MAX if none."""
     ot = d.obt if is_bid else d.oat
     oq = d.obq if is_bid else d.oaq
-    best = I64_MIN
+    best = I64_MIN if highest else I64_MAX
     for k in range(d.obn if is_bid else d.oan):
-        if end <= ot[k] <= start - 1 and oq[k] > 0.0 and ot[k] > best:
-            best = ot[k]
-    return best
-
-
-@borrowed
-def _overflow_above(d, is_bid, start, end):
-    """Lowest overflow tick in [start + 1, end] with qty > 0, or I64_MAX."""
-    ot = d.obt if is_bid else d.oat
-    oq = d.obq if is_bid else d.oaq
-    best = I64_MAX
-    for k in range(d.obn if is_bid else d.oan):
-        if start + 1 <= ot[k] <= end and oq[k] > 0.0 and ot[k] < best:
-            best = ot[k]
+        t = ot[k]
+        if lo <= t <= hi and oq[k] > 0.0 and (t > best if highest else t < best):
+            best = t
     return best
 
 
@@ -168,9 +157,8 @@ def depth_below(d, is_bid, start, end):
             t -= 1
         return I64_MIN
     top = d.base + arr.shape[0]  # overflow ticks are below the window or at/above top
-    best = I64_MIN
     if start - 1 >= top:  # the range reaches above the window: overflow levels there come first
-        best = _overflow_below(d, is_bid, start, max(end, top))
+        best = _overflow_best(d, is_bid, max(end, top), start - 1, True)
         if best != I64_MIN:
             return best
     t = min(start - 1, top - 1)
@@ -179,7 +167,7 @@ def depth_below(d, is_bid, start, end):
         if arr[t - d.base] > 0.0:
             return t
         t -= 1
-    return _overflow_below(d, is_bid, min(start, d.base), end)
+    return _overflow_best(d, is_bid, end, min(start, d.base) - 1, True)
 
 
 @borrowed
@@ -196,7 +184,7 @@ def depth_above(d, is_bid, start, end):
         return I64_MAX
     top = d.base + arr.shape[0]
     if start + 1 < d.base:  # the range starts below the window: overflow levels there come first
-        best = _overflow_above(d, is_bid, start, min(end, d.base - 1))
+        best = _overflow_best(d, is_bid, start + 1, min(end, d.base - 1), False)
         if best != I64_MAX:
             return best
     t = max(start + 1, d.base)
@@ -205,7 +193,7 @@ def depth_above(d, is_bid, start, end):
         if arr[t - d.base] > 0.0:
             return t
         t += 1
-    return _overflow_above(d, is_bid, max(start, top - 1), end)
+    return _overflow_best(d, is_bid, max(start, top - 1) + 1, end, False)
 
 
 # --- writes ------------------------------------------------------------------------------------------------------
