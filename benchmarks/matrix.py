@@ -1,6 +1,6 @@
 """Warm engine time in the configurations users write: this package vs hftbacktest 2.4.4, in the same run.
 
-    .venv/bin/python benchmarks/matrix.py [--repeat 3] [--quick] [--only GLOB ...] [--json OUT]
+    .venv/bin/python benchmarks/matrix.py [--repeat 3] [--rounds 1] [--quick] [--only GLOB ...] [--json OUT]
 
 Cells (btcusdt sample, constant 1 ms latency, power_prob(2), no partial fill, maker -0.5 bp / taker 7 bp unless the
 name says otherwise; strategies in benchmarks/strategies, shapes.py documents its shapes):
@@ -23,7 +23,10 @@ run compiles (the reference's strategies cannot be cached), the figure is the fa
 call only, `run_s`; `b+r o/r` is the same ratio for bot build + strategy call, since this package reads and checks
 the first 262 144 rows of a file while building the bot and the reference loads its data during the run). Final
 states, steps and timestamps of both packages must be equal (as in parity.py).
-Prints the load average before and after: the ratios are only as good as the box is quiet.
+Prints the load average before and after: the ratios are only as good as the box is quiet. On a shared box use
+--rounds N: the pair of processes runs N times, the side going first alternating, and each figure is the fastest
+over all rounds, so a burst of load from elsewhere hits both sides alike. `cpu o/r` is the same ratio for the CPU
+time of the strategy call (every thread of the process: both packages read data in background threads).
 """
 from __future__ import annotations
 
@@ -105,6 +108,7 @@ def run_side(python, script: str, runs: list[dict], repeat: int, side: str) -> d
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per cell after the compiling one")
+    ap.add_argument("--rounds", type=int, default=1, help="process pairs per script, alternating which side starts")
     ap.add_argument("--quick", action="store_true", help="first 150 000 rows of each sample")
     ap.add_argument("--only", action="append", default=[], help="cell name glob (repeatable)")
     ap.add_argument("--json", help="write every figure here")
@@ -119,14 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, list[dict]]] = {"ours": {}, "ref": {}}
     for script in dict.fromkeys(s for s, _, _ in todo):
         runs = [r for s, _, r in todo if s == script]
-        for side in ("ours", "ref"):
-            print(f"  {side}: {script} x {len(runs)} cells ...", file=sys.stderr, flush=True)
-            results[side].update(run_side(py[side], script, runs, args.repeat, side))
+        for k in range(max(args.rounds, 1)):
+            for side in ("ours", "ref") if k % 2 == 0 else ("ref", "ours"):
+                print(f"  {side}: {script} x {len(runs)} cells, round {k + 1} ...", file=sys.stderr, flush=True)
+                for name, lines in run_side(py[side], script, runs, args.repeat, side).items():
+                    # the first run of every round compiles the strategy: keep it first, drop the others
+                    have = results[side].setdefault(name, [])
+                    have.extend(lines if not have else lines[1:])
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.2f} / after {load_after[0]:.2f} (1 min), "
           f"{os.cpu_count()} cores; warm = fastest of {args.repeat} runs after the compiling one")
     print(f"{'cell':24} {'events':>10} {'ours s':>8} {'ref s':>8} {'ours/ref':>8} {'ours ns/ev':>10} "
-          f"{'ref ns/ev':>9} {'b+r o/r':>7}  state")
+          f"{'ref ns/ev':>9} {'b+r o/r':>7} {'cpu o/r':>7}  state")
     table, all_equal = [], True
     for _, name, run in todo:
         o, r = results["ours"].get(name, []), results["ref"].get(name, [])
@@ -143,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         to, tr = min(timed_o), min(timed_r)
         bro = min(x["build_s"] + x["run_s"] for x in o[1:] if "run_s" in x)
         brr = min(x["build_s"] + x["run_s"] for x in r[1:] if "run_s" in x)
+        co = min(x["cpu_s"] for x in o[1:] if "run_s" in x)
+        cr = min(x["cpu_s"] for x in r[1:] if "run_s" in x)
         print(f"{name:24} {n:>10,} {to:8.3f} {tr:8.3f} {to / tr:8.2f} {to / n * 1e9:10.1f} {tr / n * 1e9:9.1f} "
-              f"{bro / brr:7.2f}  {'equal' if same else 'DIFFERENT'}")
+              f"{bro / brr:7.2f} {co / cr:7.2f}  {'equal' if same else 'DIFFERENT'}")
         table.append({"cell": name, "events": n, "ours_s": timed_o, "ref_s": timed_r, "ratio": to / tr,
-                      "build_run_ratio": bro / brr, "state_equal": same, "steps": o[0].get("steps")})
+                      "build_run_ratio": bro / brr, "cpu_ratio": co / cr, "state_equal": same,
+                      "steps": o[0].get("steps")})
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as fh:

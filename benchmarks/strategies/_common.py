@@ -154,8 +154,10 @@ def main(strategy) -> None:
             t0 = time.perf_counter()
             hbt = build_bot(run)
             t1 = time.perf_counter()
+            c1 = time.process_time()  # every thread: both packages load data in background threads
             extra = strategy(hbt, run)
             t2 = time.perf_counter()
+            c2 = time.process_time()
         except Exception as exc:  # report and go on with the next run
             traceback.print_exc()
             print(json.dumps({"name": run.get("name", ""), "package": PACKAGE, "error": repr(exc)}), flush=True)
@@ -164,7 +166,7 @@ def main(strategy) -> None:
             "name": run.get("name", ""), "package": PACKAGE, "hftbacktest": str(Path(hftbacktest.__file__).parent),
             "assets": [state_of(hbt, a) for a in range(len(run["assets"]))],
             "current_timestamp": int(hbt.current_timestamp),
-            "build_s": t1 - t0, "run_s": t2 - t1, "peak_rss_mb": peak_rss_mb(),
+            "build_s": t1 - t0, "run_s": t2 - t1, "cpu_s": c2 - c1, "peak_rss_mb": peak_rss_mb(),
         }
         out.update(extra)
         hbt.close()

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import hftbacktest.backtest.bot  # noqa: F401  (registers the Depth boxing, also when new_depth compiles here)
 from hftbacktest.kernels import depth as dp
 from hftbacktest.kernels.numeric import I64_MAX, I64_MIN, rha
 
@@ -112,3 +113,38 @@ def test_random_updates_match_a_dict_model(mode):
         assert dp.bid_qty_at(d, t) == model.get(t, 0.0)
         live = [k for k, v in model.items() if v > 0]
         assert d.best_bid_tick == (max(live) if live else I64_MIN)
+
+
+def test_many_far_levels_match_a_dict_model():
+    # hundreds of stale far levels per side (as in real feeds) live in the overflow lists and their tick map
+    rng = np.random.default_rng(11)
+    d = hashmap()
+    bids, asks = {}, {}
+    near, below, above = np.arange(1_000_000, 1_000_040), np.arange(100, 700), np.arange(2_000_000, 2_000_600)
+    for _ in range(6000):
+        q = float(rng.choice([0.0, 1.0, 2.0]))
+        if rng.random() < 0.5:
+            t = int(rng.choice(near[:20] if rng.random() < 0.5 else below))
+            dp.update_bid(d, float(t), q)
+            bids[t] = q
+        else:
+            t = int(rng.choice(near[20:] if rng.random() < 0.5 else above))
+            dp.update_ask(d, float(t), q)
+            asks[t] = q
+        live_b = [k for k, v in bids.items() if v > 0]
+        live_a = [k for k, v in asks.items() if v > 0]
+        assert d.best_bid_tick == (max(live_b) if live_b else I64_MIN)
+        assert d.best_ask_tick == (min(live_a) if live_a else I64_MAX)
+    assert sum(q > 0 for t, q in bids.items() if t < 1000) > 100  # the overflow list is long
+    for t in list(bids)[:300]:
+        assert dp.bid_qty_at(d, t) == bids[t]
+    # the touch jumps: the window re-centres and every level moves between window and overflow
+    dp.update_ask(d, 5_000_000.0, 1.0)
+    dp.update_bid(d, 4_999_990.0, 1.0)
+    bids[4_999_990] = 1.0
+    assert all(dp.bid_qty_at(d, t) == q for t, q in bids.items())
+    assert all(dp.ask_qty_at(d, t) == q for t, q in asks.items() if t != 5_000_000)
+    dp.clear_all(d)
+    assert all(dp.bid_qty_at(d, t) == 0.0 for t in bids)
+    dp.update_bid(d, 150.0, 3.0)
+    assert dp.bid_qty_at(d, 150) == 3.0 and d.best_bid_tick == 150

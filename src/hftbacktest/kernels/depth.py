@@ -18,8 +18,9 @@ from numba.experimental import structref
 
 from .._numba_tricks.borrow import borrowed
 from ..types import BUY_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, LOCAL_EVENT, SELL_EVENT, event_dtype
-from .structbase import CompactStructRef
 from .numeric import I64_MAX, I64_MIN, resized, rha
+from .orders import imap_clear, imap_del, imap_get, imap_put, intmap_type, new_intmap
+from .structbase import CompactStructRef
 
 MODE_HASHMAP = 0
 MODE_ROI = 1
@@ -46,13 +47,16 @@ depth_fields = [
     ("lb", types.int64),
     ("ub", types.int64),
     ("compat", types.boolean),  # reproduce reference binding bugs in the views
-    # HASHMAP mode: levels outside the dense window [base, base + WINDOW) live in small overflow lists
+    # HASHMAP mode: levels outside the dense window [base, base + WINDOW) live in overflow lists (tick, qty), found
+    # through a tick -> index map (real feeds keep hundreds of stale far levels per side)
     ("obt", types.int64[::1]),
     ("obq", types.float64[::1]),
     ("obn", types.int64),
+    ("obm", intmap_type),
     ("oat", types.int64[::1]),
     ("oaq", types.float64[::1]),
     ("oan", types.int64),
+    ("oam", intmap_type),
 ]
 depth_type = DepthType(depth_fields)
 
@@ -84,9 +88,11 @@ def new_depth(mode, tick_size, lot_size, roi_lb, roi_ub, compat):
     d.obt = np.zeros(16, np.int64)
     d.obq = np.zeros(16, np.float64)
     d.obn = 0
+    d.obm = new_intmap(64)
     d.oat = np.zeros(16, np.int64)
     d.oaq = np.zeros(16, np.float64)
     d.oan = 0
+    d.oam = new_intmap(64)
     return d
 
 
@@ -94,11 +100,9 @@ def new_depth(mode, tick_size, lot_size, roi_lb, roi_ub, compat):
 
 
 @borrowed
-def _overflow_get(ot, oq, n, t):
-    for k in range(n):
-        if ot[k] == t:
-            return oq[k]
-    return 0.0
+def _overflow_get(m, oq, t):
+    k = imap_get(m, t)
+    return oq[k] if k >= 0 else 0.0
 
 
 @borrowed
@@ -113,8 +117,8 @@ def level(d, is_bid, t):
     if 0 <= i < arr.shape[0]:
         return arr[i]
     if is_bid:
-        return _overflow_get(d.obt, d.obq, d.obn, t)
-    return _overflow_get(d.oat, d.oaq, d.oan, t)
+        return _overflow_get(d.obm, d.obq, t)
+    return _overflow_get(d.oam, d.oaq, t)
 
 
 @borrowed
@@ -125,6 +129,19 @@ def bid_qty_at(d, t):
 @borrowed
 def ask_qty_at(d, t):
     return level(d, False, t)
+
+
+@borrowed
+def _overflow_best(d, is_bid, lo, hi, highest):
+    """Highest (`highest`) or lowest overflow tick in [lo, hi] with qty > 0; I64_MIN / I64_MAX if none."""
+    ot = d.obt if is_bid else d.oat
+    oq = d.obq if is_bid else d.oaq
+    best = I64_MIN if highest else I64_MAX
+    for k in range(d.obn if is_bid else d.oan):
+        t = ot[k]
+        if lo <= t <= hi and oq[k] > 0.0 and (t > best if highest else t < best):
+            best = t
+    return best
 
 
 @borrowed
@@ -139,19 +156,18 @@ def depth_below(d, is_bid, start, end):
                 return t
             t -= 1
         return I64_MIN
-    best = I64_MIN
-    ot = d.obt if is_bid else d.oat
-    oq = d.obq if is_bid else d.oaq
-    for k in range(d.obn if is_bid else d.oan):
-        if end <= ot[k] <= start - 1 and oq[k] > 0.0 and ot[k] > best:
-            best = ot[k]
-    t = min(start - 1, d.base + arr.shape[0] - 1)
-    lo = max(end, d.base, best + 1)
+    top = d.base + arr.shape[0]  # overflow ticks are below the window or at/above top
+    if start - 1 >= top:  # the range reaches above the window: overflow levels there come first
+        best = _overflow_best(d, is_bid, max(end, top), start - 1, True)
+        if best != I64_MIN:
+            return best
+    t = min(start - 1, top - 1)
+    lo = max(end, d.base)
     while t >= lo:
         if arr[t - d.base] > 0.0:
             return t
         t -= 1
-    return best
+    return _overflow_best(d, is_bid, end, min(start, d.base) - 1, True)
 
 
 @borrowed
@@ -166,19 +182,18 @@ def depth_above(d, is_bid, start, end):
                 return t
             t += 1
         return I64_MAX
-    best = I64_MAX
-    ot = d.obt if is_bid else d.oat
-    oq = d.obq if is_bid else d.oaq
-    for k in range(d.obn if is_bid else d.oan):
-        if start + 1 <= ot[k] <= end and oq[k] > 0.0 and ot[k] < best:
-            best = ot[k]
+    top = d.base + arr.shape[0]
+    if start + 1 < d.base:  # the range starts below the window: overflow levels there come first
+        best = _overflow_best(d, is_bid, start + 1, min(end, d.base - 1), False)
+        if best != I64_MAX:
+            return best
     t = max(start + 1, d.base)
-    hi = min(end, d.base + arr.shape[0] - 1, best - 1)
+    hi = min(end, top - 1)
     while t <= hi:
         if arr[t - d.base] > 0.0:
             return t
         t += 1
-    return best
+    return _overflow_best(d, is_bid, max(start, top - 1) + 1, end, False)
 
 
 # --- writes ------------------------------------------------------------------------------------------------------
@@ -199,18 +214,21 @@ def _overflow_grow(d, is_bid):
 
 @borrowed
 def _overflow_set(d, is_bid, t, q):
+    """Store q at overflow tick t (0.0 deletes: the last entry moves into its place)."""
     ot = d.obt if is_bid else d.oat
     oq = d.obq if is_bid else d.oaq
+    m = d.obm if is_bid else d.oam
     n = d.obn if is_bid else d.oan
-    for k in range(n):
-        if ot[k] == t:
-            if q == 0.0:
-                ot[k] = ot[n - 1]
-                oq[k] = oq[n - 1]
-                n -= 1
-            else:
-                oq[k] = q
-            break
+    k = imap_get(m, t)
+    if k >= 0:
+        if q == 0.0:
+            ot[k] = ot[n - 1]
+            oq[k] = oq[n - 1]
+            imap_put(m, ot[k], k)
+            imap_del(m, t)
+            n -= 1
+        else:
+            oq[k] = q
     else:
         if q == 0.0:
             return
@@ -220,6 +238,7 @@ def _overflow_set(d, is_bid, t, q):
             oq = d.obq if is_bid else d.oaq
         ot[n] = t
         oq[n] = q
+        imap_put(m, t, n)
         n += 1
     if is_bid:
         d.obn = n
@@ -272,8 +291,10 @@ def _recenter(d, center):
                 arr[i] = 0.0
         if is_bid:
             d.obn = 0
+            imap_clear(d.obm)
         else:
             d.oan = 0
+            imap_clear(d.oam)
         if side == 0:
             bticks, bqtys, bm = ticks, qtys, m
         else:
@@ -360,6 +381,8 @@ def clear_all(d):
     d.ask[:] = 0.0
     d.obn = 0
     d.oan = 0
+    imap_clear(d.obm)
+    imap_clear(d.oam)
     d.bb = I64_MIN
     d.ba = I64_MAX
     d.lowb = I64_MAX
@@ -405,6 +428,7 @@ def clear_bid(d, px):
     else:
         d.bid[:] = 0.0
         d.obn = 0
+        imap_clear(d.obm)
         d.bb = I64_MIN
     if d.bb == I64_MIN:
         d.lowb = I64_MAX
@@ -432,6 +456,7 @@ def clear_ask(d, px):
     else:
         d.ask[:] = 0.0
         d.oan = 0
+        imap_clear(d.oam)
         d.ba = I64_MAX
     if d.ba == I64_MAX:
         d.higha = I64_MIN

@@ -220,10 +220,10 @@ def entry(op, p, asset_no, order_id, ns, kind, flag, price, qty):
     if op == FN_TABLE_FIND:
         return ob.find(struct_from_ptr(p, table_type), order_id)
     e = struct_from_ptr(p, engine_type)
-    e.quiet_until = I64_MIN  # an order operation or an error leaves it unknown
-    if op == FN_CLEAR_INACTIVE:
+    if op == FN_CLEAR_INACTIVE:  # changes no bus or cursor: quiet_until stays exact
         clear_inactive_orders(e, asset_no)
         return np.int64(OK)
+    e.quiet_until = I64_MIN  # an order operation or an error leaves it unknown
     if op == FN_CLOSE:
         e.closed = True
         return np.int64(OK)

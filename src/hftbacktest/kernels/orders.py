@@ -201,6 +201,14 @@ def imap_del(m, k):
         i = (i + 1) & mask
 
 
+@borrowed
+def imap_clear(m):
+    """Remove every key (in place: the arrays keep their size)."""
+    m.st[:] = 0
+    m.n = 0
+    m.ndel = 0
+
+
 # --- OrderTable ----------------------------------------------------------------------------------------------------
 
 
