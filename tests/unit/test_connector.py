@@ -439,3 +439,33 @@ def test_reconciliation_yields_to_a_request_sent_while_it_asked():
 
     asyncio.run(run())
     assert not [m for m in sent if isinstance(m, c.OrderUpdate)] and con.orders.find_live("btcusdt", 1) is rec
+
+
+def test_a_cancel_racing_a_fill_counts_the_fill_once():
+    """The grid's everyday race under load: the bot cancels an order that has just filled; the cancel is refused
+    (-2011), the connector asks for the order and hears FILLED before the user stream's TRADE_LITE and
+    ORDER_TRADE_UPDATE of that fill are read. The bot gets the fill once (its num_trades and balance)."""
+    import orjson
+
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+    answers["/fapi/v1/order"] = lambda p: {
+        "DELETE": RestReply(400, None, -2011, "Unknown order sent."),
+        "GET": RestReply(200, {"clientOrderId": rec.client_id, "status": "FILLED", "origQty": "0.01",
+                               "executedQty": "0.01", "avgPrice": "60000.0", "price": "60000.0",
+                               "updateTime": 2000}),
+    }[asked[-1][0]]
+    asyncio.run(con._cancel(7, "btcusdt", order(1)._replace(req=CANCELED)))
+    lite = {"e": "TRADE_LITE", "E": 2001, "T": 2000, "s": "BTCUSDT", "q": "0.01", "p": "60000.0", "m": True,
+            "c": rec.client_id, "S": "BUY", "L": "60000.0", "l": "0.01", "t": 77, "i": 9}
+    upd = {"e": "ORDER_TRADE_UPDATE", "E": 2002, "T": 2000,
+           "o": {**ws(rec.client_id, "TRADE", "FILLED", 0.01, l=0.01, L="60000.0"), "t": 77}}
+    assert not con._on_user(orjson.dumps(lite)) and not con._on_user(orjson.dumps(upd))
+    fills = [m.order for m in sent if isinstance(m, c.OrderUpdate) and m.order.exec_qty > 0]
+    assert [(f.exec_qty, f.exec_price_tick, f.status) for f in fills] == [(0.01, 600000, FILLED)]
+    assert rec.client_id not in con.orders.by_client  # both channels ended it: forgotten
+
