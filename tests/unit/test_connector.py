@@ -469,3 +469,24 @@ def test_a_cancel_racing_a_fill_counts_the_fill_once():
     assert [(f.exec_qty, f.exec_price_tick, f.status) for f in fills] == [(0.01, 600000, FILLED)]
     assert rec.client_id not in con.orders.by_client  # both channels ended it: forgotten
 
+
+
+def test_the_registration_replay_carries_no_execution():
+    """A bot that fell behind re-registers; the replay of a partly filled live order restates the order, it is not
+    its last fill a second time (the bot counts every update with exec_qty > 0)."""
+    import orjson
+
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+    lite = {"e": "TRADE_LITE", "E": 2001, "T": 2000, "s": "BTCUSDT", "q": "0.01", "p": "60000.0", "m": True,
+            "c": rec.client_id, "S": "BUY", "L": "60000.0", "l": "0.004", "t": 77, "i": 9}
+    con._on_user(orjson.dumps(lite))
+    assert [m.order.exec_qty for m in sent if isinstance(m, c.OrderUpdate)] == [0.004]
+    sent.clear()
+    con._register(7, c.RegisterInstrument("btcusdt", 0.1, 0.001))
+    replay = [m.order for m in sent if isinstance(m, c.OrderUpdate)]
+    assert [(o.order_id, o.status, o.leaves_qty, o.exec_qty) for o in replay] == [
+        (1, PARTIALLY_FILLED, pytest.approx(0.006), 0.0)]

@@ -372,7 +372,8 @@ class BinanceFuturesConnector:
                          r.client_id, r.bot_id)
                 r.bot_id = bot_id
             if r.bot_id == bot_id:
-                msgs.append(codec.OrderUpdate(symbol, r.order))
+                # the order's state only: its last fill reached the bot when it happened
+                msgs.append(codec.OrderUpdate(symbol, r.order._replace(exec_qty=0.0)))
         if symbol in self.positions:
             qty, ts = self.positions[symbol]
             msgs.append(codec.Position(symbol, qty, ts))
