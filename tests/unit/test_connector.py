@@ -490,3 +490,34 @@ def test_the_registration_replay_carries_no_execution():
     replay = [m.order for m in sent if isinstance(m, c.OrderUpdate)]
     assert [(o.order_id, o.status, o.leaves_qty, o.exec_qty) for o in replay] == [
         (1, PARTIALLY_FILLED, pytest.approx(0.006), 0.0)]
+
+
+def test_reconciliation_recovers_a_fill_of_a_dead_order_the_stream_lost():
+    """The cancel's reply says CANCELED with 0.004 executed, and the user stream dropped before delivering that
+    fill. The order is dead, yet after the reconnect reconciliation still asks for it: the bot gets the fill once,
+    and the stream's report of it, should it come after all, counts nothing."""
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+    body = {"clientOrderId": rec.client_id, "status": "CANCELED", "origQty": "0.01", "executedQty": "0.004",
+            "avgPrice": "60000.0", "price": "60000.0", "updateTime": 3000}
+    con.orders.mark_request(rec, CANCELED, 99)
+    assert con.orders.on_rest_order(rec, body, CANCELED).status == CANCELED  # the cancel's reply
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [])
+    answers["/fapi/v1/order"] = lambda p: RestReply(200, body)
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(200, [])
+
+    async def run():
+        con.request_reconcile("user stream reconnected")
+        await con._reconciler
+
+    asyncio.run(run())
+    fills = [m.order for m in sent if isinstance(m, c.OrderUpdate) and m.order.exec_qty > 0]
+    assert [(f.exec_qty, f.exec_price_tick, f.status) for f in fills] == [(0.004, 600000, CANCELED)]
+    late = {**ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=2500, L="60000.0"), "t": 5}
+    assert con.orders.on_ws_update(late, 2500) is None
+    assert con.orders.on_ws_update(ws(rec.client_id, "CANCELED", "CANCELED", 0.004, T=3000), 3000) is None
+    assert rec.client_id not in con.orders.by_client and not con.orders.unforwarded("btcusdt")

@@ -917,7 +917,8 @@ class BinanceFuturesConnector:
     async def _reconcile(self, symbol: str) -> None:
         """After a user-stream gap or a REST outage: make our view of open orders match the exchange's. Orders it
         no longer lists are asked for one by one (filled, cancelled, or unknown to an exchange that lost its
-        state: expired). Orders with a request in flight are left to that request's answer."""
+        state: expired), and so are dead ones with executions the stream has not delivered. Orders with a request
+        in flight are left to that request's answer."""
         reply = await self._safe_request("GET", "/fapi/v1/openOrders", {"symbol": symbol.upper()}, signed=True)
         if reply is None or not reply.ok:
             log.warning("%s: open orders unavailable (%s); not reconciled", symbol,
@@ -943,6 +944,6 @@ class BinanceFuturesConnector:
                                          {"symbol": symbol.upper(), "origClientOrderId": cid}, signed=True)
         if unknown_ours:
             await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
-        for rec in self.orders.open_orders(symbol):
+        for rec in self.orders.open_orders(symbol) + self.orders.unforwarded(symbol):
             if rec.client_id not in listed and not rec.inflight:
                 await self._resolve(rec, False, reconciling=True)

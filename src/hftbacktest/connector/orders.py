@@ -347,6 +347,12 @@ class OrderManager:
     def open_orders(self, symbol: str) -> list[ManagedOrder]:
         return [self.by_client[c] for (s, _), c in self.live.items() if s == symbol and c in self.by_client]
 
+    def unforwarded(self, symbol: str) -> list[ManagedOrder]:
+        """Dead orders with executions a reply reported that have not reached the bot (their user-stream reports
+        are still on the way, or were lost with the stream)."""
+        return [r for r in self.by_client.values() if r.symbol == symbol and r.reported_terminal
+                and r.cum_qty < r.order.qty - r.order.leaves_qty - _tolerance(r.order.qty)]
+
     def gc(self) -> int:
         """Drop terminal records one channel never confirmed after GC_AGE_S."""
         now = time.monotonic()
