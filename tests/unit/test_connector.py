@@ -439,3 +439,85 @@ def test_reconciliation_yields_to_a_request_sent_while_it_asked():
 
     asyncio.run(run())
     assert not [m for m in sent if isinstance(m, c.OrderUpdate)] and con.orders.find_live("btcusdt", 1) is rec
+
+
+def test_a_cancel_racing_a_fill_counts_the_fill_once():
+    """The grid's everyday race under load: the bot cancels an order that has just filled; the cancel is refused
+    (-2011), the connector asks for the order and hears FILLED before the user stream's TRADE_LITE and
+    ORDER_TRADE_UPDATE of that fill are read. The bot gets the fill once (its num_trades and balance)."""
+    import orjson
+
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+    answers["/fapi/v1/order"] = lambda p: {
+        "DELETE": RestReply(400, None, -2011, "Unknown order sent."),
+        "GET": RestReply(200, {"clientOrderId": rec.client_id, "status": "FILLED", "origQty": "0.01",
+                               "executedQty": "0.01", "avgPrice": "60000.0", "price": "60000.0",
+                               "updateTime": 2000}),
+    }[asked[-1][0]]
+    asyncio.run(con._cancel(7, "btcusdt", order(1)._replace(req=CANCELED)))
+    lite = {"e": "TRADE_LITE", "E": 2001, "T": 2000, "s": "BTCUSDT", "q": "0.01", "p": "60000.0", "m": True,
+            "c": rec.client_id, "S": "BUY", "L": "60000.0", "l": "0.01", "t": 77, "i": 9}
+    upd = {"e": "ORDER_TRADE_UPDATE", "E": 2002, "T": 2000,
+           "o": {**ws(rec.client_id, "TRADE", "FILLED", 0.01, l=0.01, L="60000.0"), "t": 77}}
+    assert not con._on_user(orjson.dumps(lite)) and not con._on_user(orjson.dumps(upd))
+    fills = [m.order for m in sent if isinstance(m, c.OrderUpdate) and m.order.exec_qty > 0]
+    assert [(f.exec_qty, f.exec_price_tick, f.status) for f in fills] == [(0.01, 600000, FILLED)]
+    assert rec.client_id not in con.orders.by_client  # both channels ended it: forgotten
+
+
+
+def test_the_registration_replay_carries_no_execution():
+    """A bot that fell behind re-registers; the replay of a partly filled live order restates the order, it is not
+    its last fill a second time (the bot counts every update with exec_qty > 0)."""
+    import orjson
+
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+    lite = {"e": "TRADE_LITE", "E": 2001, "T": 2000, "s": "BTCUSDT", "q": "0.01", "p": "60000.0", "m": True,
+            "c": rec.client_id, "S": "BUY", "L": "60000.0", "l": "0.004", "t": 77, "i": 9}
+    con._on_user(orjson.dumps(lite))
+    assert [m.order.exec_qty for m in sent if isinstance(m, c.OrderUpdate)] == [0.004]
+    sent.clear()
+    con._register(7, c.RegisterInstrument("btcusdt", 0.1, 0.001))
+    replay = [m.order for m in sent if isinstance(m, c.OrderUpdate)]
+    assert [(o.order_id, o.status, o.leaves_qty, o.exec_qty) for o in replay] == [
+        (1, PARTIALLY_FILLED, pytest.approx(0.006), 0.0)]
+
+
+def test_reconciliation_recovers_a_fill_of_a_dead_order_the_stream_lost():
+    """The cancel's reply says CANCELED with 0.004 executed, and the user stream dropped before delivering that
+    fill. The order is dead, yet after the reconnect reconciliation still asks for it: the bot gets the fill once,
+    and the stream's report of it, should it come after all, counts nothing."""
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000})
+    body = {"clientOrderId": rec.client_id, "status": "CANCELED", "origQty": "0.01", "executedQty": "0.004",
+            "avgPrice": "60000.0", "price": "60000.0", "updateTime": 3000}
+    con.orders.mark_request(rec, CANCELED, 99)
+    assert con.orders.on_rest_order(rec, body, CANCELED).status == CANCELED  # the cancel's reply
+    answers["/fapi/v1/openOrders"] = lambda p: RestReply(200, [])
+    answers["/fapi/v1/order"] = lambda p: RestReply(200, body)
+    answers["/fapi/v2/positionRisk"] = lambda p: RestReply(200, [])
+
+    async def run():
+        con.request_reconcile("user stream reconnected")
+        await con._reconciler
+
+    asyncio.run(run())
+    fills = [m.order for m in sent if isinstance(m, c.OrderUpdate) and m.order.exec_qty > 0]
+    assert [(f.exec_qty, f.exec_price_tick, f.status) for f in fills] == [(0.004, 600000, CANCELED)]
+    late = {**ws(rec.client_id, "TRADE", "PARTIALLY_FILLED", 0.004, l=0.004, T=2500, L="60000.0"), "t": 5}
+    assert con.orders.on_ws_update(late, 2500) is None
+    assert con.orders.on_ws_update(ws(rec.client_id, "CANCELED", "CANCELED", 0.004, T=3000), 3000) is None
+    assert rec.client_id not in con.orders.by_client and not con.orders.unforwarded("btcusdt")

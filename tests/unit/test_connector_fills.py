@@ -125,3 +125,55 @@ def test_the_user_streams_new_event_answers_a_pending_submit():
     done = om.on_rest_order(rec, {"status": "CANCELED", "origQty": "0.002", "executedQty": "0", "updateTime": 960},
                             CANCELED)
     assert done.status == CANCELED and done.req == NONE
+
+
+def _rest(executed, status, T, avg="60000.0"):
+    return {"status": status, "origQty": "0.002", "executedQty": str(executed), "avgPrice": avg,
+            "price": "60000.0", "updateTime": T}
+
+
+@pytest.mark.parametrize("rest_after", [1, 2])  # the REST answer saw one fill or both
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
+@pytest.mark.parametrize("rest_at", range(5))
+def test_a_fill_seen_by_rest_before_the_user_stream_is_counted_once(order, rest_at, rest_after):
+    """A cancel refused with -2011 (the order filled meanwhile), a submit timeout or a reconciliation asks
+    GET /fapi/v1/order; under load its answer can be ahead of the user stream, whose TRADE_LITE and
+    ORDER_TRADE_UPDATE of the same fills then arrive after it. Every execution reaches the bot exactly once."""
+    om, rec = _placed()
+    stream = [(TWO_FILLS[i][0], TWO_FILLS[i][1](rec.client_id)) for i in order]
+    if rest_after == 1:
+        stream = [e for e in stream if e[1]["t"] == 11]  # the REST answer is older than the second fill
+    body = _rest(0.001 * rest_after, "FILLED" if rest_after == 2 else "PARTIALLY_FILLED", 2000 + rest_after)
+    rest_at = min(rest_at, len(stream))
+    out = _feed(om, rec, stream[:rest_at])
+    fwd = om.on_rest_catch_up(rec, body)
+    if fwd is not None:
+        out.append((fwd.exec_qty, fwd.status))
+    out += _feed(om, rec, stream[rest_at:])
+    if rest_after == 1:
+        out += _feed(om, rec, [(TWO_FILLS[i][0], TWO_FILLS[i][1](rec.client_id)) for i in order if i % 2])
+    assert sum(q for q, _ in out) == pytest.approx(0.002)
+    assert rec.cum_qty == pytest.approx(0.002)
+    assert om.find_live("btcusdt", 1) is None
+
+
+def test_fills_the_user_stream_lost_come_from_rest_and_later_ones_from_the_stream():
+    """A user-stream gap swallowed the first fill: REST supplies it, the stream the second one, each once."""
+    om, rec = _placed()
+    fwd = om.on_rest_catch_up(rec, _rest(0.001, "PARTIALLY_FILLED", 2000))
+    assert fwd.exec_qty == pytest.approx(0.001)
+    out = _feed(om, rec, [("lite", _lite(rec.client_id, 12, 0.001, 2001)),
+                          ("upd", _update(rec.client_id, 12, 0.001, 0.002, 2001))])
+    assert [q for q, _ in out if q > 0] == [0.001] and rec.order.status == FILLED
+
+
+def test_a_fill_reported_after_both_channels_ended_the_order_still_counts():
+    """The last fill's ORDER_TRADE_UPDATE and a REST reply both say FILLED while the first fill's reports are still
+    on their way: the record stays until they came, so that fill is not lost."""
+    om, rec = _placed()
+    assert om.on_ws_update(_update(rec.client_id, 12, 0.001, 0.002, 2001), 2001).order.exec_qty == 0.001
+    om.on_rest_order(rec, _rest(0.002, "FILLED", 2001), CANCELED)  # a cancel's reply: the order filled meanwhile
+    late = om.on_trade_lite(_lite(rec.client_id, 11, 0.001, 2000))
+    assert late is not None and late.order.exec_qty == 0.001 and late.order.status == FILLED
+    assert om.on_ws_update(_update(rec.client_id, 11, 0.001, 0.001, 2000), 2000) is None
+    assert rec.client_id not in om.by_client  # every execution forwarded: forgotten

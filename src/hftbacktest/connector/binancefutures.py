@@ -372,7 +372,8 @@ class BinanceFuturesConnector:
                          r.client_id, r.bot_id)
                 r.bot_id = bot_id
             if r.bot_id == bot_id:
-                msgs.append(codec.OrderUpdate(symbol, r.order))
+                # the order's state only: its last fill reached the bot when it happened
+                msgs.append(codec.OrderUpdate(symbol, r.order._replace(exec_qty=0.0)))
         if symbol in self.positions:
             qty, ts = self.positions[symbol]
             msgs.append(codec.Position(symbol, qty, ts))
@@ -916,7 +917,8 @@ class BinanceFuturesConnector:
     async def _reconcile(self, symbol: str) -> None:
         """After a user-stream gap or a REST outage: make our view of open orders match the exchange's. Orders it
         no longer lists are asked for one by one (filled, cancelled, or unknown to an exchange that lost its
-        state: expired). Orders with a request in flight are left to that request's answer."""
+        state: expired), and so are dead ones with executions the stream has not delivered. Orders with a request
+        in flight are left to that request's answer."""
         reply = await self._safe_request("GET", "/fapi/v1/openOrders", {"symbol": symbol.upper()}, signed=True)
         if reply is None or not reply.ok:
             log.warning("%s: open orders unavailable (%s); not reconciled", symbol,
@@ -942,6 +944,6 @@ class BinanceFuturesConnector:
                                          {"symbol": symbol.upper(), "origClientOrderId": cid}, signed=True)
         if unknown_ours:
             await self._adopt_open_orders(symbol, self.symbol_info[symbol][0])
-        for rec in self.orders.open_orders(symbol):
+        for rec in self.orders.open_orders(symbol) + self.orders.unforwarded(symbol):
             if rec.client_id not in listed and not rec.inflight:
                 await self._resolve(rec, False, reconciling=True)

@@ -31,6 +31,10 @@ SIDE_NAME, TIF_NAME, ORDER_TYPE_NAME = ({v: k for k, v in m.items()} for m in (S
 ALIVE = (NEW, PARTIALLY_FILLED)
 
 
+def _tolerance(qty: float) -> float:
+    return 1e-9 * max(qty, 1.0)
+
+
 def is_terminal(status: int) -> bool:
     return status not in ALIVE and status != UNSUPPORTED  # an unknown status is not proof of death
 
@@ -49,11 +53,13 @@ class ManagedOrder:
     order: WireOrder
     removed_by_ws: bool = False
     removed_by_rest: bool = False
-    cum_qty: float = 0.0  # last forwarded cumulative fill
+    cum_qty: float = 0.0  # sum of the forwarded fills
     cum_value: float = 0.0  # sum of price x qty of the forwarded fills
     dead_since: float = 0.0
     inflight: int = 0  # REST requests for this order not yet answered (reconciliation leaves such orders alone)
     trade_ids: set = field(default_factory=set)  # fills already forwarded (TRADE_LITE and ORDER_TRADE_UPDATE)
+    # REST answers can be ahead of the user stream; the stream's reports of the fills they covered come later
+    rest_cum: float = 0.0  # cumulative fill up to which a REST answer forwarded fills the stream had not
 
     @property
     def reported_terminal(self) -> bool:
@@ -126,7 +132,13 @@ class OrderManager:
         self.live.pop((rec.symbol, rec.order.order_id), None)
         if not rec.dead_since:
             rec.dead_since = time.monotonic()
-        if rec.removed_by_ws and rec.removed_by_rest:
+        self._forget_if_done(rec)
+
+    def _forget_if_done(self, rec: ManagedOrder) -> None:
+        """Drop the record once both channels reported it dead and every execution they reported was forwarded:
+        a fill's own reports can still be on their way when a later fill's ORDER_TRADE_UPDATE ended the order."""
+        executed = rec.order.qty - rec.order.leaves_qty
+        if rec.removed_by_ws and rec.removed_by_rest and rec.cum_qty >= executed - _tolerance(rec.order.qty):
             self.by_client.pop(rec.client_id, None)
 
     def on_rest_order(self, rec: ManagedOrder, body: dict, answers: int | None = None) -> WireOrder | None:
@@ -160,8 +172,9 @@ class OrderManager:
         return None if already_final else rec.order
 
     def on_rest_catch_up(self, rec: ManagedOrder, body: dict, answers: int | None = None) -> WireOrder | None:
-        """The REST view of an order after a user-stream gap: its state, plus the fills the stream missed as one
-        execution at their average price (so the bot's balance and trade count stay right)."""
+        """The REST view of an order (after a user-stream gap, a refused cancel, an unknown outcome): its state,
+        plus the fills the stream has not reported as one execution at their average price (so the bot's balance
+        and trade count stay right)."""
         cum = float(body.get("executedQty") or 0.0)
         missed = cum - rec.cum_qty
         fwd = self.on_rest_order(rec, body, answers)
@@ -171,7 +184,8 @@ class OrderManager:
         total = float(body.get("avgPrice") or 0.0) * cum
         price = (total - rec.cum_value) / missed
         rec.cum_qty, rec.cum_value = cum, total
-        log.info("%s %s: %s filled while the user stream was down", rec.symbol, rec.client_id, missed)
+        rec.rest_cum = max(rec.rest_cum, cum)  # the stream's own reports of these fills must not count them again
+        log.info("%s %s: %s filled before the user stream reported it", rec.symbol, rec.client_id, missed)
         return rec.order._replace(exec_qty=missed, exec_price_tick=round(price / tick))
 
     def on_rest_failure(self, rec: ManagedOrder, is_submit: bool, exch_ts: int = 0) -> WireOrder | None:
@@ -209,8 +223,11 @@ class OrderManager:
         exch_ts = int(o.get("T") or event_ts_ms) * 1_000_000
         status = STATUS.get(o.get("X", ""), UNSUPPORTED)
         cum = float(o.get("z") or 0.0)
-        is_new_fill = o.get("x") == "TRADE" and (
-            self._first_sight(rec, o["t"]) if o.get("t") is not None else cum > rec.cum_qty)
+        is_new_fill = False
+        if o.get("x") == "TRADE":
+            is_new_fill = self._first_sight(rec, o["t"]) if o.get("t") is not None else cum > rec.cum_qty
+            if cum <= rec.rest_cum + _tolerance(rec.order.qty):
+                is_new_fill = False  # a REST answer already forwarded this fill (its trade id is now seen)
         cur = rec.order
         if exch_ts < cur.exch_timestamp and not is_new_fill:
             return None
@@ -244,7 +261,7 @@ class OrderManager:
             # sent meanwhile (e.g. a modify) with the old state, before its real answer arrives.
             return None
         if is_new_fill:
-            rec.cum_qty = max(rec.cum_qty, cum)  # a TRADE_LITE may have counted it first
+            rec.cum_qty += upd.exec_qty
             rec.cum_value += upd.exec_qty * float(o.get("L") or 0.0)
             log.debug("fill %s %s l=%s L=%s n=%s %s rp=%s", rec.symbol, rec.client_id, o.get("l"), o.get("L"),
                       o.get("n"), o.get("N"), o.get("rp"))
@@ -257,6 +274,8 @@ class OrderManager:
         rec.order = upd
         if is_terminal(status):
             self._terminal(rec, "removed_by_ws")
+        else:
+            self._forget_if_done(rec)
         return rec
 
     @staticmethod
@@ -273,12 +292,19 @@ class OrderManager:
         arriving after its update). Returns the record to forward, or None."""
         rec = self.by_client.get(m.get("c", ""))
         last = float(m.get("l") or 0.0)
-        if rec is None or last <= 0.0 or m.get("t") is None or not self._first_sight(rec, m["t"]):
+        if rec is None or last <= 0.0 or m.get("t") is None:
+            return None
+        if rec.rest_cum > 0.0:
+            # A REST answer forwarded fills the stream had not reported. A TRADE_LITE has no cumulative quantity
+            # to tell whether it is one of them (nor is the stream's order of the two events fixed): from then on
+            # this order's ORDER_TRADE_UPDATEs (`z`) decide.
+            return None
+        if not self._first_sight(rec, m["t"]):
             return None
         cur = rec.order
         qty = float(m.get("q") or cur.qty)
         cum = rec.cum_qty + last
-        status = FILLED if cum >= qty - 1e-9 * max(qty, 1.0) else PARTIALLY_FILLED
+        status = FILLED if cum >= qty - _tolerance(qty) else PARTIALLY_FILLED
         tick = cur.tick_size
         rec.cum_qty = cum
         rec.cum_value += last * float(m.get("L") or 0.0)
@@ -294,6 +320,8 @@ class OrderManager:
         )
         if status == FILLED:
             self._terminal(rec, "removed_by_ws")
+        else:
+            self._forget_if_done(rec)
         return rec
 
     def on_exchange_fill(self, ev: dict, tick: float, event_ts_ms: int) -> WireOrder | None:
@@ -318,6 +346,12 @@ class OrderManager:
 
     def open_orders(self, symbol: str) -> list[ManagedOrder]:
         return [self.by_client[c] for (s, _), c in self.live.items() if s == symbol and c in self.by_client]
+
+    def unforwarded(self, symbol: str) -> list[ManagedOrder]:
+        """Dead orders with executions a reply reported that have not reached the bot (their user-stream reports
+        are still on the way, or were lost with the stream)."""
+        return [r for r in self.by_client.values() if r.symbol == symbol and r.reported_terminal
+                and r.cum_qty < r.order.qty - r.order.leaves_qty - _tolerance(r.order.qty)]
 
     def gc(self) -> int:
         """Drop terminal records one channel never confirmed after GC_AGE_S."""
