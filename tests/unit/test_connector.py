@@ -221,6 +221,26 @@ def test_user_stream_echo_of_a_rest_reply_is_not_forwarded():
     assert amended.order.price_tick == 600005 and amended.order.req == NONE  # the amendment answers the modify
 
 
+def test_a_late_amendment_event_does_not_answer_the_next_modify():
+    """Modify 1 is answered by its reply; its user-stream AMENDMENT arrives only while modify 2 is pending. That
+    event shows modify 1's price and qty, so modify 2 stays pending until its own answer (here: Binance cancels
+    the GTX order the amendment would make take)."""
+    om = OrderManager("")
+    rec = om.submit(1, "btcusdt", order())
+    om.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000,
+                           "price": "60000.0"})
+    om.mark_request(rec, REPLACED, 10, target=(600005, 0.02))
+    first = om.on_rest_order(rec, {"status": "NEW", "origQty": "0.02", "executedQty": "0", "updateTime": 1100,
+                                   "price": "60000.5"}, REPLACED)
+    assert first.req == NONE and first.price_tick == 600005
+    om.mark_request(rec, REPLACED, 20, target=(610000, 0.02))
+    late = om.on_ws_update({**ws(rec.client_id, "AMENDMENT", "NEW", 0, T=1100), "p": "60000.5", "q": "0.02"}, 1100)
+    assert late is None or late.order.req == REPLACED
+    assert rec.order.req == REPLACED  # still waiting for modify 2's answer
+    done = om.on_ws_update(ws(rec.client_id, "CANCELED", "CANCELED", 0, T=1200), 1200)
+    assert done.order.status == CANCELED and done.order.req == NONE
+
+
 def test_rejected_submit_expires_and_unknown_enum_is_kept():
     om = OrderManager("p")
     rec = om.submit(1, "btcusdt", order())

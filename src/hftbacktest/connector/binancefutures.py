@@ -522,7 +522,7 @@ class BinanceFuturesConnector:
             self.send(bot_id, codec.OrderUpdate(symbol, order._replace(req=NONE)))
             self.error(ErrorKind.OrderError, {"code": -2013, "msg": "Order does not exist."}, bot_id=bot_id)
             return
-        self.orders.mark_request(rec, REPLACED, order.local_timestamp)
+        self.orders.mark_request(rec, REPLACED, order.local_timestamp, target=(order.price_tick, order.qty))
         tick, lot = self.symbol_info.get(symbol, (order.tick_size, 0.0))
         params = {
             "symbol": symbol.upper(),

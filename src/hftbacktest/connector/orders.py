@@ -60,6 +60,9 @@ class ManagedOrder:
     trade_ids: set = field(default_factory=set)  # fills already forwarded (TRADE_LITE and ORDER_TRADE_UPDATE)
     # REST answers can be ahead of the user stream; the stream's reports of the fills they covered come later
     rest_cum: float = 0.0  # cumulative fill up to which a REST answer forwarded fills the stream had not
+    # (price tick, qty) the pending modify asks for: only the user stream's AMENDMENT showing them answers it (an
+    # earlier amendment's event can arrive after that amendment's own reply, while the next modify is pending)
+    modify_target: tuple | None = None
 
     @property
     def reported_terminal(self) -> bool:
@@ -123,8 +126,10 @@ class OrderManager:
         cid = self.live.get((symbol, order_id))
         return self.by_client.get(cid) if cid else None
 
-    def mark_request(self, rec: ManagedOrder, req: int, local_ts: int) -> None:
+    def mark_request(self, rec: ManagedOrder, req: int, local_ts: int, target: tuple | None = None) -> None:
+        """A request of the bot is pending; `target`: the (price tick, qty) a modify asks for."""
         rec.order = rec.order._replace(req=req, local_timestamp=local_ts)
+        rec.modify_target = target if req == REPLACED else None
 
     # --- replies --------------------------------------------------------------------------------
     def _terminal(self, rec: ManagedOrder, channel: str) -> None:
@@ -246,7 +251,8 @@ class OrderManager:
             exec_price_tick=round(float(o.get("L") or 0.0) / tick) if tick and is_new_fill else 0,
             maker=bool(o.get("m", False)) if is_new_fill else cur.maker,
         )
-        if (o.get("x"), cur.req) in (("NEW", NEW), ("AMENDMENT", REPLACED)):
+        answers_modify = o.get("x") == "AMENDMENT" and cur.req == REPLACED and self._shows_target(rec, o, tick)
+        if (o.get("x") == "NEW" and cur.req == NEW) or answers_modify:
             # The exchange accepted the order (or the amendment): the request is answered, though its reply may
             # still be on its way (the user stream often wins over the WS API or REST reply).
             upd = upd._replace(req=NONE)
@@ -277,6 +283,15 @@ class OrderManager:
         else:
             self._forget_if_done(rec)
         return rec
+
+    @staticmethod
+    def _shows_target(rec: ManagedOrder, o: dict, tick: float) -> bool:
+        """Whether an AMENDMENT event shows the price and qty the pending modify asked for."""
+        if rec.modify_target is None or not tick:
+            return True
+        price_tick, qty = rec.modify_target
+        return (round(float(o.get("p") or 0.0) / tick) == price_tick
+                and abs(float(o.get("q") or 0.0) - qty) <= _tolerance(qty))
 
     @staticmethod
     def _first_sight(rec: ManagedOrder, trade_id) -> bool:
