@@ -241,6 +241,25 @@ def test_a_late_amendment_event_does_not_answer_the_next_modify():
     assert done.order.status == CANCELED and done.order.req == NONE
 
 
+def test_a_late_amendment_event_does_not_answer_a_modify_that_changes_nothing():
+    """Modify 1 is answered by its reply; modify 2 asks for the same price and qty (Binance refuses it with -5027,
+    no event follows). Modify 1's late AMENDMENT shows exactly modify 2's values: it must not answer modify 2,
+    else the bot moves on and modify 2's refusal lands on the next request (CI failure of the live e2e)."""
+    om = OrderManager("")
+    rec = om.submit(1, "btcusdt", order())
+    om.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000,
+                           "price": "60000.0"})
+    om.mark_request(rec, REPLACED, 10, target=(600005, 0.02))
+    om.on_rest_order(rec, {"status": "NEW", "origQty": "0.02", "executedQty": "0", "updateTime": 1100,
+                           "price": "60000.5"}, REPLACED)
+    om.mark_request(rec, REPLACED, 20, target=(600005, 0.02))
+    late = om.on_ws_update({**ws(rec.client_id, "AMENDMENT", "NEW", 0, T=1100), "p": "60000.5", "q": "0.02"}, 1100)
+    assert late is None or late.order.req == REPLACED
+    assert rec.order.req == REPLACED  # modify 2 still waits for its own (refusing) reply
+    refused = om.on_rest_failure(rec, False)
+    assert refused.req == NONE and refused.price_tick == 600005 and refused.status == NEW
+
+
 def test_rejected_submit_expires_and_unknown_enum_is_kept():
     om = OrderManager("p")
     rec = om.submit(1, "btcusdt", order())
@@ -541,3 +560,23 @@ def test_reconciliation_recovers_a_fill_of_a_dead_order_the_stream_lost():
     assert con.orders.on_ws_update(late, 2500) is None
     assert con.orders.on_ws_update(ws(rec.client_id, "CANCELED", "CANCELED", 0.004, T=3000), 3000) is None
     assert rec.client_id not in con.orders.by_client and not con.orders.unforwarded("btcusdt")
+
+
+def test_a_refused_modify_sends_its_error_before_the_answer():
+    """IPC keeps the order of messages; the OrderError goes first, so a strategy whose wait returns on the answer
+    has had the refusal through its error handler (else the error could arrive after the strategy ended)."""
+    from hftbacktest.connector.rest import RestReply
+    from hftbacktest.live.ipc import codec as c
+
+    con, sent, answers, asked = _offline_connector()
+    rec = con.orders.submit(7, "btcusdt", order(1))
+    con.orders.on_rest_order(rec, {"status": "NEW", "origQty": "0.01", "executedQty": "0", "updateTime": 1000,
+                                   "price": "60000.0"})
+    answers["/fapi/v1/order"] = lambda p: RestReply(400, None, -5027, "No need to modify the order.")
+    asyncio.run(con._modify(7, "btcusdt", order(1)._replace(req=REPLACED)))
+    kinds = [type(m) for m in sent if isinstance(m, (c.Error, c.OrderUpdate))]
+    assert kinds == [c.Error, c.OrderUpdate]
+    assert sent[0].value["code"] == -5027 and sent[-1].order.req == NONE
+    sent.clear()
+    asyncio.run(con._modify(7, "btcusdt", order(99)._replace(req=REPLACED)))  # not an order of this connector
+    assert [type(m) for m in sent] == [c.Error, c.OrderUpdate] and sent[0].value["code"] == -2013

@@ -452,8 +452,14 @@ class BinanceFuturesConnector:
         return params
 
     def _refuse(self, bot_id: int, symbol: str, order, value: Any) -> None:
-        self.send(bot_id, codec.OrderUpdate(symbol, order._replace(status=EXPIRED, req=NONE)))
+        self._answer_refused(bot_id, symbol, order._replace(status=EXPIRED, req=NONE), value)
+
+    def _answer_refused(self, bot_id: int, symbol: str, order, value: Any) -> None:
+        """The OrderError first, then the order update that answers the request: IPC keeps the order, so the error
+        handler has heard the refusal by the time the strategy's wait for the answer returns."""
         self.error(ErrorKind.OrderError, value, bot_id=bot_id)
+        if order is not None:
+            self.send(bot_id, codec.OrderUpdate(symbol, order))
 
     async def _submit(self, bot_id: int, symbol: str, order) -> None:
         if not self.cfg.has_credentials:
@@ -499,28 +505,23 @@ class BinanceFuturesConnector:
         state is asked for next. A hook for the journal."""
 
     def _fail(self, rec: ManagedOrder, is_submit: bool, value: Any) -> None:
-        fwd = self.orders.on_rest_failure(rec, is_submit)
-        if fwd is not None:
-            self.publish_order(rec, fwd)
-        self.error(ErrorKind.OrderError, value, bot_id=rec.bot_id)
+        self._answer_refused(rec.bot_id, rec.symbol, self.orders.on_rest_failure(rec, is_submit), value)
 
     async def _cancel(self, bot_id: int, symbol: str, order) -> None:
         rec = self.orders.find_live(symbol, order.order_id)
         if rec is None:
-            self.send(bot_id, codec.OrderUpdate(symbol, order._replace(req=NONE)))
-            self.error(ErrorKind.OrderError, {"code": -2011, "msg": "Unknown order sent."}, bot_id=bot_id)
+            self._answer_refused(bot_id, symbol, order._replace(req=NONE), {"code": -2011, "msg": "Unknown order sent."})
             return
         self.orders.mark_request(rec, CANCELED, order.local_timestamp)
         params = {"symbol": symbol.upper(), "origClientOrderId": rec.client_id}
         await self._change_order(rec, "DELETE", params, gone_code=-2011, what="cancel")
 
     async def _modify(self, bot_id: int, symbol: str, order) -> None:
-        """Amend price and quantity (`PUT /fapi/v1/order`). A refusal leaves the order as it was: the bot gets the
-        exchange-confirmed price/qty back with `req=NONE`, then the OrderError."""
+        """Amend price and quantity (`PUT /fapi/v1/order`). A refusal leaves the order as it was: the bot hears the
+        OrderError, then gets the exchange-confirmed price/qty back with `req=NONE`."""
         rec = self.orders.find_live(symbol, order.order_id)
         if rec is None:
-            self.send(bot_id, codec.OrderUpdate(symbol, order._replace(req=NONE)))
-            self.error(ErrorKind.OrderError, {"code": -2013, "msg": "Order does not exist."}, bot_id=bot_id)
+            self._answer_refused(bot_id, symbol, order._replace(req=NONE), {"code": -2013, "msg": "Order does not exist."})
             return
         self.orders.mark_request(rec, REPLACED, order.local_timestamp, target=(order.price_tick, order.qty))
         tick, lot = self.symbol_info.get(symbol, (order.tick_size, 0.0))
@@ -590,10 +591,10 @@ class BinanceFuturesConnector:
             if reply is not None and reply.code == -2013:
                 log.warning("order %s: the exchange does not know it; expired", rec.client_id)
                 fwd = self.orders.expire_unknown(rec)
-                if fwd is not None:
-                    self.publish_order(rec, fwd)
                 if is_submit:
-                    self.error(ErrorKind.OrderError, {"code": -2013, "msg": "Order does not exist."}, bot_id=rec.bot_id)
+                    self._answer_refused(rec.bot_id, rec.symbol, fwd, {"code": -2013, "msg": "Order does not exist."})
+                elif fwd is not None:
+                    self.publish_order(rec, fwd)
                 return
             await asyncio.sleep(delay)
             delay *= 2

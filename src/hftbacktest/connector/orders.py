@@ -35,6 +35,14 @@ def _tolerance(qty: float) -> float:
     return 1e-9 * max(qty, 1.0)
 
 
+UNCHANGED = ("unchanged",)  # modify_target of an amendment asking for the price and qty the order already has
+
+
+def _same_state(order: WireOrder, target: tuple) -> bool:
+    price_tick, qty = target
+    return order.price_tick == price_tick and abs(order.qty - qty) <= _tolerance(qty)
+
+
 def is_terminal(status: int) -> bool:
     return status not in ALIVE and status != UNSUPPORTED  # an unknown status is not proof of death
 
@@ -128,6 +136,10 @@ class OrderManager:
 
     def mark_request(self, rec: ManagedOrder, req: int, local_ts: int, target: tuple | None = None) -> None:
         """A request of the bot is pending; `target`: the (price tick, qty) a modify asks for."""
+        if req == REPLACED and target is not None and _same_state(rec.order, target):
+            # Binance refuses an amendment that changes nothing (-5027) and no AMENDMENT event follows; a late
+            # event of the previous amendment shows these very values and must not answer this one
+            target = UNCHANGED
         rec.order = rec.order._replace(req=req, local_timestamp=local_ts)
         rec.modify_target = target if req == REPLACED else None
 
@@ -287,6 +299,8 @@ class OrderManager:
     @staticmethod
     def _shows_target(rec: ManagedOrder, o: dict, tick: float) -> bool:
         """Whether an AMENDMENT event shows the price and qty the pending modify asked for."""
+        if rec.modify_target is UNCHANGED:
+            return False
         if rec.modify_target is None or not tick:
             return True
         price_tick, qty = rec.modify_target
